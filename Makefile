@@ -1,0 +1,42 @@
+# lmscale: two commands do all the set-up.
+#   make demo   the main job (creates .venv, installs, runs `lmscale demo`)
+#   make test   the test suite (creates .venv, installs, runs pytest + ruff)
+#
+# TORCH picks the PyTorch requirement. The default pin installs the CPU build
+# where a local wheel exists (as on the project's CI machines) and the
+# standard build elsewhere. GPU users: make test TORCH="torch>=2.4"
+# or TORCH="torch --index-url https://download.pytorch.org/whl/cu124".
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lmscale-installed
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench setup system-packages clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[dev,ray,hf]"
+	touch $(STAMP)
+
+setup: $(STAMP) system-packages
+
+system-packages:
+	@bash scripts/install-system-packages.sh
+
+demo: setup
+	$(BIN)/lmscale demo $(DEMO_ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

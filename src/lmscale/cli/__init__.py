@@ -1,0 +1,76 @@
+"""The ``lmscale`` command line: a thin layer over the Python API.
+
+Each sub-command lives in its own module ``lmscale.cli.<name>`` exposing
+``register(subparsers)``, which adds its parser and sets ``func`` to the
+handler. Registration must stay cheap: heavy imports (torch, matplotlib,
+ray) happen inside handlers, so ``lmscale fit`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from lmscale import __version__
+from lmscale.errors import LmscaleError
+
+#: Sub-commands in the order ``lmscale --help`` lists them.
+SUBCOMMANDS = ("data", "model", "train", "sweep", "fit", "laws", "plan", "report", "demo")
+
+DESCRIPTION = """\
+lmscale: train language-model families, fit scaling laws, plan compute.
+
+The flow of a study, left to right:
+  lmscale data prepare   real text -> tokenizer -> token shards
+  lmscale model describe parameters and FLOPs of a shape ([K] table 1)
+  lmscale train          one run -> learning curve, noise scale, losses
+  lmscale sweep run      a TOML study -> many runs -> one SQLite store
+  lmscale fit            power laws with bootstrap intervals
+  lmscale plan           compute-optimal N, D, batch for a budget
+  lmscale report         the paper's figures from your own study
+  lmscale demo           all of the above at the scale of this machine
+
+Run 'lmscale COMMAND --help' for the options of each. Errors in your
+input exit with status 2 and a message that says what and where.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lmscale",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lmscale {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"lmscale.cli.{name}")
+        except ModuleNotFoundError as exc:  # a sub-command not shipped in this build
+            if exc.name == f"lmscale.cli.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2 if args.command is None else 0
+    try:
+        result = args.func(args)
+    except LmscaleError as exc:
+        print(f"lmscale {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lmscale {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The run specification: everything one training run needs ([K] section 7).
+
+Pure Python (no torch), so sweeps can expand, hash and validate runs without
+a training stack. Every knob is a documented field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from lmscale.errors import SpecError
+from lmscale.models.spec import ModelSpec
+
+SCHEDULES = ("cosine", "wsd", "constant")
+BUDGET_KINDS = ("tokens", "steps", "flops")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One run: a model, a data set size or compute budget, and the recipe.
+
+    Exactly one of ``tokens``, ``steps`` and ``flops`` sets the budget.
+
+    Attributes:
+        model: the model shape.
+        data_dir: directory of prepared token shards (``lmscale data prepare``).
+        tokens: training budget D in tokens (the first D tokens of the fixed
+            shuffled order; the run repeats them if it trains longer).
+        steps: budget in optimizer steps.
+        flops: budget in training FLOPs (6 N per token, [K] section 2.1).
+        dataset_tokens: size of the training set drawn from the shards, if
+            smaller than the budget (multiple epochs; for L(N, D) studies).
+            ``None`` means as many tokens as the budget needs.
+        batch_tokens: batch size B in tokens (a multiple of ``model.n_ctx``).
+        micro_batch_tokens: tokens per forward/backward pass; B is reached by
+            gradient accumulation. ``None`` chooses it from memory.
+        lr: peak learning rate; ``None`` uses LR(N) of [K] eq. D.1.
+        schedule: ``cosine`` (linear warm-up, cosine decay to zero, [K]),
+            ``wsd`` (warm-up, stable, linear decay over ``decay_fraction``),
+            or ``constant`` after warm-up.
+        warmup_steps: linear warm-up length; ``None`` = min(3000, 5% of steps).
+        decay_fraction: final fraction of steps spent decaying under ``wsd``.
+        min_lr_ratio: learning rate at the end, as a fraction of the peak.
+        weight_decay: AdamW decoupled weight decay.
+        beta1, beta2, eps: AdamW moments.
+        grad_clip: clip the global gradient norm to this (0 disables).
+        seed: seeds initialisation and data order.
+        early_stopping: stop when test loss has not improved for
+            ``patience`` evaluations ("trained to convergence" for L(N)).
+        patience: evaluations without improvement before stopping.
+        eval_tokens: tokens of each test split used per evaluation.
+        eval_distributions: names of the distributions to evaluate
+            (``None``: every prepared one).
+        curve_points_per_decade: learning-curve points per decade of tokens.
+        noise_scale: measure the gradient noise scale B_simple ([K] 5.1).
+        device: ``auto`` (CUDA if present), ``cpu`` or ``cuda``.
+        compile: ``torch.compile`` the model (``None``: on CUDA only).
+        threads: torch intra-op threads (``None``: all this process may use).
+        checkpoint_dir: where checkpoints go (``None``: no checkpoints).
+        checkpoint_every_s: seconds between checkpoints.
+    """
+
+    model: ModelSpec
+    data_dir: str
+    tokens: int | None = None
+    steps: int | None = None
+    flops: float | None = None
+    dataset_tokens: int | None = None
+    batch_tokens: int = 8192
+    micro_batch_tokens: int | None = None
+    lr: float | None = None
+    schedule: str = "cosine"
+    warmup_steps: int | None = None
+    decay_fraction: float = 0.2
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    seed: int = 0
+    early_stopping: bool = False
+    patience: int = 3
+    eval_tokens: int = 65536
+    eval_distributions: tuple[str, ...] | None = None
+    curve_points_per_decade: int = 8
+    noise_scale: bool = True
+    device: str = "auto"
+    compile: bool | None = None
+    threads: int | None = None
+    checkpoint_dir: str | None = None
+    checkpoint_every_s: float = 60.0
+    _extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            object.__setattr__(self, "model", ModelSpec.from_dict(self.model))
+        if isinstance(self.eval_distributions, list):
+            object.__setattr__(self, "eval_distributions", tuple(self.eval_distributions))
+        self.validate()
+
+    def validate(self, where: str | None = None) -> None:
+        """Raise :class:`SpecError` on the first bad field."""
+        given = [k for k in BUDGET_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise SpecError("budget", given or None, "exactly one of tokens, steps, flops", where)
+        for name in ("tokens", "steps", "dataset_tokens", "batch_tokens", "micro_batch_tokens"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise SpecError(name, value, "a positive integer", where)
+        if self.flops is not None and not (isinstance(self.flops, int | float) and self.flops > 0):
+            raise SpecError("flops", self.flops, "a positive number of FLOPs", where)
+        if self.batch_tokens % self.model.n_ctx != 0:
+            raise SpecError(
+                "batch_tokens", self.batch_tokens, f"a positive multiple of n_ctx = {self.model.n_ctx}", where
+            )
+        if self.micro_batch_tokens is not None and (
+            self.micro_batch_tokens % self.model.n_ctx or self.batch_tokens % self.micro_batch_tokens
+        ):
+            raise SpecError(
+                "micro_batch_tokens", self.micro_batch_tokens,
+                f"a multiple of n_ctx = {self.model.n_ctx} that divides batch_tokens = {self.batch_tokens}", where,
+            )
+        if self.lr is not None and not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise SpecError("lr", self.lr, "a positive learning rate or null for [K] eq. D.1", where)
+        if self.schedule not in SCHEDULES:
+            raise SpecError("schedule", self.schedule, f"one of {', '.join(SCHEDULES)}", where)
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise SpecError("device", self.device, "auto, cpu or cuda", where)
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise SpecError("min_lr_ratio", self.min_lr_ratio, "a number in [0, 1]", where)
+        if not 0.0 < self.decay_fraction <= 1.0:
+            raise SpecError("decay_fraction", self.decay_fraction, "a number in (0, 1]", where)
+        if self.patience < 1:
+            raise SpecError("patience", self.patience, "a positive integer", where)
+
+    # -- identity -----------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        data["model"] = self.model.to_dict()
+        if data["eval_distributions"] is not None:
+            data["eval_distributions"] = list(data["eval_distributions"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str | None = None) -> TrainConfig:
+        known = {f.name for f in fields(cls) if not f.name.startswith("_")}
+        for key in data:
+            if key not in known:
+                raise SpecError(key, data[key], f"a known run field ({', '.join(sorted(known))})", where)
+        data = dict(data)
+        data["model"] = ModelSpec.from_dict(dict(data["model"]), where=where) if isinstance(
+            data.get("model"), dict) else data.get("model")
+        try:
+            return cls(**data)
+        except SpecError as exc:
+            if where and not exc.where:
+                raise SpecError(exc.field, exc.value, exc.expected, where) from None
+            raise
+
+    #: Fields that change where or how fast a run executes but not its result.
+    EXECUTION_FIELDS = ("device", "compile", "threads", "checkpoint_dir", "checkpoint_every_s")
+
+    def run_id(self) -> str:
+        """Stable id: hash of everything that determines the run's result."""
+        data = self.to_dict()
+        for key in self.EXECUTION_FIELDS:
+            data.pop(key, None)
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+__all__ = ["TrainConfig", "SCHEDULES", "BUDGET_KINDS", "asdict"]

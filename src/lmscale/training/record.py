@@ -1,0 +1,106 @@
+"""What a run produces: the run record ([K] sections 2-5 need all of it).
+
+Pure Python (no torch): the store, the sweeps and the laws read records
+without a training stack. ``RunRecord.to_dict()`` is plain JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STATUSES = ("pending", "running", "finished", "early_stopped", "diverged", "failed")
+
+
+@dataclass
+class CurvePoint:
+    """One point of the learning curve (log-spaced in tokens).
+
+    Attributes:
+        step: optimizer steps done.
+        tokens: training tokens seen (step * batch_tokens).
+        flops: training FLOPs, 6 N per token ([K] 2.1).
+        flops_exact: training FLOPs, 3x forward with the attention and
+            logits terms ([K] table 1).
+        lr: learning rate at this step.
+        train_loss: smoothed (EMA) training loss, nats/token.
+        test_loss: test loss per distribution name, nats/token.
+        noise_scale: B_simple = tr(Sigma)/|G|^2 in tokens ([K] 5.1), or None.
+        grad_sq_small: EMA of |g|^2 at the micro-batch size (for refits).
+        grad_sq_big: EMA of |g|^2 at the full batch size.
+        wall_time_s: seconds since the run started.
+    """
+
+    step: int
+    tokens: int
+    flops: float
+    flops_exact: float
+    lr: float
+    train_loss: float
+    test_loss: dict[str, float] = field(default_factory=dict)
+    noise_scale: float | None = None
+    grad_sq_small: float | None = None
+    grad_sq_big: float | None = None
+    wall_time_s: float = 0.0
+
+
+@dataclass
+class RunRecord:
+    """Everything the fits need from one run.
+
+    Attributes:
+        run_id: ``TrainConfig.run_id()``.
+        config: ``TrainConfig.to_dict()``.
+        status: one of ``STATUSES``.
+        non_embedding_params: N by [K]'s formula (what fits use by default).
+        exact_non_embedding_params: N counted on the instantiated model
+            (biases and norms included).
+        embedding_params: token (and position) embedding parameters.
+        flops_per_token: forward FLOPs per token with every term ([K] table 1).
+        train_distribution: name of the training distribution.
+        curve: learning curve, log-spaced, ending at the last step.
+        final_test_loss: test loss per distribution at the end (or at the
+            best point for early-stopped runs).
+        best_test_loss: lowest test loss on the training distribution.
+        per_position_loss: test loss at each context position t = 1..n_ctx.
+        steps, tokens: totals trained.
+        batch_tokens: batch size B in tokens.
+        wall_time_s, tokens_per_second: speed.
+        mfu: model FLOPs utilisation against ``peak_flops``.
+        peak_flops: measured fp32 (CPU) or bf16 (CUDA) matmul peak, FLOP/s.
+        device: what ran it (e.g. ``cpu (2 threads)``, ``NVIDIA H100``).
+        versions: lmscale, torch, python versions.
+        error: message for failed/diverged runs.
+    """
+
+    run_id: str
+    config: dict[str, Any]
+    status: str = "pending"
+    non_embedding_params: int = 0
+    exact_non_embedding_params: int = 0
+    embedding_params: int = 0
+    flops_per_token: float = 0.0
+    train_distribution: str = ""
+    curve: list[CurvePoint] = field(default_factory=list)
+    final_test_loss: dict[str, float] = field(default_factory=dict)
+    best_test_loss: float | None = None
+    per_position_loss: list[float] = field(default_factory=list)
+    steps: int = 0
+    tokens: int = 0
+    batch_tokens: int = 0
+    wall_time_s: float = 0.0
+    tokens_per_second: float = 0.0
+    mfu: float | None = None
+    peak_flops: float | None = None
+    device: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        data = dict(data)
+        data["curve"] = [CurvePoint(**p) for p in data.get("curve", [])]
+        return cls(**data)
