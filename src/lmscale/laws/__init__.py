@@ -1,0 +1,20 @@
+"""The laws of [K] and [H]: forms, fitting with uncertainty, frontiers, plans.
+
+Pure numpy/scipy/pandas: importing or using this package never imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lmscale.laws.forms import FORMS, LawForm, get_form
+from lmscale.laws.result import FitResult, LawSet
+
+__all__ = ["FORMS", "FitResult", "LawForm", "LawSet", "fit", "get_form"]
+
+
+def fit(frame: Any, law: str = "chinchilla", **kwargs: Any) -> FitResult:
+    """Fit ``law`` to a DataFrame (see ``lmscale.laws.fitting.fit``)."""
+    from lmscale.laws.fitting import fit as _fit
+
+    return _fit(frame, law=law, **kwargs)
