@@ -1,0 +1,154 @@
+"""Export a store to CSV/Parquet; import another lab's results (N, D, loss) into one.
+
+Imported rows become runs with ``source = "imported:<file name>"`` and
+status ``finished``, so the fits read them through the same
+``Store.final_points()`` as trained runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lmscale.errors import LmscaleError
+from lmscale.store.store import Store
+
+#: Tables written by :func:`export`, each a read method of :class:`Store`.
+EXPORT_TABLES = (
+    "runs", "final_points", "curves", "distribution_losses",
+    "final_distribution_losses", "per_position", "noise_scale",
+)
+FORMATS = ("csv", "parquet")
+
+#: Fields an imported CSV can provide; ``N`` and ``loss`` and one of ``D``/``C`` are required.
+IMPORT_FIELDS = ("N", "D", "C", "loss")
+
+
+def _write_atomic(frame: pd.DataFrame, path: Path, fmt: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        if fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export(store: Store | str | Path, out: str | Path, fmt: str = "csv") -> list[Path]:
+    """Write every table of the store to ``out/<table>.<fmt>``; returns the paths."""
+    if fmt not in FORMATS:
+        raise LmscaleError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    st = store if isinstance(store, Store) else Store(store, create=False)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise LmscaleError(f"{out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in EXPORT_TABLES:
+        path = out / f"{table}.{fmt}"
+        _write_atomic(getattr(st, table)(), path, fmt)
+        written.append(path)
+    return written
+
+
+def parse_columns(text: str | None) -> dict[str, str]:
+    """``"N=Model Size,C=Training FLOP"`` -> ``{"N": "Model Size", "C": "Training FLOP"}``."""
+    mapping: dict[str, str] = {}
+    if not text:
+        return mapping
+    for part in text.split(","):
+        if "=" not in part:
+            raise LmscaleError(f"--columns {part!r}: expected FIELD=COLUMN (fields: {', '.join(IMPORT_FIELDS)})")
+        key, col = (s.strip() for s in part.split("=", 1))
+        if key not in IMPORT_FIELDS:
+            raise LmscaleError(f"--columns {key!r}: expected one of {', '.join(IMPORT_FIELDS)}")
+        mapping[key] = col
+    return mapping
+
+
+def _resolve_columns(frame: pd.DataFrame, columns: Mapping[str, str], where: str) -> dict[str, str]:
+    lower = {str(c).lower(): str(c) for c in frame.columns}
+    resolved: dict[str, str] = {}
+    for key in IMPORT_FIELDS:
+        if key in columns:
+            col = columns[key]
+            if col not in frame.columns:
+                raise LmscaleError(
+                    f"{where}: column {col!r} (mapped to {key}) not found; columns: {', '.join(map(str, frame.columns))}"
+                )
+            resolved[key] = col
+        elif key.lower() in lower:
+            resolved[key] = lower[key.lower()]
+    missing = [k for k in ("N", "loss") if k not in resolved]
+    if missing or not ({"D", "C"} & set(resolved)):
+        need = missing + ([] if {"D", "C"} & set(resolved) else ["D or C"])
+        raise LmscaleError(
+            f"{where}: missing column(s) for {', '.join(need)}; map them with --columns "
+            f"N=...,D=...,C=...,loss=... (columns: {', '.join(map(str, frame.columns))})"
+        )
+    return resolved
+
+
+def import_csv(
+    store: Store | str | Path,
+    csv_path: str | Path,
+    columns: Mapping[str, str] | None = None,
+    *,
+    group: str | None = None,
+    rule: str = "plain",
+    study: str | None = None,
+) -> int:
+    """Import rows of N, D (or C, then D = C / 6N), loss from a CSV; returns the row count.
+
+    ``columns`` maps the fields ``N``, ``D``, ``C``, ``loss`` to the CSV's
+    column names (default: columns named so, any case). Every value must be
+    a positive finite number; an error names the row and column. Re-importing
+    the same file replaces its rows (ids hash the file name and row).
+    """
+    path = Path(csv_path)
+    if not path.is_file():
+        raise LmscaleError(f"{path}: no such CSV file")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise LmscaleError(f"{path}: not a readable CSV ({exc})") from None
+    if frame.empty:
+        raise LmscaleError(f"{path}: no data rows")
+    cols = _resolve_columns(frame, columns or {}, str(path))
+    group = group or path.stem
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for i, raw in enumerate(frame.to_dict("records")):
+        values: dict[str, float] = {}
+        for key, col in cols.items():
+            value = raw[col]
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            if not (math.isfinite(number) and number > 0):
+                raise LmscaleError(
+                    f"{path}: row {i + 1} (line {i + 2}), column {col!r} ({key}) = {value!r}: "
+                    "expected a positive finite number"
+                )
+            values[key] = number
+        if "D" not in values:
+            values["D"] = values["C"] / (6.0 * values["N"])
+        spec = {"imported_from": path.name, "row": i + 1, **values}
+        run_id = "imp-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+        rows.append((run_id, {
+            "study": study, "grp": group, "rule": rule, "status": "finished",
+            "source": f"imported:{path.name}", "spec_json": json.dumps(spec, sort_keys=True),
+            "non_embedding_params": int(round(values["N"])), "tokens": int(round(values["D"])),
+            "budget_flops": values.get("C"), "final_loss": values["loss"],
+        }))
+    st = store if isinstance(store, Store) else Store(store)
+    return st.insert_rows(rows)

@@ -1,0 +1,105 @@
+"""The SQLite schema of a study's results store (one file per study).
+
+Tables:
+
+- ``schema_info``: one row, the schema version that wrote the file.
+- ``runs``: one row per run: its specification (canonical ``TrainConfig``
+  JSON), sweep tags (group, rule), status, sizes (N by [K]'s formula and the
+  exact count, embedding parameters), budget and totals, final losses,
+  speed, machine and versions.
+- ``curve_points``: the learning curve of each run (step, tokens, FLOPs, lr,
+  train loss, gradient-noise-scale estimate, [K] section 5.1).
+- ``curve_losses``: test loss per distribution at each curve point.
+- ``final_losses``: test loss per distribution at the end of each run.
+- ``position_losses``: the final per-context-position test loss.
+
+Children reference ``runs`` with ``ON DELETE CASCADE``, so deleting a run
+deletes all it owns; re-writing a run is delete + insert in one transaction.
+"""
+
+from __future__ import annotations
+
+#: Version of the schema below; a store with a larger one is refused.
+SCHEMA_VERSION = 1
+
+#: Columns of ``runs`` besides the key, in insertion order.
+RUN_COLUMNS = (
+    "study", "grp", "rule", "status", "source", "spec_json", "data_dir",
+    "architecture", "n_layer", "d_model", "n_head", "d_ff", "n_ctx", "n_vocab",
+    "non_embedding_params", "exact_non_embedding_params", "embedding_params",
+    "flops_per_token", "batch_tokens", "lr", "seed",
+    "budget_tokens", "budget_steps", "budget_flops", "dataset_tokens", "early_stopping",
+    "steps", "tokens", "train_distribution", "final_loss", "best_test_loss",
+    "wall_time_s", "tokens_per_second", "mfu", "peak_flops",
+    "device", "machine", "lmscale_version", "torch_version", "python_version",
+    "started_at", "finished_at", "error",
+)
+
+DDL = """
+CREATE TABLE IF NOT EXISTS schema_info (
+    version INTEGER NOT NULL,
+    lmscale_version TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    study TEXT,
+    grp TEXT,
+    rule TEXT,
+    status TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT 'trained',
+    spec_json TEXT NOT NULL,
+    data_dir TEXT,
+    architecture TEXT,
+    n_layer INTEGER, d_model INTEGER, n_head INTEGER, d_ff INTEGER,
+    n_ctx INTEGER, n_vocab INTEGER,
+    non_embedding_params INTEGER,
+    exact_non_embedding_params INTEGER,
+    embedding_params INTEGER,
+    flops_per_token REAL,
+    batch_tokens INTEGER, lr REAL, seed INTEGER,
+    budget_tokens INTEGER, budget_steps INTEGER, budget_flops REAL,
+    dataset_tokens INTEGER, early_stopping INTEGER,
+    steps INTEGER, tokens INTEGER,
+    train_distribution TEXT,
+    final_loss REAL,
+    best_test_loss REAL,
+    wall_time_s REAL, tokens_per_second REAL, mfu REAL, peak_flops REAL,
+    device TEXT, machine TEXT,
+    lmscale_version TEXT, torch_version TEXT, python_version TEXT,
+    started_at TEXT, finished_at TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_group ON runs (grp, rule);
+CREATE TABLE IF NOT EXISTS curve_points (
+    run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    flops REAL, flops_exact REAL, lr REAL,
+    train_loss REAL,
+    noise_scale REAL, grad_sq_small REAL, grad_sq_big REAL,
+    wall_time_s REAL,
+    PRIMARY KEY (run_id, idx)
+);
+CREATE TABLE IF NOT EXISTS curve_losses (
+    run_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    distribution TEXT NOT NULL,
+    loss REAL,
+    PRIMARY KEY (run_id, idx, distribution),
+    FOREIGN KEY (run_id, idx) REFERENCES curve_points (run_id, idx) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS final_losses (
+    run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    distribution TEXT NOT NULL,
+    loss REAL,
+    PRIMARY KEY (run_id, distribution)
+);
+CREATE TABLE IF NOT EXISTS position_losses (
+    run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    loss REAL,
+    PRIMARY KEY (run_id, position)
+);
+"""

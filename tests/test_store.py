@@ -1,0 +1,219 @@
+"""The results store: transactions, re-writes, reads for the fits, import/export."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lmscale.errors import LmscaleError
+from lmscale.store import SCHEMA_VERSION, Store, export, import_csv, parse_columns
+from lmscale.training.record import CurvePoint, RunRecord
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def make_record(run_id: str = "abc123", n: int = 12 * 2 * 64 * 64, status: str = "finished",
+                points: int = 5, loss: float = 3.5) -> RunRecord:
+    config = {
+        "model": {"architecture": "transformer", "n_layer": 2, "d_model": 64, "n_head": 2,
+                  "d_ff": 256, "n_ctx": 32, "n_vocab": 512, "dropout": 0.0, "tied_embeddings": True},
+        "data_dir": "data", "tokens": 4096 * points, "batch_tokens": 4096, "seed": 1, "lr": 1e-3,
+        "dataset_tokens": None,
+    }
+    curve = [
+        CurvePoint(step=i + 1, tokens=4096 * (i + 1), flops=6.0 * n * 4096 * (i + 1),
+                   flops_exact=7.0 * n * 4096 * (i + 1), lr=1e-3, train_loss=loss + 1.0 / (i + 1),
+                   test_loss={"python-stdlib": loss + 1.0 / (i + 1), "python-docs": loss + 0.5 + 1.0 / (i + 1)},
+                   noise_scale=1000.0 * (i + 1), grad_sq_small=2.0, grad_sq_big=1.0, wall_time_s=0.1 * i)
+        for i in range(points)
+    ]
+    return RunRecord(
+        run_id=run_id, config=config, status=status, non_embedding_params=n,
+        exact_non_embedding_params=n + 1000, embedding_params=(512 + 32) * 64, flops_per_token=2.2 * n,
+        train_distribution="python-stdlib", curve=curve,
+        final_test_loss={"python-stdlib": curve[-1].test_loss["python-stdlib"],
+                         "python-docs": curve[-1].test_loss["python-docs"]},
+        best_test_loss=curve[-1].test_loss["python-stdlib"], per_position_loss=[5.0 - 0.01 * t for t in range(32)],
+        steps=points, tokens=4096 * points, batch_tokens=4096, wall_time_s=1.5, tokens_per_second=1e4,
+        mfu=0.3, peak_flops=1e11, device="cpu (1 threads)", versions={"lmscale": "0.1.0", "torch": "2.x"},
+    )
+
+
+def test_write_read_final_points(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    rec = make_record()
+    store.mark(rec.run_id, "running", spec=rec.config, study="t", group="sizes", rule="converge")
+    assert store.status_of() == {rec.run_id: "running"}
+    store.write_record(rec)
+    points = store.final_points()
+    assert len(points) == 1
+    row = points.iloc[0]
+    assert row["group"] == "sizes" and row["rule"] == "converge"  # tags kept from mark()
+    assert row["N"] == rec.non_embedding_params and row["N_exact"] == rec.non_embedding_params + 1000
+    assert row["D"] == rec.tokens
+    assert row["C"] == pytest.approx(6.0 * rec.non_embedding_params * rec.tokens, rel=1e-12)
+    assert row["C_exact"] == pytest.approx(3 * 2.2 * rec.non_embedding_params * rec.tokens, rel=1e-12)
+    assert row["loss"] == pytest.approx(rec.final_test_loss["python-stdlib"])
+    assert (row["architecture"], row["n_layer"], row["d_model"], row["batch_tokens"]) == ("transformer", 2, 64, 4096)
+    runs = store.runs()
+    assert runs.loc[0, "torch_version"] == "2.x" and runs.loc[0, "lmscale_version"] == "0.1.0"
+    assert store.integrity_check() == "ok"
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_rewrite_never_duplicates(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    rec = make_record(points=7)
+    for _ in range(3):
+        store.write_record(rec, group="g", rule="plain")
+    curves = store.curves()
+    assert len(curves) == 7 and curves["idx"].is_unique
+    assert len(store.distribution_losses()) == 14
+    assert len(store.per_position()) == 32
+    assert list(store.per_position()["position"]) == list(range(1, 33))
+    shorter = make_record(points=3)  # a re-written run owns exactly its new children
+    store.write_record(shorter)
+    assert len(store.curves()) == 3 and len(store.distribution_losses()) == 6
+    assert store.final_points().iloc[0]["group"] == "g"
+    ns = store.noise_scale()
+    assert list(ns["noise_scale"]) == [1000.0, 2000.0, 3000.0]
+    curves = store.curves()
+    assert list(curves["loss"]) == pytest.approx([3.5 + 1 / k for k in (1, 2, 3)])
+    assert list(curves["C"]) == pytest.approx(list(6.0 * curves["N"] * curves["D"]))
+
+
+def test_diverged_nan_and_foreign_keys(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    rec = make_record("div1", status="diverged")
+    rec.final_test_loss = {"python-stdlib": math.nan}
+    rec.curve[-1].train_loss = math.inf
+    rec.error = "loss became nan at step 5"
+    store.write_record(rec)
+    store.write_record(make_record("ok1"))
+    assert set(store.final_points()["run_id"]) == {"ok1"}  # only results the fits may use
+    everything = store.final_points(statuses=("finished", "diverged"))
+    assert everything.set_index("run_id").loc["div1", "loss"] is None or pd.isna(
+        everything.set_index("run_id").loc["div1", "loss"])
+    assert store.runs().set_index("run_id").loc["div1", "error"] == "loss became nan at step 5"
+    with store.transaction() as db:
+        db.execute("DELETE FROM runs WHERE run_id = 'div1'")
+    left = store._db.execute("SELECT COUNT(*) FROM curve_points WHERE run_id = 'div1'").fetchone()[0]
+    assert left == 0
+    with pytest.raises(sqlite3.IntegrityError):
+        with store.transaction() as db:
+            db.execute("INSERT INTO position_losses VALUES ('nope', 1, 2.0)")
+
+
+def test_failed_transaction_keeps_old_state(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    store.write_record(make_record(points=4))
+    bad = make_record(points=6)
+    bad.status = "exploded"
+    with pytest.raises(LmscaleError, match="exploded"):
+        store.write_record(bad)
+    assert len(store.curves()) == 4
+
+
+def test_newer_schema_refused(tmp_path):
+    path = tmp_path / "s.sqlite"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE schema_info SET version = ?, lmscale_version = '9.0'", (SCHEMA_VERSION + 1,))
+    db.commit()
+    db.close()
+    with pytest.raises(LmscaleError, match=r"newer lmscale \(9.0, store schema version 2\).*upgrade"):
+        Store(path)
+    proc = subprocess.run([sys.executable, "-m", "lmscale", "sweep", "status", "--store", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "newer lmscale" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_not_a_store(tmp_path):
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(LmscaleError, match="not a readable lmscale store"):
+        Store(junk)
+    other = tmp_path / "other.sqlite"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    with pytest.raises(LmscaleError, match="not an lmscale store"):
+        Store(other)
+    with pytest.raises(LmscaleError, match="no such store"):
+        Store(tmp_path / "missing.sqlite", create=False)
+
+
+def test_export_csv_and_parquet(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    store.write_record(make_record("r1"), group="a")
+    store.write_record(make_record("r2", n=50000, loss=3.0), group="a")
+    for fmt in ("csv", "parquet"):
+        paths = export(store, tmp_path / fmt, fmt)
+        assert {p.name for p in paths} >= {f"final_points.{fmt}", f"curves.{fmt}", f"runs.{fmt}"}
+        reader = pd.read_csv if fmt == "csv" else pd.read_parquet
+        back = reader(tmp_path / fmt / f"final_points.{fmt}")
+        assert list(back["run_id"]) == ["r2", "r1"]  # ordered by N
+        assert list(back["loss"]) == pytest.approx(list(store.final_points()["loss"]))
+        assert len(reader(tmp_path / fmt / f"curves.{fmt}")) == 10
+    with pytest.raises(LmscaleError, match="format"):
+        export(store, tmp_path / "x", "xlsx")
+
+
+def test_import_csv_with_mapping(tmp_path):
+    csv = tmp_path / "lab.csv"
+    pd.DataFrame({"params": [1e6, 1e7, 1e8], "flop": [6e15, 6e17, 6e19], "val": [4.0, 3.5, 3.0]}).to_csv(csv, index=False)
+    store = Store(tmp_path / "s.sqlite")
+    n = import_csv(store, csv, parse_columns("N=params,C=flop,loss=val"))
+    assert n == 3
+    assert import_csv(store, csv, {"N": "params", "C": "flop", "loss": "val"}) == 3  # replaces, no duplicates
+    points = store.final_points()
+    assert len(points) == 3 and set(points["group"]) == {"lab"}
+    assert list(points["D"]) == [1e9, 1e10, 1e11]  # D = C / 6N
+    assert list(points["C"]) == pytest.approx([6e15, 6e17, 6e19])
+    assert list(points["loss"]) == [4.0, 3.5, 3.0]
+    assert set(points["source"]) == {"imported:lab.csv"}
+
+
+def test_import_csv_errors(tmp_path):
+    csv = tmp_path / "bad.csv"
+    pd.DataFrame({"N": [1e6, 1e7], "D": [1e9, "lots"], "loss": [3.0, 2.0]}).to_csv(csv, index=False)
+    with pytest.raises(LmscaleError, match=r"bad.csv: row 2 \(line 3\), column 'D' \(D\) = 'lots'"):
+        import_csv(tmp_path / "s.sqlite", csv)
+    with pytest.raises(LmscaleError, match="missing column"):
+        import_csv(tmp_path / "s.sqlite", _write(tmp_path / "x.csv", "a,b\n1,2\n"))
+    with pytest.raises(LmscaleError, match="column 'nope'"):
+        import_csv(tmp_path / "s.sqlite", csv, {"N": "nope"})
+    with pytest.raises(LmscaleError, match="FIELD=COLUMN"):
+        parse_columns("N:params")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "epoch_chinchilla_svg_extracted_data.csv").exists(),
+                    reason="../shared/data not beside the checkout")
+def test_import_chinchilla_points_via_cli(tmp_path):
+    src = SHARED / "data" / "epoch_chinchilla_svg_extracted_data.csv"
+    store = tmp_path / "chinchilla.sqlite"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lmscale", "sweep", "import", str(src), "--store", str(store),
+         "--columns", "N=Model Size,C=Training FLOP,loss=loss", "--group", "chinchilla"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    raw = pd.read_csv(src)
+    points = Store(store).final_points()
+    assert len(points) == len(raw) == 245
+    merged = points.sort_values("loss").reset_index(drop=True)
+    expect = raw.sort_values("loss").reset_index(drop=True)
+    assert list(merged["loss"]) == pytest.approx(list(expect["loss"]))
+    assert list(merged["D"]) == pytest.approx(list(expect["Training FLOP"] / (6 * expect["Model Size"])), rel=1e-6)
