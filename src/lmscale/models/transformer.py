@@ -1,0 +1,128 @@
+"""Decoder-only Transformer of [K] section 2.1 (GPT-2 style, pre-layer-norm).
+
+Learned position embeddings, pre-LN blocks (causal self-attention through
+``scaled_dot_product_attention(is_causal=True)``, GELU feed-forward),
+a final layer norm and an output head that may share the input embedding.
+The Universal Transformer is the same network with one block applied
+``n_layer`` times.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmscale.errors import LmscaleError
+from lmscale.models.spec import ModelSpec
+
+#: Standard deviation of the GPT-2 initialisation.
+INIT_STD = 0.02
+
+
+def _dropout(p: float) -> nn.Module:
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal attention; d_attn = d_model, one fused QKV matrix."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.n_head = spec.n_head
+        self.dropout = spec.dropout
+        self.c_attn = nn.Linear(spec.d_model, 3 * spec.d_attn)
+        self.c_proj = nn.Linear(spec.d_attn, spec.d_model)
+        self.resid_drop = _dropout(spec.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        qkv = self.c_attn(x).view(b, t, 3, self.n_head, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each [B, H, T, d_head]
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        return self.resid_drop(self.c_proj(y.transpose(1, 2).reshape(b, t, -1)))
+
+
+class FeedForward(nn.Module):
+    """d_model -> d_ff -> d_model with GELU."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.c_fc = nn.Linear(spec.d_model, spec.d_ff)
+        self.c_proj = nn.Linear(spec.d_ff, spec.d_model)
+        self.drop = _dropout(spec.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    """Pre-LN residual block: x + attn(ln(x)), then x + ff(ln(x))."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(spec.d_model)
+        self.attn = CausalSelfAttention(spec)
+        self.ln_2 = nn.LayerNorm(spec.d_model)
+        self.mlp = FeedForward(spec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class Transformer(nn.Module):
+    """``model(idx[B, T]) -> logits[B, T, n_vocab]``, T <= n_ctx."""
+
+    def __init__(self, spec: ModelSpec, n_blocks: int | None = None):
+        super().__init__()
+        self.spec = spec
+        self.wte = nn.Embedding(spec.n_vocab, spec.d_model)
+        self.wpe = nn.Embedding(spec.n_ctx, spec.d_model)
+        self.drop = _dropout(spec.dropout)
+        self.blocks = nn.ModuleList(Block(spec) for _ in range(n_blocks or spec.n_layer))
+        self.ln_f = nn.LayerNorm(spec.d_model)
+        self.lm_head = nn.Linear(spec.d_model, spec.n_vocab, bias=False)
+        if spec.tied_embeddings:
+            self.lm_head.weight = self.wte.weight
+        self.apply(self._init_weights)
+        # GPT-2: residual projections scaled by 1/sqrt(2 n_layer applications).
+        for name, param in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(param, 0.0, INIT_STD / math.sqrt(2 * spec.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0.0, INIT_STD)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, INIT_STD)
+
+    def applied_blocks(self) -> Iterable[nn.Module]:
+        """The blocks in the order the forward pass applies them."""
+        return self.blocks
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        t = idx.shape[-1]
+        if t > self.spec.n_ctx:
+            raise LmscaleError(f"sequence length {t} exceeds n_ctx = {self.spec.n_ctx}")
+        x = self.drop(self.wte(idx) + self.wpe.weight[:t])
+        for block in self.applied_blocks():
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+
+class UniversalTransformer(Transformer):
+    """One block with shared weights, applied ``n_layer`` times ([K] 3.2.1, figure 17)."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__(spec, n_blocks=1)
+
+    def applied_blocks(self) -> Iterable[nn.Module]:
+        return [self.blocks[0]] * self.spec.n_layer

@@ -1,0 +1,212 @@
+"""The model family: shapes, counts against [K] table 1, FLOPs against torch's counter."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from lmscale import accounting as acc
+from lmscale.errors import LmscaleError, SpecError
+from lmscale.models import ModelSpec, build_model
+from lmscale.models.shapes import paper_learning_rate, shape_for_params
+
+ARCHS = ("transformer", "universal", "lstm")
+SHAPES = [
+    dict(n_layer=1, d_model=16, n_head=2, n_ctx=8, n_vocab=11),
+    dict(n_layer=3, d_model=48, n_head=4, d_ff=100, n_ctx=16, n_vocab=37),
+    dict(n_layer=4, d_model=64, n_head=8, n_ctx=32, n_vocab=64, tied_embeddings=False),
+]
+
+
+def _spec(arch, **shape):
+    return ModelSpec(architecture=arch, **shape)
+
+
+def _biases_and_norms(spec):
+    """Closed form of the 1-D parameters, written independently of the models."""
+    d, f = spec.d_model, spec.d_ff
+    if spec.architecture == "lstm":
+        return spec.n_layer * 2 * 4 * d  # bias_ih and bias_hh, four gates each
+    blocks = 1 if spec.architecture == "universal" else spec.n_layer
+    per_block = 2 * d + 3 * d + d + 2 * d + f + d  # ln_1, qkv, proj, ln_2, fc, fc_proj
+    return blocks * per_block + 2 * d  # + final layer norm
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_forward_contract_and_exact_counts(arch, shape):
+    spec = _spec(arch, **shape)
+    torch.manual_seed(0)
+    model = build_model(spec)
+    assert model.spec is spec
+    idx = torch.randint(0, spec.n_vocab, (2, spec.n_ctx - 1))
+    logits = model(idx)
+    assert logits.shape == (2, spec.n_ctx - 1, spec.n_vocab) and logits.dtype == torch.float32
+    formula = acc.non_embedding_params(spec)
+    assert acc.exact_non_embedding_params(model, include_biases_and_norms=False) == formula
+    exact = acc.exact_non_embedding_params(model)
+    assert exact == formula + _biases_and_norms(spec)
+    assert acc.exact_non_embedding_params(spec) == exact  # built on the meta device
+    total = sum(p.numel() for p in model.parameters())
+    assert total == exact + acc.embedding_params(spec)
+    tied = model.lm_head.weight is model.wte.weight
+    assert tied == spec.tied_embeddings
+
+
+def test_gpt2_small_on_meta_device():
+    spec = ModelSpec(n_layer=12, d_model=768, n_head=12, n_ctx=1024, n_vocab=50257)
+    assert acc.exact_non_embedding_params(spec, include_biases_and_norms=False) == 84_934_656
+    assert acc.exact_non_embedding_params(spec) == 84_934_656 + _biases_and_norms(spec)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_causal(arch):
+    spec = _spec(arch, n_layer=2, d_model=32, n_head=4, n_ctx=12, n_vocab=20)
+    model = build_model(spec).eval()
+    idx = torch.randint(0, 20, (1, 12))
+    changed = idx.clone()
+    changed[0, 7:] = (changed[0, 7:] + 1) % 20
+    with torch.no_grad():
+        a, b = model(idx), model(changed)
+    torch.testing.assert_close(a[:, :7], b[:, :7])
+    assert not torch.allclose(a[:, 7:], b[:, 7:])
+
+
+def test_universal_applies_one_block_n_layer_times():
+    spec = _spec("universal", n_layer=3, d_model=32, n_head=4, n_ctx=10, n_vocab=15)
+    torch.manual_seed(1)
+    model = build_model(spec).eval()
+    assert len(model.blocks) == 1
+    idx = torch.randint(0, 15, (2, 10))
+    with torch.no_grad():
+        x = model.wte(idx) + model.wpe(torch.arange(10))
+        for _ in range(3):
+            x = model.blocks[0](x)
+        manual = model.lm_head(model.ln_f(x))
+        torch.testing.assert_close(model(idx), manual)
+
+
+def test_gpt2_initialisation():
+    spec = ModelSpec(n_layer=4, d_model=256, n_head=4, n_ctx=64, n_vocab=2000)
+    torch.manual_seed(0)
+    model = build_model(spec)
+    assert model.wte.weight.std().item() == pytest.approx(0.02, rel=0.03)
+    fc = model.blocks[0].mlp.c_fc
+    assert fc.weight.std().item() == pytest.approx(0.02, rel=0.03)
+    assert torch.count_nonzero(fc.bias) == 0
+    proj = model.blocks[0].mlp.c_proj.weight.std().item()
+    assert proj == pytest.approx(0.02 / math.sqrt(2 * 4), rel=0.05)
+
+
+def test_dropout_only_in_training():
+    spec = ModelSpec(n_layer=1, d_model=32, n_head=2, n_ctx=8, n_vocab=16, dropout=0.5)
+    model = build_model(spec)
+    idx = torch.randint(0, 16, (2, 8))
+    assert not torch.equal(model.train()(idx), model(idx))
+    model.eval()
+    assert torch.equal(model(idx), model(idx))
+
+
+def test_sequence_longer_than_context_is_an_error():
+    model = build_model(ModelSpec(n_layer=1, d_model=16, n_head=2, n_ctx=4, n_vocab=9))
+    with pytest.raises(LmscaleError, match="exceeds n_ctx = 4"):
+        model(torch.zeros(1, 5, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "kwargs,field,value",
+    [
+        (dict(d_model=100, n_head=3), "d_model", 100),
+        (dict(n_layer=-1), "n_layer", -1),
+        (dict(d_model=0), "d_model", 0),
+        (dict(architecture="gru"), "architecture", "gru"),
+    ],
+)
+def test_bad_specs_name_field_and_value(kwargs, field, value):
+    with pytest.raises(SpecError) as err:
+        build_model(ModelSpec(**kwargs))
+    assert err.value.field == field and err.value.value == value
+    assert f"{field} = {value!r}" in str(err.value)
+
+
+def _counted(model, idx):
+    with FlopCounterMode(display=False) as counter:
+        with torch.no_grad():
+            model(idx)
+    counts = counter.get_flop_counts()["Global"]
+    return {str(op).split(".")[-1]: n for op, n in counts.items()}
+
+
+@pytest.mark.parametrize("arch", ["transformer", "universal"])
+def test_transformer_flops_match_torch_counter(arch):
+    spec = _spec(arch, n_layer=3, d_model=64, n_head=4, n_ctx=32, n_vocab=97)
+    model = build_model(spec).eval()
+    b, t = 2, spec.n_ctx
+    idx = torch.randint(0, spec.n_vocab, (b, t))
+    with sdpa_kernel(SDPBackend.MATH):  # the math kernel shows the attention matmuls
+        counts = _counted(model, idx)
+    ours = acc.forward_flops_breakdown(spec)
+    linear = ours["qkv"] + ours["projection"] + ours["feedforward"] + ours["logits"]
+    seen_linear = counts.get("mm", 0) + counts.get("addmm", 0)
+    assert seen_linear == pytest.approx(linear * b * t, rel=0.01)
+    # The counter charges the full T x T products; causal attention uses half ([K] table 1).
+    assert counts["bmm"] == pytest.approx(2 * ours["attention_mask"] * b * t, rel=0.01)
+
+
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
+def test_lstm_flops_match_torch_counter():
+    spec = _spec("lstm", n_layer=2, d_model=48, n_ctx=20, n_vocab=50)
+    model = build_model(spec).eval()
+    b, t = 3, spec.n_ctx
+    idx = torch.randint(0, spec.n_vocab, (b, t))
+    with torch.backends.mkldnn.flags(enabled=False):  # oneDNN's fused LSTM hides its matmuls
+        counts = _counted(model, idx)
+    ours = acc.forward_flops_breakdown(spec)
+    seen = counts.get("mm", 0) + counts.get("addmm", 0)
+    assert seen == pytest.approx((ours["lstm"] + ours["logits"]) * b * t, rel=0.01)
+
+
+# -- shape helper ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_shape_for_params_within_ten_percent(arch):
+    for target in np.logspace(4, 10, 19):
+        spec = shape_for_params(float(target), architecture=arch)
+        assert abs(acc.non_embedding_params(spec) / target - 1) <= 0.10, (arch, target, spec)
+        assert spec.architecture == arch
+
+
+def test_shape_for_params_respects_knobs():
+    spec = shape_for_params(85e6, n_ctx=1024, n_vocab=50257)
+    assert (spec.n_layer, spec.d_model, spec.n_head, spec.d_ff) == (12, 768, 12, 3072)
+    spec = shape_for_params(3e6, d_head=16, aspect_ratio=16, d_ff_ratio=2, n_ctx=64, n_vocab=300)
+    assert spec.d_model % 16 == 0 and spec.d_head == 16 and spec.d_ff == 2 * spec.d_model
+    assert (spec.n_ctx, spec.n_vocab) == (64, 300)
+    assert 8 <= spec.aspect_ratio <= 32
+    assert abs(acc.non_embedding_params(spec) / 3e6 - 1) <= 0.10
+    big = shape_for_params(1e9, aspect_ratio=100)
+    assert 50 <= big.aspect_ratio <= 200
+
+
+def test_shape_for_params_errors():
+    with pytest.raises(LmscaleError, match="target_N = 100.*smallest"):
+        shape_for_params(100)
+    with pytest.raises(LmscaleError, match="target_N = -1"):
+        shape_for_params(-1)
+    with pytest.raises(LmscaleError, match="architecture = 'rnn'"):
+        shape_for_params(1e6, architecture="rnn")
+    with pytest.raises(LmscaleError, match="d_head = 0"):
+        shape_for_params(1e6, d_head=0)
+
+
+def test_paper_learning_rate():
+    assert paper_learning_rate(1e6) == pytest.approx(0.003239 - 0.0001395 * math.log(1e6))
+    assert paper_learning_rate(85e6) == pytest.approx(0.000692, abs=1e-6)
+    assert paper_learning_rate(1e12) == 1e-5  # the formula is negative there: clamped
+    assert paper_learning_rate(1e12, floor=3e-5) == 3e-5
+    with pytest.raises(LmscaleError, match="N = 0"):
+        paper_learning_rate(0)
