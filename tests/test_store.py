@@ -213,7 +213,9 @@ def test_import_chinchilla_points_via_cli(tmp_path):
     raw = pd.read_csv(src)
     points = Store(store).final_points()
     assert len(points) == len(raw) == 245
-    merged = points.sort_values("loss").reset_index(drop=True)
-    expect = raw.sort_values("loss").reset_index(drop=True)
+    raw["D"] = raw["Training FLOP"] / (6 * raw["Model Size"])
+    merged = points.sort_values(["loss", "D"]).reset_index(drop=True)
+    expect = raw.sort_values(["loss", "D"]).reset_index(drop=True)
     assert list(merged["loss"]) == pytest.approx(list(expect["loss"]))
-    assert list(merged["D"]) == pytest.approx(list(expect["Training FLOP"] / (6 * expect["Model Size"])), rel=1e-6)
+    assert list(merged["D"]) == pytest.approx(list(expect["D"]), rel=1e-6)
+    assert list(merged["C"]) == pytest.approx(list(expect["Training FLOP"]), rel=1e-12)

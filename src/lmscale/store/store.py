@@ -21,7 +21,9 @@ from typing import Any
 import pandas as pd
 
 from lmscale import __version__
+from lmscale.accounting import training_flops_per_token
 from lmscale.errors import LmscaleError
+from lmscale.models.spec import ModelSpec
 from lmscale.store.schema import DDL, RUN_COLUMNS, SCHEMA_VERSION
 from lmscale.training.record import STATUSES, RunRecord
 
@@ -228,18 +230,19 @@ class Store:
                 embedding_params AS N_embedding,
                 CASE WHEN dataset_tokens IS NOT NULL AND dataset_tokens < tokens
                      THEN dataset_tokens ELSE tokens END AS D,
-                tokens, budget_flops, flops_per_token,
+                tokens, budget_flops, flops_per_token, train_flops_per_token,
                 final_loss AS loss, best_test_loss, batch_tokens, lr, seed,
                 n_layer, d_model, n_head, d_ff, n_ctx, n_vocab, steps, dataset_tokens,
                 train_distribution, wall_time_s, tokens_per_second, mfu
             FROM runs WHERE status IN ({marks}) ORDER BY grp, N, D, run_id""",
             statuses,
         )
-        frame.insert(frame.columns.get_loc("tokens") + 1, "C", 6.0 * frame["N"] * frame["tokens"])
+        per_token = frame["train_flops_per_token"].fillna(6.0 * frame["N"])
+        frame.insert(frame.columns.get_loc("tokens") + 1, "C", per_token * frame["tokens"])
         imported_c = frame["budget_flops"].where(frame["source"] != "trained")
         frame["C"] = imported_c.fillna(frame["C"])
         frame.insert(frame.columns.get_loc("C") + 1, "C_exact", 3.0 * frame["flops_per_token"] * frame["tokens"])
-        return frame.drop(columns=["budget_flops"])
+        return frame.drop(columns=["budget_flops", "flops_per_token", "train_flops_per_token"])
 
     def curves(self) -> pd.DataFrame:
         """Learning curves, one row per point: ``N``, ``D`` (tokens so far),
@@ -360,6 +363,7 @@ def _record_columns(rec: RunRecord, spec: dict[str, Any]) -> dict[str, Any]:
         exact_non_embedding_params=rec.exact_non_embedding_params,
         embedding_params=rec.embedding_params,
         flops_per_token=rec.flops_per_token,
+        train_flops_per_token=_train_flops_per_token(spec),
         steps=rec.steps,
         tokens=rec.tokens,
         batch_tokens=rec.batch_tokens or row["batch_tokens"],
@@ -379,6 +383,14 @@ def _record_columns(rec: RunRecord, spec: dict[str, Any]) -> dict[str, Any]:
         error=rec.error,
     )
     return row
+
+
+def _train_flops_per_token(spec: dict[str, Any]) -> float | None:
+    """6 N per token ([K] 2.1) from the spec's model, by :mod:`lmscale.accounting`."""
+    try:
+        return float(training_flops_per_token(ModelSpec.from_dict(dict(spec["model"]))))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _insert_children(db: sqlite3.Connection, rec: RunRecord) -> None:

@@ -1,0 +1,269 @@
+"""``lmscale sweep``: plan, run, inspect, export and import studies (thin over lmscale.sweeps/store)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from lmscale.cli._common import add_parser, print_json
+
+DESCRIPTION = """\
+Run a study described by a TOML sweep file into one SQLite results store.
+
+  lmscale sweep plan studies/smoke.toml             the runs, N, D, FLOPs, time estimate
+  lmscale sweep run studies/smoke.toml --store smoke.sqlite
+  lmscale sweep status --store smoke.sqlite         counts by status, and per run
+  lmscale sweep export --store smoke.sqlite --out smoke-csv
+  lmscale sweep import other-lab.csv --store smoke.sqlite --columns N=params,loss=val_loss
+
+A re-run skips finished runs and resumes interrupted ones from their
+checkpoints (<store>.runs/<run_id>/); a run that fails or diverges is
+recorded as such and the sweep goes on.
+"""
+
+RUN_DESCRIPTION = """\
+Train every run of the study that the store does not hold yet.
+
+  lmscale sweep run studies/smoke.toml --store smoke.sqlite
+  lmscale sweep run studies/smoke.toml --store smoke.sqlite --workers 1 --threads 2
+  lmscale sweep run study.toml --store s.sqlite --executor ray --address auto --cpus-per-run 4
+
+Local executor: K worker processes, each run with CPUs / K torch threads
+(runs x threads = cores); the parent is the only writer of the store.
+Ctrl-C or SIGTERM stops cleanly (runs checkpoint, and resume on the next
+'sweep run'); even a SIGKILL loses nothing finished.
+Ray executor: one Ray task per run (num_cpus = --cpus-per-run, num_gpus =
+--gpus-per-run); data and <store>.runs must be on a filesystem every node sees.
+One large run on several GPUs: train it alone with torchrun
+(torchrun --nproc-per-node 8 -m lmscale train ...), see 'lmscale train --help'.
+Exit status: 0 when every run ended, 1 if a run failed, 130 when interrupted.
+"""
+
+
+def register(sub: Any) -> None:
+    parser = add_parser(sub, "sweep", help="plan and run studies into a results store", description=DESCRIPTION)
+    parser.set_defaults(func=lambda args: (parser.print_help(), 0)[1])
+    cmds = parser.add_subparsers(dest="sweep_command", metavar="SUBCOMMAND")
+
+    p = add_parser(cmds, "plan", help="list the runs a sweep file expands to, with FLOPs and time",
+                   description="Validate and expand a sweep file without training anything.\n\n"
+                   "  lmscale sweep plan studies/smoke.toml\n"
+                   "  lmscale sweep plan studies/smoke.toml --json --workers 2\n\n"
+                   "Time estimate: (3 x forward FLOPs per token x D + evaluation FLOPs) / (matmul peak\n"
+                   "measured here x expected MFU), the MFU taken from finished runs in --store if\n"
+                   "given, else a default for small models; runs packed onto the workers.")
+    p.add_argument("file", help="the sweep file (TOML)")
+    p.add_argument("--store", help="a store whose finished runs give the expected MFU and are marked done")
+    p.add_argument("--workers", type=int, help="runs in parallel (default: as 'sweep run' would)")
+    p.add_argument("--no-estimate", action="store_true", help="skip the time estimate (no torch import)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=cmd_plan)
+
+    p = add_parser(cmds, "run", help="train the study's runs into a store", description=RUN_DESCRIPTION)
+    p.add_argument("file", help="the sweep file (TOML)")
+    p.add_argument("--store", required=True, help="the SQLite results file (created if missing)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="where runs execute")
+    p.add_argument("--workers", type=int, help="local: runs in parallel (default: CPUs, or GPUs)")
+    p.add_argument("--threads", type=int, help="local: torch threads per run (default: CPUs / workers)")
+    p.add_argument("--address", help="ray: cluster address (default: start a local cluster)")
+    p.add_argument("--cpus-per-run", type=float, default=1, help="ray: num_cpus of each task (= its threads)")
+    p.add_argument("--gpus-per-run", type=float, help="ray: num_gpus of each task (default 1 if device = cuda)")
+    p.add_argument("--retry-failed", action="store_true", help="train runs recorded as failed again")
+    p.add_argument("--quiet", action="store_true", help="no progress table")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    p.set_defaults(func=cmd_run)
+
+    p = add_parser(cmds, "status", help="counts by status and the state of each run",
+                   description="Show a store's runs.\n\n  lmscale sweep status --store smoke.sqlite\n"
+                   "  lmscale sweep status --store smoke.sqlite --study studies/smoke.toml --json\n\n"
+                   "With --study, runs of the study not in the store yet count as pending.")
+    p.add_argument("--store", required=True, help="the SQLite results file")
+    p.add_argument("--study", help="a sweep file: also count its runs not started yet")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = add_parser(cmds, "export", help="write the store's tables as CSV or Parquet",
+                   description="Export every table (runs, final_points, curves, distribution losses,\n"
+                   "per-position losses, noise scale) to files.\n\n"
+                   "  lmscale sweep export --store smoke.sqlite --out smoke-tables --format parquet")
+    p.add_argument("--store", required=True, help="the SQLite results file")
+    p.add_argument("--out", required=True, help="directory to write into")
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv", help="file format")
+    p.add_argument("--json", action="store_true", help="print the written paths as JSON")
+    p.set_defaults(func=cmd_export)
+
+    p = add_parser(cmds, "import", help="add another lab's results (N, D or C, loss) to a store",
+                   description="Import a CSV of N, D (or C: then D = C / 6N), loss, to fit it with lmscale.\n\n"
+                   "  lmscale sweep import chinchilla.csv --store ext.sqlite \\\n"
+                   "      --columns 'N=Model Size,C=Training FLOP,loss=loss' --group chinchilla\n\n"
+                   "Columns named N, D, C, loss (any case) are found without --columns.")
+    p.add_argument("csv", help="the CSV file")
+    p.add_argument("--store", required=True, help="the SQLite results file (created if missing)")
+    p.add_argument("--columns", help="FIELD=COLUMN pairs, comma separated (fields: N, D, C, loss)")
+    p.add_argument("--group", help="group name of the imported runs (default: the CSV's file name)")
+    p.add_argument("--rule", default="plain", help="rule tag of the imported runs (e.g. converge, isoflop)")
+    p.add_argument("--json", action="store_true", help="print the count as JSON")
+    p.set_defaults(func=cmd_import)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from lmscale.sweeps import load_study
+    from lmscale.sweeps.estimate import (
+        Throughput,
+        measured_peak,
+        run_flops,
+        run_seconds,
+        store_mfu,
+        wall_seconds,
+    )
+    from lmscale.sweeps.local import gpu_count, plan_workers
+    from lmscale.training.hardware import available_cpus
+
+    study = load_study(args.file)
+    done: dict[str, str] = {}
+    if args.store:
+        from lmscale.store import Store
+
+        done = Store(args.store, create=False).status_of()
+    distributions = max(1, len(study.data.sources)) if study.data.path is None else len(
+        study.data.open(args.file).distributions)
+    tp = None
+    if not args.no_estimate and study.runs:
+        gpus = gpu_count() if any(r.config.device != "cpu" for r in study.runs) else 0
+        workers, threads = plan_workers(len(study.runs), available_cpus(), args.workers, None, gpus)
+        device = "cuda" if gpus else "cpu"
+        tp = Throughput(peak_flops=measured_peak(threads, device), threads=threads, workers=workers,
+                        distributions=distributions)
+        measured = store_mfu(args.store)
+        tp.mfu.update(measured)
+        tp.mfu_source = {a: "store" if a in measured else "default" for a in tp.mfu}
+    rows = []
+    for run in study.runs:
+        m = run.config.model
+        train_flops, eval_flops = run_flops(run, distributions)
+        rows.append({
+            "run_id": run.run_id, "group": run.group, "rule": run.rule, "architecture": m.architecture,
+            "n_layer": m.n_layer, "d_model": m.d_model, "n_head": m.n_head, "d_ff": m.d_ff, "n_ctx": m.n_ctx,
+            "N": run.N, "D": run.D, "C": run.C, "C_exact": train_flops, "C_eval": eval_flops,
+            "batch_tokens": run.config.batch_tokens, "lr": run.config.lr, "seed": run.config.seed,
+            "early_stopping": run.config.early_stopping, "axes": run.axes,
+            "status": done.get(run.run_id, "pending"),
+            "est_seconds": run_seconds(run, tp) if tp else None,
+        })
+    todo = [r["est_seconds"] for r in rows if r["status"] not in ("finished", "early_stopped", "diverged", "failed")]
+    total = {
+        "runs": len(rows), "to_train": len(todo), "C": sum(r["C"] for r in rows),
+        "C_exact": sum(r["C_exact"] for r in rows),
+        "est_wall_seconds": wall_seconds(todo, tp.workers) if tp and todo else (0.0 if tp else None),
+        "duplicates": {k: v for k, v in study.duplicates.items()},
+    }
+    if args.json:
+        print_json({"study": study.name, "file": str(study.path), "data": study.data.canonical(),
+                     "runs": rows, "total": total, "estimate": tp.method() if tp else None})
+        return 0
+    print(f"study {study.name!r} ({study.path}): {len(rows)} runs in {len(study.groups)} group(s), "
+          f"data {study.data.canonical()}")
+    head = f"{'run_id':<16} {'group':<12} {'rule':<9} {'arch':<11} {'L':>3} {'d':>5} {'N':>10} {'D':>10} " \
+           f"{'C=6ND':>9} {'est s':>7}  status"
+    print(head)
+    for r in rows:
+        est = f"{r['est_seconds']:.0f}" if r["est_seconds"] is not None else "-"
+        print(f"{r['run_id']:<16} {r['group'][:12]:<12} {r['rule']:<9} {r['architecture']:<11} {r['n_layer']:>3} "
+              f"{r['d_model']:>5} {r['N']:>10,} {_fmt(r['D']):>10} {_fmt(r['C']):>9} {est:>7}  {r['status']}")
+    print(f"total C = 6ND: {_fmt(total['C'])} FLOPs; with attention/logits/embedding: {_fmt(total['C_exact'])}")
+    if tp:
+        print(f"estimated wall time for the {total['to_train']} run(s) to train: "
+              f"{total['est_wall_seconds']:.0f} s")
+        print(f"  ({tp.method()})")
+    if study.duplicates:
+        print(f"{len(study.duplicates)} run(s) appear in several groups; each is trained once, "
+              "tagged with its first group")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lmscale.sweeps import run_sweep
+
+    result = run_sweep(args.file, args.store, executor=args.executor, workers=args.workers, threads=args.threads,
+                       address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+                       retry_failed=args.retry_failed, progress=not args.quiet)
+    if args.json:
+        print_json({"store": str(result.store), "counts": result.counts, "trained": result.trained,
+                    "skipped": result.skipped, "interrupted": result.interrupted})
+    else:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items()))
+        print(f"{result.store}: {counts} (trained now: {len(result.trained)}, "
+              f"already done: {len(result.skipped)})" + (" -- interrupted" if result.interrupted else ""))
+    if result.interrupted:
+        return 130
+    return 1 if any(result.counts.get(s) for s in ("failed",)) and result.trained else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lmscale.store import Store
+    from lmscale.sweeps.session import StoreLock
+
+    store = Store(args.store, create=False)
+    runs = store.runs()
+    stale = not StoreLock.held(Path(args.store))
+    rows = []
+    for r in runs.to_dict("records"):
+        status = r["status"]
+        if status == "running" and stale:
+            status = "interrupted"  # no sweep holds the store: the process that ran it is gone
+        rows.append({"run_id": r["run_id"], "group": r["group"], "rule": r["rule"], "status": status,
+                     "architecture": r["architecture"], "N": r["non_embedding_params"], "tokens": r["tokens"],
+                     "loss": r["final_loss"], "wall_time_s": r["wall_time_s"], "source": r["source"],
+                     "error": (r["error"] or "").splitlines()[0] if r["error"] else None})
+    if args.study:
+        from lmscale.sweeps import load_study
+
+        known = set(runs["run_id"])
+        for run in load_study(args.study).runs:
+            if run.run_id not in known:
+                rows.append({"run_id": run.run_id, "group": run.group, "rule": run.rule, "status": "pending",
+                             "architecture": run.config.model.architecture, "N": run.N, "tokens": None,
+                             "loss": None, "wall_time_s": None, "source": "trained", "error": None})
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    if args.json:
+        print_json({"store": args.store, "counts": counts, "runs": rows})
+        return 0
+    print(f"{args.store}: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no runs"))
+    for r in rows:
+        loss = f"{r['loss']:.4f}" if r["loss"] is not None and r["loss"] == r["loss"] else "-"
+        n = f"{int(r['N']):,}" if r["N"] is not None and r["N"] == r["N"] else "-"
+        print(f"{r['run_id']:<16} {str(r['group'])[:14]:<14} {str(r['rule']):<9} {r['status']:<13} "
+              f"{str(r['architecture'] or '-'):<11} N={n:>11} loss {loss}" + (f"  {r['error']}" if r["error"] else ""))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from lmscale.store import export
+
+    paths = export(args.store, args.out, args.format)
+    if args.json:
+        print_json([str(p) for p in paths])
+    else:
+        for path in paths:
+            print(path)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from lmscale.store import import_csv, parse_columns
+
+    n = import_csv(args.store, args.csv, parse_columns(args.columns), group=args.group, rule=args.rule)
+    if args.json:
+        print_json({"store": args.store, "imported": n})
+    else:
+        print(f"{args.store}: imported {n} rows from {args.csv}", file=sys.stdout)
+    return 0

@@ -1,0 +1,208 @@
+"""The local executor: runs in parallel worker processes on this machine.
+
+- ``K`` worker processes (spawned, so the parent never imports torch), each
+  training one run at a time with ``threads`` torch threads; by default
+  ``K = min(CPUs, runs)`` and ``threads = CPUs // K`` so runs x threads =
+  cores (on a machine with NVIDIA GPUs: one worker per GPU).
+- Workers send events (start, learning-curve point, record) to the parent,
+  the ONLY writer of the store.
+- SIGINT/SIGTERM: the parent asks the workers to stop (the trainer
+  checkpoints and returns); a second signal kills them. A worker whose
+  parent dies (even by SIGKILL) is killed by the kernel (``PR_SET_PDEATHSIG``)
+  or exits at its next check of the parent, so a re-run never races an orphan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from lmscale.sweeps.session import Session
+from lmscale.sweeps.spec import PlannedRun
+from lmscale.sweeps.worker import train_one
+
+#: Seconds between two progress events a worker sends for one run.
+POINT_INTERVAL_S = 0.5
+
+#: Seconds the parent waits for workers to checkpoint after a stop request.
+STOP_GRACE_S = 120.0
+
+
+def gpu_count() -> int:
+    """NVIDIA GPUs visible to the driver (without importing torch)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([v for v in visible.split(",") if v.strip() and v.strip() != "-1"])
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return len(list(gpus.iterdir())) if gpus.is_dir() else 0
+
+
+def plan_workers(n_runs: int, cpus: int, workers: int | None = None, threads: int | None = None,
+                 gpus: int = 0) -> tuple[int, int]:
+    """``(workers, threads per run)`` with workers x threads = cpus by default."""
+    if workers is None:
+        workers = min(gpus, n_runs) if gpus else min(cpus, n_runs)
+    workers = max(1, workers)
+    if threads is None:
+        threads = max(1, cpus // workers)
+    return workers, threads
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Exit when the parent goes away: kernel signal on Linux, plus a polling thread."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _throttled(events: Any, slot: int, run_id: str) -> Any:
+    """A learning-curve callback that sends at most one event per ``POINT_INTERVAL_S``."""
+    last = [0.0]
+
+    def on_point(info: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - last[0] >= POINT_INTERVAL_S:
+            last[0] = now
+            events.put(("point", slot, run_id, info))
+
+    return on_point
+
+
+def _worker_main(slot: int, tasks: Any, events: Any, stop: Any, parent_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what a Ctrl-C means
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent_pid)
+    while not stop.is_set():
+        task = tasks.get()
+        if task is None:
+            break
+        run_id, config = task
+        events.put(("start", slot, run_id, None))
+        on_point = _throttled(events, slot, run_id)
+        events.put(("done", slot, run_id, train_one(run_id, config, on_point=on_point, stop_event=stop)))
+    events.put(("exit", slot, None, None))
+
+
+def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None = None,
+              threads: int | None = None) -> None:
+    """Train ``todo`` in worker processes; results go to the store through ``session``."""
+    if not todo:
+        return
+    from lmscale.training.hardware import available_cpus
+
+    gpus = gpu_count() if any(r.config.device != "cpu" for r in todo) else 0
+    n_workers, n_threads = plan_workers(len(todo), available_cpus(), workers, threads, gpus)
+    ctx = mp.get_context("spawn")
+    tasks, events, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+    for run in todo:
+        tasks.put((run.run_id, session.executable(run, n_threads)))
+    for _ in range(n_workers):
+        tasks.put(None)
+
+    procs: dict[int, Any] = {}
+
+    def start(slot: int) -> None:
+        env_gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if gpus:
+            visible = (env_gpu or ",".join(map(str, range(gpus)))).split(",")
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)]
+        try:
+            proc = ctx.Process(target=_worker_main, args=(slot, tasks, events, stop, os.getpid()),
+                               name=f"lmscale-worker-{slot}", daemon=True)
+            proc.start()
+        finally:
+            if gpus:
+                if env_gpu is None:
+                    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+                else:
+                    os.environ["CUDA_VISIBLE_DEVICES"] = env_gpu
+        procs[slot] = proc
+
+    signals = {"count": 0, "since": 0.0}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        signals["count"] += 1
+        signals["since"] = signals["since"] or time.monotonic()
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    active: dict[int, str] = {}
+    exited: set[int] = set()
+    try:
+        for slot in range(n_workers):
+            start(slot)
+        while len(exited) < len(procs):
+            try:
+                kind, slot, run_id, payload = events.get(timeout=0.25)
+            except queue.Empty:
+                kind = None
+            if kind == "start":
+                active[slot] = run_id
+                session.started(run_id)
+            elif kind == "point":
+                session.point(run_id, payload)
+            elif kind == "done":
+                active.pop(slot, None)
+                session.finished(run_id, payload)
+            elif kind == "exit":
+                exited.add(slot)
+            for slot, proc in list(procs.items()):
+                if slot in exited or proc.is_alive():
+                    continue
+                proc.join()
+                with contextlib.suppress(queue.Empty):  # events it sent just before dying
+                    while True:
+                        k, s, rid, pl = events.get_nowait()
+                        if k == "done":
+                            active.pop(s, None)
+                            session.finished(rid, pl)
+                        elif k == "exit":
+                            exited.add(s)
+                if slot in exited:
+                    continue
+                lost = active.pop(slot, None)
+                if lost is not None:
+                    if stop.is_set():
+                        session.interrupted(lost)
+                    else:
+                        session.finished(lost, {"status": "failed", "config": {}, "run_id": lost,
+                                                "error": f"worker process died (exit code {proc.exitcode})"})
+                if stop.is_set():
+                    exited.add(slot)
+                else:
+                    start(slot)  # its sentinel is still queued for the replacement
+            late = signals["since"] and time.monotonic() - signals["since"] > STOP_GRACE_S
+            if signals["count"] >= 2 or late:
+                for proc in procs.values():
+                    if proc.is_alive():
+                        proc.kill()
+            session.progress.draw()
+        session.result.interrupted = stop.is_set()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for proc in procs.values():
+            if proc.is_alive():
+                proc.kill()
+            proc.join(timeout=5)
+        for run_id in active.values():
+            session.interrupted(run_id)
+        tasks.cancel_join_thread()
+        events.cancel_join_thread()

@@ -1,0 +1,164 @@
+"""What every executor shares: the store lock, which runs remain, and writing results.
+
+One sweep process at a time writes a store: ``<store>.lock`` is held with
+``flock`` (the kernel releases it when the process dies, even by SIGKILL).
+Runs left ``running`` by a process that died are marked ``interrupted``;
+they resume from their checkpoints in ``<store>.runs/<run_id>/``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmscale.errors import LmscaleError
+from lmscale.store import DONE_STATUSES, Store
+from lmscale.sweeps.progress import ProgressTable
+from lmscale.sweeps.spec import PlannedRun, Study
+
+
+def checkpoint_root(store_path: str | Path) -> Path:
+    """``<store>.runs``: one checkpoint directory per run id beside the store."""
+    path = Path(store_path)
+    return path.with_name(path.name + ".runs")
+
+
+@dataclass
+class SweepResult:
+    """What a ``sweep run`` did.
+
+    Attributes:
+        store: the store file.
+        counts: statuses of the study's runs in the store afterwards.
+        trained: run ids trained (or resumed) by this call.
+        skipped: run ids already done before this call.
+        interrupted: the sweep was stopped (signal) before all runs ended.
+    """
+
+    store: Path
+    counts: dict[str, int] = field(default_factory=dict)
+    trained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+
+class StoreLock:
+    """Exclusive ``flock`` on ``<store>.lock`` naming the holder's pid."""
+
+    def __init__(self, store_path: Path):
+        self.path = store_path.with_name(store_path.name + ".lock")
+        self._fh: Any = None
+
+    def __enter__(self) -> StoreLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            fh.close()
+            raise LmscaleError(
+                f"{self.path.with_suffix('')}: another 'lmscale sweep run' (pid {holder}) is writing this store"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+    @staticmethod
+    def held(store_path: Path) -> bool:
+        """Whether some process holds the lock now."""
+        path = store_path.with_name(store_path.name + ".lock")
+        if not path.exists():
+            return False
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
+class Session:
+    """A sweep over one store: the parent's (or driver's) side of every executor."""
+
+    def __init__(self, study: Study, store: Store, data_dir: Path, progress: ProgressTable):
+        self.study = study
+        self.store = store
+        self.data_dir = data_dir
+        self.progress = progress
+        self.runs = study.by_id()
+        self.result = SweepResult(store=store.path)
+
+    def todo(self, retry_failed: bool = False) -> list[PlannedRun]:
+        """Runs not done yet, largest compute first (better packing of workers)."""
+        self.store.set_status_where("running", "interrupted")  # left by a process that died
+        status = self.store.status_of()
+        done = set(DONE_STATUSES) - ({"failed"} if retry_failed else set())
+        todo = []
+        for run in self.study.runs:
+            label = f"{run.group} {run.config.model.architecture} N={run.N:,} D={run.D:,.0f}"
+            self.progress.add(run.run_id, label, run.D)
+            if status.get(run.run_id) in done:
+                self.result.skipped.append(run.run_id)
+                self.progress.runs[run.run_id].status = status[run.run_id]
+            else:
+                todo.append(run)
+        return sorted(todo, key=lambda r: -r.C)
+
+    def executable(self, run: PlannedRun, threads: int | None) -> dict[str, Any]:
+        ckpt = checkpoint_root(self.store.path) / run.run_id
+        return run.executable(self.data_dir, ckpt, threads).to_dict()
+
+    # -- events ------------------------------------------------------------
+    def started(self, run_id: str) -> None:
+        run = self.runs[run_id]
+        self.store.mark(run_id, "running", spec=run.config.to_dict(), study=self.study.name,
+                        group=run.group, rule=run.rule, data_dir=str(self.data_dir))
+        self.progress.update(run_id, status="running")
+
+    def point(self, run_id: str, info: dict[str, Any]) -> None:
+        self.progress.update(run_id, tokens=int(info.get("tokens", 0)), loss=info.get("loss"))
+
+    def finished(self, run_id: str, record: dict[str, Any]) -> None:
+        """Write a worker's record (the only place results enter the store)."""
+        run = self.runs[run_id]
+        record = dict(record, run_id=run_id)
+        if record.get("status") == "interrupted":
+            self.interrupted(run_id)
+            return
+        self.store.write_record(record, spec=run.config.to_dict(), study=self.study.name, group=run.group,
+                                rule=run.rule, data_dir=str(self.data_dir))
+        self.result.trained.append(run_id)
+        final = record.get("final_test_loss") or {}
+        loss = final.get(record.get("train_distribution") or "", next(iter(final.values()), None))
+        note = (record.get("error") or "").splitlines()[0][:80] if record.get("status") == "failed" else ""
+        self.progress.update(run_id, status=record.get("status", "failed"), tokens=int(record.get("tokens") or 0),
+                             loss=loss, tokens_per_second=record.get("tokens_per_second") or None, note=note)
+
+    def interrupted(self, run_id: str) -> None:
+        self.store.mark(run_id, "interrupted")
+        self.progress.update(run_id, status="interrupted")
+
+    def close(self) -> SweepResult:
+        status = self.store.status_of()
+        counts: dict[str, int] = {}
+        for run_id in self.runs:
+            s = status.get(run_id, "pending")
+            counts[s] = counts.get(s, 0) + 1
+        self.result.counts = counts
+        self.progress.close()
+        return self.result
