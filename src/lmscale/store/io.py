@@ -13,12 +13,13 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from lmscale.errors import LmscaleError
 from lmscale.store.store import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Tables written by :func:`export`, each a read method of :class:`Store`.
 EXPORT_TABLES = (
@@ -114,6 +115,8 @@ def import_csv(
     a positive finite number; an error names the row and column. Re-importing
     the same file replaces its rows (ids hash the file name and row).
     """
+    import pandas as pd
+
     path = Path(csv_path)
     if not path.is_file():
         raise LmscaleError(f"{path}: no such CSV file")

@@ -16,9 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from lmscale import __version__
 from lmscale.accounting import training_flops_per_token
@@ -26,6 +24,9 @@ from lmscale.errors import LmscaleError
 from lmscale.models.spec import ModelSpec
 from lmscale.store.schema import DDL, RUN_COLUMNS, SCHEMA_VERSION
 from lmscale.training.record import STATUSES, RunRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Statuses a run can have in the store: the trainer's, plus ``interrupted``
 #: (a sweep stopped while it ran; its checkpoint lets it resume).
@@ -202,6 +203,8 @@ class Store:
 
     # -- reads -------------------------------------------------------------
     def _frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        import pandas as pd  # lazily: the writers and the CLI's start-up do not need it
+
         return pd.read_sql_query(sql, self._db, params=list(params))
 
     def status_of(self) -> dict[str, str]:

@@ -120,6 +120,10 @@ class DataSpec:
         return int(self.open(where).vocab_size)
 
     def open(self, where: str) -> Any:
+        """The prepared data (``PreparedData``); a bad directory names ``study.data``."""
+        if self.path is not None and not self.path.is_dir():
+            raise SpecError("study.data", self.relpath, f"a prepared data directory ({self.path} does not exist; "
+                            "make one with 'lmscale data prepare')", where)
         from lmscale.data import PreparedData
 
         try:
