@@ -84,7 +84,8 @@ def register(sub: Any) -> None:
         "--target-params",
         type=float,
         metavar="N",
-        help="pick the shape for this non-embedding N (excludes --n-layer/--d-model/--n-head/--d-ff)",
+        help="pick the shape for this non-embedding N "
+        "(excludes --n-layer/--d-model/--n-head/--d-ff)",
     )
     d.add_argument("--aspect-ratio", type=float, help="with --target-params: d_model / n_layer")
     d.add_argument("--d-head", type=int, help="with --target-params: head size")
