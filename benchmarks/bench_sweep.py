@@ -1,0 +1,66 @@
+"""Parallel speed-up of the local executor: the smoke study with 1 and with 2 workers.
+
+Runs ``studies/smoke.toml`` into fresh stores, once with 1 worker x CPUs
+threads and once with 2 workers x CPUs/2 threads (runs x threads = cores
+in both), in the same process run, and prints the wall-time ratio.
+Target on 2 cores: 2 workers >= 1.6x faster than 1.
+
+    .venv/bin/python benchmarks/bench_sweep.py [--study studies/smoke.toml] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lmscale.sweeps import load_study, run_sweep
+from lmscale.training.hardware import available_cpus
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = 1.6
+
+
+def timed_sweep(study, workers: int, threads: int, tmp: Path, tag: str) -> float:
+    store = tmp / f"{tag}.sqlite"
+    start = time.perf_counter()
+    result = run_sweep(study, store, workers=workers, threads=threads, progress=False)
+    elapsed = time.perf_counter() - start
+    bad = {k: v for k, v in result.counts.items() if k not in ("finished", "early_stopped")}
+    if bad:
+        raise SystemExit(f"{tag}: runs did not finish: {bad}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", default=str(ROOT / "studies" / "smoke.toml"))
+    parser.add_argument("--repeat", type=int, default=1, help="pairs of measurements (best of each is kept)")
+    args = parser.parse_args()
+    study = load_study(args.study)
+    cpus = available_cpus()
+    study.data.resolve(progress=False)  # data preparation is not part of the measurement
+    one, two = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeat):
+            one.append(timed_sweep(study, 1, cpus, Path(tmp), f"one{i}"))
+            two.append(timed_sweep(study, 2, max(1, cpus // 2), Path(tmp), f"two{i}"))
+            print(f"round {i + 1}: 1 worker x {cpus} threads {one[-1]:.1f} s, "
+                  f"2 workers x {max(1, cpus // 2)} threads {two[-1]:.1f} s", file=sys.stderr)
+    t1, t2 = min(one), min(two)
+    ratio = t1 / t2
+    print(f"study {study.name}: {len(study.runs)} runs on {cpus} CPUs")
+    print(f"1 worker : {t1:8.1f} s")
+    print(f"2 workers: {t2:8.1f} s")
+    print(f"speed-up : {ratio:8.2f}x (target >= {TARGET}x) {'OK' if ratio >= TARGET else 'BELOW TARGET'}")
+    print(json.dumps({"benchmark": "sweep", "study": study.name, "runs": len(study.runs), "cpus": cpus,
+                      "seconds_1_worker": round(t1, 2), "seconds_2_workers": round(t2, 2),
+                      "speedup": round(ratio, 3), "target": TARGET, "ok": ratio >= TARGET}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
