@@ -1,0 +1,179 @@
+"""The machine a run executes on: device, threads, matmul peak, memory.
+
+MFU needs the machine's real matmul peak, not a datasheet number: it is
+measured once per (device, threads, torch version) and cached as JSON in
+``$LMSCALE_CACHE`` (default ``~/.cache/lmscale``), file ``peak_flops.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from lmscale.errors import LmscaleError
+
+
+def cache_dir() -> Path:
+    """Where lmscale caches per-machine measurements."""
+    return Path(os.environ.get("LMSCALE_CACHE") or Path.home() / ".cache" / "lmscale")
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (affinity-aware)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def resolve_device(name: str) -> Any:
+    """``auto`` -> CUDA if available else CPU; ``cuda`` without a GPU is an error."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LmscaleError("device = 'cuda': no CUDA device is available (use device = 'cpu' or 'auto')")
+    if name == "cuda" and os.environ.get("LOCAL_RANK") is not None:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return torch.device(name)
+
+
+def configure_threads(threads: int | None, world_size: int = 1) -> int:
+    """Set torch's intra-op threads: the CPUs of this process, shared among local ranks."""
+    import torch
+
+    n = threads if threads is not None else max(1, available_cpus() // max(1, world_size))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def describe_device(device: Any) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads, {cpu_model()})"
+
+
+def _peak_key(device: Any) -> str:
+    import torch
+
+    if device.type == "cuda":
+        what = f"cuda:{torch.cuda.get_device_name(device)}|bf16"
+    else:
+        what = f"cpu:{cpu_model()}|threads={torch.get_num_threads()}|fp32"
+    return f"{what}|torch={torch.__version__}"
+
+
+def measure_matmul_peak(device: Any, seconds: float = 1.0) -> float:
+    """Best sustained FLOP/s of square matmuls (fp32 on CPU, bf16 on CUDA)."""
+    import torch
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    sizes = (8192,) if device.type == "cuda" else (512, 1024, 2048)
+    best = 0.0
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    for n in sizes:
+        a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+        b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+        out = torch.empty(n, n, device=device, dtype=dtype)
+        torch.mm(a, b, out=out)
+        reps = 0
+        _sync(device)
+        start = time.perf_counter()
+        deadline = start + seconds / len(sizes)
+        while True:
+            t0 = time.perf_counter()
+            torch.mm(a, b, out=out)
+            _sync(device)
+            t1 = time.perf_counter()
+            best = max(best, 2.0 * n**3 / (t1 - t0))
+            reps += 1
+            if t1 > deadline and reps >= 3:
+                break
+    return best
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: Any, *, refresh: bool = False) -> float:
+    """The cached matmul peak of this machine (FLOP/s), measured on first use."""
+    path = cache_dir() / "peak_flops.json"
+    key = _peak_key(device)
+    table: dict[str, Any] = {}
+    if path.exists():
+        try:
+            table = json.loads(path.read_text())
+        except (OSError, ValueError):
+            table = {}
+    if not refresh and isinstance(table.get(key), dict) and table[key].get("flops", 0) > 0:
+        return float(table[key]["flops"])
+    peak = measure_matmul_peak(device)
+    table[key] = {"flops": peak, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    try:
+        write_text_atomic(path, json.dumps(table, indent=1, sort_keys=True))
+    except OSError:  # a read-only home is not a reason to fail a run
+        pass
+    return peak
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def available_memory(device: Any) -> int:
+    """Bytes free for a run: free GPU memory, or MemAvailable (cgroup-limited) on CPU."""
+    import torch
+
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    avail = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if avail is None:
+        avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            raw = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and int(raw) < avail:
+            avail = int(raw)
+    return int(avail)
