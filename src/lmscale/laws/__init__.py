@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lmscale.laws import data_constrained as _data_constrained  # noqa: F401  (registers its form)
 from lmscale.laws.forms import FORMS, LawForm, get_form
 from lmscale.laws.result import FitResult, LawSet
 
