@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from lmscale.errors import SpecError
 from lmscale.models.spec import ModelSpec
@@ -61,6 +61,15 @@ class TrainConfig:
         threads: torch intra-op threads (``None``: all this process may use).
         checkpoint_dir: where checkpoints go (``None``: no checkpoints).
         checkpoint_every_s: seconds between checkpoints.
+        eval_every: also evaluate the test loss every this many steps (these
+            evaluations join the curve). ``None``: only at the log-spaced
+            curve points, or 50 evenly spaced ones with ``early_stopping``.
+        noise_ema_decay: EMA decay of the two squared gradient norms behind
+            the noise scale (averaged before the ratio, [K] 5.1).
+        loss_ema_decay: EMA decay of the smoothed training loss.
+        divergence_loss: smoothed training loss above which the run counts as
+            diverged (as does any non-finite loss); ``None``: 2 ln(n_vocab),
+            twice the loss of a uniform prediction.
     """
 
     model: ModelSpec
@@ -93,6 +102,10 @@ class TrainConfig:
     threads: int | None = None
     checkpoint_dir: str | None = None
     checkpoint_every_s: float = 60.0
+    eval_every: int | None = None
+    noise_ema_decay: float = 0.95
+    loss_ema_decay: float = 0.9
+    divergence_loss: float | None = None
     _extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -107,7 +120,8 @@ class TrainConfig:
         given = [k for k in BUDGET_KINDS if getattr(self, k) is not None]
         if len(given) != 1:
             raise SpecError("budget", given or None, "exactly one of tokens, steps, flops", where)
-        for name in ("tokens", "steps", "dataset_tokens", "batch_tokens", "micro_batch_tokens"):
+        for name in ("tokens", "steps", "dataset_tokens", "batch_tokens", "micro_batch_tokens",
+                     "eval_every"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise SpecError(name, value, "a positive integer", where)
@@ -136,6 +150,14 @@ class TrainConfig:
             raise SpecError("decay_fraction", self.decay_fraction, "a number in (0, 1]", where)
         if self.patience < 1:
             raise SpecError("patience", self.patience, "a positive integer", where)
+        for name in ("noise_ema_decay", "loss_ema_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
+                raise SpecError(name, value, "a number in [0, 1)", where)
+        if self.divergence_loss is not None and not (
+            isinstance(self.divergence_loss, int | float) and self.divergence_loss > 0
+        ):
+            raise SpecError("divergence_loss", self.divergence_loss, "a positive loss or null", where)
 
     # -- identity -----------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -164,11 +186,20 @@ class TrainConfig:
     #: Fields that change where or how fast a run executes but not its result.
     EXECUTION_FIELDS = ("device", "compile", "threads", "checkpoint_dir", "checkpoint_every_s")
 
+    #: Fields added after the first release: left out of the id at their
+    #: default, so adding a field never changes the id of an existing run.
+    ID_OMITTED_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "eval_every": None, "noise_ema_decay": 0.95, "loss_ema_decay": 0.9, "divergence_loss": None,
+    }
+
     def run_id(self) -> str:
         """Stable id: hash of everything that determines the run's result."""
         data = self.to_dict()
         for key in self.EXECUTION_FIELDS:
             data.pop(key, None)
+        for key, default in self.ID_OMITTED_DEFAULTS.items():
+            if key in data and data[key] == default:
+                data.pop(key)
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-STATUSES = ("pending", "running", "finished", "early_stopped", "diverged", "failed")
+STATUSES = ("pending", "running", "finished", "early_stopped", "diverged", "failed", "interrupted")
 
 
 @dataclass
@@ -71,6 +71,15 @@ class RunRecord:
         device: what ran it (e.g. ``cpu (2 threads)``, ``NVIDIA H100``).
         versions: lmscale, torch, python versions.
         error: message for failed/diverged runs.
+        total_steps: steps the budget allows (``steps`` is fewer if the run
+            stopped early, diverged or was interrupted).
+        micro_batch_tokens: tokens per forward/backward pass on one device.
+        world_size: data-parallel processes (torchrun ranks).
+        peak_lr: the peak learning rate used (LR(N) of [K] eq. D.1 by default).
+        warmup_steps: linear warm-up steps used.
+        train_time_s: seconds spent in training steps (``tokens_per_second``
+            and ``mfu`` use it; evaluations and checkpoints are left out).
+        eval_time_s: seconds spent evaluating the test loss.
     """
 
     run_id: str
@@ -95,6 +104,13 @@ class RunRecord:
     device: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    total_steps: int = 0
+    micro_batch_tokens: int = 0
+    world_size: int = 1
+    peak_lr: float | None = None
+    warmup_steps: int = 0
+    train_time_s: float = 0.0
+    eval_time_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
