@@ -135,3 +135,13 @@ def test_attention_share_small_when_d_model_large():
         share = b["attention_mask"] / sum(b.values())
         expected = spec.n_ctx / (12 * spec.d_model + spec.n_ctx)
         assert math.isclose(share, expected) and lo <= share <= hi
+
+
+def test_describe_collects_table_1():
+    info = acc.describe(GPT2_SMALL, logits=False, embedding=False)
+    assert info["forward_flops_per_token"] == 188_743_680
+    assert info["non_embedding_params"] == info["exact_non_embedding_weight_params"] == 84_934_656
+    full = info["forward_flops_breakdown_full"]
+    assert info["attention_share"] == full["attention_mask"] / sum(full.values())
+    assert info["training_flops_per_token_exact"] == 3 * 188_743_680
+    assert set(info["counting"]) >= {"non_embedding_params", "forward_flops_per_token"}

@@ -239,10 +239,76 @@ def flops_from_pf_days(x: float) -> float:
     return x * PF_DAY
 
 
+def describe(
+    spec: ModelSpec, attention: bool = True, logits: bool = True, embedding: bool = True
+) -> dict[str, Any]:
+    """Every number of [K] table 1 for ``spec``, with how each is counted (``counting``).
+
+    The switches choose the terms of ``forward_flops_per_token`` and of the
+    exact training count; the shares are of the forward with every term on.
+    This is what ``lmscale model describe`` prints. The exact counts need
+    torch (``None`` without it).
+    """
+    from lmscale.models.shapes import paper_learning_rate
+
+    switches = {"attention": attention, "logits": logits, "embedding": embedding}
+    n = non_embedding_params(spec)
+    exact = exact_weights = None
+    try:
+        exact = exact_non_embedding_params(spec)
+        exact_weights = exact_non_embedding_params(spec, include_biases_and_norms=False)
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        pass
+    full = forward_flops_breakdown(spec)
+    full_total = sum(full.values())
+    on = ", ".join(k for k, v in switches.items() if v) or "none"
+    return {
+        "spec": spec.to_dict(),
+        "non_embedding_params": n,
+        "exact_non_embedding_params": exact,
+        "exact_non_embedding_weight_params": exact_weights,
+        "embedding_params": embedding_params(spec),
+        "total_params": None if exact is None else exact + embedding_params(spec),
+        "param_breakdown": param_breakdown(spec),
+        "switches": switches,
+        "forward_flops_breakdown": forward_flops_breakdown(spec, **switches),
+        "forward_flops_breakdown_full": full,
+        "forward_flops_per_token": forward_flops_per_token(spec, **switches),
+        "kaplan_forward_flops_per_token": forward_flops_per_token(
+            spec, attention=True, logits=False, embedding=False
+        ),
+        "training_flops_per_token_6n": training_flops_per_token(spec),
+        "training_flops_per_token_exact": training_flops_per_token(spec, exact=True, **switches),
+        "attention_share": full.get("attention_mask", 0) / full_total,
+        "logits_share": full["logits"] / full_total,
+        "paper_learning_rate": paper_learning_rate(n),
+        "counting": {
+            "non_embedding_params": "formula, [K] table 1: weight matrices of the blocks, "
+            "no biases, norms or embeddings"
+            + (" (shared block counted once)" if spec.architecture == "universal" else ""),
+            "exact_non_embedding_params": "count of the instantiated model (meta device), "
+            "with biases and layer norms, without embeddings and output matrix",
+            "exact_non_embedding_weight_params": "count of the instantiated model, "
+            "weight matrices only (equals the formula)",
+            "embedding_params": "token"
+            + (" embedding" if spec.architecture == "lstm" else " and position embeddings")
+            + ("" if spec.tied_embeddings else " plus the untied output matrix"),
+            "forward_flops_per_token": f"sum of forward_flops_breakdown, terms on: {on}",
+            "kaplan_forward_flops_per_token": "[K] C_fwd: attention on, no embedding, no logits",
+            "training_flops_per_token_6n": "6 N, N applied per token ([K] 2.1)",
+            "training_flops_per_token_exact": f"3 x forward, terms on: {on}",
+            "attention_share": "attention-mask FLOPs / forward with every term on",
+            "logits_share": "logits FLOPs / forward with every term on",
+            "paper_learning_rate": "[K] eq. D.1 at the formula N",
+        },
+    }
+
+
 __all__ = [
     "PF_DAY",
     "OPERATIONS",
     "applied_non_embedding_params",
+    "describe",
     "embedding_params",
     "exact_non_embedding_params",
     "flops_from_pf_days",

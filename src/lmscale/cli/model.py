@@ -122,67 +122,6 @@ def _spec_from_args(args: argparse.Namespace):
     )
 
 
-def describe_spec(
-    spec: Any, attention: bool = True, logits: bool = True, embedding: bool = True
-) -> dict[str, Any]:
-    """Every number ``lmscale model describe`` shows, with how each is counted."""
-    from lmscale import accounting as acc
-    from lmscale.models.shapes import paper_learning_rate
-
-    switches = {"attention": attention, "logits": logits, "embedding": embedding}
-    n = acc.non_embedding_params(spec)
-    exact = exact_weights = None
-    try:
-        exact = acc.exact_non_embedding_params(spec)
-        exact_weights = acc.exact_non_embedding_params(spec, include_biases_and_norms=False)
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        pass
-    full = acc.forward_flops_breakdown(spec)
-    full_total = sum(full.values())
-    on = ", ".join(k for k, v in switches.items() if v) or "none"
-    return {
-        "spec": spec.to_dict(),
-        "non_embedding_params": n,
-        "exact_non_embedding_params": exact,
-        "exact_non_embedding_weight_params": exact_weights,
-        "embedding_params": acc.embedding_params(spec),
-        "total_params": None if exact is None else exact + acc.embedding_params(spec),
-        "param_breakdown": acc.param_breakdown(spec),
-        "switches": switches,
-        "forward_flops_breakdown": acc.forward_flops_breakdown(spec, **switches),
-        "forward_flops_per_token": acc.forward_flops_per_token(spec, **switches),
-        "kaplan_forward_flops_per_token": acc.forward_flops_per_token(
-            spec, attention=True, logits=False, embedding=False
-        ),
-        "training_flops_per_token_6n": acc.training_flops_per_token(spec),
-        "training_flops_per_token_exact": acc.training_flops_per_token(
-            spec, exact=True, **switches
-        ),
-        "attention_share": full.get("attention_mask", 0) / full_total,
-        "logits_share": full["logits"] / full_total,
-        "paper_learning_rate": paper_learning_rate(n),
-        "counting": {
-            "non_embedding_params": "formula, [K] table 1: weight matrices of the blocks, "
-            "no biases, norms or embeddings"
-            + (" (shared block counted once)" if spec.architecture == "universal" else ""),
-            "exact_non_embedding_params": "count of the instantiated model (meta device), "
-            "with biases and layer norms, without embeddings and output matrix",
-            "exact_non_embedding_weight_params": "count of the instantiated model, "
-            "weight matrices only (equals the formula)",
-            "embedding_params": "token"
-            + (" embedding" if spec.architecture == "lstm" else " and position embeddings")
-            + ("" if spec.tied_embeddings else " plus the untied output matrix"),
-            "forward_flops_per_token": f"sum of forward_flops_breakdown, terms on: {on}",
-            "kaplan_forward_flops_per_token": "[K] C_fwd: attention on, no embedding, no logits",
-            "training_flops_per_token_6n": "6 N, N applied per token ([K] 2.1)",
-            "training_flops_per_token_exact": f"3 x forward, terms on: {on}",
-            "attention_share": "attention-mask FLOPs / forward with every term on",
-            "logits_share": "logits FLOPs / forward with every term on",
-            "paper_learning_rate": "[K] eq. D.1 at the formula N",
-        },
-    }
-
-
 def _fmt(x: int | None) -> str:
     return "n/a" if x is None else f"{x:,}"
 
@@ -201,11 +140,7 @@ def _render(info: dict[str, Any]) -> str:
     counted = info["forward_flops_breakdown"]
     full_params = info["param_breakdown"]
     lines += ["", f"{'operation':<28}{'parameters':>16}{'forward FLOPs/token':>22}  counted"]
-    from lmscale import accounting as acc
-    from lmscale.models.spec import ModelSpec
-
-    full = acc.forward_flops_breakdown(ModelSpec.from_dict(spec))
-    for op, flops in full.items():
+    for op, flops in info["forward_flops_breakdown_full"].items():
         params = full_params.get(op, 0)
         lines.append(
             f"{_LABELS[op]:<28}{(_fmt(params) if params else '-'):>16}{_fmt(flops):>22}"
@@ -247,6 +182,8 @@ def _render(info: dict[str, Any]) -> str:
 
 
 def describe(args: argparse.Namespace) -> int:
+    from lmscale.accounting import describe as describe_spec
+
     spec = _spec_from_args(args)
     info = describe_spec(
         spec,
