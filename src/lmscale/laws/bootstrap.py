@@ -1,0 +1,186 @@
+"""Bootstrap intervals: refit on resampled points (or whole runs), in parallel.
+
+A replicate is a vector of resampling counts w (how often each point, or
+each run's points, is drawn); its fit minimises ``sum_i w_i Huber(r_i)``,
+the same as fitting the resampled rows. The grid objective of every
+replicate is one matrix product (per-point grid losses @ counts), then
+L-BFGS runs from each replicate's best grid starts and from the full-data
+fit. Replicates are split into chunks run by worker processes; seeds come
+from one ``SeedSequence``, so the samples do not depend on the number of
+workers. Intervals are percentiles of the refitted parameters.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from lmscale.errors import LmscaleError
+from lmscale.laws.fitting import (
+    _BAD,
+    FitOptions,
+    best_starts,
+    grid_objectives,
+    minimise_batch,
+    start_grid,
+)
+from lmscale.laws.forms import LawForm
+
+Array = np.ndarray
+
+
+@dataclass
+class BootstrapResult:
+    """Refitted parameters of every replicate.
+
+    Attributes:
+        thetas: (n_ok, k) fitting parameters of the replicates that succeeded.
+        params: (n_ok, len(form.params)) natural parameters, ``form.params`` order.
+        n_requested: replicates asked for; ``n_failed`` = requested - ok.
+        unit: ``"points"`` or ``"runs"`` (what was resampled).
+    """
+
+    thetas: Array
+    params: Array
+    n_requested: int
+    unit: str
+
+    @property
+    def n_failed(self) -> int:
+        return self.n_requested - len(self.thetas)
+
+
+def resample_counts(n: int, n_boot: int, seed: int | np.random.SeedSequence,
+                    groups: Array | None = None) -> Array:
+    """Counts (n, n_boot): column b says how often each point is drawn in replicate b.
+
+    With ``groups`` (a run id per point) whole runs are drawn with replacement,
+    every point of a run getting its run's count.
+    """
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        idx = rng.integers(0, n, size=(n_boot, n))
+        counts = np.zeros((n_boot, n))
+        np.add.at(counts, (np.arange(n_boot)[:, None], idx), 1.0)
+        return counts.T
+    labels, inverse = np.unique(groups, return_inverse=True)
+    m = len(labels)
+    idx = rng.integers(0, m, size=(n_boot, m))
+    run_counts = np.zeros((n_boot, m))
+    np.add.at(run_counts, (np.arange(n_boot)[:, None], idx), 1.0)
+    return run_counts[:, inverse].T
+
+
+def _refit_chunk(form: LawForm, X: Mapping[str, Array], logy: Array, W: Array, starts: Array,
+                 delta: float, max_elements: int = 4_000_000) -> Array:
+    """Refit replicates (columns of W) from their starts (r, s, k); the best start wins.
+
+    Rows of NaN mark replicates whose every start failed.
+    """
+    r, s, k = starts.shape
+    flat = starts.reshape(r * s, k)
+    weights = np.repeat(W.T, s, axis=0)  # (r * s, n)
+    step = max(1, max_elements // max(1, len(logy) * k))
+    thetas = np.empty_like(flat)
+    values = np.empty(len(flat))
+    with threadpool_limits(1):
+        for lo in range(0, len(flat), step):
+            thetas[lo:lo + step], values[lo:lo + step] = minimise_batch(
+                form, X, logy, weights[lo:lo + step], flat[lo:lo + step], delta)
+    values = values.reshape(r, s)
+    best = np.argmin(values, axis=1)
+    out = thetas.reshape(r, s, k)[np.arange(r), best]
+    failed = (values[np.arange(r), best] >= _BAD) | ~np.all(np.isfinite(out), axis=1)
+    out[failed] = np.nan
+    return out
+
+
+def _pool(n_jobs: int) -> ProcessPoolExecutor:
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("fork" if "fork" in methods and "torch" not in sys.modules else None)
+    return ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx)
+
+
+def bootstrap(
+    form: LawForm, X: Mapping[str, Array], y: Array, options: FitOptions, center: Array,
+    n_boot: int, seed: int = 0, groups: Array | None = None, n_jobs: int | None = None,
+    n_refine: int = 1, progress: bool = False,
+) -> BootstrapResult:
+    """Refit ``n_boot`` resamples of the points (or of the runs, given ``groups``).
+
+    Each replicate starts from the full-data fit ``center`` and from its own
+    ``n_refine`` best grid starts; the lowest objective wins. Processes:
+    ``n_jobs`` (default: all cores; 1 runs in this process).
+    """
+    if n_boot < 1:
+        raise LmscaleError(f"bootstrap = {n_boot}: expected a positive number of replicates")
+    logy = np.log(y)
+    n = len(logy)
+    W = resample_counts(n, n_boot, np.random.SeedSequence(seed), groups)
+    delta = options.huber_delta
+    grid = start_grid(form, options)
+    values = grid_objectives(form, grid, X, logy, options.huber_delta, W)  # (n_grid, n_boot)
+    starts = np.stack([
+        np.vstack([best_starts(grid, values[:, b], n_refine), center[None, :]]) for b in range(n_boot)
+    ])
+    n_jobs = 1 if n_boot < 64 else max(1, min(n_jobs or os.cpu_count() or 1, n_boot))
+    n_chunks = min(n_boot, max(4 * n_jobs, n_boot // 100)) if (n_jobs > 1 or progress) else 1
+    bounds = np.linspace(0, n_boot, n_chunks + 1).astype(int)
+    thetas = np.full((n_boot, len(center)), np.nan)
+    bar = _bar(n_boot, progress)
+    if n_jobs == 1:
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            thetas[lo:hi] = _refit_chunk(form, X, logy, W[:, lo:hi], starts[lo:hi], delta)
+            bar.update(hi - lo)
+    else:
+        with _pool(n_jobs) as pool:
+            futures = {
+                pool.submit(_refit_chunk, form, X, logy, W[:, lo:hi], starts[lo:hi], delta): (lo, hi)
+                for lo, hi in zip(bounds[:-1], bounds[1:])
+            }
+            for fut in as_completed(futures):
+                lo, hi = futures[fut]
+                thetas[lo:hi] = fut.result()
+                bar.update(hi - lo)
+    bar.close()
+    ok = np.all(np.isfinite(thetas), axis=1)
+    thetas = thetas[ok]
+    params = np.array([[form.from_theta(t)[p] for p in form.params] for t in thetas]).reshape(
+        len(thetas), len(form.params))
+    return BootstrapResult(thetas, params, n_boot, "points" if groups is None else "runs")
+
+
+def percentile_intervals(form: LawForm, samples: Array, level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile interval of each parameter at ``level``."""
+    tail = (1.0 - level) / 2.0 * 100.0
+    lo, hi = np.percentile(samples, [tail, 100.0 - tail], axis=0)
+    return {p: (float(a), float(b)) for p, a, b in zip(form.params, lo, hi)}
+
+
+def bootstrap_stderr(form: LawForm, samples: Array) -> dict[str, float]:
+    """Standard deviation of each parameter over the replicates."""
+    sd = np.std(samples, axis=0, ddof=1) if len(samples) > 1 else np.full(len(form.params), np.nan)
+    return {p: float(s) for p, s in zip(form.params, sd)}
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(total: int, progress: bool):
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="bootstrap", unit="fit", file=sys.stderr)

@@ -1,0 +1,244 @@
+"""Tables in, fit-ready points out: reading, column names, derived columns, cleaning.
+
+Column names the fits understand (``FIT_FIELDS``): ``N`` (parameters), ``D``
+(tokens), ``C`` (FLOPs), ``C_min``, ``S`` (steps, S_min for ``kaplan_ns``),
+``B`` (critical batch, tokens), ``L`` (loss as an input of ``bcrit``), ``t``
+(context position), ``L_train`` (training-distribution loss), ``X`` (the input
+of ``power_offset``), ``loss`` (the output of loss laws), and ``run_id``
+(rows sharing it are one run: the bootstrap resamples whole runs).
+Other names are mapped with ``columns={"N": "Model Size", ...}``.
+
+Derived columns, always recorded in the notes: ``D = C / (6 N)`` when a law
+needs D and only C and N are given ([K] section 2.1, C = 6 N D); ``C = 6 N D``
+when a law needs C and only N and D are given; ``D = tokens`` for learning
+curves that name the tokens seen so far ``tokens``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lmscale.errors import LmscaleError
+from lmscale.laws.forms import LawForm
+
+FIT_FIELDS = ("N", "D", "C", "C_min", "S", "B", "L", "t", "L_train", "X", "loss", "run_id")
+
+#: Inputs whose larger values mean a *smaller* model or run (losses).
+_LOSS_INPUTS = ("L", "L_train")
+
+
+def parse_columns(text: str | Mapping[str, str] | None) -> dict[str, str]:
+    """``'N=Model Size,C=Training FLOP'`` -> ``{"N": "Model Size", "C": "Training FLOP"}``."""
+    if text is None:
+        return {}
+    if isinstance(text, Mapping):
+        items = list(text.items())
+    else:
+        items = []
+        for part in str(text).split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                raise LmscaleError(f"--columns {part.strip()!r}: expected FIELD=COLUMN, e.g. N=\"Model Size\"")
+            key, col = (s.strip().strip('"').strip("'") for s in part.split("=", 1))
+            items.append((key, col))
+    mapping = {}
+    for key, col in items:
+        if key not in FIT_FIELDS:
+            raise LmscaleError(f"--columns {key!r}: expected one of {', '.join(FIT_FIELDS)}")
+        mapping[key] = col
+    return mapping
+
+
+def is_sqlite(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(16) == b"SQLite format 3\x00"
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, a Parquet file, or a results store (SQLite: its final points)."""
+    path = Path(path)
+    if not path.exists():
+        raise LmscaleError(f"{path}: no such file")
+    if path.is_dir():
+        raise LmscaleError(f"{path}: is a folder; expected a CSV, Parquet or store file")
+    if is_sqlite(path):
+        from lmscale.store import Store
+
+        try:
+            with Store(path, create=False) as store:
+                return store.final_points()
+        except sqlite3.DatabaseError as exc:
+            raise LmscaleError(f"{path}: not a readable lmscale store ({exc})") from None
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise LmscaleError(f"{path}: could not read as {'Parquet' if suffix in ('.parquet', '.pq') else 'CSV'} "
+                           f"({exc})") from None
+
+
+def rename_columns(frame: pd.DataFrame, columns: Mapping[str, str] | None, where: str = "data") -> pd.DataFrame:
+    """Rename the user's columns to lmscale's fields (``{"N": "Model Size"}``)."""
+    if not columns:
+        return frame
+    missing = [col for col in columns.values() if col not in frame.columns]
+    if missing:
+        raise LmscaleError(
+            f"{where}: column(s) {', '.join(map(repr, missing))} not found; columns: "
+            f"{', '.join(map(str, frame.columns))}"
+        )
+    clash = [k for k, col in columns.items() if k in frame.columns and col != k]
+    frame = frame.drop(columns=clash)
+    return frame.rename(columns={col: key for key, col in columns.items()})
+
+
+@dataclass
+class Points:
+    """The rows a law is fitted to, as arrays.
+
+    Attributes:
+        X: input name -> values (n,).
+        y: the output (loss, or B for ``bcrit``), positive (n,).
+        size: the "size" of each row for extrapolation checks: C (given or
+            6 N D), else the product of the inputs (losses inverted).
+        size_by: what ``size`` is, in words.
+        groups: run ids when rows repeat a run (learning curves), else None.
+        frame: the kept rows (original index), with derived columns.
+        notes: derived columns and dropped rows, in words and counts.
+    """
+
+    X: dict[str, np.ndarray]
+    y: np.ndarray
+    size: np.ndarray
+    size_by: str
+    groups: np.ndarray | None
+    frame: pd.DataFrame
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, mask: np.ndarray) -> Points:
+        """The rows where ``mask`` is true (boolean or integer index)."""
+        return Points(
+            X={k: v[mask] for k, v in self.X.items()}, y=self.y[mask], size=self.size[mask],
+            size_by=self.size_by, groups=None if self.groups is None else self.groups[mask],
+            frame=self.frame.iloc[np.flatnonzero(mask) if np.asarray(mask).dtype == bool else mask],
+            notes=dict(self.notes),
+        )
+
+
+def derive_columns(frame: pd.DataFrame, needed: tuple[str, ...]) -> tuple[pd.DataFrame, list[str]]:
+    """Add D, C (or D from tokens) when a law needs them and they can be computed."""
+    derived: list[str] = []
+    frame = frame.copy()
+    if "D" in needed and "D" not in frame.columns and "tokens" in frame.columns:
+        frame["D"] = frame["tokens"]
+        derived.append("D = tokens (tokens seen so far)")
+    if "D" in needed and "D" not in frame.columns and {"C", "N"} <= set(frame.columns):
+        frame["D"] = pd.to_numeric(frame["C"], errors="coerce") / (6.0 * pd.to_numeric(frame["N"], errors="coerce"))
+        derived.append("D = C / (6 N) (no D column; C = 6 N D, [K] section 2.1)")
+    if "C" in needed and "C" not in frame.columns and {"N", "D"} <= set(frame.columns):
+        frame["C"] = 6.0 * pd.to_numeric(frame["N"], errors="coerce") * pd.to_numeric(frame["D"], errors="coerce")
+        derived.append("C = 6 N D (no C column, [K] section 2.1)")
+    return frame, derived
+
+
+def prepare_points(
+    frame: pd.DataFrame, form: LawForm, columns: Mapping[str, str] | None = None,
+    drop_highest_loss: int = 0, where: str = "data",
+) -> Points:
+    """Check, derive and clean the columns ``form`` needs; drop bad rows (counted).
+
+    Rows with a missing, NaN, infinite or non-positive value in a needed
+    column are dropped and counted in ``notes["dropped_rows"]``; an error is
+    raised when none remain or when fewer rows than the law's parameters do.
+    ``drop_highest_loss`` then drops that many rows with the highest output
+    (as Besiroglu et al. do with the 5 highest Chinchilla losses).
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise LmscaleError(f"{where}: expected a pandas DataFrame, got {type(frame).__name__}")
+    if not form.fittable:
+        raise LmscaleError(f"law {form.name} is derived, not fitted: {form.formula}")
+    frame = rename_columns(frame, columns, where)
+    needed = (*form.inputs, form.output)
+    frame, derived = derive_columns(frame, needed)
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        hint = " (or C and N, to derive D = C / (6 N))" if "D" in missing else ""
+        raise LmscaleError(
+            f"{where}: law {form.name} needs column(s) {', '.join(missing)}{hint}; columns: "
+            f"{', '.join(map(str, frame.columns))}; map other names with --columns / columns="
+        )
+    values = {c: pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float) for c in needed}
+    ok = np.ones(len(frame), dtype=bool)
+    bad: dict[str, int] = {}
+    for c, v in values.items():
+        col_bad = ~(np.isfinite(v) & (v > 0))
+        if col_bad.any():
+            bad[c] = int(col_bad.sum())
+        ok &= ~col_bad
+    notes: dict[str, Any] = {"rows_read": int(len(frame))}
+    if derived:
+        notes["derived"] = derived
+    if bad:
+        notes["dropped_rows"] = {"count": int((~ok).sum()), "reason": "NaN, infinite or non-positive value",
+                                 "per_column": bad}
+    if not ok.any():
+        raise LmscaleError(
+            f"{where}: no usable rows for law {form.name}: every row has a NaN, infinite or non-positive "
+            f"value in {', '.join(bad) or ', '.join(needed)}"
+        )
+    kept = frame.loc[ok]
+    values = {c: v[ok] for c, v in values.items()}
+    if drop_highest_loss:
+        k = int(drop_highest_loss)
+        if k < 0 or k >= len(kept):
+            raise LmscaleError(f"drop_highest_loss = {k}: expected 0 <= k < {len(kept)} (the usable rows)")
+        order = np.argsort(values[form.output], kind="stable")
+        keep = np.sort(order[: len(kept) - k])
+        kept = kept.iloc[keep]
+        values = {c: v[keep] for c, v in values.items()}
+        notes["dropped_highest"] = {"count": k, "column": form.output}
+    n_params = len(form.params)
+    if len(kept) < n_params:
+        raise LmscaleError(
+            f"{where}: law {form.name} has {n_params} parameters ({', '.join(form.params)}) but only "
+            f"{len(kept)} usable row(s) remain"
+        )
+    X = {c: values[c] for c in form.inputs}
+    size, size_by = _size(kept, X)
+    groups = None
+    if "run_id" in kept.columns and kept["run_id"].duplicated().any():
+        groups = kept["run_id"].astype(str).to_numpy()
+        notes["groups"] = f"{len(np.unique(groups))} runs (run_id); the bootstrap resamples whole runs"
+    return Points(X=X, y=values[form.output], size=size, size_by=size_by, groups=groups, frame=kept, notes=notes)
+
+
+def _size(frame: pd.DataFrame, X: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str]:
+    """Row size for extrapolation checks: C, else the product of the inputs."""
+    if "C" in frame.columns:
+        c = pd.to_numeric(frame["C"], errors="coerce").to_numpy(dtype=float)
+        if np.all(np.isfinite(c) & (c > 0)):
+            return c, "compute C"
+    if {"N", "D"} <= set(frame.columns):
+        n = pd.to_numeric(frame["N"], errors="coerce").to_numpy(dtype=float)
+        d = pd.to_numeric(frame["D"], errors="coerce").to_numpy(dtype=float)
+        if np.all(np.isfinite(n * d) & (n * d > 0)):
+            return 6.0 * n * d, "compute 6 N D"
+    size = np.ones(len(frame))
+    names = []
+    for name, v in X.items():
+        size = size * (1.0 / v if name in _LOSS_INPUTS else v)
+        names.append(f"1/{name}" if name in _LOSS_INPUTS else name)
+    return size, " * ".join(names)
