@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 
 from lmscale.accounting import non_embedding_params
-from lmscale.errors import LmscaleError
+from lmscale.errors import LmscaleError, SpecError
 from lmscale.models.spec import ARCHITECTURES, ModelSpec
 
 #: [K] eq. D.1 coefficients: LR(N) = LR_A - LR_B ln(N).
@@ -71,9 +71,7 @@ def _positive(name: str, value: object, integer: bool = False) -> None:
         or not value > 0
         or not math.isfinite(value)
     ):
-        raise LmscaleError(
-            f"{name} = {value!r}: expected a positive {'integer' if integer else 'number'}"
-        )
+        raise SpecError(name, value, f"a positive {'integer' if integer else 'number'}")
 
 
 def _candidates(target: float, arch: str, step: int, aspect: float, make) -> list[ModelSpec]:
@@ -124,14 +122,12 @@ def shape_for_params(
         tolerance: largest accepted |N / target_N - 1|.
 
     Raises:
-        LmscaleError: bad argument, or no shape within tolerance (e.g. a target
-        below the smallest model).
+        SpecError: a bad argument (names it and its value).
+        LmscaleError: no shape within tolerance (e.g. a target below the smallest model).
     """
     _positive("target_N", target_N)
     if architecture not in ARCHITECTURES:
-        raise LmscaleError(
-            f"architecture = {architecture!r}: expected one of {', '.join(ARCHITECTURES)}"
-        )
+        raise SpecError("architecture", architecture, f"one of {', '.join(ARCHITECTURES)}")
     aspect = default_aspect_ratio(target_N) if aspect_ratio is None else aspect_ratio
     _positive("aspect_ratio", aspect)
     _positive("d_ff_ratio", d_ff_ratio)
