@@ -108,14 +108,22 @@ class Transformer(nn.Module):
         """The blocks in the order the forward pass applies them."""
         return self.blocks
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+        """Features h[B, T, d_model] after the final layer norm: ``logits = lm_head(h)``.
+
+        The trainer computes the loss from ``h`` and ``lm_head.weight`` without
+        materialising the logits (``lmscale.training.loss``).
+        """
         t = idx.shape[-1]
         if t > self.spec.n_ctx:
             raise LmscaleError(f"sequence length {t} exceeds n_ctx = {self.spec.n_ctx}")
         x = self.drop(self.wte(idx) + self.wpe.weight[:t])
         for block in self.applied_blocks():
             x = block(x)
-        return self.lm_head(self.ln_f(x))
+        return self.ln_f(x)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.hidden_states(idx))
 
 
 class UniversalTransformer(Transformer):
