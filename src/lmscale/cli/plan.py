@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from lmscale.cli._common import add_parser, print_json
@@ -51,6 +52,8 @@ def register(sub: Any) -> None:
 
     defaults = PlanOptions()
     p = add_parser(sub, "plan", "compute-optimal N, D, batch and cost for a budget", DESCRIPTION)
+    # let "--compute -5e20" reach the validation (a clear message) instead of reading as a flag
+    p._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$", re.IGNORECASE)
     what = p.add_mutually_exclusive_group()
     what.add_argument("--compute", type=float, metavar="C", help="compute budget (FLOPs, see --unit)")
     what.add_argument("--params", type=float, metavar="N", help="model size: non-embedding parameters")

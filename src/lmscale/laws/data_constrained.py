@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from lmscale.errors import LmscaleError
 from lmscale.laws.forms import CHINCHILLA, LawForm, register_form
@@ -127,6 +126,8 @@ def data_constrained_allocation(params: Mapping[str, float], C: float, U: float)
     A bounded search in log N (the loss along the IsoFLOP line has one
     minimum); without repetition (U >= D) it agrees with the [H] closed form.
     """
+    from scipy.optimize import minimize_scalar
+
     if not (C > 0 and U > 0):
         raise LmscaleError(f"data-constrained allocation needs C > 0 and U > 0; got C = {C!r}, U = {U!r}")
     n_free, _ = chinchilla_allocation(params, C)
