@@ -176,6 +176,10 @@ def test_data_constrained_plan_reports_epochs():
     assert scarce.loss > free.loss and scarce.N_opt < free.N_opt
     with pytest.raises(LmscaleError, match="no data_constrained law"):
         plan("hoffmann2022", compute=1e22, options=PlanOptions(unique_tokens=1e10))
+    # a set with only the data-constrained law plans unconstrained data with its [H] part
+    only = LawSet(name="dc", laws={"data_constrained": catalog.load("muennighoff2023").laws["data_constrained"]})
+    alone = plan(only, compute=1e22)
+    assert (alone.N_opt, alone.loss) == pytest.approx((free.N_opt, free.loss), rel=1e-12)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -238,12 +238,12 @@ def _allocator(laws: LawSet, unique_tokens: float | None) -> _Allocator:
                       "([M] eq. 7); D_opt = C / (6 N_opt)",
              "loss": "[M] eq. 7 at (N_opt, D_opt, U)"},
         )
-    if "chinchilla" in laws:
-        p = laws.laws["chinchilla"].params
+    if "chinchilla" in laws or "data_constrained" in laws:
+        fit = laws.laws.get("chinchilla") or _unconstrained(laws.laws["data_constrained"])
+        p = fit.params
         return _Allocator(
             "chinchilla", lambda C: chinchilla_allocation(p, C)[0], lambda C: chinchilla_allocation(p, C)[1],
-            lambda C: float(laws.laws["chinchilla"].predict(N=chinchilla_allocation(p, C)[0],
-                                                            D=chinchilla_allocation(p, C)[1])),
+            lambda C: float(fit.predict(N=chinchilla_allocation(p, C)[0], D=chinchilla_allocation(p, C)[1])),
             {"N_opt": "[H] approach 3 closed form: N_opt = G (C/6)^a, G = (alpha A / (beta B))^(1/(alpha+beta)), "
                       "a = beta/(alpha+beta)",
              "D_opt": "D_opt = G^-1 (C/6)^b, b = alpha/(alpha+beta); C = 6 N_opt D_opt",
@@ -273,6 +273,13 @@ def _allocator(laws: LawSet, unique_tokens: float | None) -> _Allocator:
         f"law set {laws.name!r} cannot allocate compute: it needs a chinchilla law, or an "
         f"extras.allocation with N_opt and D_opt relations; it has laws: {have}"
     )
+
+
+def _unconstrained(dc: FitResult) -> FitResult:
+    """The [H] form inside a data-constrained fit: the law when no data repeats (U >= D)."""
+    params = {k: dc.params[k] for k in ("E", "A", "B", "alpha", "beta")}
+    return FitResult(law="chinchilla", params=params, source=dc.source,
+                     notes={"from": "data_constrained without repetition"})
 
 
 def _solve_log_c(f: Callable[[float], float], target: float, what: str) -> float:
@@ -447,9 +454,9 @@ def plan(
     elif out.B_crit is not None:
         out.S_min = float(min_steps(D / out.B_crit, out.B_crit, out.B_crit))
         method["S_min"] = "training at B = B_crit: S = D_opt / B_crit, S_min = S / (1 + B_crit/B) = S/2 ([K] eq. 5.4)"
-    band_law = _band_law(laws, alloc.kind)
-    if band_law is not None and L is not None:
-        out.size_band = size_band(laws.laws[band_law], L, N, options.overhead)
+    band_fit = _band_fit(laws, alloc.kind)
+    if band_fit is not None and L is not None:
+        out.size_band = size_band(band_fit, L, N, options.overhead)
     else:
         method["size_band"] = "not computed: needs a loss and chinchilla, kaplan_ns or kaplan_nd " \
             "(and no data constraint)"
@@ -467,9 +474,13 @@ def plan(
     return out
 
 
-def _band_law(laws: LawSet, kind: str) -> str | None:
-    order = {"chinchilla": ("chinchilla",), "power": ("kaplan_ns", "kaplan_nd"), "data_constrained": ()}[kind]
-    return next((law for law in order if law in laws), None)
+def _band_fit(laws: LawSet, kind: str) -> FitResult | None:
+    """The law the size band is computed from: the one the allocation's loss comes from."""
+    if kind == "chinchilla":
+        return laws.laws.get("chinchilla") or _unconstrained(laws.laws["data_constrained"])
+    if kind == "power":
+        return next((laws.laws[law] for law in ("kaplan_ns", "kaplan_nd") if law in laws), None)
+    return None
 
 
 def _check_required(out: Plan, laws: LawSet, require: Sequence[str]) -> None:
