@@ -183,3 +183,16 @@ def test_data_constrained_form_tracks_the_repeated_runs_better_than_chinchilla()
     assert ours > 0.8
     assert ours > corr(CHINCHILLA.predict(M, N=N, D=D)) + 0.1
     assert ours > corr(CHINCHILLA.predict(M, N=N, D=U))
+
+
+def test_data_constrained_form_is_fittable():
+    """ls.fit recovers the published constants from noiseless points of the form."""
+    import lmscale as ls
+
+    rng = np.random.default_rng(0)
+    N = np.exp(rng.uniform(np.log(1e7), np.log(1e10), 60))
+    U = np.exp(rng.uniform(np.log(1e8), np.log(1e11), 60))
+    D = U * np.exp(rng.uniform(0.0, np.log(200.0), 60))
+    L = DATA_CONSTRAINED.predict(M, N=N, D=D, U=U)
+    fit = ls.fit(pd.DataFrame({"N": N, "D": D, "U": U, "loss": L}), law="data_constrained", n_refine=2)
+    assert fit.params == pytest.approx(M, rel=1e-4)

@@ -67,6 +67,8 @@ class DataConstrainedLaw(LawForm):
 
     def _log_row(self, row: np.ndarray, X: Mapping[str, np.ndarray]) -> np.ndarray:
         p = self.from_theta(row)
+        if not (p["alpha"] > 0 and p["beta"] > 0 and np.all(np.isfinite(row))):
+            return np.full(len(np.asarray(X["N"])), np.inf)  # outside the form's domain (a trial step)
         n_eff, d_eff = effective_data_and_params(p, X["N"], X["D"], X["U"])
         return CHINCHILLA.log_predict(row[:5], {"N": n_eff, "D": d_eff})
 
