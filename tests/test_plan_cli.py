@@ -80,3 +80,12 @@ def test_laws_list_show_and_datasets(tmp_path):
     assert rows["epoch-chinchilla"]["licence"] == "none stated" and rows["porian2024-isoflop"]["licence"] == "MIT"
     if SHARED.is_dir():
         assert rows["muennighoff2023"]["found"].endswith("muennighoff2023_datablations_runs.csv")
+
+
+def test_planning_never_imports_torch():
+    code = ("import sys; from lmscale.laws.planner import plan; from lmscale.laws.contradiction import crossing; "
+            "import lmscale.laws.datasets; plan('kaplan2020', compute=1e21); crossing('kaplan2020'); "
+            "from lmscale.cli import main; main(['plan', '--compute', '1e20', '--json']); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
