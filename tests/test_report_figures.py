@@ -1,0 +1,117 @@
+"""The figures draw exactly what was fitted: law lines checked against law.predict and closed forms.
+
+Development data: the OLMo model ladder's final points (real runs, Apache-2.0,
+../shared/data), fitted with lmscale's own engine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmscale.laws.fitting import fit
+from lmscale.laws.result import LawSet
+from lmscale.laws.study import StudyFits, StudyFrames
+from lmscale.report import style
+from lmscale.report.figures import FIGURES, Missing, draw_all
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+LADDER = SHARED / "olmo_ladder_final_points.csv"
+
+
+def spec(key: str):
+    return next(s for s in FIGURES if s.key == key)
+
+
+@pytest.fixture(scope="module")
+def ladder():
+    if not LADDER.exists():
+        pytest.skip(f"{LADDER} not found (the shared data folder sits beside the checkout)")
+    raw = pd.read_csv(LADDER)
+    frame = pd.DataFrame({
+        "run_id": raw["size_label"] + "-" + raw["chinchilla_multiple"],
+        "N": raw["N_params"].astype(float), "D": raw["total_tokens"].astype(float),
+        "C": raw["total_training_flops"].astype(float), "loss": raw["c4_en_CE"].astype(float),
+        "architecture": "transformer",
+    })
+    largest_d = frame[frame.groupby("N")["D"].transform("max") == frame["D"]]
+    fits = StudyFits(laws=LawSet("olmo-ladder"))
+    fits.add("kaplan_n", fit(largest_d, law="kaplan_n"), largest_d, "the longest run of each size")
+    fits.add("kaplan_nd", fit(frame, law="kaplan_nd"), frame, "every run")
+    return StudyFrames(final_points=frame, source=str(LADDER)), fits
+
+
+def law_lines(fig):
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            gid = line.get_gid()
+            if gid and gid.startswith("law:"):
+                yield line, *style.parse_gid(gid)
+
+
+def test_law_lines_are_the_fitted_laws(ladder):
+    frames, fits = ladder
+    checked = {}
+    with style.style():
+        for key in ("fig01_headline", "fig04_loss_vs_n_and_d"):
+            fig = spec(key).draw(frames, fits)
+            for line, law, along, fixed in law_lines(fig):
+                x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+                assert len(x) >= 50
+                if law == "overfitting":
+                    continue
+                expected = fits.laws.get(law).predict(**{along: x}, **fixed)
+                np.testing.assert_allclose(y, expected, rtol=1e-12)
+                checked.setdefault(law, []).append(fixed)
+    assert set(checked) == {"kaplan_n", "kaplan_nd"}
+    # one L(N, D) line per dataset size of the ladder's points, drawn at that D
+    n_sizes = frames.final_points["D"].round(-6).nunique()
+    assert 1 < len(checked["kaplan_nd"]) <= n_sizes
+
+
+def test_law_line_matches_the_closed_form(ladder):
+    """[K] eq. 1.1 written out here, independently of the law forms: L = (N_c / N)^alpha_N."""
+    frames, fits = ladder
+    p = fits.laws.get("kaplan_n").params
+    with style.style():
+        fig = spec("fig01_headline").draw(frames, fits)
+    (line, _, along, _), = [t for t in law_lines(fig) if t[1] == "kaplan_n"]
+    assert along == "N"
+    x = np.asarray(line.get_xdata(), float)
+    np.testing.assert_allclose(line.get_ydata(), (p["N_c"] / x) ** p["alpha_N"], rtol=1e-10)
+    # the line spans the fitted points
+    pts = fits.points["kaplan_n"]["N"]
+    assert x.min() <= pts.min() and x.max() >= pts.max()
+
+
+def test_overfitting_panel_is_eq_4_3(ladder):
+    """delta_L = [1 + (N/N_c)^(alpha_N/alpha_D) D_c/D]^alpha_D - 1, against N^(alpha_N/alpha_D)/D."""
+    frames, fits = ladder
+    p = fits.laws.get("kaplan_nd").params
+    with style.style():
+        fig = spec("fig04_loss_vs_n_and_d").draw(frames, fits)
+    (line, _, _, fixed), = [t for t in law_lines(fig) if t[1] == "overfitting"]
+    x = np.asarray(line.get_xdata(), float)
+    r = p["alpha_N"] / p["alpha_D"]
+    expected = (1.0 + x * p["D_c"] / p["N_c"] ** r) ** p["alpha_D"] - 1.0
+    np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-9)
+    assert fixed["N"] > 0
+
+
+def test_figures_without_runs_say_what_is_missing(ladder, tmp_path):
+    frames, fits = ladder
+    outcomes = {o.spec.key: o for o in draw_all(frames, fits, tmp_path, strict=True)}
+    assert outcomes["fig01_headline"].drawn and outcomes["fig04_loss_vs_n_and_d"].drawn
+    for key in ("fig01_headline", "fig04_loss_vs_n_and_d"):
+        for fmt in ("png", "svg"):
+            path = outcomes[key].paths[fmt]
+            assert path.exists() and path.stat().st_size > 5000
+    # the ladder has no LSTMs, no per-position losses, no batch sweep
+    assert "LSTM" in " ".join(outcomes["fig07_architectures"].missing)
+    assert not outcomes["fig10_critical_batch"].drawn
+    assert all(o.drawn or o.missing for o in outcomes.values())
+    with pytest.raises(Missing):
+        spec("fig02_learning_curves").draw(StudyFrames(), None)
