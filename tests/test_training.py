@@ -1,0 +1,180 @@
+"""The training engine on real text: learning, measurement, divergence, input errors."""
+
+import argparse
+import inspect
+import json
+import math
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lmscale.accounting import training_flops_per_token  # noqa: E402
+from lmscale.errors import LmscaleError  # noqa: E402
+from lmscale.models.spec import ModelSpec  # noqa: E402
+from lmscale.training import RunRecord, TrainConfig, train  # noqa: E402
+from lmscale.training.batches import ArrayData, SequenceBatches  # noqa: E402
+
+
+def text_data(distributions=("stdlib",)) -> ArrayData:
+    """Byte-level tokens of Python's own documented source: real text, vocabulary 256."""
+    raw = b"".join(Path(m.__file__).read_bytes() for m in (argparse, inspect, textwrap))
+    tokens = np.frombuffer(raw, dtype=np.uint8).astype(np.int64)
+    cut = int(0.9 * len(tokens))
+    test = {name: tokens[cut:] for name in distributions}
+    if len(distributions) > 1:  # a second, different distribution: the same text reversed
+        test[distributions[1]] = tokens[cut:][::-1].copy()
+    return ArrayData(tokens[:cut], test, vocab_size=256)
+
+
+def tiny_config(**kw) -> TrainConfig:
+    spec = kw.pop("model", ModelSpec(n_layer=2, d_model=32, n_head=2, n_ctx=32, n_vocab=256))
+    base = {"steps": 60, "batch_tokens": 512, "lr": 3e-3, "eval_tokens": 1024, "device": "cpu",
+            "threads": 1, "data_dir": "<arrays>"}
+    base.update(kw)
+    return TrainConfig(model=spec, **base)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return text_data(("stdlib", "reversed"))
+
+
+@pytest.fixture(scope="module")
+def record(data):
+    return train(tiny_config(), data=data, progress=False)
+
+
+def test_loss_decreases_on_real_text(record):
+    first, last = record.curve[0], record.curve[-1]
+    assert record.status == "finished" and record.steps == 60
+    # from near ln(256) = 5.55 (uniform over bytes) after one step to well below it
+    assert math.log(256) - 0.3 < first.test_loss["stdlib"] < math.log(256) + 0.05
+    assert last.test_loss["stdlib"] < first.test_loss["stdlib"] - 1.5
+    assert last.train_loss < first.train_loss - 1.5
+    assert record.final_test_loss == last.test_loss
+    assert record.best_test_loss == min(p.test_loss["stdlib"] for p in record.curve)
+    assert set(last.test_loss) == {"stdlib", "reversed"}
+
+
+def test_curve_measurements(record):
+    spec = ModelSpec(n_layer=2, d_model=32, n_head=2, n_ctx=32, n_vocab=256)
+    steps = [p.step for p in record.curve]
+    assert steps[0] == 1 and steps[-1] == 60 and steps == sorted(set(steps))
+    assert sum(10 <= s < 100 for s in steps) >= 8  # >= 8 points per decade
+    for p in record.curve:
+        assert p.tokens == p.step * 512
+        assert p.flops == training_flops_per_token(spec) * p.tokens  # 6 N D
+        assert p.flops_exact == training_flops_per_token(spec, exact=True) * p.tokens
+    # noise scale from micro-batch vs accumulated gradients (EMA'd): mostly defined, positive
+    late = [p for p in record.curve if p.step >= 10]
+    defined = [p for p in late if p.noise_scale is not None]
+    assert len(defined) >= len(late) / 2 and record.curve[-1] in defined
+    assert all(0 < p.noise_scale < 1e6 and p.grad_sq_small > p.grad_sq_big > 0 for p in defined)
+    assert record.micro_batch_tokens == 256  # B_small = half the batch by default
+    assert len(record.per_position_loss) == 32
+    assert all(math.isfinite(x) for x in record.per_position_loss)
+    # mean over positions is the test loss of the same tokens with the same weights
+    assert np.mean(record.per_position_loss) == pytest.approx(record.final_test_loss["stdlib"], rel=1e-9)
+    assert record.tokens_per_second > 0 and 0 < record.mfu < 1.5 and record.peak_flops > 1e8
+
+
+def test_record_is_plain_json(record):
+    blob = json.dumps(record.to_dict())
+    back = RunRecord.from_dict(json.loads(blob))
+    assert back.curve == record.curve and back.per_position_loss == record.per_position_loss
+    assert back.run_id == tiny_config().run_id()
+
+
+def test_lr_curve_follows_schedule(record):
+    from lmscale.training.schedule import learning_rate
+
+    for p in record.curve:
+        assert p.lr == learning_rate(p.step - 1, 60, 3e-3, warmup_steps=record.warmup_steps)
+
+
+def test_diverging_run_is_recorded_not_raised(data):
+    rec = train(tiny_config(lr=50.0, steps=40, warmup_steps=1), data=data, progress=False)
+    assert rec.status == "diverged"
+    assert "step" in rec.error and rec.steps < 40
+    assert all(math.isfinite(p.train_loss) for p in rec.curve)
+    assert rec.final_test_loss == {} and rec.per_position_loss == []
+
+
+def test_early_stopping_on_repeated_data(data):
+    # 4 sequences repeated for 300 steps: the model memorises them and the test loss turns up.
+    cfg = tiny_config(steps=300, dataset_tokens=128, batch_tokens=128, early_stopping=True,
+                      patience=2, eval_every=10, lr=1e-2)
+    rec = train(cfg, data=data, progress=False)
+    assert rec.status == "early_stopped" and rec.steps < 300
+    best = min(rec.curve, key=lambda p: p.test_loss["stdlib"])
+    assert rec.best_test_loss == best.test_loss["stdlib"]
+    assert rec.final_test_loss == best.test_loss
+    later = [p for p in rec.curve if p.step > best.step]
+    assert len(later) == 2 and all(p.test_loss["stdlib"] >= best.test_loss["stdlib"] for p in later)
+    # the per-position loss is measured on the best weights
+    assert np.mean(rec.per_position_loss) == pytest.approx(best.test_loss["stdlib"], rel=1e-9)
+
+
+def test_epochs_repeat_the_first_dataset_tokens():
+    tokens = np.arange(1000)
+    b = SequenceBatches(tokens, n_ctx=10, dataset_tokens=50, seed=3)
+    first = b.rows(0, 5)
+    assert (first[:, 0] == np.arange(0, 50, 10)).all() and (first[:, -1] == np.arange(10, 60, 10)).all()
+    second = b.rows(5, 5)  # epoch 1: a permutation of the same five sequences
+    assert sorted(second[:, 0]) == list(range(0, 50, 10)) and second.max() <= 50
+    assert (b.rows(7, 2) == second[2:4]).all()  # a pure function of the position in the stream
+
+
+def test_stop_event_interrupts(data):
+    stop = threading.Event()
+
+    def on_point(p):
+        if p.step >= 10:
+            stop.set()
+
+    rec = train(tiny_config(), data=data, progress=False, on_point=on_point, stop_event=stop)
+    assert rec.status == "interrupted" and rec.steps == 10
+
+
+# -- input errors: all raised before the first step ------------------------------
+
+
+def _raises_fast(cfg, data, match):
+    t0 = time.perf_counter()
+    with pytest.raises(LmscaleError, match=match):
+        train(cfg, data=data, progress=False)
+    assert time.perf_counter() - t0 < 5.0
+
+
+def test_tokenizer_larger_than_model_vocab(data):
+    small = ModelSpec(n_layer=1, d_model=32, n_head=2, n_ctx=32, n_vocab=200)
+    _raises_fast(tiny_config(model=small), data, "vocabulary of 256")
+
+
+def test_batch_smaller_than_a_sequence():
+    with pytest.raises(LmscaleError, match="batch_tokens"):
+        tiny_config(batch_tokens=16)
+
+
+def test_budget_smaller_than_one_step(data):
+    _raises_fast(tiny_config(steps=None, tokens=100), data, "smaller than one step")
+    _raises_fast(tiny_config(steps=None, flops=1e3), data, "smaller than one step")
+
+
+def test_model_that_does_not_fit(data):
+    huge = ModelSpec(n_layer=96, d_model=12288, n_head=96, n_ctx=32, n_vocab=256)
+    _raises_fast(tiny_config(model=huge), data, "needs about")
+
+
+def test_not_enough_training_tokens(data):
+    _raises_fast(tiny_config(steps=100_000), data, "training split has")
+
+
+def test_unknown_eval_distribution(data):
+    _raises_fast(tiny_config(eval_distributions=("wiki",)), data, "wiki")
