@@ -63,7 +63,10 @@ class FitOptions:
         huber_delta: Huber threshold on log-residuals ([H] eq. 11: 1e-3).
         reduction: ``"sum"`` (as in [H]) or ``"mean"`` of the per-point losses;
             the same minimiser, see the module docstring for the stopping rule.
-        n_refine: L-BFGS runs from this many best grid starts.
+        n_screen: this many best grid starts are descended at once
+            (:func:`minimise_batch`) before L-BFGS; 0 skips this stage.
+        n_refine: L-BFGS runs from this many best grid starts, and from as
+            many best results of the screening stage.
         ftol: L-BFGS-B relative-reduction tolerance; None: scipy's default,
             divided by n for ``"mean"``.
         gtol: L-BFGS-B projected-gradient tolerance; None: as ``ftol``.
@@ -74,6 +77,7 @@ class FitOptions:
 
     huber_delta: float = 1e-3
     reduction: str = "sum"
+    n_screen: int = 128
     n_refine: int = 4
     ftol: float | None = None
     gtol: float | None = None
@@ -271,13 +275,26 @@ def minimise(
     form: LawForm, X: Mapping[str, Array], logy: Array, options: FitOptions,
     weights: Array | None = None, warm: Sequence[Array] = (),
 ) -> Minimum:
-    """Grid (vectorised) then L-BFGS from the best ``n_refine`` starts and ``warm``."""
+    """Grid, then vectorised descent from the best starts, then L-BFGS; the best wins.
+
+    1. the objective of every grid start (one vectorised evaluation);
+    2. :func:`minimise_batch` from the ``n_screen`` best starts at once;
+    3. L-BFGS-B from the ``n_refine`` best results of step 2, the ``n_refine``
+       best grid starts themselves, and ``warm``.
+    """
     grid = start_grid(form, options)
     values = grid_objectives(form, grid, X, logy, options.huber_delta,
                              None if weights is None else weights[:, None])
     values = values if weights is None else values[:, 0]
-    starts = [*best_starts(grid, values, options.n_refine), *warm]
-    return lbfgs(form, X, logy, starts, options, weights)
+    starts = list(best_starts(grid, values, options.n_refine))
+    if options.n_screen:
+        screen = best_starts(grid, values, options.n_screen)
+        w = np.ones(len(logy)) if weights is None else weights
+        thetas, found = minimise_batch(form, X, logy, np.broadcast_to(w, (len(screen), len(w))), screen,
+                                       options.huber_delta)
+        order = np.argsort(found, kind="stable")
+        starts += [thetas[i] for i in order[:options.n_refine] if found[i] < _BAD]
+    return lbfgs(form, X, logy, [*starts, *warm], options, weights)
 
 
 # ---------------------------------------------------------------------------
