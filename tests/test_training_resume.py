@@ -8,10 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from test_training import text_data, tiny_config  # noqa: E402
-
 from lmscale.training import train  # noqa: E402
 from lmscale.training.checkpoint import state_path  # noqa: E402
+from test_training import text_data, tiny_config  # noqa: E402
 
 
 def _curve(rec):
