@@ -221,8 +221,9 @@ def minimise_batch(
             r = f - logy
             a = np.abs(r)
             u = w * np.where(a > delta, delta / np.maximum(a, 1e-300), 1.0)
-            g = np.einsum("rn,rnk->rk", w * np.clip(r, -delta, delta), J)
-            H = np.einsum("rn,rnk,rnl->rkl", u, J, J)
+            Jt = np.swapaxes(J, 1, 2)  # (R, k, n)
+            g = (Jt @ (w * np.clip(r, -delta, delta))[..., None])[..., 0]
+            H = (Jt * u[:, None, :]) @ J
         diag = np.einsum("rkk->rk", H)
         A = H + lam[idx, None, None] * (diag[:, :, None] * eye + 1e-12 * eye)
         A = np.where(np.isfinite(A), A, 0.0)
