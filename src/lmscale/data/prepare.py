@@ -243,8 +243,14 @@ def _prepare_source(source: Source, tok: Tokenizer, dtype: np.dtype, workdir: Pa
         total_tokens = test.tokens + spilled
         promote = _promotions(candidates, test.tokens, test.documents, total_tokens,
                               stats.documents, s.min_test_tokens)
+        moved = []  # promoted documents, written in split-hash order (independent of the seed)
         for key, doc, nbytes in spill.sorted_documents(s.memory_bytes):
-            (test if key in promote else train).write(doc, nbytes)
+            if key in promote:
+                moved.append((promote[key], doc.copy(), nbytes))
+            else:
+                train.write(doc, nbytes)
+        for _, doc, nbytes in sorted(moved, key=lambda m: m[0]):
+            test.write(doc, nbytes)
         if train.documents == 0 or test.documents == 0:
             raise LmscaleError(
                 f"source {source.spec!r}: {stats.documents} document(s) cannot be split into train "
@@ -264,16 +270,16 @@ def _prepare_source(source: Source, tok: Tokenizer, dtype: np.dtype, workdir: Pa
 
 
 def _promotions(candidates: list[tuple[int, int, int]], test_tokens: int, test_docs: int,
-                total_tokens: int, total_docs: int, min_test_tokens: int) -> set[int]:
-    """Order keys of the train documents that move to the test split (smallest split hash first)."""
-    promote: set[int] = set()
+                total_tokens: int, total_docs: int, min_test_tokens: int) -> dict[int, int]:
+    """Train documents that move to the test split, smallest split hash first: order key -> hash."""
+    promote: dict[int, int] = {}
     train_docs = total_docs - test_docs
-    for _, key, n in sorted(candidates, reverse=True):  # ascending split hash
+    for neg_hash, key, n in sorted(candidates, reverse=True):  # ascending split hash
         if test_tokens >= min_test_tokens and test_docs > 0:
             break
         if train_docs <= 1 or (test_docs > 0 and test_tokens + n > total_tokens // 2):
             break
-        promote.add(key)
+        promote[key] = -neg_hash
         test_tokens += n
         test_docs += 1
         train_docs -= 1
@@ -353,6 +359,10 @@ def prepare(sources: Sequence[str | Source], out: str | Path, vocab_size: int | 
                                max_bytes_per_source=max_bytes_per_source,
                                tokenizer_max_bytes=tokenizer_max_bytes, memory_bytes=memory_bytes)
     settings.check()
+    if tokenizer == "bpe" and (isinstance(vocab_size, bool) or not isinstance(vocab_size, int)
+                               or vocab_size < 257):
+        raise SpecError("vocab_size", vocab_size, "an integer >= 257 for a BPE tokenizer "
+                        "(256 bytes + <|endoftext|>)")
     if isinstance(sources, str | Source) or not sources:
         raise SpecError("sources", sources, "a non-empty list of sources")
     resolved = [s if isinstance(s, Source) else get_source(s) for s in sources]
