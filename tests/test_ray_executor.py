@@ -35,7 +35,7 @@ def test_ray_matches_local(ray_session, tmp_path):
     assert list(a.index) == list(b.index) == sorted(x.run_id for x in study.runs)
     assert list(a["loss"]) == pytest.approx(list(b["loss"]), rel=1e-5)
     assert list(a["tokens"]) == list(b["tokens"])
-    assert list(a["group"]) == list(b["group"]) and set(a["rule"]) == {"converge"}
+    assert list(a["group"]) == list(b["group"]) and set(a["rule"]) == {"plain"}
 
     # the driver was the only writer and a second call trains nothing
     again = run_sweep(study, ray_store, executor="ray", progress=False)

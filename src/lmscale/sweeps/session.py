@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmscale.accounting import embedding_params, forward_flops_per_token, non_embedding_params
 from lmscale.errors import LmscaleError
 from lmscale.store import DONE_STATUSES, Store
 from lmscale.sweeps.progress import ProgressTable
@@ -140,6 +141,11 @@ class Session:
         if record.get("status") == "interrupted":
             self.interrupted(run_id)
             return
+        if not record.get("non_embedding_params"):  # a run that failed before the trainer counted
+            spec = run.config.model
+            record.update(non_embedding_params=non_embedding_params(spec),
+                          embedding_params=embedding_params(spec), flops_per_token=forward_flops_per_token(spec),
+                          batch_tokens=run.config.batch_tokens)
         self.store.write_record(record, spec=run.config.to_dict(), study=self.study.name, group=run.group,
                                 rule=run.rule, data_dir=str(self.data_dir))
         self.result.trained.append(run_id)
