@@ -9,7 +9,7 @@ after another, keeping the best. BLAS is limited to one thread for both, so
 the ratio measures the method, not thread contention.
 
 Then 1000 bootstrap refits with ``lmscale.laws.fit(..., bootstrap=1000)`` on
-two worker processes (target: under 60 s).
+two worker threads (target: under 60 s).
 
     .venv/bin/python benchmarks/bench_fit.py [--baseline-every K]
 
@@ -82,8 +82,9 @@ def main() -> int:
     print(f"lmscale fit:  {fast_s:8.3f} s  objective {fast_obj:.12g}  ({fit.n_points} points)")
     print("  " + ", ".join(f"{k}={v:.5g}" for k, v in fit.params.items()))
 
-    print(f"baseline: L-BFGS-B, numerical gradients, from every {'' if args.baseline_every == 1 else f'{args.baseline_every}-th '}"
-          f"of {len(CHINCHILLA.theta_grid())} grid starts ...", flush=True)
+    n_grid = len(CHINCHILLA.theta_grid())
+    which = f"all {n_grid}" if args.baseline_every == 1 else f"every {args.baseline_every}-th of {n_grid}"
+    print(f"baseline: L-BFGS-B, numerical gradients, from {which} grid starts ...", flush=True)
     with threadpool_limits(1):
         t0 = time.perf_counter()
         base_obj, base_x = baseline_fit(frame, args.baseline_every)
@@ -100,7 +101,7 @@ def main() -> int:
     boot = laws.fit(raw, law="chinchilla", columns=COLUMNS, drop_highest_loss=5, bootstrap=args.bootstrap,
                     n_jobs=2, seed=0)
     boot_s = time.perf_counter() - t0
-    print(f"{args.bootstrap} bootstraps on 2 processes: {boot_s:.1f} s (target < 60 s), "
+    print(f"{args.bootstrap} bootstraps on 2 threads: {boot_s:.1f} s (target < 60 s), "
           f"{boot.stats['bootstrap_failed']} failed")
     for name, (lo, hi) in boot.ci.items():
         print(f"  {name:<6} 95% [{lo:.5g}, {hi:.5g}]")

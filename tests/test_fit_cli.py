@@ -166,3 +166,17 @@ def test_laws_work_without_torch(csv):
          f"sys.exit(main(['fit', {str(csv)!r}, '--columns', 'N=Model Size,C=Training FLOP', '--json']))"],
         capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr
+
+
+def test_cli_reads_a_results_store(tmp_path):
+    from lmscale.store import Store, import_csv
+
+    frame = law_frame(40).rename(columns={"Model Size": "N", "Training FLOP": "C"})
+    frame.to_csv(tmp_path / "runs.csv", index=False)
+    with Store(tmp_path / "study.sqlite") as store:
+        assert import_csv(store, tmp_path / "runs.csv") == 40
+    res = lmscale(tmp_path / "study.sqlite", "--law", "chinchilla", "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["n_points"] == 40
+    assert data["params"]["alpha"] == pytest.approx(0.34, abs=0.03)

@@ -58,7 +58,7 @@ def register(sub: Any) -> None:
     p.add_argument("--drop-highest-loss", type=int, default=0, metavar="K",
                    help="drop the K rows with the highest loss first")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--jobs", type=int, default=None, metavar="J", help="bootstrap processes (default: all cores)")
+    p.add_argument("--jobs", type=int, default=None, metavar="J", help="bootstrap worker threads (default: all cores)")
     p.add_argument("--json", action="store_true", help="print the fit as JSON")
     p.add_argument("--out", default=None, metavar="FIT.json", help="write the fit as JSON to this file")
     p.set_defaults(func=run)

@@ -3,20 +3,22 @@
 A replicate is a vector of resampling counts w (how often each point, or
 each run's points, is drawn); its fit minimises ``sum_i w_i Huber(r_i)``,
 the same as fitting the resampled rows. The grid objective of every
-replicate is one matrix product (per-point grid losses @ counts), then
-L-BFGS runs from each replicate's best grid starts and from the full-data
-fit. Replicates are split into chunks run by worker processes; seeds come
+replicate is one matrix product (per-point grid losses @ counts); then
+every replicate descends at once (``fitting.minimise_batch``) from the
+full-data fit and from its own best grid starts, the lowest objective
+winning. Replicates are split into chunks run by worker threads (the
+descent spends its time in large numpy operations, which release the GIL,
+so threads use the cores without pickling or start-up costs). Seeds come
 from one ``SeedSequence``, so the samples do not depend on the number of
 workers. Intervals are percentiles of the refitted parameters.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import sys
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,22 +92,15 @@ def _refit_chunk(form: LawForm, X: Mapping[str, Array], logy: Array, W: Array, s
     step = max(1, max_elements // max(1, len(logy) * k))
     thetas = np.empty_like(flat)
     values = np.empty(len(flat))
-    with threadpool_limits(1):
-        for lo in range(0, len(flat), step):
-            thetas[lo:lo + step], values[lo:lo + step] = minimise_batch(
-                form, X, logy, weights[lo:lo + step], flat[lo:lo + step], delta)
+    for lo in range(0, len(flat), step):
+        thetas[lo:lo + step], values[lo:lo + step] = minimise_batch(
+            form, X, logy, weights[lo:lo + step], flat[lo:lo + step], delta)
     values = values.reshape(r, s)
     best = np.argmin(values, axis=1)
     out = thetas.reshape(r, s, k)[np.arange(r), best]
     failed = (values[np.arange(r), best] >= _BAD) | ~np.all(np.isfinite(out), axis=1)
     out[failed] = np.nan
     return out
-
-
-def _pool(n_jobs: int) -> ProcessPoolExecutor:
-    methods = mp.get_all_start_methods()
-    ctx = mp.get_context("fork" if "fork" in methods and "torch" not in sys.modules else None)
-    return ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx)
 
 
 def bootstrap(
@@ -116,8 +111,8 @@ def bootstrap(
     """Refit ``n_boot`` resamples of the points (or of the runs, given ``groups``).
 
     Each replicate starts from the full-data fit ``center`` and from its own
-    ``n_refine`` best grid starts; the lowest objective wins. Processes:
-    ``n_jobs`` (default: all cores; 1 runs in this process).
+    ``n_refine`` best grid starts; the lowest objective wins. Threads:
+    ``n_jobs`` (default: all cores; 1 runs in the calling thread).
     """
     if n_boot < 1:
         raise LmscaleError(f"bootstrap = {n_boot}: expected a positive number of replicates")
@@ -131,24 +126,26 @@ def bootstrap(
         np.vstack([best_starts(grid, values[:, b], n_refine), center[None, :]]) for b in range(n_boot)
     ])
     n_jobs = 1 if n_boot < 64 else max(1, min(n_jobs or os.cpu_count() or 1, n_boot))
-    n_chunks = min(n_boot, max(4 * n_jobs, n_boot // 100)) if (n_jobs > 1 or progress) else 1
+    # chunks big enough for the vectorised descent, enough of them to balance the workers
+    n_chunks = max(n_jobs, min(4 * n_jobs, n_boot // 64)) if n_jobs > 1 else (
+        max(1, min(10, n_boot // 64)) if progress else 1)
     bounds = np.linspace(0, n_boot, n_chunks + 1).astype(int)
     thetas = np.full((n_boot, len(center)), np.nan)
     bar = _bar(n_boot, progress)
-    if n_jobs == 1:
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            thetas[lo:hi] = _refit_chunk(form, X, logy, W[:, lo:hi], starts[lo:hi], delta)
-            bar.update(hi - lo)
-    else:
-        with _pool(n_jobs) as pool:
-            futures = {
-                pool.submit(_refit_chunk, form, X, logy, W[:, lo:hi], starts[lo:hi], delta): (lo, hi)
-                for lo, hi in zip(bounds[:-1], bounds[1:])
-            }
-            for fut in as_completed(futures):
-                lo, hi = futures[fut]
-                thetas[lo:hi] = fut.result()
+    chunks = list(zip(bounds[:-1], bounds[1:]))
+    with threadpool_limits(1):  # the workers are the parallelism; BLAS stays serial
+        if n_jobs == 1:
+            for lo, hi in chunks:
+                thetas[lo:hi] = _refit_chunk(form, X, logy, W[:, lo:hi], starts[lo:hi], delta)
                 bar.update(hi - lo)
+        else:
+            with ThreadPoolExecutor(n_jobs) as pool:
+                futures = {pool.submit(_refit_chunk, form, X, logy, W[:, lo:hi], starts[lo:hi], delta): (lo, hi)
+                           for lo, hi in chunks}
+                for fut in as_completed(futures):
+                    lo, hi = futures[fut]
+                    thetas[lo:hi] = fut.result()
+                    bar.update(hi - lo)
     bar.close()
     ok = np.all(np.isfinite(thetas), axis=1)
     thetas = thetas[ok]

@@ -1,30 +1,38 @@
-"""The minimiser behind every fit: Huber loss of log-residuals, grid, L-BFGS.
+"""Fitting a law: Huber loss of log-residuals, a grid of starts, L-BFGS ([H] appendix D.2).
 
-[H] appendix D.2 / eq. 11: minimise ``sum_i Huber_delta(log f(x_i; theta) - log y_i)``
-over theta by L-BFGS, started from a grid, keeping the best. Here:
+The objective is ``sum_i Huber_delta(log f(x_i; theta) - log y_i)`` ([H] eq. 11
+for the Chinchilla form; every form of :mod:`lmscale.laws.forms` alike), in
+the form's fitting parameters theta (log-scales and exponents). The search:
 
-1. the objective of every grid start is evaluated at once (``log_predict`` is
-   vectorised over leading axes of theta); per-point Huber losses of the grid
-   are kept as a matrix, so the grid objective of any re-weighting of the
-   points (a bootstrap replicate) is one matrix product;
-2. L-BFGS-B (``scipy.optimize.minimize``, analytic gradient from the form's
-   Jacobian) runs from the ``n_refine`` best grid starts (plus any warm
-   starts), and the lowest objective wins.
+1. the objective of every grid start at once (``log_predict`` is vectorised
+   over leading axes of theta); the per-point losses of the grid form a
+   matrix, so the grid objective of any re-weighting of the points (a
+   bootstrap replicate) is one matrix product;
+2. :func:`minimise_batch` descends from the ``n_screen`` best starts together
+   (damped Gauss-Newton steps on the Huber objective, all starts in each
+   array operation);
+3. L-BFGS-B (``scipy.optimize.minimize``, analytic gradient from the form's
+   Jacobian) from the best grid starts and the best screened points; the
+   lowest objective wins.
 
 Stopping rule and reduction: scipy's L-BFGS-B stops when the objective's
 change falls below ``ftol * max(|f|, 1)``, an *absolute* threshold for the
 small objectives met here. ``reduction="sum"`` ([H]'s sum) with scipy's
-defaults reproduces Besiroglu et al.'s exact replication (E = 1.8172,
-A = 477.8, B = 2143.9, alpha = 0.3473, beta = 0.3672 on the 240 Epoch points).
-``reduction="mean"`` divides the objective by the number of points, which
-makes the same absolute threshold n times looser: with scipy's defaults the
-search stops early, which is how Besiroglu et al.'s averaged fit (A = 482.0,
-B = 2085.4) came to differ from the sum. By default (``ftol=None``,
-``gtol=None``) the tolerances are divided by n for ``"mean"`` as well, so both
-reductions stop at the same optimum; pass ``ftol``/``gtol`` to override.
+default tolerances reproduces Besiroglu et al.'s exact replication of [H]
+(E = 1.8172, A = 477.8, B = 2143.9, alpha = 0.3473, beta = 0.3672 on the 240
+Epoch points). ``reduction="mean"`` divides the objective by n, which makes
+the same absolute threshold n times looser: with scipy's defaults the search
+stops early, which is how Besiroglu et al.'s averaged fit (A = 482.0,
+B = 2085.4, from numerical gradients) came to differ from the sum. Here,
+by default (``ftol=None``, ``gtol=None``), the tolerances are divided by n
+for ``"mean"`` too, so both reductions reach the same optimum (the sum's);
+pass ``ftol``/``gtol`` to choose the stopping rule yourself.
 
-BLAS threads are limited to one during the search: L-BFGS-B's tiny BLAS calls
-are otherwise slowed by thread hand-offs on a busy machine.
+Also here: goodness of fit, Gauss-Newton standard errors, :func:`fit` (a
+table in, a :class:`~lmscale.laws.result.FitResult` out) and the
+extrapolation check (fit the smaller runs, predict the largest).
+BLAS threads are limited to one during L-BFGS: its tiny BLAS calls are
+otherwise slowed by thread hand-offs on a busy machine.
 """
 
 from __future__ import annotations
@@ -434,7 +442,7 @@ def fit(
             smaller runs best predict the larger ones (``law`` is then ignored
             unless ``candidates`` is empty; see :func:`select_law`).
         ci_level: coverage of the percentile intervals.
-        n_jobs: bootstrap worker processes (default: all cores).
+        n_jobs: bootstrap worker threads (default: all cores).
         progress: a progress bar on stderr for the bootstrap.
     """
     from lmscale.laws.io import parse_columns, prepare_points
