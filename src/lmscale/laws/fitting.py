@@ -236,12 +236,10 @@ def minimise_batch(
         A = H + lam[idx, None, None] * (diag[:, :, None] * eye + 1e-12 * eye)
         A = np.where(np.isfinite(A), A, 0.0)
         g = np.where(np.isfinite(g), g, 0.0)
-        step = np.linalg.lstsq(A[0], -g[0], rcond=None)[0][None] if len(idx) == 1 else None
-        if step is None:
-            try:
-                step = np.linalg.solve(A, -g[..., None])[..., 0]
-            except np.linalg.LinAlgError:
-                step = np.stack([np.linalg.lstsq(A[i], -g[i], rcond=None)[0] for i in range(len(idx))])
+        try:
+            step = np.linalg.solve(A, -g[..., None])[..., 0]
+        except np.linalg.LinAlgError:  # a singular system somewhere: least squares for all
+            step = np.stack([np.linalg.lstsq(A[i], -g[i], rcond=None)[0] for i in range(len(idx))])
         trial = th + step
         new = batch_objectives(form, trial, X, logy, w, delta)
         ok = new < value[idx]
