@@ -1,10 +1,17 @@
-"""The tables of one study, as DataFrames: what the fits and the figures read.
+"""Fit every law a study's runs support: ``fit_study(store) -> StudyFits``.
 
 :class:`StudyFrames` is the plain data object between the results store and
 everything downstream (fits, figures, report). It is built from a
 ``lmscale.store.Store`` (or its path), from a mapping of DataFrames, or from
 a single DataFrame of final points (another lab's ``N, D, loss`` table), so
 a study can be fitted without a training stack.
+
+:func:`fit_study` applies [K]'s selection rules (``lmscale.laws.selection``)
+to choose the runs of each law, fits it with ``lmscale.laws.fitting.fit``
+(bootstrap intervals), finds the compute-optimal frontier three ways
+(``lmscale.laws.frontier``), runs the held-out check (the largest model
+predicted from the others), and says for every law it could not fit which
+runs are missing.
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lmscale.errors import LmscaleError
+from lmscale.laws.forms import get_form
 from lmscale.laws.result import FitResult, LawSet
 
 #: Store read methods, one per table of :class:`StudyFrames`.
@@ -160,7 +169,8 @@ class StudyFits:
         holdout: the largest model predicted from the others, when possible.
         exponents: approach -> ``{"a", "b", "ci", "published", "how"}``:
             N_opt ~ C^a and D_opt ~ C^b from each compute-optimal method.
-        frontiers: approach -> its frontier points (``C``, ``N``, ``D``, ``loss``).
+        frontiers: approach (``envelope``, ``isoflop``, ``parametric``) ->
+            its ``lmscale.laws.frontier.Frontier``.
         accounting: how N, D, C and the loss were counted.
     """
 
@@ -170,7 +180,7 @@ class StudyFits:
     missing: dict[str, str] = field(default_factory=dict)
     holdout: HoldoutCheck | None = None
     exponents: dict[str, dict[str, Any]] = field(default_factory=dict)
-    frontiers: dict[str, pd.DataFrame] = field(default_factory=dict)
+    frontiers: dict[str, Any] = field(default_factory=dict)
     accounting: dict[str, str] = field(default_factory=dict)
 
     def add(self, key: str, fit: FitResult, points: pd.DataFrame, rule: str) -> None:
@@ -190,3 +200,417 @@ class StudyFits:
                 rows.append({"law": key, "param": name, "value": fit.params[name], "lo": lo, "hi": hi,
                              "n_points": fit.n_points})
         return rows
+
+
+# ---------------------------------------------------------------------------
+# Choosing the points of each law (the study-level part of [K]'s rules)
+# ---------------------------------------------------------------------------
+
+
+class NotEnough(LmscaleError):
+    """The study lacks the runs a law needs; the message says which."""
+
+
+def _rule_text(frame: pd.DataFrame, fallback: str) -> str:
+    """The selection record of ``lmscale.laws.selection`` in words."""
+    parts = []
+    for step in frame.attrs.get("selection", []) or []:
+        if isinstance(step, Mapping):
+            details = ", ".join(f"{k} {v}" for k, v in step.items() if k not in ("rule", "criterion"))
+            parts.append(f"{step.get('rule')}: {step.get('criterion', '')} ({details})")
+        else:
+            parts.append(str(step))
+    return "; ".join(parts) or fallback
+
+
+def _rule_of(frame: pd.DataFrame) -> pd.Series:
+    return frame["rule"].fillna("plain") if "rule" in frame else pd.Series("plain", index=frame.index)
+
+
+def _count_distinct(values: pd.Series, rtol: float = 0.05) -> int:
+    """Distinct values, those within ``rtol`` of a neighbour counted once."""
+    v = np.sort(np.log(values.to_numpy(dtype=float)))
+    return 0 if len(v) == 0 else int(1 + np.sum(np.diff(v) > np.log1p(rtol)))
+
+
+def _enough(frame: pd.DataFrame, law: str, need: int, what: str) -> pd.DataFrame:
+    n_params = len(get_form(law).params)
+    if len(frame) < max(need, n_params + 1):
+        raise NotEnough(f"needs {what}: at least {max(need, n_params + 1)} (the study has {len(frame)})")
+    return frame
+
+
+def select_size_sweep(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
+    """L(N) ([K] eq. 1.1): Transformers trained near convergence.
+
+    Runs of a ``converge`` group (early stopping on, a large budget) count as
+    converged whatever their status; other runs must pass
+    ``selection.converged_runs`` (early stopped, or D >= 5e3 N^0.74).
+    """
+    from lmscale.laws.selection import converged_runs
+
+    runs = frames.results("transformer")
+    if runs.empty:
+        raise NotEnough("needs finished Transformer runs of 3 or more sizes (the study has none)")
+    declared = _rule_of(runs) == "converge"
+    parts, rules = [], []
+    if declared.any():
+        parts.append(runs[declared])
+        rules.append(f"{int(declared.sum())} runs of 'converge' groups (early stopping on, large budget)")
+    if (~declared).any():
+        chosen = converged_runs(runs[~declared])
+        parts.append(chosen)
+        rules.append(_rule_text(chosen, "converged_runs"))
+    pts = pd.concat(parts).sort_values("N")
+    distinct = _count_distinct(pts["N"]) if len(pts) else 0
+    if distinct < 3:
+        raise NotEnough(
+            f"needs Transformers trained near convergence at 3 or more sizes (a 'converge' group, or "
+            f"early-stopped runs); the study has {distinct} size(s)"
+        )
+    return pts, "; ".join(rules)
+
+
+def select_data_sweep(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
+    """L(D) ([K] eq. 1.2): the largest model at each dataset size, from ``data`` groups."""
+    from lmscale.laws.selection import largest_model_per_data
+
+    runs = frames.results("transformer")
+    runs = runs[_rule_of(runs) == "data"] if not runs.empty else runs
+    if runs.empty:
+        raise NotEnough("needs a 'data' group: a large Transformer trained on 3 or more dataset sizes "
+                        "with early stopping (the study has none)")
+    pts = largest_model_per_data(runs)
+    if len(pts) < 3:
+        raise NotEnough(f"needs 3 or more dataset sizes in 'data' groups (the study has {len(pts)})")
+    return pts, "runs of 'data' groups; " + _rule_text(pts, "largest_model_per_data")
+
+
+def select_nd_grid(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
+    """L(N, D) ([K] eq. 1.5): every Transformer of the ``data`` groups (a grid of N and D)."""
+    runs = frames.results("transformer")
+    runs = runs[_rule_of(runs) == "data"] if not runs.empty else runs
+    n_sizes = _count_distinct(runs["N"]) if len(runs) else 0
+    d_sizes = _count_distinct(runs["D"]) if len(runs) else 0
+    if n_sizes < 2 or d_sizes < 2:
+        raise NotEnough(f"needs 'data' groups covering 2 or more model sizes and 2 or more dataset sizes "
+                        f"(the study has {n_sizes} sizes x {d_sizes} dataset sizes)")
+    return _enough(runs, "kaplan_nd", 6, "runs in the N x D grid"), \
+        f"every Transformer run of the 'data' groups ({n_sizes} sizes x {d_sizes} dataset sizes)"
+
+
+def select_parametric(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
+    """[H] eq. 2: every finished Transformer run whose D was set by the study (not early stopping)."""
+    runs = frames.results("transformer")
+    runs = runs[_rule_of(runs).isin(["data", "isoflop", "plain"])] if not runs.empty else runs
+    n_sizes = _count_distinct(runs["N"]) if len(runs) else 0
+    d_sizes = _count_distinct(runs["D"]) if len(runs) else 0
+    if n_sizes < 3 or d_sizes < 3:
+        raise NotEnough(f"needs runs of 'data', 'isoflop' or 'plain' groups at 3 or more model sizes and "
+                        f"dataset sizes (the study has {n_sizes} sizes x {d_sizes} dataset sizes)")
+    return _enough(runs, "chinchilla", 8, "runs of varied N and D"), \
+        f"every finished Transformer run of 'data', 'isoflop' and 'plain' groups ({len(runs)} runs)"
+
+
+def transformer_curves(frames: StudyFrames) -> pd.DataFrame:
+    curves = frames.curves
+    if curves.empty or "loss" not in curves:
+        return pd.DataFrame()
+    arch = curves["architecture"].fillna("transformer") if "architecture" in curves else "transformer"
+    ok = (arch == "transformer") & (curves["loss"] > 0) & (curves["C"] > 0)
+    return curves[ok]
+
+
+def select_critical_batch(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
+    """B_crit(L) ([K] eq. 5.3): gradient-noise-scale estimates B_simple ~ B_crit ([K] 5.1).
+
+    Every Transformer curve point past the first ``WARMUP_SHARE`` of its run
+    with a positive estimate; the bootstrap resamples whole runs.
+    """
+    noise = frames.noise_scale
+    if noise.empty or "noise_scale" not in noise:
+        raise NotEnough("needs gradient-noise-scale estimates (runs with noise_scale = true)")
+    arch = noise["architecture"].fillna("transformer") if "architecture" in noise else "transformer"
+    late = noise["step"] >= WARMUP_SHARE * noise.groupby("run_id")["step"].transform("max")
+    ok = (arch == "transformer") & late & (noise["noise_scale"] > 0) & (noise["loss"] > 0)
+    pts = noise[ok].rename(columns={"loss": "L", "noise_scale": "B"})
+    if pts["run_id"].nunique() < 2 or len(pts) < 6:
+        raise NotEnough(f"needs noise-scale estimates along 2 or more Transformer runs (the study has "
+                        f"{pts['run_id'].nunique()} runs with {len(pts)} usable estimates)")
+    return pts, (f"B_crit = B_simple = tr(Sigma)/|G|^2, the gradient noise scale ([K] 5.1), at every "
+                 f"Transformer curve point past the first {WARMUP_SHARE:.0%} of its steps "
+                 f"({pts['run_id'].nunique()} runs, {len(pts)} points)")
+
+
+def _bcrit_choice(fits: StudyFits) -> tuple[Any, str]:
+    if "bcrit" in fits.laws:
+        return dict(fits.laws.laws["bcrit"].params), "B_crit(L) fitted to this study"
+    return None, "the measured noise scale where available, [K]'s B_crit(L) elsewhere"
+
+
+def select_cmin_envelope(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
+    """L(C_min) ([K] eq. 1.3): the lower envelope of the curves in C_min = C / (1 + B/B_crit)."""
+    from lmscale.laws.selection import cmin_envelope
+
+    curves = transformer_curves(frames)
+    if curves.empty or curves["run_id"].nunique() < 2:
+        raise NotEnough("needs learning curves of 2 or more Transformer runs")
+    bcrit, how = _bcrit_choice(fits)
+    pts = cmin_envelope(curves, bcrit=bcrit)
+    _enough(pts, "kaplan_cmin", 4, "points on the C_min envelope")
+    return pts, f"{_rule_text(pts, 'cmin_envelope')}; B_crit from {how}"
+
+
+def select_steps(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
+    """L(N, S_min) ([K] eq. 1.6): curve points after warm-up, steps converted to S_min (eq. 5.4)."""
+    from lmscale.laws.forms import critical_batch, min_steps
+
+    curves = transformer_curves(frames)
+    if "bcrit" not in fits.laws:
+        raise NotEnough("needs the fitted B_crit(L) to convert steps to S_min ([K] eq. 5.4): "
+                        + fits.missing.get("bcrit", "not fitted"))
+    if curves.empty or _count_distinct(curves.groupby("run_id")["N"].first()) < 2:
+        raise NotEnough("needs learning curves of Transformers at 2 or more sizes")
+    peak = curves.loc[curves.groupby("run_id")["lr"].idxmax(), ["run_id", "step"]].set_index("run_id")["step"]
+    after = curves[(curves["step"] > curves["run_id"].map(peak)) & (curves["step"] > 0)]
+    b_crit = critical_batch(fits.laws.laws["bcrit"].params, after["loss"].to_numpy(dtype=float))
+    pts = after.assign(S=min_steps(after["step"].to_numpy(dtype=float),
+                                   after["batch_tokens"].to_numpy(dtype=float), b_crit))
+    _enough(pts, "kaplan_ns", 8, "curve points after warm-up")
+    return pts, ("every Transformer curve point after warm-up (after the learning-rate peak), "
+                 "S_min = S / (1 + B_crit(L)/B) with the fitted B_crit(L) ([K] eq. 5.4)")
+
+
+#: Share of a run's steps whose noise-scale estimates are left out (warm-up, EMA start).
+WARMUP_SHARE = 0.1
+
+
+def select_fixed_batch_envelope(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
+    """L(C) at fixed batch ([K] figure 13): the compute-efficient frontier of the curves in C."""
+    front = fits.frontiers.get("envelope")
+    if front is None or front.points is None or front.points.empty:
+        raise NotEnough("needs the envelope of learning curves of 2 or more Transformer sizes: "
+                        + fits.missing.get("envelope", "not found"))
+    pts = front.points[["C", "loss", "N_opt"]]
+    _enough(pts, "kaplan_c", 4, "points on the envelope")
+    return pts, (f"the envelope of the Transformer learning curves in C = 6ND at each run's batch size: "
+                 f"the lowest interpolated loss at {len(pts)} log-spaced C values reached by 2 or more runs")
+
+
+def select_transfer(frames: StudyFrames, distribution: str) -> tuple[pd.DataFrame, str]:
+    """L_other(L_train) ([K] 3.2.2): final losses of the Transformers on ``distribution``."""
+    final = frames.final_distribution_losses
+    arch = final["architecture"].fillna("transformer") if "architecture" in final else "transformer"
+    final = final[arch == "transformer"]
+    train = final[final["distribution"] == final["train_distribution"]].set_index("run_id")["loss"]
+    other = final[final["distribution"] == distribution]
+    pts = other.assign(L_train=other["run_id"].map(train)).dropna(subset=["L_train", "loss"])
+    if len(pts) < 3:
+        raise NotEnough(f"needs 3 or more Transformer runs evaluated on {distribution} (the study has {len(pts)})")
+    return pts, f"final test loss of every finished Transformer on {distribution} against its training loss"
+
+
+def select_positions(frames: StudyFrames, run_id: str) -> tuple[pd.DataFrame, str]:
+    """L(t) ([K] figure 20): one run's final loss at each context position t."""
+    pos = frames.per_position
+    pts = pos[(pos["run_id"] == run_id) & (pos["loss"] > 0) & (pos["position"] > 0)]
+    pts = pts.rename(columns={"position": "t"})
+    _enough(pts, "position", 8, "context positions")
+    arch = pts["architecture"].iloc[0] if "architecture" in pts else "transformer"
+    return pts, f"final test loss at each context position of the largest {arch} run ({run_id})"
+
+
+def position_runs(frames: StudyFrames) -> list[str]:
+    """The largest run of each architecture with per-position losses."""
+    pos = frames.per_position
+    if pos.empty:
+        return []
+    sizes = pos.groupby("run_id").agg(N=("N", "first"), architecture=("architecture", "first"))
+    sizes["architecture"] = sizes["architecture"].fillna("transformer")
+    return [str(sizes[sizes["architecture"] == a]["N"].idxmax()) for a in sorted(sizes["architecture"].unique())]
+
+
+def other_distributions(frames: StudyFrames) -> list[str]:
+    final = frames.final_distribution_losses
+    if final.empty or "train_distribution" not in final:
+        return []
+    return sorted(set(final["distribution"]) - set(final["train_distribution"].dropna()))
+
+
+#: The laws fitted to a study, in order (later rules use earlier fits):
+#: (key, law, selection).
+STUDY_LAWS = (
+    ("bcrit", "bcrit", select_critical_batch),
+    ("kaplan_n", "kaplan_n", select_size_sweep),
+    ("kaplan_d", "kaplan_d", select_data_sweep),
+    ("kaplan_nd", "kaplan_nd", select_nd_grid),
+    ("chinchilla", "chinchilla", select_parametric),
+    ("kaplan_c", "kaplan_c", select_fixed_batch_envelope),
+    ("kaplan_cmin", "kaplan_cmin", select_cmin_envelope),
+    ("kaplan_ns", "kaplan_ns", select_steps),
+)
+
+#: [H] table 2 and [K] table 6: published exponent a of N_opt ~ C^a per approach.
+PUBLISHED_A = {"envelope": 0.50, "isoflop": 0.49, "parametric": 0.46}
+APPROACHES = {
+    "envelope": "approach 1: envelope of learning curves",
+    "isoflop": "approach 2: IsoFLOP parabolas",
+    "parametric": "approach 3: parametric L(N, D) ([H] eq. 2)",
+}
+
+
+# ---------------------------------------------------------------------------
+# Fitting a study
+# ---------------------------------------------------------------------------
+
+
+def fit_study(
+    store_or_frames: Any, bootstrap: int = 200, holdout: bool = True, seed: int = 0,
+    name: str | None = None, progress: bool = False,
+) -> StudyFits:
+    """Fit every law the study's runs support.
+
+    Args:
+        store_or_frames: a ``Store``, its path, a mapping of DataFrames, a
+            final-points DataFrame, or :class:`StudyFrames`.
+        bootstrap: bootstrap refits per law for the 95% intervals (0: none).
+        holdout: predict the largest model's loss from L(N) fitted on the others.
+        seed: seed of every bootstrap.
+        name: name of the law set (default: the store's file name).
+        progress: progress bars on stderr.
+
+    Returns:
+        :class:`StudyFits`; laws that could not be fitted are in ``missing``
+        with the runs they would need.
+    """
+    from lmscale.laws.fitting import fit
+
+    frames = StudyFrames.load(store_or_frames)
+    label = name or (Path(frames.source).stem if frames.source not in ("frames", "") else "study")
+    fits = StudyFits(laws=LawSet(name=label, source="fit", notes={"store": frames.source}))
+    fits.accounting = accounting(frames)
+    for key, law, select in STUDY_LAWS:
+        if key == "kaplan_c":
+            fit_frontiers(frames, fits, bootstrap, seed)
+        _fit_one(fits, key, law, lambda s=select: s(frames, fits), fit, bootstrap, seed, progress)
+    if "chinchilla" in fits.laws:
+        _frontier(fits, "parametric", lambda: _parametric(fits))
+    for dist in other_distributions(frames):
+        _fit_one(fits, f"transfer:{dist}", "transfer", lambda d=dist: select_transfer(frames, d), fit,
+                 bootstrap, seed, progress)
+    if not other_distributions(frames):
+        fits.missing["transfer"] = "needs runs evaluated on another distribution besides the training one"
+    for run_id in position_runs(frames):
+        _fit_one(fits, f"position:{run_id}", "position", lambda r=run_id: select_positions(frames, r), fit,
+                 0, seed, progress)
+    set_allocation(fits)
+    if holdout:
+        fits.holdout = holdout_check(fits)
+    return fits
+
+
+def _fit_one(fits: StudyFits, key: str, law: str, select: Any, fit: Any, bootstrap: int, seed: int,
+             progress: bool) -> None:
+    try:
+        pts, rule = select()
+        result = fit(pts, law=law, bootstrap=bootstrap, seed=seed, progress=progress)
+    except LmscaleError as exc:
+        fits.missing[key] = str(exc)
+        return
+    fits.add(key, result, pts, rule)
+
+
+def _frontier(fits: StudyFits, method: str, make: Any) -> None:
+    try:
+        front = make()
+    except LmscaleError as exc:
+        fits.missing.setdefault(method, str(exc))
+        return
+    fits.frontiers[method] = front
+    fits.missing.pop(method, None)
+    a_ci = front.ci.get("a") if front.ci else None
+    fits.exponents[APPROACHES[method]] = {
+        "a": front.a, "b": front.b, "ci": a_ci, "published": PUBLISHED_A[method],
+        "how": "; ".join(f"{k}: {v}" for k, v in front.notes.items() if isinstance(v, str | int | float)),
+    }
+
+
+def _parametric(fits: StudyFits) -> Any:
+    from lmscale.laws.frontier import parametric_frontier
+
+    return parametric_frontier(fits.laws.laws["chinchilla"])
+
+
+def fit_frontiers(frames: StudyFrames, fits: StudyFits, bootstrap: int, seed: int) -> None:
+    """[H] approaches 1 and 2 (approach 3 follows the chinchilla fit)."""
+    from lmscale.laws.frontier import envelope_frontier, isoflop_frontier
+
+    curves = transformer_curves(frames)
+    if curves.empty:
+        fits.missing["envelope"] = "needs learning curves of 2 or more Transformer sizes"
+    else:
+        _frontier(fits, "envelope", lambda: envelope_frontier(curves, bootstrap=bootstrap, seed=seed))
+    runs = frames.results("transformer")
+    iso = runs[_rule_of(runs) == "isoflop"] if not runs.empty else runs
+    if iso.empty:
+        fits.missing["isoflop"] = "needs 'isoflop' groups: 3 or more sizes at each of 2 or more compute budgets"
+    else:
+        _frontier(fits, "isoflop", lambda: isoflop_frontier(iso, bootstrap=max(bootstrap, 0), seed=seed))
+
+
+def set_allocation(fits: StudyFits) -> None:
+    """extras["allocation"]: the study's N_opt(C), D_opt(C) (envelope, else IsoFLOP), for the planner."""
+    from lmscale.laws.planner import power_allocation
+
+    for method in ("envelope", "isoflop"):
+        front = fits.frontiers.get(method)
+        if front is not None:
+            fits.laws.extras["allocation"] = power_allocation(
+                N_opt=(front.k_N, front.a), D_opt=(front.k_D, front.b),
+                where=f"this study, [H] {APPROACHES[method]}; C = 6ND in FLOPs",
+            )
+            fits.missing.pop("allocation", None)
+            return
+    fits.missing["allocation"] = ("needs the compute-optimal frontier: learning curves of 2 or more "
+                                  "Transformer sizes, or IsoFLOP groups")
+
+
+def holdout_check(fits: StudyFits, law: str = "kaplan_n") -> HoldoutCheck | None:
+    """Fit ``law`` without the largest model and predict its loss."""
+    from lmscale.laws.fitting import fit
+
+    pts = fits.points.get(law)
+    if pts is None or law not in fits.laws:
+        fits.missing["holdout"] = f"needs a fitted {law}: {fits.missing.get(law, 'not fitted')}"
+        return None
+    pts = pts.sort_values("N")
+    if len(pts) < 3:
+        fits.missing["holdout"] = f"needs {law} points at 3 or more sizes (has {len(pts)})"
+        return None
+    train, held = pts.iloc[:-1], pts.iloc[-1]
+    result = fit(train, law=law)
+    return HoldoutCheck(law=law, run_id=str(held.get("run_id", "")), N=float(held["N"]),
+                        D=float(held.get("D", float("nan"))), loss=float(held["loss"]),
+                        predicted=float(result.predict(N=float(held["N"]))), n_fit=len(train))
+
+
+def accounting(frames: StudyFrames) -> dict[str, str]:
+    """How N, D, C and the loss of the fits were counted (from the store's columns)."""
+    pts = frames.final_points
+    exact = ""
+    if not pts.empty and {"N", "N_exact"} <= set(pts):
+        ratio = (pts["N_exact"] / pts["N"]).replace([np.inf, -np.inf], np.nan).dropna()
+        if len(ratio):
+            exact = f"; the exact count is {ratio.min():.3g}x to {ratio.max():.3g}x of it in this study"
+    return {
+        "N": "non-embedding parameters by [K]'s formula 2 d_model n_layer (2 d_attn + d_ff) (no biases, "
+             "norms or embeddings); the exact count of the instantiated model is in the run table" + exact,
+        "D": "tokens trained, capped at the dataset size for multi-epoch runs",
+        "C": "C = 6 N D, training FLOPs per [K] section 2.1 (no attention or logits terms); the exact "
+             "FLOPs with them are the store's C_exact column, not used by the fits",
+        "C_min": "C / (1 + B / B_crit(L)) ([K] eq. 5.5), the compute at a batch far below critical",
+        "loss": "final test loss on the training distribution in nats/token (the best one for "
+                "early-stopped runs); curves use the test loss at each evaluation",
+        "architectures": "the laws are fitted on Transformer runs; LSTM and Universal Transformer runs "
+                         "appear only in the architecture figure",
+    }

@@ -179,7 +179,11 @@ def law_line(ax, fit, key: str, x: np.ndarray, along: str, label: str | None = N
 
 
 def law_gid(key: str, along: str, **fixed: float) -> str:
-    """``law:<key>;along=<input>;<input>=<value>...``: what a law line was drawn from."""
+    """``law:<key>;along=<input>;<input>=<value>...``: what a law line was drawn from.
+
+    ``key`` is the law-set key of the study's fit, or ``<law>@<catalog name>``
+    for a published law (e.g. ``kaplan_cmin@kaplan2020``).
+    """
     return f"law:{key};along={along}" + "".join(f";{k}={float(v)!r}" for k, v in fixed.items())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -63,10 +64,8 @@ def why_missing(fits: Any, key: str, what: str) -> str:
     return f"{what} ({key}): {why}"
 
 
-def note(ax: Any, text: str) -> None:
-    """Write in an empty panel why it is empty."""
-    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=8, color="#555555",
-            transform=ax.transAxes)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
+def note(ax: Any, text: str, width: int = 38) -> None:
+    """Write in an empty panel why it is empty (wrapped to fit the panel)."""
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, textwrap.fill(text, width), ha="center", va="center", fontsize=7.5,
+            color="#555555", transform=ax.transAxes)

@@ -41,7 +41,9 @@ def draw_headline(frames: Any, fits: Any):
             for _, run in curves.groupby("run_id"):
                 run = run[run["C"] > 0].sort_values("C")
                 ax.plot(run["C"], run["loss"], "-", color="#9db4d3", lw=0.7, alpha=0.7)
-            style.label(ax, "C_min" if key == "kaplan_cmin" else "C", "loss")
+            style.label(ax, "C", "loss")
+            if key == "kaplan_cmin":
+                ax.set_xlabel("compute (FLOPs): curves at C = 6ND, points at C_min")
         else:
             style.label(ax, x, "loss")
         if not pts.empty:
@@ -49,10 +51,11 @@ def draw_headline(frames: Any, fits: Any):
         xs = pts[column] if not pts.empty else None
         if xs is None or xs.empty:
             raise Missing(f"{title}: the fit kept no points")
+        scale, alpha = fit.form.params
         style.law_line(ax, fit, key, style.log_grid(xs), along=column,
-                       label=f"{fit.form.title} = ({fit.form.params[0]} / {column})^{fit.form.params[1]}")
-        ax.set_title(f"{fit.form.title}: {fit.form.params[1]} = {fit.params[fit.form.params[1]]:.3f}")
-        ax.legend(loc="upper right")
+                       label=f"({scale} / {column})^{alpha}: {scale} = {fit.params[scale]:.2g}")
+        ax.set_title(f"{fit.form.title}: {alpha} = {fit.params[alpha]:.3f}")
+        ax.legend(loc="best")
     return fig
 
 
@@ -71,7 +74,7 @@ def draw_critical_batch(frames: Any, fits: Any):
     style.law_line(ax, fit, "bcrit", grid, along="L")
     style.label(ax, "loss", "B")
     ax.set_title(f"B_crit(L) = B_* / L^(1/alpha_B), alpha_B = {fit.params['alpha_B']:.3f}")
-    ax.legend(loc="upper right")
+    ax.legend(loc="best")
     return fig
 
 

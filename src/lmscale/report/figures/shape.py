@@ -97,8 +97,9 @@ def draw_embeddings(frames: Any, fits: Any):
     for n_layer, color in zip(layers, colors):
         sel = pts[pts["n_layer"] == n_layer].sort_values("N")
         total = sel["N"] + sel["N_embedding"]
-        ax_all.plot(total, sel["loss"], "o-", color=color, label=f"{int(n_layer)} layers")
-        ax_ne.plot(sel["N"], sel["loss"], "o-", color=color, label=f"{int(n_layer)} layers")
+        text = f"{int(n_layer)} layer{'' if int(n_layer) == 1 else 's'}"
+        ax_all.plot(total, sel["loss"], "o-", color=color, label=text)
+        ax_ne.plot(sel["N"], sel["loss"], "o-", color=color, label=text)
     style.label(ax_all, "N_total", "loss")
     ax_all.set_xlabel("parameters including embeddings (count)")
     ax_all.set_title("with embedding parameters")

@@ -1,0 +1,87 @@
+"""``lmscale report``: the paper's figures and fitted laws of a study, as one HTML page."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lmscale.cli._common import add_parser, print_json
+
+DESCRIPTION = """\
+Fit every law a study's runs support, draw the figures of Kaplan et al.
+2020 that the runs allow, and write one self-contained HTML page:
+
+  DIR/index.html          figures (embedded), a table of every fitted law
+                          with its 95% interval beside the paper's values,
+                          the held-out check, how each number was computed
+                          (which runs each law used, N and FLOP accounting)
+                          and the run table
+  DIR/fits.json           the fitted laws (use with lmscale plan --law)
+  DIR/figures/*.png,svg   every figure, PNG and SVG
+
+A figure the study has no runs for is listed with the runs it would need.
+The page needs no network: open it from disk or copy it anywhere.
+
+Examples:
+  lmscale sweep run studies/smoke.toml --store smoke.sqlite
+  lmscale report --store smoke.sqlite --out smoke-report --open
+  lmscale report --store smoke.sqlite --out smoke-report --bootstrap 0 --json
+  lmscale plan --law smoke-report/fits.json --compute 1e18
+"""
+
+
+def register(sub: Any) -> None:
+    p = add_parser(sub, "report", help="the paper's figures and fitted laws of a study, as HTML",
+                   description=DESCRIPTION)
+    p.add_argument("--store", required=True, metavar="PATH", help="the study's results store (.sqlite)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the report into")
+    p.add_argument("--bootstrap", type=int, default=200, metavar="K",
+                   help="bootstrap refits per law for the 95%% intervals (0: none, fastest)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--no-holdout", action="store_true",
+                   help="skip the held-out check (the largest model predicted from the others)")
+    p.add_argument("--link-figures", action="store_true",
+                   help="link figures/*.png from the page instead of embedding them")
+    p.add_argument("--open", action="store_true", help="open the report in the web browser")
+    p.add_argument("--json", action="store_true", help="print what was written as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lmscale.errors import LmscaleError
+    from lmscale.report import ReportOptions, build_report
+
+    store = Path(args.store)
+    if not store.exists():
+        raise LmscaleError(f"--store {store}: no such file (run 'lmscale sweep run STUDY --store {store}')")
+    options = ReportOptions(bootstrap=args.bootstrap, holdout=not args.no_holdout, seed=args.seed,
+                            embed=not args.link_figures, progress=not args.json)
+    report = build_report(store, args.out, options)
+    if args.json:
+        print_json(summary(report))
+    else:
+        print(f"report: {report.index}")
+        print(f"fits:   {report.fits_json}  ({len(report.fits.laws.laws)} laws)")
+        print(f"figures drawn: {len(report.drawn)}; not drawn: {len(report.not_drawn)}")
+        for key, why in report.not_drawn.items():
+            print(f"  {key}: {'; '.join(why)}")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(report.index.resolve().as_uri())
+    return 0
+
+
+def summary(report: Any) -> dict[str, Any]:
+    fits = report.fits
+    return {
+        "index": str(report.index),
+        "fits": str(report.fits_json),
+        "laws": sorted(fits.laws.laws),
+        "not_fitted": dict(fits.missing),
+        "holdout": fits.holdout.to_dict() if fits.holdout is not None else None,
+        "figures": report.drawn,
+        "figures_not_drawn": report.not_drawn,
+    }

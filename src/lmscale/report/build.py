@@ -1,0 +1,148 @@
+"""Build a study's report: fits (asked of ``lmscale.laws``), figures, one HTML page, fits JSON.
+
+Output folder layout::
+
+    DIR/index.html          the report (figures embedded as data URIs by default)
+    DIR/fits.json           the fitted laws as a LawSet (``lmscale plan --law DIR/fits.json``)
+    DIR/figures/<key>.png   every drawn figure, also as <key>.svg
+
+Everything is written to a temporary name and renamed, figures first and the
+page last, so an interrupted build never leaves a page pointing at nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmscale.errors import LmscaleError
+from lmscale.laws.study import StudyFits, StudyFrames, fit_study
+from lmscale.report import html
+from lmscale.report.figures import FIGURES, FigureOutcome, FigureSpec, draw_all
+
+#: Published law sets shown beside the study's fits.
+DEFAULT_PUBLISHED = ("kaplan2020", "hoffmann2022", "besiroglu2024")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """How the report is built.
+
+    Attributes:
+        bootstrap: bootstrap replicates per law for the 95% intervals (0: none).
+        holdout: run the held-out check (the largest model predicted from the others).
+        seed: seed of the bootstrap.
+        published: catalog law sets to compare with (``lmscale.laws.catalog``).
+        embed: embed the PNGs in index.html as data URIs (the page alone is the
+            whole report); otherwise it links ``figures/<key>.png``.
+        strict: raise on a figure that fails for another reason than missing runs
+            (otherwise the page reports the error and the other figures are kept).
+        progress: a progress bar on stderr.
+        title: page title (default: from the store's name).
+    """
+
+    bootstrap: int = 200
+    holdout: bool = True
+    seed: int = 0
+    published: tuple[str, ...] = DEFAULT_PUBLISHED
+    embed: bool = True
+    strict: bool = False
+    progress: bool = False
+    title: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) or self.bootstrap < 0:
+            raise LmscaleError(f"bootstrap = {self.bootstrap!r}: expected a count >= 0")
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` wrote."""
+
+    index: Path
+    fits_json: Path
+    fits: StudyFits
+    figures: list[FigureOutcome] = field(default_factory=list)
+
+    @property
+    def drawn(self) -> list[str]:
+        return [o.spec.key for o in self.figures if o.drawn]
+
+    @property
+    def not_drawn(self) -> dict[str, list[str]]:
+        return {o.spec.key: o.missing or [str(o.error)] for o in self.figures if not o.drawn}
+
+
+def published_sets(names: Sequence[str]) -> dict[str, Any]:
+    from lmscale.laws import catalog
+
+    return {name: catalog.load(name) for name in names}
+
+
+def build_report(store_or_frames: Any, out_dir: str | Path, options: ReportOptions | None = None, *,
+                 fits: StudyFits | None = None, specs: Sequence[FigureSpec] | None = None) -> Report:
+    """Fit the study (unless ``fits`` is given), draw its figures, write the page and fits JSON."""
+    options = options or ReportOptions()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise LmscaleError(f"--out {out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    frames = StudyFrames.load(store_or_frames)
+    bar = _Progress(options.progress)
+    if fits is None:
+        bar.say("fitting the laws the study supports")
+        fits = fit_study(frames, bootstrap=options.bootstrap, holdout=options.holdout, seed=options.seed)
+    fits_json = out / "fits.json"
+    fits.laws.to_json(fits_json)
+    outcomes = draw_all(frames, fits, out / "figures", specs=list(FIGURES if specs is None else specs),
+                        strict=options.strict, progress=bar.say)
+    title = options.title or f"lmscale report: {fits.laws.name}"
+    body = [
+        html.holdout_card(fits),
+        html.laws_section(fits, published_sets(options.published)),
+        html.exponents_section(fits),
+        html.figures_section(outcomes, out, options.embed),
+        html.method_section(fits, fit_settings(fits, options)),
+        html.runs_section(frames.runs if not frames.runs.empty else frames.final_points),
+    ]
+    index = out / "index.html"
+    _write_text(index, html.page(title, frames.source, body))
+    bar.say(f"wrote {index}")
+    return Report(index=index, fits_json=fits_json, fits=fits, figures=outcomes)
+
+
+def fit_settings(fits: StudyFits, options: ReportOptions) -> dict[str, str]:
+    """The fitting settings the page lists under 'How the numbers were computed'."""
+    return {
+        "objective": "Huber loss (delta = 1e-3) of log-residuals, summed over points ([H] eq. 11)",
+        "search": "a grid of starting points, then L-BFGS-B from the best ones (lmscale.laws.fitting)",
+        "intervals": (f"95% percentile intervals over {options.bootstrap} bootstrap refits, resampling "
+                      "whole runs" if options.bootstrap else "no bootstrap (--bootstrap 0): no intervals"),
+        "held-out check": ("the largest model's loss predicted by L(N) fitted on the other models"
+                           if options.holdout else "not run"),
+        "units": "loss in nats/token, N non-embedding parameters, D tokens, C FLOPs (PF-days for display)",
+    }
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class _Progress:
+    """One-line progress messages on stderr (tqdm's write keeps them tidy)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            print(f"lmscale report: {text}", file=sys.stderr, flush=True)

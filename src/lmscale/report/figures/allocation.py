@@ -1,0 +1,171 @@
+"""Compute-optimal allocation: N_opt and D_opt against C_min ([K] figure 14), the
+contradiction ([K] figure 15), and the exponent a of N_opt ~ C^a three ways ([H] table 2)."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+import numpy as np
+
+from lmscale.errors import LmscaleError
+from lmscale.report import style
+from lmscale.report.figures.base import FigureSpec, Missing, has_fit, why_missing
+
+#: [K] table 6 and [H] table 2: the published exponent a of N_opt ~ C^a.
+PUBLISHED_A = {"[K] table 6": 0.73, "[H] approach 1": 0.50, "[H] approach 2": 0.49, "[H] approach 3": 0.46}
+
+
+def _allocation(fits: Any) -> dict[str, Any] | None:
+    alloc = fits.laws.extras.get("allocation") if fits is not None else None
+    return alloc if isinstance(alloc, dict) and alloc.get("relations") else None
+
+
+def _paper():
+    from lmscale.laws import catalog
+
+    return catalog.load("kaplan2020")
+
+
+def draw_optimal_sizes(frames: Any, fits: Any):
+    from lmscale.laws.planner import allocation_relation, has_relation
+
+    alloc = _allocation(fits)
+    if alloc is None or not (has_relation(fits.laws, "N_opt") and has_relation(fits.laws, "D_opt")):
+        raise Missing(why_missing(fits, "allocation", "N_opt(C) and D_opt(C)"))
+    front = next((f.points for m in ("envelope", "isoflop") if (f := fits.frontiers.get(m)) is not None
+                  and f.points is not None), None)
+    if front is not None and "status" in front:
+        front = front[front["status"] == "ok"]
+    fig, (ax_n, ax_d) = style.new_figure(ncols=2)
+    c_values = front["C"] if front is not None and not front.empty else None
+    grid = style.log_grid(c_values if c_values is not None else [1e12, 1e16])
+    paper = _paper()
+    for ax, key, label in ((ax_n, "N_opt", "N"), (ax_d, "D_opt", "D")):
+        if front is not None and not front.empty:
+            ax.plot(front["C"], front[key], "o", color="#1f4e79", ms=3, label="compute-optimal points")
+        rel = alloc["relations"][key]
+        y = np.asarray(allocation_relation(fits.laws, key, grid), dtype=float)
+        (line,) = ax.plot(grid, y, "-", color=style.FIT_COLOR,
+                          label=f"fit: {key} ~ C^{rel['exponent']:.2f}")
+        line.set_gid(style.law_gid(f"allocation.{key}", "C"))
+        published = paper.extras["allocation"]["relations"][key]["exponent"]
+        ax.plot([], [], " ", label=f"[K] table 6: {key} ~ C_min^{published:g}")
+        style.label(ax, "C", "N" if label == "N" else "D")
+        ax.set_ylabel("N_opt, non-embedding parameters" if label == "N" else "D_opt, tokens")
+        ax.legend(loc="best")
+    ax_n.set_title("compute-optimal model size")
+    ax_d.set_title("compute-optimal data")
+    return fig
+
+
+def draw_contradiction(frames: Any, fits: Any):
+    from lmscale.laws.contradiction import crossing
+    from lmscale.laws.planner import allocation_relation, has_relation
+
+    needs = [why_missing(fits, k, t) for k, t in (("kaplan_cmin", "L(C_min)"), ("kaplan_d", "L(D)"))
+             if not has_fit(fits, k)]
+    if fits is None or not has_relation(fits.laws, "D_opt"):
+        needs.append(why_missing(fits, "allocation", "D_opt(C)"))
+    if needs:
+        raise Missing(*needs)
+    try:
+        cross = crossing(fits.laws)
+    except LmscaleError as exc:
+        raise Missing(f"the study's L(C_min) and L(D_opt(C_min)) do not cross: {exc}") from None
+    paper = _paper()
+    paper_cross = crossing(paper)
+    fig, (ax,) = style.new_figure(width=6.0, height=4.0)
+    study_c = fits.points["kaplan_cmin"]["C_min"]
+    lo = min(float(study_c.min()), cross.C_star) / 10.0
+    hi = max(cross.C_star, paper_cross.C_star) * 100.0
+    grid = np.logspace(np.log10(lo), np.log10(hi), 300)
+    for laws, color, who, tag in ((fits.laws, style.FIT_COLOR, "this study", ""),
+                                  (paper, style.PAPER_COLOR, "[K]", "@kaplan2020")):
+        cmin, data = laws.get("kaplan_cmin"), laws.get("kaplan_d")
+        style.law_line(ax, cmin, f"kaplan_cmin{tag}", grid, along="C_min", color=color,
+                       label=f"{who}: L(C_min)")
+        d_opt = np.asarray(allocation_relation(laws, "D_opt", grid), dtype=float)
+        y = np.asarray(data.predict(D=d_opt), dtype=float)
+        (line,) = ax.plot(grid, y, "--", color=color, label=f"{who}: L(D_opt(C_min)), data-limited")
+        line.set_gid(style.law_gid(f"kaplan_d{tag}(D_opt)", "C_min"))
+    for c, color, who in ((cross, style.FIT_COLOR, "study"), (paper_cross, style.PAPER_COLOR, "[K]")):
+        ax.plot([c.C_star], [c.L_star], "o", color=color, ms=7, mfc="white", zorder=5)
+        ax.annotate(f"{who}: C* = {c.C_star:.2g} FLOPs\nL* = {c.L_star:.3g}", (c.C_star, c.L_star),
+                    textcoords="offset points", xytext=(6, 8), fontsize=7, color=color)
+    ax.plot(fits.points["kaplan_cmin"]["C_min"], fits.points["kaplan_cmin"]["loss"], "o", color="#1f4e79",
+            ms=3, label="study's frontier points")
+    style.label(ax, "C_min", "loss")
+    ax.set_title("where the compute frontier meets the data wall ([K] 6.3)")
+    ax.legend(loc="lower left", fontsize=7)
+    return fig
+
+
+def draw_exponents(frames: Any, fits: Any):
+    rows = {k: v for k, v in (fits.exponents if fits is not None else {}).items() if v.get("a") is not None}
+    if not rows:
+        raise Missing(why_missing(fits, "allocation", "compute-optimal exponents"))
+    fig, (ax,) = style.new_figure(width=6.0, height=3.4)
+    names = list(rows)
+    y = np.arange(len(names))
+    for i, name in enumerate(names):
+        row = rows[name]
+        a = float(row["a"])
+        ci = row.get("ci")
+        xerr = None if not ci else [[a - float(ci[0])], [float(ci[1]) - a]]
+        ax.errorbar([a], [i], xerr=xerr, fmt="o", color=style.FIT_COLOR, capsize=3,
+                    label="this study (95% interval)" if i == 0 else "_nolegend_")
+        if row.get("published") is not None:
+            ax.plot([row["published"]], [i], "D", color=style.PAPER_COLOR, ms=6, mfc="white",
+                    label="published" if i == 0 else "_nolegend_")
+    ax.axvline(PUBLISHED_A["[K] table 6"], color=style.PAPER_COLOR, ls=":", lw=1)
+    ax.text(PUBLISHED_A["[K] table 6"], len(names) - 0.5, " [K] 0.73", fontsize=7, color=style.PAPER_COLOR)
+    ax.axvline(0.5, color=style.PAPER_COLOR, ls=":", lw=1)
+    ax.text(0.5, len(names) - 0.5, " [H] ~0.5", fontsize=7, color=style.PAPER_COLOR)
+    ax.set_yticks(y, [textwrap.fill(n, 22) for n in names])
+    ax.set_ylim(-0.6, len(names) - 0.2)
+    ax.set_xlabel("exponent a of N_opt ~ C^a (dimensionless)")
+    ax.set_title("N_opt ~ C^a: the exponent a by approach")
+    ax.legend(loc="lower right")
+    ax.invert_yaxis()
+    return fig
+
+
+FIGURES = (
+    FigureSpec(
+        key="fig14_optimal_size",
+        title="Compute-optimal model size and data against compute",
+        paper="[K] figure 14, table 6",
+        caption=(
+            "The runs on the compute-efficient frontier (lowest loss at each C_min) and the power "
+            "laws N_opt ~ C_min^a and D_opt ~ C_min^b fitted to them, beside [K] table 6 "
+            "(N_opt = 1.3e9 C^0.73, D_opt = 2e10 C^0.27 with C in PF-days)."
+        ),
+        needs="learning curves of 3 or more model sizes spanning the compute range",
+        draw=draw_optimal_sizes,
+    ),
+    FigureSpec(
+        key="fig15_contradiction",
+        title="The contradiction: the compute frontier meets the data wall",
+        paper="[K] figure 15, section 6.3",
+        caption=(
+            "L(C_min) along the compute-efficient frontier (solid) falls faster than L(D) allows "
+            "for the data the frontier uses, D_opt(C_min) (dashed); past the crossing C* the "
+            "frontier would beat what its data permits. The study's laws in colour, [K]'s in grey."
+        ),
+        needs="L(C_min), L(D) and the D_opt(C) frontier",
+        draw=draw_contradiction,
+    ),
+    FigureSpec(
+        key="fig16_exponents",
+        title="Compute-optimal exponents, three ways",
+        paper="[H] table 2 and section 3",
+        caption=(
+            "The exponent a of N_opt ~ C^a from the envelope of learning curves (approach 1), "
+            "IsoFLOP parabolas (approach 2) and the parametric fit of L(N, D) (approach 3), with "
+            "95% intervals, beside the published values ([H]: 0.50, 0.49, 0.46; [K]: 0.73)."
+        ),
+        needs="learning curves for approach 1, IsoFLOP groups for approach 2, an L(N, D) grid for approach 3",
+        draw=draw_exponents,
+    ),
+)
