@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 #: Rows per chunk: the [rows, n_vocab] buffer should fit in the last-level cache.
-DEFAULT_CHUNK_ELEMENTS = 1 << 18
+DEFAULT_CHUNK_ELEMENTS = 1 << 20
 
 
 def _chunk_rows(n_vocab: int, chunk_elements: int) -> int:
