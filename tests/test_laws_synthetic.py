@@ -108,3 +108,16 @@ def test_bootstrap_interval_covers_the_truth_in_90_percent_of_seeds():
             lo, hi = fit.ci[name]
             covered[name] += lo <= true <= hi
     assert all(c >= 45 for c in covered.values()), covered
+
+
+@pytest.mark.parametrize("law", sorted(CASES))
+def test_bootstrap_runs_for_every_law(law):
+    params, ranges = CASES[law]
+    fit = laws.fit(synthetic(law, params, ranges, n=60, seed=7), law=law, bootstrap=30, seed=1)
+    assert fit.stats["bootstrap_failed"] == 0
+    assert fit.bootstrap_params.shape == (30, len(params))
+    for name in params:
+        lo, hi = fit.ci[name]
+        assert lo <= hi and np.isfinite(lo) and np.isfinite(hi)
+        # the bootstrap spread is of the order of the Gauss-Newton standard error
+        assert 0.1 < fit.stderr[name] / fit.stats["stderr_gauss_newton"][name] < 10, name
