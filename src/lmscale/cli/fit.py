@@ -90,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
     dropped = result.notes.get("dropped_rows")
     if dropped:
         print(f"dropped {dropped['count']} row(s): {dropped['reason']} ({dropped['per_column']})")
+    small = result.notes.get("dropped_smallest")
+    if small:
+        print(f"left out the {small['rows']} smallest row(s) ({small['fraction']:.0%} of runs by {small['by']})")
     extra = result.stats.get("extrapolation")
     if extra:
         print(f"extrapolation: fit on {extra['train_rows']} rows, predicted the {extra['held_out_rows']} "

@@ -237,6 +237,9 @@ def select_law(
     if best["drop_smallest"]:
         _, keep = split_largest(points, 1.0 - best["drop_smallest"])
         points = points.subset(keep)
+        points.notes["dropped_smallest"] = {
+            "fraction": best["drop_smallest"], "rows": int((~keep).sum()), "by": points.size_by,
+            "reason": "the chosen variant leaves out the smallest runs"}
     options = replace(base, huber_delta=best["huber_delta"])
     result = fit_points(form, points, options, bootstrap, seed, ci_level, n_jobs, progress)
     result.stats["selection"] = {
