@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 #: Statuses a run can have in the store: the trainer's, plus ``interrupted``
 #: (a sweep stopped while it ran; its checkpoint lets it resume).
-STORE_STATUSES = (*STATUSES, "interrupted")
+STORE_STATUSES = tuple(dict.fromkeys((*STATUSES, "interrupted")))
 
 #: Statuses whose final loss is a result the fits may use.
 RESULT_STATUSES = ("finished", "early_stopped")
