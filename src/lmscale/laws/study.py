@@ -321,6 +321,15 @@ def transformer_curves(frames: StudyFrames) -> pd.DataFrame:
     return curves[ok]
 
 
+def after_warmup(curves: pd.DataFrame) -> pd.DataFrame:
+    """Curve points after each run's learning-rate peak (the end of warm-up; all when lr is unknown)."""
+    if curves.empty or "lr" not in curves or not curves["lr"].notna().any():
+        return curves
+    peak_at = curves.loc[curves["lr"].fillna(-np.inf).groupby(curves["run_id"]).idxmax()]
+    peak = peak_at.set_index("run_id")["step"]
+    return curves[(curves["step"] >= curves["run_id"].map(peak)) & (curves["step"] > 0)]
+
+
 def select_critical_batch(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
     """B_crit(L) ([K] eq. 5.3): gradient-noise-scale estimates B_simple ~ B_crit ([K] 5.1).
 
@@ -352,13 +361,13 @@ def select_cmin_envelope(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataF
     """L(C_min) ([K] eq. 1.3): the lower envelope of the curves in C_min = C / (1 + B/B_crit)."""
     from lmscale.laws.selection import cmin_envelope
 
-    curves = transformer_curves(frames)
+    curves = after_warmup(transformer_curves(frames))
     if curves.empty or curves["run_id"].nunique() < 2:
         raise NotEnough("needs learning curves of 2 or more Transformer runs")
     bcrit, how = _bcrit_choice(fits)
     pts = cmin_envelope(curves, bcrit=bcrit)
     _enough(pts, "kaplan_cmin", 4, "points on the C_min envelope")
-    return pts, f"{_rule_text(pts, 'cmin_envelope')}; B_crit from {how}"
+    return pts, f"curve points after warm-up; {_rule_text(pts, 'cmin_envelope')}; B_crit from {how}"
 
 
 def select_steps(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
@@ -371,8 +380,7 @@ def select_steps(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, st
                         + fits.missing.get("bcrit", "not fitted"))
     if curves.empty or _count_distinct(curves.groupby("run_id")["N"].first()) < 2:
         raise NotEnough("needs learning curves of Transformers at 2 or more sizes")
-    peak = curves.loc[curves.groupby("run_id")["lr"].idxmax(), ["run_id", "step"]].set_index("run_id")["step"]
-    after = curves[(curves["step"] > curves["run_id"].map(peak)) & (curves["step"] > 0)]
+    after = after_warmup(curves)
     b_crit = critical_batch(fits.laws.laws["bcrit"].params, after["loss"].to_numpy(dtype=float))
     pts = after.assign(S=min_steps(after["step"].to_numpy(dtype=float),
                                    after["batch_tokens"].to_numpy(dtype=float), b_crit))
@@ -393,7 +401,8 @@ def select_fixed_batch_envelope(frames: StudyFrames, fits: StudyFits) -> tuple[p
                         + fits.missing.get("envelope", "not found"))
     pts = front.points[["C", "loss", "N_opt"]]
     _enough(pts, "kaplan_c", 4, "points on the envelope")
-    return pts, (f"the envelope of the Transformer learning curves in C = 6ND at each run's batch size: "
+    return pts, (f"the envelope of the Transformer learning curves after warm-up, in C = 6ND at each "
+                 f"run's batch size: "
                  f"the lowest interpolated loss at {len(pts)} log-spaced C values reached by 2 or more runs")
 
 
@@ -545,7 +554,7 @@ def fit_frontiers(frames: StudyFrames, fits: StudyFits, bootstrap: int, seed: in
     """[H] approaches 1 and 2 (approach 3 follows the chinchilla fit)."""
     from lmscale.laws.frontier import envelope_frontier, isoflop_frontier
 
-    curves = transformer_curves(frames)
+    curves = after_warmup(transformer_curves(frames))
     if curves.empty:
         fits.missing["envelope"] = "needs learning curves of 2 or more Transformer sizes"
     else:
@@ -576,18 +585,23 @@ def set_allocation(fits: StudyFits) -> None:
 
 
 def holdout_check(fits: StudyFits, law: str = "kaplan_n") -> HoldoutCheck | None:
-    """Fit ``law`` without the largest model and predict its loss."""
+    """Fit ``law`` without the largest model and predict its loss.
+
+    Every point of the largest N is left out of the fit; the check reports
+    the lowest-loss run of that size (the most converged one).
+    """
     from lmscale.laws.fitting import fit
 
     pts = fits.points.get(law)
     if pts is None or law not in fits.laws:
         fits.missing["holdout"] = f"needs a fitted {law}: {fits.missing.get(law, 'not fitted')}"
         return None
-    pts = pts.sort_values("N")
-    if len(pts) < 3:
-        fits.missing["holdout"] = f"needs {law} points at 3 or more sizes (has {len(pts)})"
+    largest = pts["N"] >= pts["N"].max() * (1.0 - 1e-9)
+    train = pts[~largest]
+    if _count_distinct(train["N"]) < 2 or len(train) < len(get_form(law).params) + 1:
+        fits.missing["holdout"] = f"needs {law} points at 3 or more sizes (has {_count_distinct(pts['N'])})"
         return None
-    train, held = pts.iloc[:-1], pts.iloc[-1]
+    held = pts[largest].sort_values("loss").iloc[0]
     result = fit(train, law=law)
     return HoldoutCheck(law=law, run_id=str(held.get("run_id", "")), N=float(held["N"]),
                         D=float(held.get("D", float("nan"))), loss=float(held["loss"]),

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from lmscale.errors import LmscaleError
 from lmscale.laws.study import StudyFits, StudyFrames, fit_study
 from lmscale.report import html
-from lmscale.report.figures import FIGURES, FigureOutcome, FigureSpec, draw_all
+from lmscale.report.figures import FIGURES, FigureOutcome, FigureSpec, draw_figure
 
 #: Published law sets shown beside the study's fits.
 DEFAULT_PUBLISHED = ("kaplan2020", "hoffmann2022", "besiroglu2024")
@@ -95,11 +97,14 @@ def build_report(store_or_frames: Any, out_dir: str | Path, options: ReportOptio
     bar = _Progress(options.progress)
     if fits is None:
         bar.say("fitting the laws the study supports")
-        fits = fit_study(frames, bootstrap=options.bootstrap, holdout=options.holdout, seed=options.seed)
+        fits = fit_study(frames, bootstrap=options.bootstrap, holdout=options.holdout, seed=options.seed,
+                         progress=options.progress)
     fits_json = out / "fits.json"
     fits.laws.to_json(fits_json)
-    outcomes = draw_all(frames, fits, out / "figures", specs=list(FIGURES if specs is None else specs),
-                        strict=options.strict, progress=bar.say)
+    outcomes = []
+    todo = list(FIGURES if specs is None else specs)
+    for spec in tqdm(todo, desc="figures", unit="fig", file=sys.stderr, disable=not options.progress):
+        outcomes.append(draw_figure(spec, frames, fits, out / "figures", strict=options.strict))
     title = options.title or f"lmscale report: {fits.laws.name}"
     body = [
         html.holdout_card(fits),
@@ -138,7 +143,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 class _Progress:
-    """One-line progress messages on stderr (tqdm's write keeps them tidy)."""
+    """One-line progress messages on stderr."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled

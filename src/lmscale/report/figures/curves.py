@@ -4,21 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from lmscale.laws.study import transformer_curves
 from lmscale.report import style
 from lmscale.report.figures.base import FigureSpec, Missing, has_fit, points_of, why_missing
-
-
-def transformer_curves(frames: Any) -> pd.DataFrame:
-    """Learning-curve points of Transformer runs with a finite, positive test loss."""
-    curves = frames.curves
-    if curves.empty or "loss" not in curves:
-        return pd.DataFrame()
-    arch = curves["architecture"].fillna("transformer") if "architecture" in curves else "transformer"
-    keep = (arch == "transformer") & np.isfinite(curves["loss"]) & (curves["loss"] > 0) & (curves["D"] > 0)
-    return curves[keep]
 
 
 def draw_runs(ax: Any, curves: pd.DataFrame, x: str) -> Any:

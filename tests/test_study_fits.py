@@ -1,0 +1,115 @@
+"""fit_study on real runs: the OLMo model ladder (Apache-2.0, ../shared/data), 5 sizes x 6 budgets.
+
+Checked against independent computations written out here: the convergence
+rule D >= 5e3 N^0.74 ([K] eq. 4.4), an ordinary least-squares power law for
+the held-out check, and the closed form a = beta / (alpha + beta) of [H]
+approach 3.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmscale.laws.planner import plan
+from lmscale.laws.result import LawSet
+from lmscale.laws.study import StudyFrames, fit_study
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+CURVES = SHARED / "olmo_ladder_learning_curves.csv"
+
+
+@pytest.fixture(scope="module")
+def ladder() -> StudyFrames:
+    if not CURVES.exists():
+        pytest.skip(f"{CURVES} not found (the shared data folder sits beside the checkout)")
+    raw = pd.read_csv(CURVES)
+    curves = pd.DataFrame({
+        "run_id": raw["size_label"] + "-" + raw["chinchilla_multiple"], "architecture": "transformer",
+        "N": raw["N_params"].astype(float), "step": raw["_step"], "D": raw["total_tokens"].astype(float),
+        "loss": raw["c4_en_CE"].astype(float), "lr": raw["learning_rate_group0"],
+        "batch_tokens": raw["batch_size_in_tokens"],
+    })
+    curves["C"] = 6.0 * curves["N"] * curves["D"]
+    final = curves.loc[curves.groupby("run_id")["step"].idxmax()].assign(status="finished", rule="plain")
+    return StudyFrames(final_points=final.reset_index(drop=True), curves=curves, source="olmo-ladder")
+
+
+@pytest.fixture(scope="module")
+def fits(ladder):
+    return fit_study(ladder, bootstrap=0)
+
+
+def test_laws_the_ladder_supports(fits):
+    assert {"kaplan_n", "chinchilla", "kaplan_c", "kaplan_cmin"} <= set(fits.laws.laws)
+    # no noise scale, no 'data' groups, no other distributions: said, not crashed
+    assert "noise" in fits.missing["bcrit"]
+    assert "'data' group" in fits.missing["kaplan_d"]
+    assert "transfer" in fits.missing
+    for key, fit in fits.laws.laws.items():
+        assert fits.rules[key] and fit.notes["selection_rule"] == fits.rules[key]
+        assert len(fits.points[key]) == fit.n_points
+        assert fit.stats["r2"] > 0.8, (key, fit.stats["r2"])  # L(N) mixes budgets: 0.87
+
+
+def test_size_sweep_uses_the_convergence_rule(ladder, fits):
+    """[K] eq. 4.4 written out: a run is converged when D >= 5e3 N^0.74."""
+    final = ladder.final_points
+    expected = set(final.loc[final["D"] >= 5e3 * final["N"] ** 0.74, "run_id"])
+    assert set(fits.points["kaplan_n"]["run_id"]) == expected
+    assert 0 < len(expected) < len(final)
+    assert "5e+03 N^0.74" in fits.rules["kaplan_n"] or "5000 N^0.74" in fits.rules["kaplan_n"]
+
+
+def test_holdout_predicts_the_largest_model(fits):
+    h = fits.holdout
+    pts = fits.points["kaplan_n"]
+    assert h.N == pts["N"].max()
+    assert h.loss == pts.loc[pts["N"] == h.N, "loss"].min()
+    train = pts[pts["N"] < h.N]
+    assert h.n_fit == len(train)
+    # an ordinary least-squares line in log-log on the same points predicts nearly the same
+    slope, intercept = np.polyfit(np.log(train["N"]), np.log(train["loss"]), 1)
+    ols = float(np.exp(intercept + slope * np.log(h.N)))
+    assert h.predicted == pytest.approx(ols, rel=0.01)
+    assert h.rel_error == pytest.approx((h.predicted - h.loss) / h.loss)
+    assert abs(h.rel_error) < 0.05
+
+
+def test_three_frontiers_and_the_allocation(fits):
+    p = fits.laws.get("chinchilla").params
+    parametric = fits.frontiers["parametric"]
+    assert parametric.a == pytest.approx(p["beta"] / (p["alpha"] + p["beta"]), rel=1e-12)
+    envelope = fits.frontiers["envelope"]
+    assert 0.2 < envelope.a < 1.0
+    rows = fits.exponents
+    assert {r["published"] for r in rows.values()} >= {0.50, 0.46}
+    # the fitted frontier is the law set's allocation, so the planner can use it
+    alloc = fits.laws.extras["allocation"]["relations"]
+    assert alloc["N_opt"] == {"coef": pytest.approx(envelope.k_N), "exponent": pytest.approx(envelope.a)}
+    assert "isoflop" in fits.missing
+
+
+def test_fits_json_round_trip_and_plan(fits, tmp_path):
+    path = tmp_path / "fits.json"
+    fits.laws.to_json(path)
+    data = json.loads(path.read_text())
+    assert data["kind"] == "lawset" and set(data["laws"]) == set(fits.laws.laws)
+    again = LawSet.from_json(path)
+    for key, fit in fits.laws.laws.items():
+        assert again.laws[key].params == pytest.approx(fit.params)
+    result = plan(str(path), compute=1e21)
+    n_opt, _ = fits.frontiers["parametric"].n_opt(1e21), None
+    assert result.N_opt == pytest.approx(float(n_opt), rel=1e-6)
+
+
+def test_a_final_points_table_alone(ladder):
+    """Another lab's N, D, loss table: L(N) and [H] are fitted, the curve laws are listed as missing."""
+    fits = fit_study(ladder.final_points[["run_id", "N", "D", "C", "loss"]], bootstrap=0, holdout=False)
+    assert {"kaplan_n", "chinchilla"} <= set(fits.laws.laws)
+    assert "learning curves" in fits.missing["envelope"]
+    assert fits.holdout is None
