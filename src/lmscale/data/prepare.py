@@ -76,7 +76,7 @@ class PrepareSettings:
     min_test_tokens: int = 16384
     seed: int = 0
     max_bytes_per_source: int | None = None
-    tokenizer_max_bytes: int = 100_000_000
+    tokenizer_max_bytes: int = 50_000_000
     batch_bytes: int = 4_000_000
     memory_bytes: int = 64 << 20
 
@@ -187,10 +187,6 @@ def _resolve_tokenizer(tokenizer: str | Tokenizer | Path, vocab_size: int | None
             tok = train_bpe(train_docs(), vocab_size, progress=False)
         finally:
             bar.close()
-        if tok.vocab_size < vocab_size:
-            warnings.warn(f"BPE on {first.name!r} found only {tok.vocab_size} tokens (asked for "
-                          f"{vocab_size}): the text has too few distinct pairs", DataWarning,
-                          stacklevel=3)
         return tok
     elif isinstance(tokenizer, str | Path) and Path(tokenizer).exists():
         tok = load_tokenizer(tokenizer)
@@ -264,8 +260,6 @@ def _prepare_source(source: Source, tok: Tokenizer, dtype: np.dtype, workdir: Pa
         raise
     for split in ("train", "test"):
         entry[split]["tokenizer_hash"] = tok.hash
-    if stats.warnings:
-        warnings.warn(f"source {source.name!r}: {stats.summary()}", DataWarning, stacklevel=3)
     return entry
 
 
@@ -313,11 +307,14 @@ def _clean_stale(out: Path) -> None:
             continue
 
 
-def _install(work: Path, out: Path) -> None:
+def _install(work: Path, out: Path, overwrite: bool) -> None:
     """Move the finished directory into place (replacing an old prepared one)."""
     old = None
     if out.exists():
         if any(out.iterdir()):
+            if not overwrite:
+                raise LmscaleError(f"output {out} was created by another process during this "
+                                   "prepare: leaving it as it is")
             old = out.with_name(f"{out.name}.old-{os.getpid()}")
             os.rename(out, old)
         else:
@@ -330,7 +327,7 @@ def _install(work: Path, out: Path) -> None:
 def prepare(sources: Sequence[str | Source], out: str | Path, vocab_size: int | None = None,
             tokenizer: str | Tokenizer | Path = "bpe", max_bytes_per_source: int | float | None = None,
             test_fraction: float = 0.02, seed: int = 0, progress: bool = True, *,
-            min_test_tokens: int = 16384, tokenizer_max_bytes: int = 100_000_000,
+            min_test_tokens: int = 16384, tokenizer_max_bytes: int = 50_000_000,
             threads: int | None = None, overwrite: bool = False, allow_download: bool = False,
             memory_bytes: int = 64 << 20) -> PreparedData:
     """Tokenize text sources into train/test shards with one tokenizer; return the opened data.
@@ -377,9 +374,18 @@ def prepare(sources: Sequence[str | Source], out: str | Path, vocab_size: int | 
     try:
         tok = _resolve_tokenizer(tokenizer, vocab_size, resolved[0], settings, progress, allow_download)
         tok.save(work / TOKENIZER)
+        if isinstance(vocab_size, int) and tok.vocab_size < vocab_size:
+            warnings.warn(f"BPE on {resolved[0].name!r} found only {tok.vocab_size} tokens (asked "
+                          f"for {vocab_size}): the text has too few distinct pairs", DataWarning,
+                          stacklevel=2)
         dtype = token_dtype(tok.vocab_size)
-        entries = [_prepare_source(src, tok, dtype, work, settings, threads or default_threads(), progress)
-                   for src in resolved]
+        entries = []
+        for src in resolved:
+            entries.append(_prepare_source(src, tok, dtype, work, settings, threads or default_threads(),
+                                           progress))
+            if entries[-1]["stats"]["warnings"]:
+                summary = ", ".join(f"{n} {w}" for w, n in entries[-1]["stats"]["warnings"].items())
+                warnings.warn(f"source {src.name!r}: {summary}", DataWarning, stacklevel=2)
         from lmscale import __version__
 
         manifest = {
@@ -393,7 +399,7 @@ def prepare(sources: Sequence[str | Source], out: str | Path, vocab_size: int | 
         tmp = work / (MANIFEST + ".partial")
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")
         os.replace(tmp, work / MANIFEST)
-        _install(work, out)
+        _install(work, out, overwrite)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
