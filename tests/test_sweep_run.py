@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from lmscale.store import Store
-from lmscale.sweeps import load_study, run_sweep
+from lmscale.sweeps import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "studies" / "smoke.toml"
@@ -121,64 +121,61 @@ def test_sigkill_midway_then_resume(tmp_path):
 BROKEN = """
 [study]
 name = "broken"
-data = {{ sources = ["python-stdlib", "python-docs"], vocab_size = 512, max_mb_per_source = 1 }}
+data = { sources = ["python-stdlib", "python-docs"], vocab_size = 512, max_mb_per_source = 1 }
 [study.defaults]
 n_ctx = 32
 batch_tokens = 1024
 eval_tokens = 2048
 tokens = 20480
+shape = { n_layer = 1, d_model = 16, n_head = 2 }
 [[group]]
 name = "ok"
-shape = {{ n_layer = 1, d_model = 16, n_head = 2 }}
 [[group]]
 name = "diverges"
-shape = {{ n_layer = 1, d_model = 16, n_head = 2 }}
 lr = 1e4
 warmup_steps = 1
 grad_clip = 0.0
 [[group]]
 name = "fails"
-shape = {{ n_layer = 1, d_model = 16, n_head = 2 }}
-tokens = {too_many}
+tokens = 1e8              # more than the prepared data holds
+[[group]]
+name = "long"
+seed = 1
+tokens = 2048000
+dataset_tokens = 100000
 """
 
 
-def test_failed_and_diverged_runs_recorded_sweep_goes_on(tmp_path):
+def test_failed_diverged_recorded_then_sigterm(tmp_path):
+    """A failing and a diverging run are recorded and the sweep goes on; SIGTERM then
+    stops the long run cleanly (checkpoint, status interrupted, exit 130)."""
     study = tmp_path / "broken.toml"
-    study.write_text(BROKEN.format(too_many=10**8))  # more tokens than the prepared data holds
+    study.write_text(BROKEN)
     store = tmp_path / "broken.sqlite"
-    result = run_sweep(study, store, workers=2, progress=False)
     by_group = {r.group: r.run_id for r in load_study(study).runs}
+    proc = subprocess.Popen(sweep_cmd("run", str(study), "--store", str(store), "--workers", "2"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    want = {"ok": DONE, "diverges": ("diverged",), "fails": ("failed",), "long": ("running",)}
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        now = statuses(store)
+        if all(now.get(by_group[g]) in ok for g, ok in want.items()):
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in out and "Traceback" not in err
     db = Store(store)
     runs = db.runs().set_index("run_id")
     assert runs.loc[by_group["ok"], "status"] in DONE
     assert runs.loc[by_group["diverges"], "status"] == "diverged"
     assert runs.loc[by_group["fails"], "status"] == "failed"
     assert "training tokens" in runs.loc[by_group["fails"], "error"]
-    assert result.counts == {"failed": 1, "diverged": 1, runs.loc[by_group["ok"], "status"]: 1}
+    assert runs.loc[by_group["fails"], "non_embedding_params"] == 2 * 16 * (2 * 16 + 64)
+    assert runs.loc[by_group["long"], "status"] == "interrupted"
+    assert any((Path(str(store) + ".runs") / by_group["long"]).iterdir())  # checkpointed on the way out
     assert set(db.final_points()["run_id"]) == {by_group["ok"]}
+    assert db.integrity_check() == "ok"
     db.close()
-    # a re-run trains nothing: failed and diverged runs are results too
-    again = run_sweep(study, store, workers=2, progress=False)
-    assert again.trained == [] and sorted(again.skipped) == sorted(by_group.values())
-
-
-def test_sigterm_stops_cleanly(tmp_path):
-    study = tmp_path / "long.toml"
-    body = BROKEN.split("[[group]]")[0].replace("tokens = 20480", "tokens = 2048000\ndataset_tokens = 100000")
-    study.write_text(body.format() + "[[group]]\nshape = { n_layer = 1, d_model = 16, n_head = 2 }\n")
-    store = tmp_path / "t.sqlite"
-    proc = subprocess.Popen(sweep_cmd("run", str(study), "--store", str(store)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while "running" not in statuses(store).values():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.1)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "interrupted" in out and "Traceback" not in err
-    assert list(statuses(store).values()) == ["interrupted"]
-    (run_id,) = statuses(store)
-    assert any((Path(str(store) + ".runs") / run_id).iterdir())  # the trainer checkpointed on the way out

@@ -180,3 +180,12 @@ def test_plan_cli_json(tmp_path):
         assert row["C"] == pytest.approx(6 * row["N"] * row["D"])
         assert row["status"] == "pending"
     assert plan["total"]["C"] == pytest.approx(sum(r["C"] for r in plan["runs"]))
+
+
+def test_default_shape_shadowed_by_group_params(tmp_path):
+    head = HEAD + "shape = { n_layer = 2, d_model = 32, n_head = 2 }\ntokens = 1e5\n"
+    study = load_study(write(tmp_path, "[[group]]\nname = \"fixed\"\n[[group]]\nname = \"sized\"\n"
+                                       "params = 5e4\n", head=head))
+    fixed, sized = study.runs
+    assert (fixed.config.model.n_layer, fixed.config.model.d_model) == (2, 32)
+    assert abs(sized.N / 5e4 - 1) <= 0.10 and sized.config.tokens == 100_000

@@ -155,9 +155,8 @@ def parse_study(doc: dict[str, Any], path: Path) -> Study:
         raise SpecError("study.defaults", defaults, "a table of run fields", file)
     checked_defaults = {}
     for key, value in defaults.items():
-        if key not in KEY_TYPES or key in ("params", "shape"):
-            raise SpecError(f"study.defaults.{key}", value, "a run field (" + ", ".join(
-                k for k in KEY_TYPES if k not in ("params", "shape")) + ")", file)
+        if key not in KEY_TYPES:
+            raise SpecError(f"study.defaults.{key}", value, "a run field (" + ", ".join(KEY_TYPES) + ")", file)
         if isinstance(value, list) and not is_list_valued(key):
             raise SpecError(f"study.defaults.{key}", value, "one value (axes belong in a [[group]])", file)
         checked_defaults[key] = coerce(value, KEY_TYPES[key], f"study.defaults.{key}", file)
