@@ -3,9 +3,12 @@
 * approach 1: envelope of learning curves (:func:`envelope_frontier`),
 * approach 2: IsoFLOP profiles, a parabola of loss in log N per budget
   (:func:`isoflop_frontier`),
-* approach 3: the parametric [H] form, closed form (:func:`chinchilla_allocation`).
+* approach 3: the parametric [H] form, closed form (:func:`chinchilla_allocation`,
+  :func:`parametric_frontier` for a fit with its bootstrap).
 
-Each gives ``N_opt = k_N C^a`` and ``D_opt = k_D C^b`` (:class:`Frontier`).
+Each gives ``N_opt = k_N C^a`` and ``D_opt = k_D C^b`` (:class:`Frontier`), with
+bootstrap intervals; :func:`compare_frontiers` reports how far they agree.
+Every power law across budgets is fitted by :func:`fit_power_law`.
 """
 
 from __future__ import annotations
