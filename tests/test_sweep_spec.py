@@ -152,7 +152,9 @@ def test_bad_study_tables(tmp_path):
         load_study(path)
 
 
-def test_plan_cli_errors_exit_2(tmp_path):
+def test_plan_cli_errors_exit_2(tmp_path, capsys):
+    from lmscale.cli import main
+
     for body, key in [
         ("[[group]]\nparams = 1e4\ntokens = 1e5\nwarmup = 10\n", "warmup"),
         ("[[group]]\nparams = 1e4\ntokens = 1e5\nlr = \"fast\"\n", "lr"),
@@ -160,11 +162,12 @@ def test_plan_cli_errors_exit_2(tmp_path):
         ("[[group]]\nshape = {n_layer = 2, d_model = 30, n_head = 4}\ntokens = 1e5\n", "d_model"),
     ]:
         path = write(tmp_path, body)
-        proc = plan_cli(path)
-        assert proc.returncode == 2, proc.stderr
-        assert "Traceback" not in proc.stderr
-        assert str(path) in proc.stderr and key in proc.stderr
-        assert proc.stderr.startswith("lmscale sweep: error:")
+        assert main(["sweep", "plan", str(path), "--no-estimate"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("lmscale sweep: error:") and str(path) in err and key in err
+    proc = plan_cli(path)  # the real process: exit status 2, one line, no traceback
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "d_model = 30" in proc.stderr
 
 
 def test_plan_cli_json(tmp_path):
