@@ -14,7 +14,7 @@ import pytest
 
 from lmscale.laws.fitting import fit
 from lmscale.laws.result import LawSet
-from lmscale.laws.study import StudyFits, StudyFrames
+from lmscale.laws.study import StudyFits, StudyFrames, fit_study
 from lmscale.report import style
 from lmscale.report.figures import FIGURES, Missing, draw_all
 
@@ -115,3 +115,59 @@ def test_figures_without_runs_say_what_is_missing(ladder, tmp_path):
     assert all(o.drawn or o.missing for o in outcomes.values())
     with pytest.raises(Missing):
         spec("fig02_learning_curves").draw(StudyFrames(), None)
+
+
+@pytest.fixture(scope="module")
+def ladder_study():
+    """fit_study on the ladder's learning curves, its runs read as a 'data' grid (N x D)."""
+    curves_csv = SHARED / "olmo_ladder_learning_curves.csv"
+    if not curves_csv.exists():
+        pytest.skip(f"{curves_csv} not found")
+    raw = pd.read_csv(curves_csv)
+    curves = pd.DataFrame({
+        "run_id": raw["size_label"] + "-" + raw["chinchilla_multiple"], "architecture": "transformer",
+        "N": raw["N_params"].astype(float), "step": raw["_step"], "D": raw["total_tokens"].astype(float),
+        "loss": raw["c4_en_CE"].astype(float), "lr": raw["learning_rate_group0"],
+        "batch_tokens": raw["batch_size_in_tokens"],
+    })
+    curves["C"] = 6.0 * curves["N"] * curves["D"]
+    final = curves.loc[curves.groupby("run_id")["step"].idxmax()].assign(status="finished", rule="data")
+    frames = StudyFrames(final_points=final.reset_index(drop=True), curves=curves, source="olmo")
+    return frames, fit_study(frames, bootstrap=0, holdout=False)
+
+
+def expected_line(fits, key: str, along: str, x: np.ndarray, fixed: dict) -> np.ndarray:
+    """What a law line should show, from the law objects themselves."""
+    from lmscale.laws import catalog
+    from lmscale.laws.planner import allocation_relation
+
+    law, _, source = key.partition("@")
+    laws = catalog.load(source) if source else fits.laws
+    if law.startswith("allocation."):
+        return allocation_relation(laws, law.split(".", 1)[1], x)
+    if law == "kaplan_d(D_opt)":  # L(D) along the frontier's data D_opt(C)
+        return laws.get("kaplan_d").predict(D=allocation_relation(laws, "D_opt", x))
+    return laws.get(law).predict(**{along: x}, **fixed)
+
+
+def test_every_law_line_of_every_figure(ladder_study):
+    frames, fits = ladder_study
+    assert {"kaplan_d", "kaplan_nd", "kaplan_cmin", "chinchilla"} <= set(fits.laws.laws)
+    seen = set()
+    with style.style():
+        for figure in FIGURES:
+            try:
+                fig = figure.draw(frames, fits)
+            except Missing:
+                continue
+            for line, key, along, fixed in law_lines(fig):
+                x = np.asarray(line.get_xdata(), float)
+                if key == "overfitting":
+                    continue  # x is N^(alpha_N/alpha_D)/D, checked in test_overfitting_panel_is_eq_4_3
+                np.testing.assert_allclose(line.get_ydata(), expected_line(fits, key, along, x, fixed),
+                                           rtol=1e-12, err_msg=f"{figure.key}: {key}")
+                seen.add((figure.key, key.split(";")[0]))
+    figures_with_laws = {f for f, _ in seen}
+    assert {"fig01_headline", "fig02_learning_curves", "fig04_loss_vs_n_and_d", "fig14_optimal_size",
+            "fig15_contradiction"} <= figures_with_laws
+    assert ("fig15_contradiction", "kaplan_cmin@kaplan2020") in seen

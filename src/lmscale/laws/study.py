@@ -191,15 +191,41 @@ class StudyFits:
         self.rules[key] = rule
         self.missing.pop(key, None)
 
-    def summary_rows(self) -> list[dict[str, Any]]:
-        """One row per fitted parameter: law, parameter, value, 95% interval."""
+    def summary_rows(self, published: tuple[str, ...] = ("kaplan2020", "hoffmann2022")) -> list[dict[str, Any]]:
+        """One row per fitted parameter: law, parameter, value, 95% interval, the published value.
+
+        ``published`` names catalog law sets (``lmscale.laws.catalog``); the
+        first that has the law gives ``published`` and ``published_in``.
+        """
+        from lmscale.laws import catalog
+
+        sets = [catalog.load(name) for name in published]
         rows = []
         for key, fit in self.laws.laws.items():
+            ref = next((s for s in sets if key in s.laws), None)
             for name in fit.form.params:
                 lo, hi = (fit.ci or {}).get(name) or (None, None)
-                rows.append({"law": key, "param": name, "value": fit.params[name], "lo": lo, "hi": hi,
-                             "n_points": fit.n_points})
+                rows.append({
+                    "law": key, "param": name, "value": fit.params[name], "lo": lo, "hi": hi,
+                    "published": ref.laws[key].params.get(name) if ref is not None else None,
+                    "published_in": ref.name if ref is not None else None, "n_points": fit.n_points,
+                })
         return rows
+
+    def summary(self) -> str:
+        """Plain-text table of every fitted constant beside the paper's, and the held-out check."""
+        lines = [f"{'law':<26} {'param':<12} {'fitted':>11} {'95% interval':>25} {'published':>11}"]
+        for r in self.summary_rows():
+            ci = f"[{r['lo']:.4g}, {r['hi']:.4g}]" if r["lo"] is not None else "-"
+            pub = f"{r['published']:.4g}" if r["published"] is not None else "-"
+            lines.append(f"{r['law']:<26} {r['param']:<12} {r['value']:>11.4g} {ci:>25} {pub:>11}")
+        if self.holdout is not None:
+            h = self.holdout
+            lines.append(f"held-out check: {h.law} fitted without the largest model (N = {h.N:.3g}) predicts "
+                         f"{h.predicted:.4f} nats/token, measured {h.loss:.4f}: {h.rel_error:+.2%}")
+        for key, why in self.missing.items():
+            lines.append(f"not fitted: {key}: {why}")
+        return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------

@@ -121,14 +121,29 @@ def build_report(store_or_frames: Any, out_dir: str | Path, options: ReportOptio
 
 
 def fit_settings(fits: StudyFits, options: ReportOptions) -> dict[str, str]:
-    """The fitting settings the page lists under 'How the numbers were computed'."""
+    """The fitting settings the page lists under 'How the numbers were computed', read from the fits."""
+
+    def used(stat: str) -> str:
+        values = sorted({str(f.stats[stat]) for f in fits.laws.laws.values() if stat in f.stats})
+        return ", ".join(values) or "-"
+
+    def span(stat: str) -> str:
+        values = [int(f.stats[stat]) for f in fits.laws.laws.values() if stat in f.stats]
+        return "-" if not values else f"{min(values)} to {max(values)}"
+
+    units = sorted({str(f.stats["bootstrap_unit"]) for f in fits.laws.laws.values() if "bootstrap_unit" in f.stats})
     return {
-        "objective": "Huber loss (delta = 1e-3) of log-residuals, summed over points ([H] eq. 11)",
-        "search": "a grid of starting points, then L-BFGS-B from the best ones (lmscale.laws.fitting)",
+        "objective": (f"Huber loss (delta = {used('huber_delta')}) of log-residuals, reduced by "
+                      f"{used('reduction')} over the points ([H] eq. 11)"),
+        "search": (f"a grid of starting points per law ({span('grid_starts')}), then L-BFGS-B from the "
+                   f"best {used('refined_starts')} (lmscale.laws.fitting)"),
         "intervals": (f"95% percentile intervals over {options.bootstrap} bootstrap refits, resampling "
-                      "whole runs" if options.bootstrap else "no bootstrap (--bootstrap 0): no intervals"),
-        "held-out check": ("the largest model's loss predicted by L(N) fitted on the other models"
+                      f"{' or '.join(units) or 'points'}" if options.bootstrap
+                      else "no bootstrap (--bootstrap 0): no intervals"),
+        "held-out check": ("the largest model's loss predicted by L(N) fitted on the smaller models"
                            if options.holdout else "not run"),
+        "compute-optimal frontier": "; ".join(f"{name}: {row['how']}" for name, row in fits.exponents.items())
+                                    or "not found",
         "units": "loss in nats/token, N non-embedding parameters, D tokens, C FLOPs (PF-days for display)",
     }
 

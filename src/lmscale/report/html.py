@@ -123,8 +123,8 @@ def fit_rows(fits: Any, published: Mapping[str, Any]) -> tuple[list[list[str]], 
         if stats.get("n_bootstrap"):
             quality.append(f"{int(stats['n_bootstrap'])} bootstrap fits ({esc(stats.get('bootstrap_unit', ''))})")
         rule = fits.rules.get(key, "")
-        rows.append([td(law_cell), td(params_cell(fit)), td(pub_cell), td("<br>".join(quality)),
-                     td(esc(rule))])
+        rows.append([td(law_cell), td(params_cell(fit)), td(pub_cell),
+                     f'<td class="fitq">{"<br>".join(quality)}</td>', td(esc(rule))])
         attrs.append(f'data-law="{esc(key)}"')
     return rows, attrs
 

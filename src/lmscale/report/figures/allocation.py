@@ -88,11 +88,12 @@ def draw_contradiction(frames: Any, fits: Any):
         d_opt = np.asarray(allocation_relation(laws, "D_opt", grid), dtype=float)
         y = np.asarray(data.predict(D=d_opt), dtype=float)
         (line,) = ax.plot(grid, y, "--", color=color, label=f"{who}: L(D_opt(C_min)), data-limited")
-        line.set_gid(style.law_gid(f"kaplan_d{tag}(D_opt)", "C_min"))
-    for c, color, who in ((cross, style.FIT_COLOR, "study"), (paper_cross, style.PAPER_COLOR, "[K]")):
+        line.set_gid(style.law_gid(f"kaplan_d(D_opt){tag}", "C_min"))
+    for c, color, who, dx, ha in ((cross, style.FIT_COLOR, "study", 6, "left"),
+                                  (paper_cross, style.PAPER_COLOR, "[K]", -6, "right")):
         ax.plot([c.C_star], [c.L_star], "o", color=color, ms=7, mfc="white", zorder=5)
         ax.annotate(f"{who}: C* = {c.C_star:.2g} FLOPs\nL* = {c.L_star:.3g}", (c.C_star, c.L_star),
-                    textcoords="offset points", xytext=(6, 8), fontsize=7, color=color)
+                    textcoords="offset points", xytext=(dx, 8), ha=ha, fontsize=7, color=color)
     ax.plot(fits.points["kaplan_cmin"]["C_min"], fits.points["kaplan_cmin"]["loss"], "o", color="#1f4e79",
             ms=3, label="study's frontier points")
     style.label(ax, "C_min", "loss")
@@ -119,9 +120,9 @@ def draw_exponents(frames: Any, fits: Any):
             ax.plot([row["published"]], [i], "D", color=style.PAPER_COLOR, ms=6, mfc="white",
                     label="published" if i == 0 else "_nolegend_")
     ax.axvline(PUBLISHED_A["[K] table 6"], color=style.PAPER_COLOR, ls=":", lw=1)
-    ax.text(PUBLISHED_A["[K] table 6"], len(names) - 0.5, " [K] 0.73", fontsize=7, color=style.PAPER_COLOR)
+    ax.text(PUBLISHED_A["[K] table 6"], -0.5, " [K] 0.73", fontsize=7, color=style.PAPER_COLOR)
     ax.axvline(0.5, color=style.PAPER_COLOR, ls=":", lw=1)
-    ax.text(0.5, len(names) - 0.5, " [H] ~0.5", fontsize=7, color=style.PAPER_COLOR)
+    ax.text(0.5, -0.5, " [H] ~0.5", fontsize=7, color=style.PAPER_COLOR)
     ax.set_yticks(y, [textwrap.fill(n, 22) for n in names])
     ax.set_ylim(-0.6, len(names) - 0.2)
     ax.set_xlabel("exponent a of N_opt ~ C^a (dimensionless)")
