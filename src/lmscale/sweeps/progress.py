@@ -56,8 +56,6 @@ class ProgressTable:
             setattr(state, key, value)
         if state.status == "running" and state.started is None:
             state.started = time.monotonic()
-        if state.started is not None and state.tokens and "tokens" in changes:
-            state.tokens_per_second = state.tokens / max(time.monotonic() - state.started, 1e-9)
         if not self.enabled:
             return
         if self.live:

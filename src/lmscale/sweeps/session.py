@@ -132,7 +132,9 @@ class Session:
         self.progress.update(run_id, status="running")
 
     def point(self, run_id: str, info: dict[str, Any]) -> None:
-        self.progress.update(run_id, tokens=int(info.get("tokens", 0)), loss=info.get("loss"))
+        tokens, seconds = int(info.get("tokens", 0)), float(info.get("wall_time_s") or 0.0)
+        self.progress.update(run_id, tokens=tokens, loss=info.get("loss"),
+                             tokens_per_second=tokens / seconds if seconds > 0 else None)
 
     def finished(self, run_id: str, record: dict[str, Any]) -> None:
         """Write a worker's record (the only place results enter the store)."""
