@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,8 @@ class DataSpec:
                 PreparedData.open(out)
                 return out
             except LmscaleError:
-                pass
+                if out.exists():  # lmscale's own cache entry, unreadable: made again
+                    shutil.rmtree(out)
             kwargs: dict[str, Any] = {"tokenizer": self.tokenizer, "seed": self.seed, "progress": progress}
             if self.max_mb_per_source is not None:
                 kwargs["max_bytes_per_source"] = int(self.max_mb_per_source * 1_000_000)
