@@ -215,8 +215,10 @@ def _prepare_source(source: Source, tok: Tokenizer, dtype: np.dtype, workdir: Pa
         docs = source.documents(stats, int(s.max_bytes_per_source) if s.max_bytes_per_source else None)
         for batch in _prefetch(_batches(docs, s.batch_bytes)):
             arrays = tok.encode_arrays(batch, threads)
+            batch_bytes = 0
             for text, ids in zip(batch, arrays):
                 data = text.encode("utf-8")
+                batch_bytes += len(data)
                 doc = np.empty(len(ids) + 1, dtype=dtype)
                 doc[:-1] = ids
                 doc[-1] = tok.eot
@@ -231,7 +233,7 @@ def _prepare_source(source: Source, tok: Tokenizer, dtype: np.dtype, workdir: Pa
                 kept += len(doc)
                 while len(candidates) > 1 and kept - candidates[0][2] >= s.min_test_tokens:
                     kept -= heapq.heappop(candidates)[2]
-            bar.update(sum(len(t) for t in batch))
+            bar.update(batch_bytes)
         bar.close()
         if stats.documents == 0:
             found = f" ({stats.summary()})" if stats.warnings else ""
