@@ -169,11 +169,14 @@ def available_memory(device: Any) -> int:
         pass
     if avail is None:
         avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
         try:
             raw = Path(limit_file).read_text().strip()
-        except OSError:
+            used = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
             continue
-        if raw.isdigit() and int(raw) < avail:
-            avail = int(raw)
+        if raw.isdigit() and int(raw) - used < avail:
+            avail = max(0, int(raw) - used)
     return int(avail)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 #: Rows per chunk: the [rows, n_vocab] buffer should fit in the last-level cache.
-DEFAULT_CHUNK_ELEMENTS = 1 << 20
+DEFAULT_CHUNK_ELEMENTS = 1 << 22
 
 
 def _chunk_rows(n_vocab: int, chunk_elements: int) -> int:
@@ -37,14 +37,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
         needs_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         h_c = hidden.to(compute_dtype)
         w_c = weight.to(compute_dtype)
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        acc = torch.promote_types(compute_dtype, torch.float32)  # softmax precision
+        total = torch.zeros((), dtype=acc, device=hidden.device)
         grad_h = torch.empty_like(hidden) if needs_grad else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if needs_grad else None
+        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if needs_grad else None
         scale = 1.0 / rows
         for start in range(0, rows, chunk_rows):
             h = h_c[start:start + chunk_rows]
             y = targets[start:start + chunk_rows]
-            logits = (h @ w_c.t()).float()
+            logits = (h @ w_c.t()).to(acc)
             losses, sums = _chunk_loss_(logits, y)
             total += losses.sum()
             if needs_grad:
@@ -53,10 +54,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 logits.scatter_add_(1, y[:, None], torch.full_like(logits[:, :1], -scale))
                 g = logits.to(compute_dtype)
                 grad_h[start:start + chunk_rows] = g @ w_c
-                if compute_dtype == torch.float32:
+                if compute_dtype == acc:
                     grad_w.addmm_(g.t(), h)
                 else:
-                    grad_w += (g.t() @ h).float()
+                    grad_w += (g.t() @ h).to(acc)
         if needs_grad:
             ctx.save_for_backward(grad_h, grad_w.to(weight.dtype))
         return total * scale
@@ -101,15 +102,16 @@ def linear_cross_entropy_per_row(
     *,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> torch.Tensor:
-    """Loss of every row (shape of ``targets``), fp32, for evaluation."""
+    """Loss of every row (shape of ``targets``), in fp32 or wider, for evaluation."""
     d = hidden.shape[-1]
     h = hidden.reshape(-1, d)
     y = targets.reshape(-1)
     w = weight.to(h.dtype)
     rows = _chunk_rows(weight.shape[0], chunk_elements)
-    out = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
+    acc = torch.promote_types(h.dtype, torch.float32)
+    out = torch.empty(h.shape[0], dtype=acc, device=h.device)
     for start in range(0, h.shape[0], rows):
-        logits = (h[start:start + rows] @ w.t()).float()
+        logits = (h[start:start + rows] @ w.t()).to(acc)
         out[start:start + rows] = _chunk_loss_(logits, y[start:start + rows])[0]
     return out.view(targets.shape)
 

@@ -1,0 +1,166 @@
+"""Training throughput and MFU of lmscale's engine against a plain PyTorch GPT loop.
+
+For n_layer/d_model = 2/128, 4/256 and 6/384 (n_ctx 256, vocab 4096, batch
+8192 tokens) on real shards (the Python standard library, 4096-token BPE,
+prepared once and cached), this trains
+
+- ``lmscale``: ``lmscale.training.train`` with its measurements on (noise
+  scale from micro-batch gradients, smoothed loss, learning-curve points;
+  its tokens/s counts training steps, not the test evaluations);
+- ``plain``: a minimal GPT written here (nn.Module, nn.Linear, SDPA,
+  logits -> F.cross_entropy, torch.optim.AdamW, clip_grad_norm_), same shape,
+  same batch, same tokens;
+
+alternately, twice each, and keeps each one's best tokens/s. MFU = model
+FLOPs (3 x forward with attention and logits, lmscale.accounting) per second
+over the fp32 matmul peak measured in this run.
+
+    .venv/bin/python benchmarks/bench_training.py            # all three sizes
+    .venv/bin/python benchmarks/bench_training.py --sizes 2/128 --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmscale.accounting import training_flops_per_token
+from lmscale.models import ModelSpec
+from lmscale.training import TrainConfig, train
+from lmscale.training.hardware import cache_dir, configure_threads, measure_matmul_peak
+
+N_CTX, VOCAB, BATCH = 256, 4096, 8192
+#: Optimizer steps per measurement, per size (about 10-40 s each on 2 cores).
+STEPS = {(2, 128): 30, (4, 256): 12, (6, 384): 6}
+
+
+def shards() -> Path:
+    """Python standard library, 4096-token BPE, prepared once per machine."""
+    from lmscale.data import PreparedData, prepare
+
+    out = cache_dir() / "bench-shards-python-stdlib-bpe4096"
+    try:
+        return Path(PreparedData.open(out).path)
+    except Exception:
+        prepare(["python-stdlib"], out, vocab_size=VOCAB, max_bytes_per_source=20_000_000,
+                progress=False, overwrite=True)
+        return out
+
+
+# -- the baseline: a minimal GPT and its training loop ------------------------------
+
+
+class Block(nn.Module):
+    def __init__(self, d: int, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc, self.out = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
+        q, k, v = (z.view(b, t, self.n_head, -1).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
+        return x + self.out(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+
+class PlainGPT(nn.Module):
+    def __init__(self, n_layer: int, d: int, n_head: int):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(VOCAB, d), nn.Embedding(N_CTX, d)
+        self.blocks = nn.ModuleList(Block(d, n_head) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, VOCAB, bias=False)
+        self.head.weight = self.wte.weight
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+
+def plain_tokens_per_second(spec: ModelSpec, data_dir: Path, steps: int) -> float:
+    from lmscale.data import PreparedData
+
+    tokens = PreparedData.open(data_dir).train_tokens(steps * BATCH + 1)
+    torch.manual_seed(0)
+    model = PlainGPT(spec.n_layer, spec.d_model, spec.n_head)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    start = time.perf_counter()
+    for step in range(steps):
+        chunk = torch.from_numpy(tokens[step * BATCH: (step + 1) * BATCH + 1].astype("int64"))
+        x = chunk[:-1].view(-1, N_CTX)
+        y = chunk[1:].view(-1, N_CTX)
+        loss = F.cross_entropy(model(x).view(-1, VOCAB), y.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    elapsed = time.perf_counter() - start
+    if not math.isfinite(loss.item()):
+        raise RuntimeError("baseline diverged")
+    return steps * BATCH / elapsed
+
+
+def lmscale_tokens_per_second(spec: ModelSpec, data_dir: Path, steps: int) -> float:
+    config = TrainConfig(model=spec, data_dir=str(data_dir), steps=steps, batch_tokens=BATCH,
+                         eval_tokens=4096, device="cpu")
+    record = train(config, progress=False)
+    if record.status != "finished":
+        raise RuntimeError(f"lmscale run {record.status}: {record.error}")
+    return record.tokens_per_second
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="2/128,4/256,6/384", help="n_layer/d_model list")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each")
+    parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the step counts")
+    args = parser.parse_args()
+    threads = configure_threads(None)
+    data_dir = shards()
+    peak = measure_matmul_peak(torch.device("cpu"), seconds=3.0)
+    print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s on {threads} threads "
+          f"(load average {os.getloadavg()[0]:.2f})", file=sys.stderr)
+    results = []
+    for item in args.sizes.split(","):
+        n_layer, d_model = (int(v) for v in item.split("/"))
+        spec = ModelSpec(n_layer=n_layer, d_model=d_model, n_head=max(1, d_model // 64),
+                         n_ctx=N_CTX, n_vocab=VOCAB)
+        steps = max(2, int(STEPS.get((n_layer, d_model), 10) * args.steps_scale))
+        best = {"lmscale": 0.0, "plain": 0.0}
+        for _ in range(args.repeats):
+            best["plain"] = max(best["plain"], plain_tokens_per_second(spec, data_dir, steps))
+            best["lmscale"] = max(best["lmscale"], lmscale_tokens_per_second(spec, data_dir, steps))
+        flops_per_token = training_flops_per_token(spec, exact=True)
+        row = {
+            "size": item, "steps": steps, "batch_tokens": BATCH,
+            "lmscale_tokens_per_s": best["lmscale"], "plain_tokens_per_s": best["plain"],
+            "ratio": best["lmscale"] / best["plain"],
+            "lmscale_mfu": best["lmscale"] * flops_per_token / peak,
+            "plain_mfu": best["plain"] * flops_per_token / peak,
+        }
+        results.append(row)
+        print(f"{item:>6}: lmscale {row['lmscale_tokens_per_s']:8.0f} tok/s (MFU {row['lmscale_mfu']:.1%})"
+              f"  plain {row['plain_tokens_per_s']:8.0f} tok/s (MFU {row['plain_mfu']:.1%})"
+              f"  ratio {row['ratio']:.2f}x", flush=True)
+    print(json.dumps({"benchmark": "training", "peak_flops": peak, "threads": threads,
+                      "load_average": os.getloadavg()[0], "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""The chunked output-head cross-entropy equals F.cross_entropy on full logits."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+
+from lmscale.training.loss import linear_cross_entropy, linear_cross_entropy_per_row  # noqa: E402
+
+
+@pytest.mark.parametrize("chunk_elements", [1 << 10, 1 << 22])
+def test_loss_and_gradients_match_full_logits(chunk_elements):
+    gen = torch.Generator().manual_seed(0)
+    rows, d, vocab = 203, 24, 97  # rows not a multiple of the chunk
+    h = torch.randn(3, rows // 3 + 1, d, generator=gen, dtype=torch.float64)[:, :67].requires_grad_()
+    w = (torch.randn(vocab, d, generator=gen, dtype=torch.float64) * 0.3).requires_grad_()
+    y = torch.randint(0, vocab, (3, 67), generator=gen)
+
+    ref = F.cross_entropy((h @ w.t()).reshape(-1, vocab), y.reshape(-1))
+    ref_h, ref_w = torch.autograd.grad(2.5 * ref, (h, w))
+    got = linear_cross_entropy(h, w, y, chunk_elements=chunk_elements)
+    got_h, got_w = torch.autograd.grad(2.5 * got, (h, w))
+    assert got.item() == pytest.approx(ref.item(), rel=1e-6)
+    torch.testing.assert_close(got_h, ref_h, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(got_w, ref_w, rtol=1e-6, atol=1e-9)
+
+    rows_loss = linear_cross_entropy_per_row(h.detach(), w.detach(), y, chunk_elements=chunk_elements)
+    full = F.cross_entropy((h @ w.t()).reshape(-1, vocab), y.reshape(-1), reduction="none").view(3, 67)
+    torch.testing.assert_close(rows_loss.double(), full.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_tied_weight_gets_both_gradients():
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(50, 8)
+    idx = torch.randint(0, 50, (4, 6))
+    y = torch.randint(0, 50, (4, 6))
+    ref = F.cross_entropy((torch.tanh(emb(idx)) @ emb.weight.t()).reshape(-1, 50), y.reshape(-1))
+    (g_ref,) = torch.autograd.grad(ref, emb.weight)
+    got = linear_cross_entropy(torch.tanh(emb(idx)), emb.weight, y)
+    (g_got,) = torch.autograd.grad(got, emb.weight)
+    torch.testing.assert_close(g_got, g_ref, rtol=1e-5, atol=1e-7)
