@@ -118,3 +118,22 @@ def test_help_teaches(capsys):
         main(["report", "--help"])
     text = capsys.readouterr().out
     assert "lmscale report --store" in text and "--open" in text and "fits.json" in text
+
+
+def test_unfinished_runs_are_left_out(smoke_store, tmp_path):
+    from lmscale.laws.study import fit_study
+
+    store = copy_store(smoke_store, tmp_path / "running.sqlite")
+    db = sqlite3.connect(store)
+    with db:
+        (run_id,) = db.execute("SELECT run_id FROM runs WHERE architecture = 'transformer' "
+                               "ORDER BY non_embedding_params DESC LIMIT 1").fetchone()
+        db.execute("UPDATE runs SET status = 'running' WHERE run_id = ?", (run_id,))
+    db.close()
+    full, partial = fit_study(smoke_store, bootstrap=0), fit_study(store, bootstrap=0)
+    assert any(run_id in set(p.get("run_id", [])) for p in full.points.values())
+    for key, points in partial.points.items():
+        assert run_id not in set(points.get("run_id", [])), key
+    assert full.frontiers["envelope"].notes["runs"] == 3
+    envelope = partial.frontiers.get("envelope")
+    assert envelope is None or envelope.notes["runs"] == 2

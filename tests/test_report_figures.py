@@ -160,6 +160,9 @@ def test_every_law_line_of_every_figure(ladder_study):
                 fig = figure.draw(frames, fits)
             except Missing:
                 continue
+            for ax in fig.axes:  # every visible panel says what it plots, with units
+                if ax.axison and ax.get_label() != "<colorbar>":
+                    assert ax.get_xlabel() and ax.get_ylabel(), (figure.key, ax.get_title())
             for line, key, along, fixed in law_lines(fig):
                 x = np.asarray(line.get_xdata(), float)
                 if key == "overfitting":

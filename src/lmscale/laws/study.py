@@ -16,6 +16,7 @@ runs are missing.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -338,8 +339,16 @@ def select_parametric(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFram
         f"every finished Transformer run of 'data', 'isoflop' and 'plain' groups ({len(runs)} runs)"
 
 
+def finished_only(frames: StudyFrames, table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``table`` that belong to runs with a result (those in ``final_points``)."""
+    if table.empty or "run_id" not in table or "run_id" not in frames.final_points:
+        return table
+    return table[table["run_id"].isin(set(frames.final_points["run_id"]))]
+
+
 def transformer_curves(frames: StudyFrames) -> pd.DataFrame:
-    curves = frames.curves
+    """Learning-curve points of finished Transformer runs with positive loss and compute."""
+    curves = finished_only(frames, frames.curves)
     if curves.empty or "loss" not in curves:
         return pd.DataFrame()
     arch = curves["architecture"].fillna("transformer") if "architecture" in curves else "transformer"
@@ -362,7 +371,7 @@ def select_critical_batch(frames: StudyFrames, fits: StudyFits) -> tuple[pd.Data
     Every Transformer curve point past the first ``WARMUP_SHARE`` of its run
     with a positive estimate; the bootstrap resamples whole runs.
     """
-    noise = frames.noise_scale
+    noise = finished_only(frames, frames.noise_scale)
     if noise.empty or "noise_scale" not in noise:
         raise NotEnough("needs gradient-noise-scale estimates (runs with noise_scale = true)")
     arch = noise["architecture"].fillna("transformer") if "architecture" in noise else "transformer"
@@ -434,7 +443,7 @@ def select_fixed_batch_envelope(frames: StudyFrames, fits: StudyFits) -> tuple[p
 
 def select_transfer(frames: StudyFrames, distribution: str) -> tuple[pd.DataFrame, str]:
     """L_other(L_train) ([K] 3.2.2): final losses of the Transformers on ``distribution``."""
-    final = frames.final_distribution_losses
+    final = finished_only(frames, frames.final_distribution_losses)
     arch = final["architecture"].fillna("transformer") if "architecture" in final else "transformer"
     final = final[arch == "transformer"]
     train = final[final["distribution"] == final["train_distribution"]].set_index("run_id")["loss"]
@@ -457,7 +466,7 @@ def select_positions(frames: StudyFrames, run_id: str) -> tuple[pd.DataFrame, st
 
 def position_runs(frames: StudyFrames) -> list[str]:
     """The largest run of each architecture with per-position losses."""
-    pos = frames.per_position
+    pos = finished_only(frames, frames.per_position)
     if pos.empty:
         return []
     sizes = pos.groupby("run_id").agg(N=("N", "first"), architecture=("architecture", "first"))
@@ -551,6 +560,15 @@ def _fit_one(fits: StudyFits, key: str, law: str, select: Any, fit: Any, bootstr
         result = fit(pts, law=law, bootstrap=bootstrap, seed=seed, progress=progress)
     except LmscaleError as exc:
         fits.missing[key] = str(exc)
+        return
+    except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:  # one bad law never stops the others
+        warnings.warn(f"fitting {key} failed: {exc!r}", stacklevel=2)
+        fits.missing[key] = f"the fit failed: {type(exc).__name__}: {exc}"
+        return
+    bad = [p for p, v in result.params.items() if not np.isfinite(v)]
+    if bad:
+        fits.missing[key] = (f"the fit ran away: {', '.join(bad)} not finite on {len(pts)} points "
+                             f"({rule})")
         return
     fits.add(key, result, pts, rule)
 

@@ -126,6 +126,7 @@ def draw_exponents(frames: Any, fits: Any):
     ax.set_yticks(y, [textwrap.fill(n, 22) for n in names])
     ax.set_ylim(-0.6, len(names) - 0.2)
     ax.set_xlabel("exponent a of N_opt ~ C^a (dimensionless)")
+    ax.set_ylabel("approach ([H] section 3)")
     ax.set_title("N_opt ~ C^a: the exponent a by approach")
     ax.legend(loc="lower right")
     ax.invert_yaxis()
