@@ -78,7 +78,7 @@ def train(config: TrainConfig, *, progress: bool = True,
     device = resolve_device(config.device)
     dp = distributed.setup(device.type)
     try:
-        if device.type == "cuda":
+        if device.type == "cuda" and device.index is not None:
             torch.cuda.set_device(device)
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dp.world_size))
         configure_threads(config.threads, local_world if device.type == "cpu" else 1)
