@@ -225,11 +225,9 @@ def _hf_source(spec: str, rest: str) -> Source:
         raise LmscaleError(f"source {spec!r}: expected hf:NAME[:CONFIG[:SPLIT[:FIELD]]]")
     parts += [""] * (4 - len(parts))
     dataset, config, split, field = parts[0], parts[1] or None, parts[2] or "train", parts[3] or "text"
-    try:
-        import datasets  # noqa: F401
-    except ImportError:
+    if not _has_datasets():  # checked without importing it (slow)
         raise LmscaleError(f"source {spec!r} needs the optional package 'datasets': "
-                           "pip install 'lmscale[hf]'") from None
+                           "pip install 'lmscale[hf]'")
 
     def read(stats: SourceStats) -> Iterator[str]:
         import datasets
