@@ -90,7 +90,7 @@ def register(sub: Any) -> None:
     p.add_argument("--min-test-tokens", type=int, default=16384, help="least tokens in each test split, "
                    "if the source allows")
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffled train order")
-    p.add_argument("--threads", type=int, help="encoding threads (default: all cores)")
+    p.add_argument("--threads", type=int, help="encoding threads (None: every core this process may use)")
     p.add_argument("--force", action="store_true", help="replace --out if it holds prepared data")
     p.add_argument("--allow-download", action="store_true",
                    help="let --tokenizer gpt2 download its files when none are found locally")
