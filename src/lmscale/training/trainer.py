@@ -118,11 +118,10 @@ class _Run:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         decay = [p for p in self.params if p.ndim >= 2]
         no_decay = [p for p in self.params if p.ndim < 2]
-        self.optimizer = torch.optim.AdamW(
+        self.optimizer = _adamw(
             [{"params": decay, "weight_decay": config.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.plan.peak_lr, betas=(config.beta1, config.beta2), eps=config.eps,
-            **({"fused": True} if device.type == "cuda" else {"foreach": True}))
+            lr=self.plan.peak_lr, betas=(config.beta1, config.beta2), eps=config.eps)
         use_compile = config.compile if config.compile is not None else device.type == "cuda"
         base = self.model.hidden_states if has_head(self.model) else self.model
         self.forward = torch.compile(base) if use_compile else base
@@ -212,7 +211,7 @@ class _Run:
             reduced = distributed.all_reduce_gradients(self.dp, self.params, extras)
             step_loss, g_small_sq = reduced[0], reduced[1]
         if cfg.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip, foreach=True)
+            norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
             g_big_sq = norm.to(torch.float64) ** 2
         else:
             g_big_sq = _grad_sq(self.params) if self.noise is not None else None
@@ -406,6 +405,14 @@ class _Run:
             world_size=self.dp.world_size, peak_lr=plan.peak_lr, warmup_steps=plan.warmup_steps,
             train_time_s=self.times["train"], eval_time_s=self.times["eval"],
         )
+
+
+def _adamw(groups: list[dict[str, Any]], **kw: Any) -> torch.optim.AdamW:
+    """AdamW with the fused kernel (CPU and CUDA: one pass per tensor), else multi-tensor."""
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kw)
+    except (RuntimeError, TypeError):  # a device or torch build without the fused kernel
+        return torch.optim.AdamW(groups, foreach=True, **kw)
 
 
 def _grad_sq(params: list[torch.nn.Parameter]) -> torch.Tensor:
