@@ -271,23 +271,26 @@ def select_size_sweep(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFram
     """L(N) ([K] eq. 1.1): Transformers trained near convergence.
 
     Runs of a ``converge`` group (early stopping on, a large budget) count as
-    converged whatever their status; other runs must pass
-    ``selection.converged_runs`` (early stopped, or D >= 5e3 N^0.74).
+    converged whatever their status; runs of other groups must pass
+    ``selection.converged_runs`` (early stopped, or D >= 5e3 N^0.74), except
+    ``data`` and ``isoflop`` groups, whose D is limited on purpose.
     """
     from lmscale.laws.selection import converged_runs
 
     runs = frames.results("transformer")
     if runs.empty:
         raise NotEnough("needs finished Transformer runs of 3 or more sizes (the study has none)")
-    declared = _rule_of(runs) == "converge"
+    rule = _rule_of(runs)
+    declared, others = rule == "converge", ~rule.isin(["converge", "data", "isoflop"])
     parts, rules = [], []
     if declared.any():
         parts.append(runs[declared])
         rules.append(f"{int(declared.sum())} runs of 'converge' groups (early stopping on, large budget)")
-    if (~declared).any():
-        chosen = converged_runs(runs[~declared])
+    if others.any():
+        chosen = converged_runs(runs[others])
         parts.append(chosen)
-        rules.append(_rule_text(chosen, "converged_runs"))
+        rules.append("other groups except 'data' and 'isoflop' (their D is limited on purpose): "
+                     + _rule_text(chosen, "converged_runs"))
     pts = pd.concat(parts).sort_values("N")
     distinct = _count_distinct(pts["N"]) if len(pts) else 0
     if distinct < 3:
@@ -569,6 +572,11 @@ def _fit_one(fits: StudyFits, key: str, law: str, select: Any, fit: Any, bootstr
     if bad:
         fits.missing[key] = (f"the fit ran away: {', '.join(bad)} not finite on {len(pts)} points "
                              f"({rule})")
+        return
+    wrong = {p: v for p, v in result.params.items() if p.startswith(("alpha", "beta")) and v <= 0}
+    if wrong:  # an exponent <= 0: loss not falling with scale; the runs do not pin the law down
+        text = ", ".join(f"{p} = {v:.3g}" for p, v in wrong.items())
+        fits.missing[key] = f"the fit gives {text} (not positive) on {len(pts)} points; needs runs spanning more scale"
         return
     fits.add(key, result, pts, rule)
 
