@@ -114,6 +114,7 @@ def _fmt(x: float) -> str:
 def cmd_plan(args: argparse.Namespace) -> int:
     from lmscale.sweeps import load_study
     from lmscale.sweeps.estimate import (
+        STARTUP_S,
         Throughput,
         measured_peak,
         run_flops,
@@ -159,7 +160,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     total = {
         "runs": len(rows), "to_train": len(todo), "C": sum(r["C"] for r in rows),
         "C_exact": sum(r["C_exact"] for r in rows),
-        "est_wall_seconds": wall_seconds(todo, tp.workers) if tp and todo else (0.0 if tp else None),
+        "est_wall_seconds": wall_seconds(todo, min(tp.workers, len(todo)), STARTUP_S) if tp and todo
+        else (0.0 if tp else None),
         "duplicates": {k: v for k, v in study.duplicates.items()},
     }
     if args.json:

@@ -12,7 +12,9 @@ time(run) = (C_train + C_eval) / (peak x MFU), where
   store when one is given, else :data:`DEFAULT_MFU` (what small models
   reach on a CPU; a guess, said so in the output).
 
-The sweep's wall time packs the runs onto the workers largest-first.
+plus :data:`RUN_OVERHEAD_S` per run (model set-up, final evaluations) and
+:data:`STARTUP_S` once per worker process (importing torch). The sweep's
+wall time packs the runs onto the workers largest-first.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from dataclasses import dataclass, field
 
 from lmscale.accounting import forward_flops_per_token
 from lmscale.sweeps.spec import PlannedRun
+
+#: Seconds a worker process needs before its first run (imports), on a CPU.
+STARTUP_S = 5.0
+
+#: Fixed seconds per run besides its FLOPs (set-up, per-position evaluation, record).
+RUN_OVERHEAD_S = 1.0
 
 #: Expected model FLOPs utilisation without measurements (tiny models on CPU).
 DEFAULT_MFU = {"transformer": 0.15, "universal": 0.15, "lstm": 0.10}
@@ -51,6 +59,7 @@ class Throughput:
         parts = ", ".join(f"{a} {m:.0%} ({self.mfu_source.get(a, 'default')})" for a, m in self.mfu.items())
         return (f"seconds = (3 x forward FLOPs/token x D + evaluation FLOPs) / (peak x MFU); "
                 f"peak {self.peak_flops:.3g} FLOP/s measured at {self.threads} thread(s); MFU {parts}; "
+                f"+ {RUN_OVERHEAD_S:g} s per run and {STARTUP_S:g} s per worker start; "
                 f"{self.workers} run(s) in parallel")
 
 
@@ -65,12 +74,12 @@ def run_flops(run: PlannedRun, distributions: int) -> tuple[float, float]:
 def run_seconds(run: PlannedRun, tp: Throughput) -> float:
     train, evaluation = run_flops(run, tp.distributions)
     mfu = tp.mfu.get(run.config.model.architecture, 0.1)
-    return (train + evaluation) / (tp.peak_flops * mfu)
+    return (train + evaluation) / (tp.peak_flops * mfu) + RUN_OVERHEAD_S
 
 
-def wall_seconds(seconds: list[float], workers: int) -> float:
-    """Makespan of largest-first packing onto ``workers`` slots."""
-    slots = [0.0] * max(1, workers)
+def wall_seconds(seconds: list[float], workers: int, startup: float = 0.0) -> float:
+    """Makespan of largest-first packing onto ``workers`` slots, each starting after ``startup`` s."""
+    slots = [startup] * max(1, workers)
     for s in sorted(seconds, reverse=True):
         slots[slots.index(min(slots))] += s
     return max(slots)
