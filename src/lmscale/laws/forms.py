@@ -84,6 +84,11 @@ class LawForm:
         raise NotImplementedError
 
     def from_theta(self, theta: Array) -> dict[str, float]:
+        """Natural parameters; a runaway log-scale gives inf (callers check finiteness)."""
+        with np.errstate(over="ignore"):
+            return self._from_theta(np.asarray(theta, dtype=float))
+
+    def _from_theta(self, theta: Array) -> dict[str, float]:
         raise NotImplementedError
 
     # -- shared -----------------------------------------------------------------
@@ -133,7 +138,7 @@ class PowerLaw(LawForm):
         scale, alpha = self.params
         return np.array([np.log(params[scale]), params[alpha]], dtype=float)
 
-    def from_theta(self, theta):
+    def _from_theta(self, theta):
         scale, alpha = self.params
         return {scale: float(np.exp(theta[0])), alpha: float(theta[1])}
 
@@ -175,7 +180,7 @@ class OffsetPowerLaw(LawForm):
         e_name, x0, alpha = self.params
         return np.array([np.log(params[e_name]), np.log(params[x0]), params[alpha]], dtype=float)
 
-    def from_theta(self, theta):
+    def _from_theta(self, theta):
         e_name, x0, alpha = self.params
         return {e_name: float(np.exp(theta[0])), x0: float(np.exp(theta[1])), alpha: float(theta[2])}
 
@@ -207,7 +212,7 @@ class ChinchillaLaw(LawForm):
             dtype=float,
         )
 
-    def from_theta(self, theta):
+    def _from_theta(self, theta):
         return {
             "E": float(np.exp(theta[2])), "A": float(np.exp(theta[0])), "B": float(np.exp(theta[1])),
             "alpha": float(theta[3]), "beta": float(theta[4]),
@@ -246,7 +251,7 @@ class KaplanNDLaw(LawForm):
             [np.log(params["N_c"]), np.log(params["D_c"]), params["alpha_N"], params["alpha_D"]], dtype=float
         )
 
-    def from_theta(self, theta):
+    def _from_theta(self, theta):
         return {
             "N_c": float(np.exp(theta[0])), "D_c": float(np.exp(theta[1])),
             "alpha_N": float(theta[2]), "alpha_D": float(theta[3]),
@@ -278,7 +283,7 @@ class KaplanNSLaw(LawForm):
             [np.log(params["N_c"]), np.log(params["S_c"]), params["alpha_N"], params["alpha_S"]], dtype=float
         )
 
-    def from_theta(self, theta):
+    def _from_theta(self, theta):
         return {
             "N_c": float(np.exp(theta[0])), "S_c": float(np.exp(theta[1])),
             "alpha_N": float(theta[2]), "alpha_S": float(theta[3]),
@@ -306,7 +311,7 @@ class CriticalBatchLaw(LawForm):
     def to_theta(self, params):
         return np.array([np.log(params["B_star"]), params["alpha_B"]], dtype=float)
 
-    def from_theta(self, theta):
+    def _from_theta(self, theta):
         return {"B_star": float(np.exp(theta[0])), "alpha_B": float(theta[1])}
 
 
@@ -335,7 +340,7 @@ class LinearTransferLaw(LawForm):
     def to_theta(self, params):
         return np.array([params["slope"], params["offset"]], dtype=float)
 
-    def from_theta(self, theta):
+    def _from_theta(self, theta):
         return {"slope": float(theta[0]), "offset": float(theta[1])}
 
 
@@ -362,7 +367,7 @@ class OverfittingLaw(LawForm):
         return ad * np.log1p(np.exp(r))
 
     to_theta = KaplanNDLaw.to_theta
-    from_theta = KaplanNDLaw.from_theta
+    _from_theta = KaplanNDLaw._from_theta
 
 
 # ---------------------------------------------------------------------------

@@ -26,6 +26,11 @@ from lmscale.errors import LmscaleError
 def chinchilla_exponents(params: Mapping[str, float]) -> tuple[float, float]:
     """(a, b) = (beta / (alpha + beta), alpha / (alpha + beta))  ([H] approach 3, eq. 4)."""
     alpha, beta = float(params["alpha"]), float(params["beta"])
+    if not (alpha > 0 and beta > 0):
+        raise LmscaleError(
+            f"no compute-optimal allocation: the [H] form needs alpha > 0 and beta > 0 "
+            f"(got alpha = {alpha:.4g}, beta = {beta:.4g})"
+        )
     return beta / (alpha + beta), alpha / (alpha + beta)
 
 
@@ -38,6 +43,8 @@ def chinchilla_allocation(params: Mapping[str, float], C):
     alpha, beta = float(params["alpha"]), float(params["beta"])
     A, B = float(params["A"]), float(params["B"])
     a, b = chinchilla_exponents(params)
+    if not (A > 0 and B > 0):
+        raise LmscaleError(f"no compute-optimal allocation: A and B must be positive (got A = {A:.4g}, B = {B:.4g})")
     G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
     x = np.asarray(C, dtype=float) / 6.0
     n_opt, d_opt = G * x**a, x**b / G
