@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lmscale.errors import LmscaleError
 from lmscale.sweeps.session import Session
 from lmscale.sweeps.spec import PlannedRun
 from lmscale.sweeps.worker import train_one
@@ -145,6 +146,7 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     active: dict[int, str] = {}
     exited: set[int] = set()
+    ever_started = False
     try:
         for slot in range(n_workers):
             start(slot)
@@ -154,6 +156,7 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
             except queue.Empty:
                 kind = None
             if kind == "start":
+                ever_started = True
                 active[slot] = run_id
                 session.started(run_id)
             elif kind == "point":
@@ -186,8 +189,11 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
                                                 "error": f"worker process died (exit code {proc.exitcode})"})
                 if stop.is_set():
                     exited.add(slot)
-                else:
-                    start(slot)  # its sentinel is still queued for the replacement
+                    continue
+                if lost is None and not ever_started:
+                    raise LmscaleError(f"worker processes exit before any run (exit code {proc.exitcode}); "
+                                       "run a sweep from a script only under if __name__ == '__main__'")
+                start(slot)  # its sentinel is still queued for the replacement
             late = signals["since"] and time.monotonic() - signals["since"] > STOP_GRACE_S
             if signals["count"] >= 2 or late:
                 for proc in procs.values():

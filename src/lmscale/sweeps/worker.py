@@ -7,6 +7,7 @@ record; a diverging run comes back from the trainer as ``diverged``.
 
 from __future__ import annotations
 
+import json
 import platform
 import traceback
 from collections.abc import Callable
@@ -62,4 +63,18 @@ def train_one(
         out = RunRecord(run_id=run_id, config=config, status=status, error=error,
                         versions={"lmscale": __version__, "python": platform.python_version()}).to_dict()
     out["run_id"] = run_id
-    return out
+    return plain(out)
+
+
+def plain(data: Any) -> Any:
+    """JSON types only (str subclasses such as torch's version string, numpy scalars
+    become str/float): the parent unpickles records without importing torch."""
+    return json.loads(json.dumps(data, default=_to_plain))
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, str):
+        return str(value)
+    if hasattr(value, "tolist"):  # numpy/torch arrays and scalars
+        return value.tolist()
+    return str(value)
