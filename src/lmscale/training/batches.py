@@ -3,9 +3,10 @@
 The training set is the first D tokens of the train split (``dataset_tokens``),
 cut into ``D // n_ctx`` sequences; sequence ``i`` is tokens
 ``[i n_ctx, (i + 1) n_ctx]`` (n_ctx + 1 tokens: inputs and shifted targets).
-Sequences are consumed in order by a global counter; when the run has seen
-all of them (an epoch), the next epoch visits them in a permutation seeded
-by ``(seed, epoch)``. Because the batch of a step depends on nothing but
+Every epoch, the first included, visits the sequences in a permutation
+seeded by ``(seed, epoch)``: a batch mixes contexts from all over the
+training set (consecutive contexts of one document would make the gradient
+of a step far noisier than [K]'s random sampling, and bias the noise scale). Because the batch of a step depends on nothing but
 the step, a resumed run sees exactly the tokens it would have seen, and
 data-parallel ranks split each global batch without talking to each other.
 """
@@ -56,9 +57,8 @@ class SequenceBatches:
         epoch, pos = np.divmod(k, self.n_seq)
         ids = pos.copy()
         for e in np.unique(epoch):
-            if e > 0:
-                mask = epoch == e
-                ids[mask] = self._permutation(int(e))[pos[mask]]
+            mask = epoch == e
+            ids[mask] = self._permutation(int(e))[pos[mask]]
         return ids
 
     def rows(self, first: int, count: int) -> np.ndarray:
@@ -74,12 +74,19 @@ class SequenceBatches:
 
 
 def fixed_rows(tokens: Any, n_ctx: int, max_tokens: int) -> np.ndarray:
-    """The first ``max_tokens // n_ctx`` sequences of a test split as ``[n, n_ctx + 1]`` rows."""
-    n = min(max_tokens, len(tokens) - 1) // n_ctx
+    """``max_tokens // n_ctx`` test sequences as ``[n, n_ctx + 1]`` rows, spread evenly.
+
+    The sequences start at evenly spaced offsets over the whole test split,
+    so a small evaluation budget still samples every part of it (the first
+    few thousand tokens would be one or two documents).
+    """
+    total = len(tokens)
+    n = min(max_tokens, total - 1) // n_ctx
     if n < 1:
-        raise LmscaleError(f"test split has {len(tokens)} tokens: fewer than one sequence of n_ctx + 1 = {n_ctx + 1}")
-    flat = np.asarray(tokens[: n * n_ctx + 1], dtype=np.int64)
-    return np.lib.stride_tricks.as_strided(flat, shape=(n, n_ctx + 1), strides=(n_ctx * 8, 8)).copy()
+        raise LmscaleError(f"test split has {total} tokens: fewer than one sequence of n_ctx + 1 = {n_ctx + 1}")
+    starts = np.linspace(0, total - (n_ctx + 1), n).astype(np.int64)
+    index = starts[:, None] + np.arange(n_ctx + 1, dtype=np.int64)[None, :]
+    return np.asarray(tokens[index.ravel()], dtype=np.int64).reshape(n, n_ctx + 1)
 
 
 class ArrayData:
