@@ -192,3 +192,11 @@ def test_default_shape_shadowed_by_group_params(tmp_path):
     fixed, sized = study.runs
     assert (fixed.config.model.n_layer, fixed.config.model.d_model) == (2, 32)
     assert abs(sized.N / 5e4 - 1) <= 0.10 and sized.config.tokens == 100_000
+
+
+def test_isoflop_replaces_a_default_budget(tmp_path):
+    head = HEAD + "tokens = 1e5\n"
+    study = load_study(write(tmp_path, "[[group]]\nrule = \"isoflop\"\nparams = [1e4, 3e4]\nflops = 3e11\n",
+                             head=head))
+    assert [r.config.tokens for r in study.runs] == [None, None]
+    assert [r.config.flops for r in study.runs] == [3e11, 3e11]

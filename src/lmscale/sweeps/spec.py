@@ -219,7 +219,7 @@ def _expand_group(
             scalars[key] = coerce(value, KEY_TYPES[key], key, where)
     given = set(scalars) | set(axes)
     _check_size_keys(given, where)
-    _check_rule_keys(rule, given | set(defaults), where)
+    _check_rule_keys(rule, given, set(defaults), where)
     if mode == "zip" and axes:
         lengths = {k: len(v) for k, v in axes.items()}
         if len(set(lengths.values())) > 1:
@@ -258,14 +258,16 @@ def _check_size_keys(given: set[str], where: str) -> None:
             raise SpecError(knobs[0], "...", "used only with params (the shape helper's target N)", where)
 
 
-def _check_rule_keys(rule: str, given: set[str], where: str) -> None:
+def _check_rule_keys(rule: str, given: set[str], defaults: set[str], where: str) -> None:
+    """Keys a rule needs (from the group or the defaults) or forbids (in the group;
+    a default budget is simply replaced by the rule's)."""
     if rule == "isoflop":
-        if "flops" not in given:
+        if "flops" not in given | defaults:
             raise SpecError("flops", None, "compute budgets (flops = [...]) for rule = \"isoflop\"", where)
         for key in ("tokens", "steps"):
             if key in given:
                 raise SpecError(key, "...", "no value with rule = \"isoflop\" (D = C / 6N)", where)
-    if rule == "data" and not given & {"dataset_tokens", "tokens"}:
+    if rule == "data" and not (given | defaults) & {"dataset_tokens", "tokens"}:
         raise SpecError("dataset_tokens", None, "the dataset sizes D for rule = \"data\"", where)
 
 
