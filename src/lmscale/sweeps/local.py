@@ -146,38 +146,36 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     active: dict[int, str] = {}
     exited: set[int] = set()
-    ever_started = False
+    started_any = [False]
+
+    def handle(kind: str | None, slot: int, run_id: str, payload: Any) -> None:
+        if kind == "start":
+            started_any[0] = True
+            active[slot] = run_id
+            session.started(run_id)
+        elif kind == "point":
+            session.point(run_id, payload)
+        elif kind == "done":
+            active.pop(slot, None)
+            session.finished(run_id, payload)
+        elif kind == "exit":
+            exited.add(slot)
+
     try:
         for slot in range(n_workers):
             start(slot)
         while len(exited) < len(procs):
             try:
-                kind, slot, run_id, payload = events.get(timeout=0.25)
+                handle(*events.get(timeout=0.25))
             except queue.Empty:
-                kind = None
-            if kind == "start":
-                ever_started = True
-                active[slot] = run_id
-                session.started(run_id)
-            elif kind == "point":
-                session.point(run_id, payload)
-            elif kind == "done":
-                active.pop(slot, None)
-                session.finished(run_id, payload)
-            elif kind == "exit":
-                exited.add(slot)
+                pass
             for slot, proc in list(procs.items()):
                 if slot in exited or proc.is_alive():
                     continue
                 proc.join()
-                with contextlib.suppress(queue.Empty):  # events it sent just before dying
+                with contextlib.suppress(queue.Empty):  # what it sent just before it died
                     while True:
-                        k, s, rid, pl = events.get_nowait()
-                        if k == "done":
-                            active.pop(s, None)
-                            session.finished(rid, pl)
-                        elif k == "exit":
-                            exited.add(s)
+                        handle(*events.get_nowait())
                 if slot in exited:
                     continue
                 lost = active.pop(slot, None)
@@ -190,7 +188,7 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
                 if stop.is_set():
                     exited.add(slot)
                     continue
-                if lost is None and not ever_started:
+                if lost is None and not started_any[0]:
                     raise LmscaleError(f"worker processes exit before any run (exit code {proc.exitcode}); "
                                        "run a sweep from a script only under if __name__ == '__main__'")
                 start(slot)  # its sentinel is still queued for the replacement
