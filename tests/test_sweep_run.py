@@ -146,7 +146,7 @@ dataset_tokens = 100000
 """
 
 
-def test_failed_diverged_recorded_then_sigterm(tmp_path):
+def test_failed_diverged_recorded_then_sigterm(tmp_path, capsys):
     """A failing and a diverging run are recorded and the sweep goes on; SIGTERM then
     stops the long run cleanly (checkpoint, status interrupted, exit 130)."""
     study = tmp_path / "broken.toml"
@@ -179,3 +179,8 @@ def test_failed_diverged_recorded_then_sigterm(tmp_path):
     assert set(db.final_points()["run_id"]) == {by_group["ok"]}
     assert db.integrity_check() == "ok"
     db.close()
+    from lmscale.cli import main
+
+    assert main(["sweep", "status", "--store", str(store)]) == 0
+    shown = capsys.readouterr().out
+    assert "1 diverged, 1 failed, 1 finished, 1 interrupted" in shown and "training tokens" in shown

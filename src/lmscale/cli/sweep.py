@@ -216,7 +216,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     runs = store.runs()
     stale = not StoreLock.held(Path(args.store))
     rows = []
-    for r in runs.to_dict("records"):
+    for r in runs.astype(object).where(runs.notna(), None).to_dict("records"):
         status = r["status"]
         if status == "running" and stale:
             status = "interrupted"  # no sweep holds the store: the process that ran it is gone
