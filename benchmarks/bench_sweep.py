@@ -5,6 +5,10 @@ threads and once with 2 workers x CPUs/2 threads (runs x threads = cores
 in both), in the same process run, and prints the wall-time ratio.
 Target on 2 cores: 2 workers >= 1.6x faster than 1.
 
+A third measurement, 1 worker x 1 thread, separates the gain of running
+runs side by side from the loss of splitting tiny matmuls over threads
+(which a busy machine makes much worse: compare the load averages printed).
+
     .venv/bin/python benchmarks/bench_sweep.py [--study studies/smoke.toml] [--repeat 1]
 """
 
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -43,22 +48,32 @@ def main() -> int:
     study = load_study(args.study)
     cpus = available_cpus()
     study.data.resolve(progress=False)  # data preparation is not part of the measurement
-    one, two = [], []
+    one, two, single = [], [], []
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):
             one.append(timed_sweep(study, 1, cpus, Path(tmp), f"one{i}"))
             two.append(timed_sweep(study, 2, max(1, cpus // 2), Path(tmp), f"two{i}"))
+            single.append(timed_sweep(study, 1, 1, Path(tmp), f"single{i}"))
             print(f"round {i + 1}: 1 worker x {cpus} threads {one[-1]:.1f} s, "
-                  f"2 workers x {max(1, cpus // 2)} threads {two[-1]:.1f} s", file=sys.stderr)
-    t1, t2 = min(one), min(two)
+                  f"2 workers x {max(1, cpus // 2)} threads {two[-1]:.1f} s, "
+                  f"1 worker x 1 thread {single[-1]:.1f} s", file=sys.stderr)
+    load_after = os.getloadavg()[0]
+    t1, t2, t11 = min(one), min(two), min(single)
     ratio = t1 / t2
-    print(f"study {study.name}: {len(study.runs)} runs on {cpus} CPUs")
-    print(f"1 worker : {t1:8.1f} s")
-    print(f"2 workers: {t2:8.1f} s")
-    print(f"speed-up : {ratio:8.2f}x (target >= {TARGET}x) {'OK' if ratio >= TARGET else 'BELOW TARGET'}")
+    print(f"study {study.name}: {len(study.runs)} runs on {cpus} CPUs "
+          f"(load average {load_before:.1f} before, {load_after:.1f} after)")
+    print(f"1 worker  x {cpus} threads: {t1:8.1f} s")
+    print(f"2 workers x {max(1, cpus // 2)} thread(s): {t2:8.1f} s")
+    print(f"1 worker  x 1 thread : {t11:8.1f} s")
+    print(f"speed-up 2 workers vs 1 worker x {cpus} threads: {ratio:6.2f}x (target >= {TARGET}x) "
+          f"{'OK' if ratio >= TARGET else 'BELOW TARGET'}")
+    print(f"speed-up 2 workers vs 1 worker x 1 thread : {t11 / t2:6.2f}x")
     print(json.dumps({"benchmark": "sweep", "study": study.name, "runs": len(study.runs), "cpus": cpus,
                       "seconds_1_worker": round(t1, 2), "seconds_2_workers": round(t2, 2),
-                      "speedup": round(ratio, 3), "target": TARGET, "ok": ratio >= TARGET}))
+                      "seconds_1_worker_1_thread": round(t11, 2), "speedup": round(ratio, 3),
+                      "speedup_vs_1_thread": round(t11 / t2, 3), "load_average": [load_before, load_after],
+                      "target": TARGET, "ok": ratio >= TARGET}))
     return 0
 
 
