@@ -22,6 +22,8 @@ from lmscale.errors import LmscaleError, SpecError
 #: Keys of a ``[study.data]`` table and their meaning.
 DATA_KEYS = {
     "sources": "list of source names for lmscale.data.prepare (the first is the training distribution)",
+    "optional_sources": "sources added after 'sources' when this machine has them (e.g. Debian texts); "
+                        "the ones missing are skipped, and the data's identity says which were used",
     "vocab_size": "tokenizer vocabulary size (also the default n_vocab of the models)",
     "tokenizer": "bpe, byte or gpt2 (default bpe)",
     "max_mb_per_source": "cap on the text read from each source, in MB",
@@ -68,6 +70,10 @@ class DataSpec:
         sources = value.get("sources")
         if not (isinstance(sources, list) and sources and all(isinstance(s, str) and s for s in sources)):
             raise SpecError("study.data.sources", sources, "a non-empty list of source names", where)
+        optional = value.get("optional_sources", [])
+        if not (isinstance(optional, list) and all(isinstance(s, str) and s for s in optional)):
+            raise SpecError("study.data.optional_sources", optional, "a list of source names", where)
+        sources = sources + [s for s in optional if s not in sources and source_available(s)]
         vocab = value.get("vocab_size")
         if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 2:
             raise SpecError("study.data.vocab_size", vocab, "an integer >= 2", where)
@@ -158,3 +164,10 @@ class DataSpec:
                 kwargs["test_fraction"] = self.test_fraction
             prepare(list(self.sources), out, self.vocab_size, **kwargs)
         return out
+
+
+def source_available(name: str) -> bool:
+    """Whether the built-in source ``name`` can be read on this machine now."""
+    from lmscale.data.sources import list_sources
+
+    return any(info.name == name and info.available for info in list_sources())
