@@ -43,7 +43,7 @@ def timed_sweep(study, workers: int, threads: int, tmp: Path, tag: str) -> float
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--study", default=str(ROOT / "studies" / "smoke.toml"))
-    parser.add_argument("--repeat", type=int, default=1, help="pairs of measurements (best of each is kept)")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of measurements (best of each is kept)")
     args = parser.parse_args()
     study = load_study(args.study)
     cpus = available_cpus()
@@ -51,10 +51,10 @@ def main() -> int:
     one, two, single = [], [], []
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.repeat):
-            one.append(timed_sweep(study, 1, cpus, Path(tmp), f"one{i}"))
-            two.append(timed_sweep(study, 2, max(1, cpus // 2), Path(tmp), f"two{i}"))
-            single.append(timed_sweep(study, 1, 1, Path(tmp), f"single{i}"))
+        for i in range(args.repeat):  # alternating order: a change of load hits every set-up alike
+            order = [("one", 1, cpus, one), ("two", 2, max(1, cpus // 2), two), ("single", 1, 1, single)]
+            for tag, workers, threads, times in (order if i % 2 == 0 else order[::-1]):
+                times.append(timed_sweep(study, workers, threads, Path(tmp), f"{tag}{i}"))
             print(f"round {i + 1}: 1 worker x {cpus} threads {one[-1]:.1f} s, "
                   f"2 workers x {max(1, cpus // 2)} threads {two[-1]:.1f} s, "
                   f"1 worker x 1 thread {single[-1]:.1f} s", file=sys.stderr)
