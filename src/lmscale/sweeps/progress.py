@@ -7,6 +7,7 @@ starts or ends, so logs stay short.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -86,7 +87,13 @@ class ProgressTable:
         if not force and now - self._last < self.interval_s:
             return
         self._last = now
-        lines = [self._line(rid, s) for rid, s in self.runs.items() if s.status not in ("skipped",)]
+        rows = list(self.runs.items())
+        room = max(5, shutil.get_terminal_size((100, 30)).lines - 2)
+        if len(rows) > room:  # a long sweep: the runs in progress first
+            busy = [r for r in rows if r[1].status == "running"]
+            rest = [r for r in rows if r[1].status != "running"]
+            rows = busy[:room] + rest[: max(0, room - len(busy))]
+        lines = [self._line(rid, s) for rid, s in rows]
         lines.append(f"-- {self.summary()}")
         out = (f"\x1b[{self._lines}F" if self._lines else "") + "".join(f"\x1b[2K{ln}\n" for ln in lines)
         self.stream.write(out)
