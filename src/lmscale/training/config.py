@@ -61,6 +61,9 @@ class TrainConfig:
         threads: torch intra-op threads (``None``: all this process may use).
         checkpoint_dir: where checkpoints go (``None``: no checkpoints).
         checkpoint_every_s: seconds between checkpoints.
+        eval_other_tokens: tokens of each test split per evaluation for the
+            distributions other than the training one (``None``: ``eval_tokens``);
+            smaller values keep the cost of measuring transfer low.
         eval_every: also evaluate the test loss every this many steps (these
             evaluations join the curve). ``None``: only at the log-spaced
             curve points, or 50 evenly spaced ones with ``early_stopping``.
@@ -106,6 +109,7 @@ class TrainConfig:
     noise_ema_decay: float = 0.95
     loss_ema_decay: float = 0.9
     divergence_loss: float | None = None
+    eval_other_tokens: int | None = None
     _extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -121,7 +125,7 @@ class TrainConfig:
         if len(given) != 1:
             raise SpecError("budget", given or None, "exactly one of tokens, steps, flops", where)
         for name in ("tokens", "steps", "dataset_tokens", "batch_tokens", "micro_batch_tokens",
-                     "eval_every"):
+                     "eval_every", "eval_other_tokens"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise SpecError(name, value, "a positive integer", where)
@@ -190,6 +194,7 @@ class TrainConfig:
     #: default, so adding a field never changes the id of an existing run.
     ID_OMITTED_DEFAULTS: ClassVar[dict[str, Any]] = {
         "eval_every": None, "noise_ema_decay": 0.95, "loss_ema_decay": 0.9, "divergence_loss": None,
+        "eval_other_tokens": None,
     }
 
     def run_id(self) -> str:

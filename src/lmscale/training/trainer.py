@@ -107,8 +107,13 @@ class _Run:
                                        available_memory=available_memory(device))
         self.batches = SequenceBatches(data.train_tokens(self.plan.dataset_tokens + 1), spec.n_ctx,
                                        self.plan.dataset_tokens, config.seed)
+        def eval_budget(name: str) -> int:
+            if name == self.main_dist or config.eval_other_tokens is None:
+                return config.eval_tokens
+            return config.eval_other_tokens
+
         self.test_rows = {n: torch.from_numpy(fixed_rows(data.test_tokens(n), spec.n_ctx,
-                                                         config.eval_tokens)).to(device)
+                                                         eval_budget(n))).to(device)
                           for n in names}
         self.train_distribution = data.train_distribution
         # -- model and optimizer ------------------------------------------------
