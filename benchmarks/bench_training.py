@@ -6,12 +6,15 @@ prepared once and cached), this trains
 
 - ``lmscale``: ``lmscale.training.train`` with its measurements on (noise
   scale from micro-batch gradients, smoothed loss, learning-curve points;
-  its tokens/s counts training steps, not the test evaluations);
+  its tokens/s counts training steps, not the test evaluations); at 2/128
+  also without the noise scale, to show what it costs;
 - ``plain``: a minimal GPT written here (nn.Module, nn.Linear, SDPA,
   logits -> F.cross_entropy, torch.optim.AdamW, clip_grad_norm_), same shape,
   same batch, same tokens;
 
-alternately, twice each, and keeps each one's best tokens/s. MFU = model
+alternately, three rounds each, and keeps each one's best tokens/s (the
+per-round ratios are printed too: on a shared machine other processes slow
+some rounds). MFU = model
 FLOPs (3 x forward with attention and logits, lmscale.accounting) per second
 over the fp32 matmul peak measured in this run.
 
@@ -39,8 +42,8 @@ from lmscale.training import TrainConfig, train
 from lmscale.training.hardware import cache_dir, configure_threads, measure_matmul_peak
 
 N_CTX, VOCAB, BATCH = 256, 4096, 8192
-#: Optimizer steps per measurement, per size (about 10-40 s each on 2 cores).
-STEPS = {(2, 128): 30, (4, 256): 12, (6, 384): 6}
+#: Optimizer steps per measurement, per size (about 10-30 s each on 2 quiet cores).
+STEPS = {(2, 128): 20, (4, 256): 8, (6, 384): 4}
 
 
 def shards() -> Path:
@@ -115,9 +118,9 @@ def plain_tokens_per_second(spec: ModelSpec, data_dir: Path, steps: int) -> floa
     return steps * BATCH / elapsed
 
 
-def lmscale_tokens_per_second(spec: ModelSpec, data_dir: Path, steps: int) -> float:
+def lmscale_tokens_per_second(spec: ModelSpec, data_dir: Path, steps: int, noise_scale: bool = True) -> float:
     config = TrainConfig(model=spec, data_dir=str(data_dir), steps=steps, batch_tokens=BATCH,
-                         eval_tokens=4096, device="cpu")
+                         eval_tokens=4096, device="cpu", noise_scale=noise_scale)
     record = train(config, progress=False)
     if record.status != "finished":
         raise RuntimeError(f"lmscale run {record.status}: {record.error}")
@@ -127,38 +130,52 @@ def lmscale_tokens_per_second(spec: ModelSpec, data_dir: Path, steps: int) -> fl
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="2/128,4/256,6/384", help="n_layer/d_model list")
-    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds (best one kept)")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the step counts")
     args = parser.parse_args()
     threads = configure_threads(None)
     data_dir = shards()
+    load = [os.getloadavg()[0]]
     peak = measure_matmul_peak(torch.device("cpu"), seconds=3.0)
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s on {threads} threads "
-          f"(load average {os.getloadavg()[0]:.2f})", file=sys.stderr)
+          f"(load average {load[0]:.2f}; other processes on this machine slow every number)",
+          file=sys.stderr)
     results = []
     for item in args.sizes.split(","):
         n_layer, d_model = (int(v) for v in item.split("/"))
         spec = ModelSpec(n_layer=n_layer, d_model=d_model, n_head=max(1, d_model // 64),
                          n_ctx=N_CTX, n_vocab=VOCAB)
         steps = max(2, int(STEPS.get((n_layer, d_model), 10) * args.steps_scale))
-        best = {"lmscale": 0.0, "plain": 0.0}
-        for _ in range(args.repeats):
-            best["plain"] = max(best["plain"], plain_tokens_per_second(spec, data_dir, steps))
-            best["lmscale"] = max(best["lmscale"], lmscale_tokens_per_second(spec, data_dir, steps))
+        runs: dict[str, list[float]] = {"lmscale": [], "plain": [], "no_noise": []}
+        for _ in range(args.repeats):  # alternate, so that a busy spell hits both
+            runs["plain"].append(plain_tokens_per_second(spec, data_dir, steps))
+            runs["lmscale"].append(lmscale_tokens_per_second(spec, data_dir, steps))
+            if (n_layer, d_model) == (2, 128):  # what the noise scale costs: with vs without it
+                runs["no_noise"].append(lmscale_tokens_per_second(spec, data_dir, steps, noise_scale=False))
+            load.append(os.getloadavg()[0])
+        best = {k: max(v) if v else 0.0 for k, v in runs.items()}
         flops_per_token = training_flops_per_token(spec, exact=True)
         row = {
             "size": item, "steps": steps, "batch_tokens": BATCH,
             "lmscale_tokens_per_s": best["lmscale"], "plain_tokens_per_s": best["plain"],
             "ratio": best["lmscale"] / best["plain"],
+            "round_ratios": [a / b for a, b in zip(runs["lmscale"], runs["plain"])],
             "lmscale_mfu": best["lmscale"] * flops_per_token / peak,
             "plain_mfu": best["plain"] * flops_per_token / peak,
+            "runs": runs,
         }
+        if best["no_noise"]:
+            row["noise_scale_overhead"] = 1.0 - best["lmscale"] / best["no_noise"]
         results.append(row)
+        rounds = ", ".join(f"{r:.2f}" for r in row["round_ratios"])
         print(f"{item:>6}: lmscale {row['lmscale_tokens_per_s']:8.0f} tok/s (MFU {row['lmscale_mfu']:.1%})"
               f"  plain {row['plain_tokens_per_s']:8.0f} tok/s (MFU {row['plain_mfu']:.1%})"
-              f"  ratio {row['ratio']:.2f}x", flush=True)
+              f"  ratio {row['ratio']:.2f}x (per round: {rounds})", flush=True)
+        if "noise_scale_overhead" in row:
+            print(f"        noise scale costs {row['noise_scale_overhead']:+.1%} of lmscale's throughput "
+                  f"({best['no_noise']:.0f} tok/s without it)", flush=True)
     print(json.dumps({"benchmark": "training", "peak_flops": peak, "threads": threads,
-                      "load_average": os.getloadavg()[0], "results": results}))
+                      "load_average": load, "results": results}))
     return 0
 
 
