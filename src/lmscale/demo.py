@@ -58,6 +58,8 @@ class DemoResult:
         store: the results store.
         report: the report's index.html (``None`` when not written).
         counts: runs by status after the sweep.
+        trained: run ids this call trained (or resumed from a checkpoint).
+        skipped: run ids already finished before this call (not trained again).
         fits: the fitted laws (``lmscale.laws.study.StudyFits``).
         timings: seconds spent per stage.
     """
@@ -67,6 +69,8 @@ class DemoResult:
     report: Path | None
     counts: dict[str, int]
     fits: Any
+    trained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,6 +80,8 @@ class DemoResult:
             "store": str(self.store),
             "report": str(self.report) if self.report else None,
             "counts": self.counts,
+            "trained": self.trained,
+            "skipped": self.skipped,
             "timings_s": self.timings,
             "fits": fits.summary_rows() if fits is not None else [],
             "holdout": fits.holdout.to_dict() if fits is not None and fits.holdout is not None else None,
@@ -85,7 +91,8 @@ class DemoResult:
 
     def summary(self) -> str:
         lines = [f"study: {self.study}", f"store: {self.store}",
-                 "runs: " + ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items()))]
+                 "runs: " + ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items()))
+                 + f" (trained now: {len(self.trained)}, already done: {len(self.skipped)})"]
         if self.fits is not None:
             lines += ["", self.fits.summary()]
             law_n = self.fits.laws.laws.get("kaplan_n")
@@ -143,4 +150,4 @@ def run_demo(
         index = Path(built.index)
         timings["report"] = time.perf_counter() - start
     return DemoResult(study=path, store=store_path, report=index, counts=dict(swept.counts), fits=fits,
-                      timings=timings)
+                      trained=list(swept.trained), skipped=list(swept.skipped), timings=timings)
