@@ -147,6 +147,8 @@ def parse_study(doc: dict[str, Any], path: Path) -> Study:
     name = study.get("name")
     if not isinstance(name, str) or not name:
         raise SpecError("study.name", name, "a non-empty string", file)
+    if not isinstance(study.get("description", ""), str):
+        raise SpecError("study.description", study["description"], "a string", file)
     if "data" not in study:
         raise SpecError("study.data", None, "a prepared data directory or a data table", file)
     data = DataSpec.parse(study["data"], path.parent, file)
@@ -180,7 +182,7 @@ def parse_study(doc: dict[str, Any], path: Path) -> Study:
             seen[run.run_id] = run
             runs.append(run)
     return Study(name=name, path=path, data=data, runs=runs, groups=names,
-                 description=str(study.get("description", "")), duplicates=duplicates)
+                 description=study.get("description", ""), duplicates=duplicates)
 
 
 def _expand_group(
