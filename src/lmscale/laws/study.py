@@ -291,6 +291,10 @@ def select_size_sweep(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFram
         parts.append(chosen)
         rules.append("other groups except 'data' and 'isoflop' (their D is limited on purpose): "
                      + _rule_text(chosen, "converged_runs"))
+    if not parts:
+        raise NotEnough("needs Transformers trained near convergence at 3 or more sizes (a 'converge' "
+                        "group, or early-stopped runs); the study's Transformer runs are all in 'data' or "
+                        "'isoflop' groups")
     pts = pd.concat(parts).sort_values("N")
     distinct = _count_distinct(pts["N"]) if len(pts) else 0
     if distinct < 3:
