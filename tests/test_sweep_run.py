@@ -10,8 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from lmscale.store import Store
 from lmscale.sweeps import load_study
+from lmscale.sweeps.local import plan_workers
+from lmscale.training.hardware import available_cpus
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "studies" / "smoke.toml"
@@ -50,12 +54,15 @@ def statuses(store: Path) -> dict[str, str]:
         db.close()
 
 
-def test_sigkill_midway_then_resume(tmp_path):
+def test_sigkill_midway_then_resume(tmp_path, smoke_store):
+    """``smoke_store``: the same study run without interruption (local executor)."""
     store = tmp_path / "smoke.sqlite"
     planned = {r.run_id for r in load_study(SMOKE).runs}
     assert len(planned) >= 6
+    _, threads = plan_workers(len(planned), available_cpus())  # as the uninterrupted run had them
+    args = ("--workers", "2", "--threads", str(threads))
     log = open(tmp_path / "first.log", "w")
-    proc = subprocess.Popen(sweep_cmd("run", str(SMOKE), "--store", str(store), "--workers", "2"),
+    proc = subprocess.Popen(sweep_cmd("run", str(SMOKE), "--store", str(store), *args),
                             stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 240
     try:
@@ -87,7 +94,7 @@ def test_sigkill_midway_then_resume(tmp_path):
     stamps = db.runs().set_index("run_id")["finished_at"].to_dict()
     db.close()
 
-    second = subprocess.run(sweep_cmd("run", str(SMOKE), "--store", str(store), "--json", "--quiet"),
+    second = subprocess.run(sweep_cmd("run", str(SMOKE), "--store", str(store), *args, "--json", "--quiet"),
                             capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr
     outcome = json.loads(second.stdout)
@@ -109,8 +116,14 @@ def test_sigkill_midway_then_resume(tmp_path):
     counts = db._db.execute("SELECT run_id, COUNT(*) FROM curve_points GROUP BY run_id").fetchall()
     assert len(counts) == len(planned)
     assert db.integrity_check() == "ok"
-    # an interrupted run resumed from its checkpoint directory beside the store
+    # an interrupted run resumed from its checkpoint directory beside the store ...
     assert all((Path(str(store) + ".runs") / r).is_dir() for r in interrupted)
+    # ... and every result equals the uninterrupted sweep's
+    mine = db.final_points().set_index("run_id").sort_index()
+    reference = Store(smoke_store).final_points().set_index("run_id").sort_index()
+    assert list(mine.index) == list(reference.index)
+    assert list(mine["loss"]) == pytest.approx(list(reference["loss"]), rel=1e-5)
+    assert list(mine["steps"]) == list(reference["steps"])
     db.close()
 
     third = subprocess.run(sweep_cmd("status", "--store", str(store), "--json"), capture_output=True, text=True)
