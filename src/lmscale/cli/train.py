@@ -114,6 +114,9 @@ def register(sub: Any) -> None:
 
 def build_config(args: argparse.Namespace) -> Any:
     """The TrainConfig of the command line (opens the data to default n_vocab)."""
+    from lmscale.training.hardware import prefer_passive_openmp
+
+    prefer_passive_openmp()  # before torch is imported
     from lmscale.data import PreparedData
     from lmscale.models.spec import ModelSpec
     from lmscale.training.config import TrainConfig
