@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -31,9 +32,14 @@ TARGET = 1.6
 
 def timed_sweep(study, workers: int, threads: int, tmp: Path, tag: str) -> float:
     store = tmp / f"{tag}.sqlite"
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = run_sweep(study, store, workers=workers, threads=threads, progress=False)
     elapsed = time.perf_counter() - start
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    print(f"  {tag}: {workers} worker(s) x {threads} thread(s): {elapsed:.1f} s wall, "
+          f"{cpu:.1f} s CPU in the workers", file=sys.stderr)
     bad = {k: v for k, v in result.counts.items() if k not in ("finished", "early_stopped")}
     if bad:
         raise SystemExit(f"{tag}: runs did not finish: {bad}")
