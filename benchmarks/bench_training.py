@@ -150,8 +150,8 @@ def main() -> int:
     data_dir = shards()
     load = [os.getloadavg()[0]]
     cpu = torch.device("cpu")
-    # the machine's peak: best of a fresh measurement and the cached one (a busy spell lowers it)
-    peak = max(measure_matmul_peak(cpu, seconds=3.0), matmul_peak(cpu))
+    # the machine's peak: measured now, or the cached one if higher (a busy spell lowers it)
+    peak = max(measure_matmul_peak(cpu, seconds=3.0), matmul_peak(cpu, refresh=True))
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s on {threads} threads; OpenMP {openmp} "
           f"(load average {load[0]:.2f}; other processes on this machine slow every number)",
           file=sys.stderr)
