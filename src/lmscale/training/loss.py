@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import torch
 
-#: Rows per chunk: the [rows, n_vocab] buffer should fit in the last-level cache.
-DEFAULT_CHUNK_ELEMENTS = 1 << 22
+#: Elements of the [rows, n_vocab] chunk buffer, per device type: on a CPU it
+#: should stay in the last-level cache; on a GPU it should keep the matmuls big.
+CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 26}
 
 
-def _chunk_rows(n_vocab: int, chunk_elements: int) -> int:
+def _chunk_rows(n_vocab: int, chunk_elements: int | None, device: torch.device) -> int:
+    if chunk_elements is None:
+        chunk_elements = CHUNK_ELEMENTS.get(device.type, CHUNK_ELEMENTS["cpu"])
     return max(16, chunk_elements // max(1, n_vocab))
 
 
@@ -73,7 +76,7 @@ def linear_cross_entropy(
     weight: torch.Tensor,
     targets: torch.Tensor,
     *,
-    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    chunk_elements: int | None = None,
     compute_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Mean cross-entropy (nats) of ``softmax(hidden @ weight^T)`` against ``targets``.
@@ -87,7 +90,7 @@ def linear_cross_entropy(
         compute_dtype = hidden.dtype
         if hidden.is_cuda and torch.is_autocast_enabled("cuda"):
             compute_dtype = torch.get_autocast_dtype("cuda")
-    rows = _chunk_rows(weight.shape[0], chunk_elements)
+    rows = _chunk_rows(weight.shape[0], chunk_elements, hidden.device)
     with torch.autocast(hidden.device.type, enabled=False):
         return _LinearCrossEntropy.apply(
             hidden.reshape(-1, d), weight, targets.reshape(-1), rows, compute_dtype
@@ -100,14 +103,14 @@ def linear_cross_entropy_per_row(
     weight: torch.Tensor,
     targets: torch.Tensor,
     *,
-    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    chunk_elements: int | None = None,
 ) -> torch.Tensor:
     """Loss of every row (shape of ``targets``), in fp32 or wider, for evaluation."""
     d = hidden.shape[-1]
     h = hidden.reshape(-1, d)
     y = targets.reshape(-1)
     w = weight.to(h.dtype)
-    rows = _chunk_rows(weight.shape[0], chunk_elements)
+    rows = _chunk_rows(weight.shape[0], chunk_elements, h.device)
     acc = torch.promote_types(h.dtype, torch.float32)
     out = torch.empty(h.shape[0], dtype=acc, device=h.device)
     for start in range(0, h.shape[0], rows):

@@ -81,7 +81,7 @@ def train(config: TrainConfig, *, progress: bool = True,
         if device.type == "cuda" and device.index is not None:
             torch.cuda.set_device(device)
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dp.world_size))
-        configure_threads(config.threads, local_world if device.type == "cpu" else 1)
+        configure_threads(config.threads, local_world)
         run = _Run(config, device, dp, data if data is not None else open_data(config))
         return run.execute(progress=progress, on_point=on_point, stop_event=stop_event)
     finally:
