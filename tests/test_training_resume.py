@@ -55,3 +55,19 @@ def test_other_run_in_same_directory_starts_fresh(tmp_path):
     b = train(tiny_config(steps=8, seed=1, checkpoint_dir=str(tmp_path)), data=data, progress=False)
     assert a.run_id != b.run_id and b.steps == 8
     assert a.curve[-1].train_loss != b.curve[-1].train_loss
+
+
+def test_resume_keeps_early_stopping_state(tmp_path):
+    data = text_data(("stdlib",))
+    kw = dict(steps=300, dataset_tokens=128, batch_tokens=128, early_stopping=True, patience=2,
+              eval_every=10, lr=1e-2)
+    whole = train(tiny_config(**kw), data=data, progress=False)
+    assert whole.status == "early_stopped"
+    cfg = tiny_config(checkpoint_dir=str(tmp_path), **kw)
+    stop = threading.Event()
+    first = train(cfg, data=data, progress=False, stop_event=stop,
+                  on_point=lambda p: stop.set() if p.step >= 19 else None)
+    assert first.status == "interrupted"
+    resumed = train(cfg, data=data, progress=False)
+    assert resumed.status == "early_stopped" and _curve(resumed) == _curve(whole)
+    assert resumed.per_position_loss == whole.per_position_loss  # measured on the restored best weights
