@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from lmscale.training import RunRecord, train  # noqa: E402
+from lmscale.training.noise import simple_noise_scale  # noqa: E402
 from test_training import text_data, tiny_config  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -59,5 +60,13 @@ def test_two_ranks_match_one_process(tmp_path):
             assert a.test_loss[name] == pytest.approx(b.test_loss[name], rel=1e-4)
     assert ddp.per_position_loss == pytest.approx(single.per_position_loss, rel=1e-4)
     # B_small = per-rank batch, B_big = global batch: a noise scale comes for free
-    assert ddp.curve[-1].noise_scale is not None and ddp.curve[-1].noise_scale > 0
+    # B_small = the per-rank batch (256 tokens), B_big = the global batch (512): the all-reduced
+    # gradient is the single process's accumulated one, so |g_big|^2 agrees; |g_small|^2 is the
+    # mean over the ranks here and one micro-batch there, so only its scale is compared
+    pairs = [(a, b) for a, b in zip(ddp.curve, single.curve) if b.noise_scale is not None]
+    assert len(pairs) >= 5
+    for a, b in pairs:
+        assert a.grad_sq_big == pytest.approx(b.grad_sq_big, rel=1e-3)
+        assert a.noise_scale == pytest.approx(simple_noise_scale(a.grad_sq_small, a.grad_sq_big, 256, 512))
+        assert 0.5 < a.grad_sq_small / b.grad_sq_small < 2.0
     assert single.curve[-1].train_loss < single.curve[0].train_loss - 1.0

@@ -200,3 +200,35 @@ def test_isoflop_replaces_a_default_budget(tmp_path):
                              head=head))
     assert [r.config.tokens for r in study.runs] == [None, None]
     assert [r.config.flops for r in study.runs] == [3e11, 3e11]
+
+
+def test_shape_variants_at_fixed_n(tmp_path):
+    """[K] figure 5: aspect ratio, d_ff ratio and head size varied at one target N."""
+    study = load_study(write(tmp_path, """
+[[group]]
+name = "aspect"
+params = 2e5
+aspect_ratio = [4, 16, 64]
+tokens = 1e5
+[[group]]
+name = "ffn"
+params = 2e5
+d_ff_ratio = [1, 4]
+tokens = 1e5
+[[group]]
+name = "heads"
+params = 2e5
+d_head = [8, 32]
+tokens = 1e5
+"""))
+    # a variant equal to another group's shape (e.g. d_ff_ratio = 4, the default) is trained once
+    runs = {r.run_id: r for r in study.runs}
+    assert len(runs) == len(study.runs) == 3 + 2 + 2 - sum(len(v) for v in study.duplicates.values())
+    for run in study.runs:  # every variant keeps N near the target
+        assert abs(run.N / 2e5 - 1) <= 0.10
+    aspect = [r.config.model for r in study.runs if r.group == "aspect"]
+    ratios = [m.aspect_ratio for m in aspect]
+    assert len(aspect) == 3 and ratios == sorted(ratios) and ratios[-1] / ratios[0] > 8
+    models = [r.config.model for r in study.runs]
+    assert {m.d_ff / m.d_model for m in models} >= {1, 4}
+    assert {m.d_model // m.n_head for m in models} >= {8, 32}
