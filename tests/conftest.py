@@ -10,6 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_STUDY = ROOT / "studies" / "smoke.toml"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+OLMO_CURVES = SHARED_DATA / "olmo_ladder_learning_curves.csv"
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +25,24 @@ def smoke_store(tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return store
+
+
+def olmo_ladder_frames(rule: str):
+    """The OLMo ladder's learning curves (real runs, Apache-2.0, ../shared/data) as StudyFrames:
+    one run per size and Chinchilla multiple, its last point the final one, tagged ``rule``."""
+    import pandas as pd
+
+    from lmscale.laws.study import StudyFrames
+
+    if not OLMO_CURVES.exists():
+        pytest.skip(f"{OLMO_CURVES} not found (the shared data folder sits beside the checkout)")
+    raw = pd.read_csv(OLMO_CURVES)
+    curves = pd.DataFrame({
+        "run_id": raw["size_label"] + "-" + raw["chinchilla_multiple"], "architecture": "transformer",
+        "N": raw["N_params"].astype(float), "step": raw["_step"], "D": raw["total_tokens"].astype(float),
+        "loss": raw["c4_en_CE"].astype(float), "lr": raw["learning_rate_group0"],
+        "batch_tokens": raw["batch_size_in_tokens"],
+    })
+    curves["C"] = 6.0 * curves["N"] * curves["D"]
+    final = curves.loc[curves.groupby("run_id")["step"].idxmax()].assign(status="finished", rule=rule)
+    return StudyFrames(final_points=final.reset_index(drop=True), curves=curves, source=f"olmo-ladder ({rule})")

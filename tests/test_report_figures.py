@@ -6,19 +6,18 @@ Development data: the OLMo model ladder's final points (real runs, Apache-2.0,
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import SHARED_DATA as SHARED
+from conftest import olmo_ladder_frames
 from lmscale.laws.fitting import fit
 from lmscale.laws.result import LawSet
 from lmscale.laws.study import StudyFits, StudyFrames, fit_study
 from lmscale.report import style
 from lmscale.report.figures import FIGURES, Missing, draw_all
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 LADDER = SHARED / "olmo_ladder_final_points.csv"
 
 
@@ -120,19 +119,7 @@ def test_figures_without_runs_say_what_is_missing(ladder, tmp_path):
 @pytest.fixture(scope="module")
 def ladder_study():
     """fit_study on the ladder's learning curves, its runs read as a 'data' grid (N x D)."""
-    curves_csv = SHARED / "olmo_ladder_learning_curves.csv"
-    if not curves_csv.exists():
-        pytest.skip(f"{curves_csv} not found")
-    raw = pd.read_csv(curves_csv)
-    curves = pd.DataFrame({
-        "run_id": raw["size_label"] + "-" + raw["chinchilla_multiple"], "architecture": "transformer",
-        "N": raw["N_params"].astype(float), "step": raw["_step"], "D": raw["total_tokens"].astype(float),
-        "loss": raw["c4_en_CE"].astype(float), "lr": raw["learning_rate_group0"],
-        "batch_tokens": raw["batch_size_in_tokens"],
-    })
-    curves["C"] = 6.0 * curves["N"] * curves["D"]
-    final = curves.loc[curves.groupby("run_id")["step"].idxmax()].assign(status="finished", rule="data")
-    frames = StudyFrames(final_points=final.reset_index(drop=True), curves=curves, source="olmo")
+    frames = olmo_ladder_frames("data")
     return frames, fit_study(frames, bootstrap=0, holdout=False)
 
 

@@ -9,34 +9,19 @@ approach 3.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
+from conftest import olmo_ladder_frames
 from lmscale.laws.planner import plan
 from lmscale.laws.result import LawSet
 from lmscale.laws.study import StudyFrames, fit_study
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-CURVES = SHARED / "olmo_ladder_learning_curves.csv"
-
 
 @pytest.fixture(scope="module")
 def ladder() -> StudyFrames:
-    if not CURVES.exists():
-        pytest.skip(f"{CURVES} not found (the shared data folder sits beside the checkout)")
-    raw = pd.read_csv(CURVES)
-    curves = pd.DataFrame({
-        "run_id": raw["size_label"] + "-" + raw["chinchilla_multiple"], "architecture": "transformer",
-        "N": raw["N_params"].astype(float), "step": raw["_step"], "D": raw["total_tokens"].astype(float),
-        "loss": raw["c4_en_CE"].astype(float), "lr": raw["learning_rate_group0"],
-        "batch_tokens": raw["batch_size_in_tokens"],
-    })
-    curves["C"] = 6.0 * curves["N"] * curves["D"]
-    final = curves.loc[curves.groupby("run_id")["step"].idxmax()].assign(status="finished", rule="plain")
-    return StudyFrames(final_points=final.reset_index(drop=True), curves=curves, source="olmo-ladder")
+    return olmo_ladder_frames("plain")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ the Python API simply raises it (it is a ``ValueError``).
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LmscaleError(ValueError):
     """A problem with the user's input, explained in the message."""
@@ -23,3 +25,22 @@ class SpecError(LmscaleError):
         self.where = where
         prefix = f"{where}: " if where else ""
         super().__init__(f"{prefix}{field} = {value!r}: expected {expected}")
+
+
+def build_from_fields(cls: Any, data: dict[str, Any], kind: str, where: str | None = None) -> Any:
+    """``cls(**data)`` for a dataclass, refusing unknown keys and naming ``where`` in every SpecError.
+
+    ``kind`` words the expectation ("model field", "run field").
+    """
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cls) if not f.name.startswith("_")}
+    for key in data:
+        if key not in known:
+            raise SpecError(key, data[key], f"a known {kind} ({', '.join(sorted(known))})", where)
+    try:
+        return cls(**data)
+    except SpecError as exc:
+        if where and not exc.where:
+            raise SpecError(exc.field, exc.value, exc.expected, where) from None
+        raise

@@ -6,10 +6,10 @@ it without a training stack.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lmscale.errors import SpecError
+from lmscale.errors import SpecError, build_from_fields
 
 ARCHITECTURES = ("transformer", "lstm", "universal")
 
@@ -92,13 +92,4 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str | None = None) -> ModelSpec:
         """Build from a mapping; unknown keys are an error naming the key."""
-        known = {f.name for f in fields(cls) if not f.name.startswith("_")}
-        for key in data:
-            if key not in known:
-                raise SpecError(key, data[key], f"a known model field ({', '.join(sorted(known))})", where)
-        try:
-            return cls(**data)
-        except SpecError as exc:
-            if where and not exc.where:
-                raise SpecError(exc.field, exc.value, exc.expected, where) from None
-            raise
+        return build_from_fields(cls, data, "model field", where)

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
-from lmscale.errors import SpecError
+from lmscale.errors import SpecError, build_from_fields
 from lmscale.models.spec import ModelSpec
 
 SCHEDULES = ("cosine", "wsd", "constant")
@@ -173,19 +173,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str | None = None) -> TrainConfig:
-        known = {f.name for f in fields(cls) if not f.name.startswith("_")}
-        for key in data:
-            if key not in known:
-                raise SpecError(key, data[key], f"a known run field ({', '.join(sorted(known))})", where)
+        """Build from a mapping (a run record's ``config``); unknown keys are an error naming the key."""
         data = dict(data)
-        data["model"] = ModelSpec.from_dict(dict(data["model"]), where=where) if isinstance(
-            data.get("model"), dict) else data.get("model")
-        try:
-            return cls(**data)
-        except SpecError as exc:
-            if where and not exc.where:
-                raise SpecError(exc.field, exc.value, exc.expected, where) from None
-            raise
+        if isinstance(data.get("model"), dict):
+            data["model"] = ModelSpec.from_dict(dict(data["model"]), where=where)
+        return build_from_fields(cls, data, "run field", where)
 
     #: Fields that change where or how fast a run executes but not its result.
     EXECUTION_FIELDS = ("device", "compile", "threads", "checkpoint_dir", "checkpoint_every_s")
