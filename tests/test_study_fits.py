@@ -98,3 +98,24 @@ def test_a_final_points_table_alone(ladder):
     assert {"kaplan_n", "chinchilla"} <= set(fits.laws.laws)
     assert "learning curves" in fits.missing["envelope"]
     assert fits.holdout is None
+
+
+def test_collapsed_offset_is_not_reported_as_a_fit():
+    """L(t) = L_inf + (t_0/t)^alpha on points with no irreducible term: L_inf -> 0 is flagged."""
+    import pandas as pd
+
+    from lmscale.laws.fitting import fit
+    from lmscale.laws.study import collapsed_offset
+
+    t = np.arange(1, 65, dtype=float)
+    pure = pd.DataFrame({"t": t, "loss": 6.0 * t**-0.1})  # no irreducible term at all
+    offset = pd.DataFrame({"t": t, "loss": 3.0 + (4.0 / t) ** 0.6})
+    degenerate = fit(pure, law="position")
+    assert degenerate.params["L_inf"] < 1e-3 * pure["loss"].min()
+    reason = collapsed_offset(degenerate, pure)
+    assert reason and "L_inf" in reason and "t_0" in reason
+    good = fit(offset, law="position")  # a genuine offset: recovered and kept
+    assert good.params["L_inf"] == pytest.approx(3.0, rel=1e-3)
+    assert good.params["alpha_t"] == pytest.approx(0.6, rel=1e-2)
+    assert collapsed_offset(good, offset) is None
+    assert collapsed_offset(fit(offset.rename(columns={"t": "N"}), law="kaplan_n"), offset) is None

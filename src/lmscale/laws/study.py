@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from lmscale.errors import LmscaleError
-from lmscale.laws.forms import get_form
+from lmscale.laws.forms import OffsetPowerLaw, get_form
 from lmscale.laws.result import FitResult, LawSet
 
 #: Store read methods, one per table of :class:`StudyFrames`.
@@ -582,7 +582,36 @@ def _fit_one(fits: StudyFits, key: str, law: str, select: Any, fit: Any, bootstr
         text = ", ".join(f"{p} = {v:.3g}" for p, v in wrong.items())
         fits.missing[key] = f"the fit gives {text} (not positive) on {len(pts)} points; needs runs spanning more scale"
         return
+    degenerate = collapsed_offset(result, pts)
+    if degenerate:
+        fits.missing[key] = f"{degenerate} on {len(pts)} points ({rule})"
+        return
     fits.add(key, result, pts, rule)
+
+
+#: An offset below this fraction of the smallest fitted loss counts as collapsed to 0.
+COLLAPSED_OFFSET = 1e-3
+
+
+def collapsed_offset(result: FitResult, points: pd.DataFrame) -> str | None:
+    """Why an ``E + (X_0 / X)^alpha`` fit is degenerate, or None.
+
+    When the fit drives the irreducible term E to zero, the offset is not
+    identified by the points: the rest of the law becomes a pure power law
+    with a tiny exponent and a scale X_0 decades outside the data (t_0 ~
+    1e90 positions on a small model's per-position loss): its parameters
+    mean nothing, so the law is reported as not fitted, with the reason.
+    """
+    if not isinstance(result.form, OffsetPowerLaw):
+        return None
+    offset, scale, alpha = result.form.params
+    floor = float(points[result.form.output].min())
+    value = result.params[offset]
+    if value >= COLLAPSED_OFFSET * floor:
+        return None
+    return (f"the fit drives {offset} to {value:.3g} (smallest loss {floor:.4g}) with {scale} = "
+            f"{result.params[scale]:.3g}, {alpha} = {result.params[alpha]:.3g}: the points do not "
+            f"identify an irreducible loss (a plateau or a pure power law, not {result.form.formula})")
 
 
 def _frontier(fits: StudyFits, method: str, make: Any) -> None:
