@@ -138,8 +138,9 @@ def laws_section(fits: Any, published: Mapping[str, Any]) -> str:
             "brackets where a bootstrap was run, beside the published values of the papers (constants "
             "in FLOPs are also shown in PF-days, 1 PF-day = 8.64e19 FLOPs).</p>"
         )
-        parts.append(table(["law", "this study (95% interval)", "published", "fit", "points used"],
-                           rows, 'id="fits" class="fits"', attrs))
+        parts.append('<div class="wide">' + table(["law", "this study (95% interval)", "published", "fit",
+                                                    "points used"], rows, 'id="fits" class="fits"', attrs)
+                     + "</div>")
     else:
         parts.append('<p id="fits-none">No law could be fitted from this study\'s runs.</p>')
     if fits.missing:
