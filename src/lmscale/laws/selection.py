@@ -144,8 +144,10 @@ def cmin_envelope(
         source = f"noise_scale column for {int(use.sum())} points, [K] B_crit(L) for {int((~use).sum())}"
     elif bcrit == "kaplan" or isinstance(bcrit, Mapping):
         b_crit = law
-        fitted = ", ".join(f"{k} = {v:.4g}" for k, v in dict(bcrit).items()) if bcrit != "kaplan" else ""
-        source = "[K] B_crit(L) = 2e8 L^(-1/0.21)" if bcrit == "kaplan" else f"B_crit(L) with {fitted}"
+        if bcrit == "kaplan":
+            source = "[K] B_crit(L) = 2e8 L^(-1/0.21)"
+        else:
+            source = "B_crit(L) with " + ", ".join(f"{k} = {v:.4g}" for k, v in dict(bcrit).items())
     else:
         raise LmscaleError(f"selection rule {rule}: bcrit = {bcrit!r}: expected 'noise_scale', 'kaplan', "
                            "a dict of bcrit parameters, or None")
