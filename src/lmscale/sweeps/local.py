@@ -32,12 +32,10 @@ from lmscale.errors import LmscaleError
 from lmscale.sweeps.session import Session
 from lmscale.sweeps.spec import PlannedRun
 from lmscale.sweeps.worker import train_one
+from lmscale.training.hardware import prefer_passive_openmp
 
 #: Seconds between two progress events a worker sends for one run.
 POINT_INTERVAL_S = 0.5
-
-#: OpenMP wait policy of the workers (``OMP_WAIT_POLICY``) unless the environment sets one.
-OMP_WAIT_POLICY = "PASSIVE"
 
 #: Seconds the parent waits for workers to checkpoint after a stop request.
 STOP_GRACE_S = 120.0
@@ -95,7 +93,7 @@ def _throttled(events: Any, slot: int, run_id: str) -> Any:
 def _worker_main(slot: int, tasks: Any, events: Any, stop: Any, parent_pid: int) -> None:
     # Before torch loads OpenMP: idle threads sleep instead of spinning, which on a machine
     # shared with other work costs a multi-threaded run up to 10x (a user's setting wins).
-    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
+    prefer_passive_openmp()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what a Ctrl-C means
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent(parent_pid)
