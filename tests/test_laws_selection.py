@@ -6,14 +6,13 @@ import pytest
 
 import lmscale.laws as laws
 from lmscale.errors import LmscaleError
+from lmscale.laws.extrapolation import select_law, supported_laws
 from lmscale.laws.forms import get_form
 from lmscale.laws.selection import (
     KAPLAN_BCRIT,
     cmin_envelope,
     converged_runs,
     largest_model_per_data,
-    select_law,
-    supported_laws,
 )
 
 H = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import SHARED_DATA as SHARED
 from conftest import olmo_ladder_frames
-from lmscale.laws.fitting import fit
+from lmscale.laws.api import fit
 from lmscale.laws.result import LawSet
 from lmscale.laws.study import StudyFits, StudyFrames, fit_study
 from lmscale.report import style

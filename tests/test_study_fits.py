@@ -104,7 +104,7 @@ def test_collapsed_offset_is_not_reported_as_a_fit():
     """L(t) = L_inf + (t_0/t)^alpha on points with no irreducible term: L_inf -> 0 is flagged."""
     import pandas as pd
 
-    from lmscale.laws.fitting import fit
+    from lmscale.laws.api import fit
     from lmscale.laws.study import collapsed_offset
 
     t = np.arange(1, 65, dtype=float)

@@ -65,7 +65,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lmscale.laws.fitting import fit
+    from lmscale.laws.api import fit
     from lmscale.laws.io import parse_columns, read_table
 
     if args.bootstrap < 0:

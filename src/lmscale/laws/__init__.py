@@ -15,7 +15,7 @@ __all__ = ["FORMS", "FitResult", "LawForm", "LawSet", "fit", "get_form"]
 
 
 def fit(frame: Any, law: str = "chinchilla", **kwargs: Any) -> FitResult:
-    """Fit ``law`` to a DataFrame (see ``lmscale.laws.fitting.fit``)."""
-    from lmscale.laws.fitting import fit as _fit
+    """Fit ``law`` to a DataFrame (see ``lmscale.laws.api.fit``)."""
+    from lmscale.laws.api import fit as _fit
 
     return _fit(frame, law=law, **kwargs)

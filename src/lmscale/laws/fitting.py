@@ -28,31 +28,27 @@ by default (``ftol=None``, ``gtol=None``), the tolerances are divided by n
 for ``"mean"`` too, so both reductions reach the same optimum (the sum's);
 pass ``ftol``/``gtol`` to choose the stopping rule yourself.
 
-Also here: goodness of fit, Gauss-Newton standard errors, :func:`fit` (a
-table in, a :class:`~lmscale.laws.result.FitResult` out) and the
-extrapolation check (fit the smaller runs, predict the largest).
+Also here: goodness of fit and Gauss-Newton standard errors. Above this
+module: :mod:`~lmscale.laws.bootstrap` (refits of resampled points),
+:mod:`~lmscale.laws.estimate` (a minimum, its statistics and intervals as a
+:class:`~lmscale.laws.result.FitResult`), :mod:`~lmscale.laws.extrapolation`
+(fit the smaller runs, predict the largest) and :mod:`~lmscale.laws.api`
+(tables in, results out).
 BLAS threads are limited to one during L-BFGS: its tiny BLAS calls are
 otherwise slowed by thread hand-offs on a busy machine.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
 from lmscale.errors import LmscaleError
-from lmscale.laws.forms import LawForm, get_form
-from lmscale.laws.result import FitResult
-
-if TYPE_CHECKING:
-    from lmscale.laws.io import Points
+from lmscale.laws.forms import LawForm
 
 Array = np.ndarray
 
@@ -364,162 +360,3 @@ def gauss_newton_stderr(form: LawForm, theta: Array, X: Mapping[str, Array], y: 
     G = natural_jacobian(form, theta)
     var = np.einsum("ij,jk,ik->i", G, cov, G)
     return {p: float(np.sqrt(v)) if v >= 0 else float("nan") for p, v in zip(form.params, var)}
-
-
-# ---------------------------------------------------------------------------
-# Fitting a table
-# ---------------------------------------------------------------------------
-
-
-def fit_points(
-    form: LawForm, points: Points, options: FitOptions, bootstrap: int = 0, seed: int = 0,
-    ci_level: float = 0.95, n_jobs: int | None = None, progress: bool = False,
-    bootstrap_refine: int = 1,
-) -> FitResult:
-    """Fit ``form`` to prepared points; bootstrap intervals when ``bootstrap > 0``."""
-    t0 = time.perf_counter()
-    logy = np.log(points.y)
-    grid = start_grid(form, options)
-    best = minimise(form, points.X, logy, options)
-    params = form.from_theta(best.theta)
-    stats: dict[str, Any] = {
-        "objective": best.objective, "huber_delta": options.huber_delta, "reduction": options.reduction,
-        "converged": best.converged, "optimizer_message": best.message, "n_iter": best.n_iter,
-        "grid_starts": int(len(grid)), "refined_starts": int(min(options.n_refine, len(grid))),
-        **goodness(form, best.theta, points.X, points.y),
-    }
-    stderr = gauss_newton_stderr(form, best.theta, points.X, points.y)
-    stats["stderr_method"] = "gauss_newton"
-    ci = None
-    samples = None
-    if bootstrap:
-        from lmscale.laws.bootstrap import bootstrap as run_bootstrap
-        from lmscale.laws.bootstrap import bootstrap_stderr, percentile_intervals
-
-        boot = run_bootstrap(form, points.X, points.y, options, best.theta, bootstrap, seed=seed,
-                             groups=points.groups, n_jobs=n_jobs, n_refine=bootstrap_refine,
-                             progress=progress)
-        samples = boot.params
-        if len(samples) >= 2:
-            ci = percentile_intervals(form, samples, ci_level)
-            stats["stderr_gauss_newton"] = stderr
-            stderr = bootstrap_stderr(form, samples)
-            stats["stderr_method"] = "bootstrap"
-        stats.update(n_bootstrap=bootstrap, bootstrap_unit=boot.unit, bootstrap_failed=boot.n_failed,
-                     bootstrap_seed=seed, ci_method="percentile")
-    stats["time_s"] = time.perf_counter() - t0
-    notes = dict(points.notes)
-    notes.update(equation=form.equation, units=dict(form.units), extrapolation_size=points.size_by)
-    return FitResult(law=form.name, params=params, ci=ci, stderr=stderr, n_points=len(points),
-                     stats=stats, source="fit", notes=notes, ci_level=ci_level, bootstrap_params=samples)
-
-
-def fit(
-    frame: pd.DataFrame, law: str = "chinchilla", *, huber_delta: float = 1e-3, reduction: str = "sum",
-    bootstrap: int = 0, seed: int = 0, columns: Mapping[str, str] | str | None = None,
-    drop_highest_loss: int = 0, holdout: float | None = None, select: str | None = None,
-    ci_level: float = 0.95, n_refine: int = 4, n_jobs: int | None = None, progress: bool = False,
-    options: FitOptions | None = None, candidates: Sequence[str] | None = None,
-) -> FitResult:
-    """Fit a law to a table of runs: ``ls.fit(frame, law="chinchilla", bootstrap=1000)``.
-
-    Args:
-        frame: rows with the law's columns (``N``, ``D`` or ``C``, ``loss``, ...;
-            see :mod:`lmscale.laws.io`). ``frame.attrs["selection"]`` (set by the
-            selection rules of :mod:`lmscale.laws.selection`) is kept in the notes.
-        law: a name of ``lmscale.laws.FORMS``.
-        huber_delta, reduction, n_refine: see :class:`FitOptions` (or pass ``options``).
-        bootstrap: number of bootstrap replicates (0: none); resamples points,
-            or whole runs when ``run_id`` repeats.
-        seed: seed of the bootstrap.
-        columns: ``{"N": "Model Size", ...}`` or ``"N=Model Size,C=Training FLOP"``.
-        drop_highest_loss: drop this many rows with the highest output first.
-        holdout: also fit on all but the largest runs (by compute) and report the
-            relative error on them: a count (>= 1) or a fraction (< 1).
-        select: ``"extrapolation"``: choose the law and variant whose fits on the
-            smaller runs best predict the larger ones (``law`` is then ignored
-            unless ``candidates`` is empty; see :func:`select_law`).
-        ci_level: coverage of the percentile intervals.
-        n_jobs: bootstrap worker threads (default: all cores).
-        progress: a progress bar on stderr for the bootstrap.
-    """
-    from lmscale.laws.io import parse_columns, prepare_points
-
-    options = options or FitOptions(huber_delta=huber_delta, reduction=reduction, n_refine=n_refine)
-    columns = parse_columns(columns)
-    selection_notes = list(getattr(frame, "attrs", {}).get("selection", []) or [])
-    if select is not None:
-        if select != "extrapolation":
-            raise LmscaleError(f"select = {select!r}: expected 'extrapolation'")
-        from lmscale.laws.selection import select_law
-
-        result = select_law(frame, candidates=candidates, holdout=0.2 if holdout is None else holdout,
-                            columns=columns, drop_highest_loss=drop_highest_loss, base=options,
-                            bootstrap=bootstrap, seed=seed, ci_level=ci_level, n_jobs=n_jobs,
-                            progress=progress)
-    else:
-        form = get_form(law)
-        points = prepare_points(frame, form, columns, drop_highest_loss)
-        result = fit_points(form, points, options, bootstrap, seed, ci_level, n_jobs, progress)
-        if holdout is not None:
-            result.stats["extrapolation"] = extrapolation_check(form, points, options, holdout)
-    if columns:
-        result.notes["columns"] = dict(columns)
-    if selection_notes:
-        result.notes["selection"] = selection_notes
-    return result
-
-
-# ---------------------------------------------------------------------------
-# Extrapolation: fit the smaller runs, predict the largest
-# ---------------------------------------------------------------------------
-
-
-def split_largest(points: Points, holdout: float) -> tuple[Array, Array]:
-    """Boolean masks (train, held_out): the largest runs by ``points.size``.
-
-    ``holdout`` >= 1 is a count of runs (rows, when no run ids), < 1 a fraction.
-    """
-    labels = points.groups if points.groups is not None else np.arange(len(points))
-    uniq, inverse = np.unique(labels, return_inverse=True)
-    run_size = np.zeros(len(uniq))
-    np.maximum.at(run_size, inverse, points.size)
-    m = len(uniq)
-    if holdout <= 0:
-        raise LmscaleError(f"holdout = {holdout!r}: expected a count >= 1 or a fraction in (0, 1)")
-    k = int(holdout) if holdout >= 1 else int(np.ceil(holdout * m))
-    if not 1 <= k < m:
-        raise LmscaleError(f"holdout = {holdout!r}: leaves {m - k} of {m} runs to fit; hold out fewer")
-    held_runs = np.argsort(run_size, kind="stable")[m - k:]
-    held = np.isin(inverse, held_runs)
-    return ~held, held
-
-
-def extrapolation_check(form: LawForm, points: Points, options: FitOptions, holdout: float,
-                        drop_smallest: float = 0.0) -> dict[str, Any]:
-    """Fit on all but the largest runs, report the relative error on those held out.
-
-    ``drop_smallest`` (a fraction of the remaining runs) also leaves out the
-    smallest training runs, a variant used by model selection.
-    """
-    train, held = split_largest(points, holdout)
-    if drop_smallest:
-        # keep the largest (1 - drop_smallest) of the training runs
-        _, big = split_largest(points.subset(train), 1.0 - drop_smallest)
-        kept = np.flatnonzero(train)[big]
-        train = np.zeros(len(points), dtype=bool)
-        train[kept] = True
-    n_params = len(form.params)
-    if train.sum() < n_params:
-        raise LmscaleError(f"law {form.name}: {int(train.sum())} rows left to fit after holding out the "
-                           f"largest runs; it has {n_params} parameters")
-    sub = points.subset(train)
-    best = minimise(form, sub.X, np.log(sub.y), options)
-    pred = np.exp(form.log_predict(best.theta, {k: v[held] for k, v in points.X.items()}))
-    rel = pred / points.y[held] - 1.0
-    return {
-        "held_out_rows": int(held.sum()), "train_rows": int(train.sum()), "by": points.size_by,
-        "threshold": float(points.size[held].min()), "mean_abs_rel_error": float(np.mean(np.abs(rel))),
-        "max_abs_rel_error": float(np.max(np.abs(rel))), "mean_rel_error": float(np.mean(rel)),
-        "params": form.from_theta(best.theta),
-    }

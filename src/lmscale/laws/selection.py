@@ -12,9 +12,6 @@ Column conventions (as the results store gives them):
 * learning curves, one row per evaluation: ``run_id, N, step, tokens`` (= D so
   far; ``D`` is accepted too), ``C`` (6 N D), ``loss`` (test loss),
   ``batch_tokens``, ``noise_scale`` (B_simple, tokens).
-
-Also here: :func:`select_law`, model selection by extrapolation to the largest
-runs (``lmscale fit --select extrapolation``).
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from lmscale.errors import LmscaleError
-from lmscale.laws.forms import FORMS, critical_batch, min_compute, overfitting_data_rule
+from lmscale.laws.forms import critical_batch, min_compute, overfitting_data_rule
 
 #: [K] table 5 / eq. 5.3 (science.md section 4): B_crit(L) = B_* / L^(1/alpha_B).
 KAPLAN_BCRIT = {"B_star": 2e8, "alpha_B": 0.21}
@@ -161,93 +158,3 @@ def cmin_envelope(
     return record(out, rule, criterion="C_min = C / (1 + B / B_crit(L)) ([K] eq. 5.5), then the points "
                   "below every point of smaller C_min", b_crit=source, kept=int(len(out)),
                   dropped=int(len(frame) - len(out)))
-
-
-# ---------------------------------------------------------------------------
-# Model selection by extrapolation
-# ---------------------------------------------------------------------------
-
-#: Variants tried for every candidate law by :func:`select_law`.
-DEFAULT_DELTAS = (1e-3, 1e-2)
-DEFAULT_DROP_SMALLEST = (0.0, 0.25)
-
-
-def supported_laws(frame: pd.DataFrame, columns: Mapping[str, str] | None = None) -> list[str]:
-    """Fittable laws whose columns the frame has (directly or derivable)."""
-    from lmscale.laws.io import derive_columns, rename_columns
-
-    frame = rename_columns(frame, columns)
-    out = []
-    for name, form in FORMS.items():
-        if not form.fittable:
-            continue
-        derived, _ = derive_columns(frame, (*form.inputs, form.output))
-        if all(c in derived.columns for c in (*form.inputs, form.output)):
-            out.append(name)
-    return out
-
-
-def select_law(
-    frame: pd.DataFrame, candidates: Sequence[str] | None = None, holdout: float = 0.2,
-    columns: Mapping[str, str] | None = None, drop_highest_loss: int = 0, base: Any = None,
-    deltas: Sequence[float] = DEFAULT_DELTAS, drop_smallest: Sequence[float] = DEFAULT_DROP_SMALLEST,
-    bootstrap: int = 0, seed: int = 0, ci_level: float = 0.95, n_jobs: int | None = None,
-    progress: bool = False,
-):
-    """Choose the law (and variant) whose fit on the smaller runs best predicts the largest.
-
-    Candidates: ``candidates`` or every law the columns support. Variants: each
-    Huber delta in ``deltas`` times each fraction in ``drop_smallest`` of the
-    smallest training runs left out. Score: mean |predicted / actual - 1| on the
-    ``holdout`` largest runs by compute (see ``fitting.split_largest``). The
-    chosen variant is refitted on all the data (less its smallest runs, if that
-    variant won) and returned; ``stats["selection"]`` lists every score.
-    """
-    from dataclasses import replace
-
-    from lmscale.laws.fitting import FitOptions, extrapolation_check, fit_points, split_largest
-    from lmscale.laws.forms import get_form
-    from lmscale.laws.io import prepare_points
-
-    base = base or FitOptions()
-    names = list(candidates) if candidates else supported_laws(frame, columns)
-    if not names:
-        raise LmscaleError("select: no law fits these columns; columns: " + ", ".join(map(str, frame.columns)))
-    table, skipped = [], {}
-    for name in names:
-        form = get_form(name)
-        try:
-            points = prepare_points(frame, form, columns, drop_highest_loss)
-        except LmscaleError as exc:
-            skipped[name] = str(exc)
-            continue
-        for delta in deltas:
-            for drop in drop_smallest:
-                options = replace(base, huber_delta=float(delta))
-                try:
-                    check = extrapolation_check(form, points, options, holdout, drop_smallest=drop)
-                except LmscaleError as exc:
-                    skipped[f"{name} delta={delta:g} drop_smallest={drop:g}"] = str(exc)
-                    continue
-                table.append({"law": name, "huber_delta": float(delta), "drop_smallest": float(drop),
-                              "error": check["mean_abs_rel_error"], "max_error": check["max_abs_rel_error"],
-                              "held_out_rows": check["held_out_rows"], "train_rows": check["train_rows"]})
-    if not table:
-        raise LmscaleError("select: no candidate could be scored: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    best = min(table, key=lambda row: row["error"])
-    form = get_form(best["law"])
-    points = prepare_points(frame, form, columns, drop_highest_loss)
-    if best["drop_smallest"]:
-        _, keep = split_largest(points, 1.0 - best["drop_smallest"])
-        points = points.subset(keep)
-        points.notes["dropped_smallest"] = {
-            "fraction": best["drop_smallest"], "rows": int((~keep).sum()), "by": points.size_by,
-            "reason": "the chosen variant leaves out the smallest runs"}
-    options = replace(base, huber_delta=best["huber_delta"])
-    result = fit_points(form, points, options, bootstrap, seed, ci_level, n_jobs, progress)
-    result.stats["selection"] = {
-        "criterion": "mean |predicted / actual - 1| on the largest runs held out, fit on the rest",
-        "holdout": holdout, "chosen": best, "error": best["error"],
-        "candidates": sorted(table, key=lambda row: row["error"]), "skipped": skipped,
-    }
-    return result

@@ -1,0 +1,61 @@
+"""One fitted law: the minimum, its goodness of fit and standard errors, bootstrap intervals.
+
+:func:`fit_points` combines the search of :mod:`lmscale.laws.fitting` with the
+refits of :mod:`lmscale.laws.bootstrap` into a
+:class:`~lmscale.laws.result.FitResult`; everything that fits a table
+(``lmscale.laws.api.fit``, the extrapolation checks, the study fits) ends here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from lmscale.laws.bootstrap import bootstrap as run_bootstrap
+from lmscale.laws.bootstrap import bootstrap_stderr, percentile_intervals
+from lmscale.laws.fitting import FitOptions, gauss_newton_stderr, goodness, minimise, start_grid
+from lmscale.laws.forms import LawForm
+from lmscale.laws.io import Points
+from lmscale.laws.result import FitResult
+
+
+def fit_points(
+    form: LawForm, points: Points, options: FitOptions, bootstrap: int = 0, seed: int = 0,
+    ci_level: float = 0.95, n_jobs: int | None = None, progress: bool = False,
+    bootstrap_refine: int = 1,
+) -> FitResult:
+    """Fit ``form`` to prepared points; bootstrap intervals when ``bootstrap > 0``."""
+    t0 = time.perf_counter()
+    logy = np.log(points.y)
+    grid = start_grid(form, options)
+    best = minimise(form, points.X, logy, options)
+    params = form.from_theta(best.theta)
+    stats: dict[str, Any] = {
+        "objective": best.objective, "huber_delta": options.huber_delta, "reduction": options.reduction,
+        "converged": best.converged, "optimizer_message": best.message, "n_iter": best.n_iter,
+        "grid_starts": int(len(grid)), "refined_starts": int(min(options.n_refine, len(grid))),
+        **goodness(form, best.theta, points.X, points.y),
+    }
+    stderr = gauss_newton_stderr(form, best.theta, points.X, points.y)
+    stats["stderr_method"] = "gauss_newton"
+    ci = None
+    samples = None
+    if bootstrap:
+        boot = run_bootstrap(form, points.X, points.y, options, best.theta, bootstrap, seed=seed,
+                             groups=points.groups, n_jobs=n_jobs, n_refine=bootstrap_refine,
+                             progress=progress)
+        samples = boot.params
+        if len(samples) >= 2:
+            ci = percentile_intervals(form, samples, ci_level)
+            stats["stderr_gauss_newton"] = stderr
+            stderr = bootstrap_stderr(form, samples)
+            stats["stderr_method"] = "bootstrap"
+        stats.update(n_bootstrap=bootstrap, bootstrap_unit=boot.unit, bootstrap_failed=boot.n_failed,
+                     bootstrap_seed=seed, ci_method="percentile")
+    stats["time_s"] = time.perf_counter() - t0
+    notes = dict(points.notes)
+    notes.update(equation=form.equation, units=dict(form.units), extrapolation_size=points.size_by)
+    return FitResult(law=form.name, params=params, ci=ci, stderr=stderr, n_points=len(points),
+                     stats=stats, source="fit", notes=notes, ci_level=ci_level, bootstrap_params=samples)
