@@ -42,12 +42,14 @@ def optimal_params_for_data(params: Mapping[str, float], D):
 
 
 def _log_params_for_data(theta: np.ndarray, log_d):
-    """log N with log D compute-optimal (see :func:`optimal_params_for_data`); theta (..., >= 5)."""
+    """log N with log D compute-optimal (see :func:`optimal_params_for_data`); theta (..., >= 5).
+
+    log N = (1 + beta/alpha) log G + (beta/alpha) log D = (log(alpha A / (beta B)) + beta log D) / alpha.
+    """
     a, b, alpha, beta = theta[..., 0:1], theta[..., 1:2], theta[..., 3:4], theta[..., 4:5]
     if theta.ndim == 1:
         a, b, alpha, beta = a[0], b[0], alpha[0], beta[0]
-    log_g = (np.log(alpha) + a - np.log(beta) - b) / (alpha + beta)
-    return (1.0 + beta / alpha) * log_g + (beta / alpha) * log_d
+    return (np.log(alpha) + a - np.log(beta) - b + beta * log_d) / alpha
 
 
 def effective_repeats(unique, repeats, r_star):
@@ -66,52 +68,66 @@ def effective_data_and_params(params: Mapping[str, float], N, D, U):
     return np.exp(log_n).reshape(shape), np.exp(log_d).reshape(shape)
 
 
-def _log_effective(theta: np.ndarray, N, D, U) -> tuple[np.ndarray, np.ndarray]:
+def _log_effective(theta: np.ndarray, N, D, U, jac: bool = False):
     """(log N', log D') of [M] eq. 7 for fitting parameters theta (..., 7), vectorised.
 
     U_D = min(D, U), U_N = min(N, N_opt(U_D)) (:func:`optimal_params_for_data`), then
-    :func:`effective_repeats` of each.
+    :func:`effective_repeats` of each. With ``jac``, also d log N' / d theta and
+    d log D' / d theta (each (..., n, 7)).
     """
     r_d, r_n = np.exp(theta[..., 5:6]), np.exp(theta[..., 6:7])
     log_n, log_d, log_u = np.log(N), np.log(D), np.log(U)
     log_ud = np.minimum(log_d, log_u)
-    log_d_eff = np.log(effective_repeats(np.exp(log_ud), np.expm1(log_d - log_ud), r_d))
-    log_un = np.minimum(log_n, _log_params_for_data(theta, log_ud))
-    log_n_eff = np.log(effective_repeats(np.exp(log_un), np.expm1(log_n - log_un), r_n))
-    return log_n_eff, log_d_eff
+    rep_d = np.expm1(log_d - log_ud)
+    log_d_eff = np.log(effective_repeats(np.exp(log_ud), rep_d, r_d))
+    log_opt = _log_params_for_data(theta, log_ud)
+    log_un = np.minimum(log_n, log_opt)
+    rep_n = np.expm1(log_n - log_un)
+    log_n_eff = np.log(effective_repeats(np.exp(log_un), rep_n, r_n))
+    if not jac:
+        return log_n_eff, log_d_eff
+    # d log(1 + R* (1 - q)) with q = exp(-R / R*): by log R*, r_star (1 - q - (R / R*) q) / S;
+    # by log U (R = e^(log X - log U) - 1), -q (R + 1) / S.
+    q_d, q_n = np.exp(-rep_d / r_d), np.exp(-rep_n / r_n)
+    s_d, s_n = np.exp(log_d_eff - log_ud), np.exp(log_n_eff - log_un)
+    shape = (*np.broadcast_shapes(log_n_eff.shape, log_d_eff.shape), theta.shape[-1])
+    jd, jn = np.zeros(shape), np.zeros(shape)
+    jd[..., 5] = r_d * (1.0 - q_d - rep_d / r_d * q_d) / s_d
+    jn[..., 6] = r_n * (1.0 - q_n - rep_n / r_n * q_n) / s_n
+    alpha, beta = theta[..., 3:4], theta[..., 4:5]
+    bound = (log_opt < log_n) * (1.0 - q_n * (rep_n + 1.0) / s_n)  # d log N' / d log U_N where U_N = N_opt
+    jn[..., 0] = bound / alpha
+    jn[..., 1] = -bound / alpha
+    jn[..., 3] = bound * (1.0 / alpha - log_opt) / alpha
+    jn[..., 4] = bound * (log_ud - 1.0 / beta) / alpha
+    return log_n_eff, log_d_eff, jn, jd
 
 
 @dataclass(frozen=True)
 class DataConstrainedLaw(LawForm):
     """[M] eq. 7; theta = (a, b, e, alpha, beta, log R_D*, log R_N*).
 
-    Vectorised over theta like every form; the Jacobian is taken by central
-    differences in theta (U_N depends on A, B, alpha and beta through the [H]
-    allocation, a min() with a kink).
+    Vectorised over theta like every form, with the analytic Jacobian (U_N
+    depends on A, B, alpha and beta through the [H] allocation where it is
+    below N: a min() with a kink, differentiated on either side).
     """
-
-    def _log(self, theta: np.ndarray, X: Mapping[str, np.ndarray]) -> np.ndarray:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            log_n_eff, log_d_eff = _log_effective(theta, X["N"], X["D"], X["U"])
-            f = CHINCHILLA.log_predict(theta[..., :5], {"N": np.exp(log_n_eff), "D": np.exp(log_d_eff)})
-        alpha, beta = theta[..., 3:4], theta[..., 4:5]
-        ok = (alpha > 0) & (beta > 0) & np.all(np.isfinite(theta), axis=-1, keepdims=True)
-        return np.where(ok & np.isfinite(f), f, np.inf)  # inf: outside the form's domain (a trial step)
 
     def log_predict(self, theta, X, jac=False):
         theta = np.asarray(theta, dtype=float)
-        f = self._log(theta, X)
-        if not jac:
-            return f
-        k = theta.shape[-1]
-        J = np.empty((*f.shape, k))
-        for i in range(k):
-            h = 1e-6 * np.maximum(1.0, np.abs(theta[..., i:i + 1]))
-            up, down = theta.copy(), theta.copy()
-            up[..., i:i + 1] += h
-            down[..., i:i + 1] -= h
-            J[..., i] = (self._log(up, X) - self._log(down, X)) / (2 * h)
-        return f, J
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            eff = _log_effective(theta, X["N"], X["D"], X["U"], jac=jac)
+            inner = {"N": np.exp(eff[0]), "D": np.exp(eff[1])}
+            alpha, beta = theta[..., 3:4], theta[..., 4:5]
+            ok = (alpha > 0) & (beta > 0) & np.all(np.isfinite(theta), axis=-1, keepdims=True)
+            if not jac:
+                f = CHINCHILLA.log_predict(theta[..., :5], inner)
+                return np.where(ok & np.isfinite(f), f, np.inf)  # inf: outside the form's domain
+            f, J5 = CHINCHILLA.log_predict(theta[..., :5], inner, jac=True)
+            # the [H] form's own derivatives, then through log N' and log D' (chain rule)
+            J = np.concatenate([J5, np.zeros((*J5.shape[:-1], 2))], axis=-1)
+            J += (-alpha * J5[..., 0])[..., None] * eff[2] + (-beta * J5[..., 1])[..., None] * eff[3]
+        bad = ~(ok & np.isfinite(f))
+        return np.where(bad, np.inf, f), np.where(bad[..., None] | ~np.isfinite(J), 0.0, J)
 
     def to_theta(self, params):
         base = CHINCHILLA.to_theta(params)
