@@ -1,0 +1,446 @@
+"""Forecasts you can trust: the law chosen by validation at scale, with calibrated intervals.
+
+``ls.forecast(frame)`` (:func:`forecast`) does, in order:
+
+1. the candidates the columns support (:mod:`lmscale.laws.candidates`):
+   the [H] form free and with tied exponents, [K]'s L(N, D), the
+   data-constrained form when runs repeat data, each with its fitting variants;
+2. validation by scale (:mod:`lmscale.laws.validation`): rolling cuts through
+   the model sizes, each candidate fitted below the cut and scored on the
+   larger runs;
+3. the choice: the lowest validated error, the simplest on ties
+   (``combine="select"``), or an average of the best candidates weighted by
+   validated error^-2 (``combine="average"``);
+4. the chosen law refitted on every run with bootstrap draws;
+5. the intervals (:mod:`lmscale.laws.intervals`): bootstrap draws plus the
+   extrapolation error calibrated on the cuts as a function of distance
+   beyond the data in decades of compute.
+
+The :class:`Forecast` it returns predicts (``.predict(N=, D=, level=0.8)``),
+gives predictive draws and interval widths (``.draws``, ``.interval_width``:
+the API experiment design builds on), prints ``.summary()``, saves
+``.to_json()`` and reads back with :meth:`Forecast.from_json`;
+``lmscale plan --law forecast.json`` plans with it (:meth:`Forecast.to_lawset`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lmscale.errors import LmscaleError
+from lmscale.laws.candidates import candidates_for, make_candidate
+from lmscale.laws.estimate import fit_points
+from lmscale.laws.fitting import FitOptions, compute_weights
+from lmscale.laws.intervals import (
+    LEVELS,
+    ExtrapolationError,
+    check_level,
+    predictive_draws,
+    predictive_quantiles,
+)
+from lmscale.laws.io import parse_columns
+from lmscale.laws.result import FitResult, LawSet, _atomic_write, _clean, _load_json
+from lmscale.laws.validation import Audit, audit, beyond, compute_of
+
+JSON_KIND = "forecast"
+JSON_VERSION = 1
+#: Draws per point for the intervals.
+N_DRAWS = 4000
+#: Candidates validated within this factor of the lowest error count as plausible alternatives.
+ALTERNATIVES_WITHIN = 2.0
+
+
+@dataclass
+class Prediction:
+    """Predicted loss (nats/token) at points, with the central interval at ``level``.
+
+    ``distance``: decades beyond the fitted data in N or compute (<= 0: inside it).
+    """
+
+    N: np.ndarray
+    D: np.ndarray
+    loss: np.ndarray
+    lo: np.ndarray | None
+    hi: np.ndarray | None
+    level: float | None
+    distance: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean({"N": self.N, "D": self.D, "loss": self.loss, "lo": self.lo, "hi": self.hi,
+                       "level": self.level, "distance_decades": self.distance})
+
+
+@dataclass
+class Forecast:
+    """A validated forecast of L(N, D).
+
+    Attributes:
+        law: the chosen candidate (``"chinchilla_tied"``, ``"chinchilla+compute_weighted"``);
+            for an average, the heaviest member.
+        members: candidate name -> (weight, the fit on every run, with bootstrap draws).
+        error: the extrapolation error model calibrated on the cuts.
+        audit: every candidate at every cut (``Audit.to_dict()`` form), with the choice.
+        reason: why this law (or average).
+        data: the fitted data's extent: ``C_max`` (6 N D, FLOPs), ``N_max``, ``D_max``, ``n_points``.
+        combine: ``"select"`` or ``"average"``.
+        alternatives: candidate name -> (weight, fit): the candidates whose validated
+            error is within :data:`ALTERNATIVES_WITHIN` of the lowest (the forecast's own
+            included); their disagreement widens the intervals (model uncertainty).
+    """
+
+    law: str
+    members: dict[str, tuple[float, FitResult]]
+    error: ExtrapolationError
+    audit: dict[str, Any]
+    reason: str
+    data: dict[str, Any]
+    combine: str = "select"
+    alternatives: dict[str, tuple[float, FitResult]] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    # -- predictions ----------------------------------------------------------------
+    @property
+    def fit(self) -> FitResult:
+        """The fit of the chosen (or heaviest) candidate."""
+        return self.members[self.law][1]
+
+    @property
+    def validation(self) -> list[dict[str, Any]]:
+        """The audit rows of the candidate(s) forecast with: one per cut."""
+        return [row for row in self.audit["table"] if row["candidate"] in self.members]
+
+    @property
+    def has_draws(self) -> bool:
+        return all(f.bootstrap_params is not None and len(f.bootstrap_params) > 0 for _, f in self.members.values())
+
+    def _inputs(self, N, D, U=None, C=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        if N is None:
+            raise LmscaleError("predict: give N (parameters) and D (tokens) or C (FLOPs)")
+        if D is None and C is None:
+            raise LmscaleError("predict: give D (tokens) or C (FLOPs, D = C / (6 N))")
+        N = np.atleast_1d(np.asarray(N, dtype=float))
+        D = np.atleast_1d(np.asarray(D, dtype=float)) if D is not None else \
+            np.atleast_1d(np.asarray(C, dtype=float)) / (6.0 * N)
+        N, D = np.broadcast_arrays(N, D)
+        for name, v in (("N", N), ("D", D)):
+            bad = np.flatnonzero(~(np.isfinite(v) & (v > 0)))
+            if len(bad):
+                raise LmscaleError(f"predict: {name} must be positive and finite; row(s) {', '.join(map(str, bad[:5]))}"
+                                   f" have {name} = {', '.join(f'{v[i]:g}' for i in bad[:5])}")
+        if U is not None:
+            U = np.broadcast_to(np.atleast_1d(np.asarray(U, dtype=float)), N.shape)
+            if not np.all(np.isfinite(U) & (U > 0)):
+                raise LmscaleError("predict: U (unique tokens) must be positive and finite")
+        return N, D, U
+
+    def _member_log(self, fit: FitResult, N, D, U, draws: bool) -> np.ndarray:
+        """(B, m) log-predictions of one member: bootstrap rows, or the point fit (B = 1)."""
+        form = fit.form
+        X = {"N": N, "D": D}
+        if "U" in form.inputs:
+            X["U"] = D if U is None else U  # no unique-token count: fresh data, no repetition
+        rows = fit.bootstrap_params if draws else np.array([[fit.params[p] for p in form.params]])
+        thetas = np.stack([form.to_theta(dict(zip(form.params, row))) for row in rows])
+        with np.errstate(over="ignore", invalid="ignore"):
+            return form.log_predict(thetas, X)
+
+    def distance(self, N, D) -> np.ndarray:
+        """Decades beyond the fitted data, in model size or compute 6 N D (negative: inside it)."""
+        N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
+        return beyond(N, 6.0 * N * D, self.data.get("N_max"), self.data["C_max"])
+
+    def point(self, N=None, D=None, U=None, C=None) -> np.ndarray:
+        """The forecast loss: the (weighted) log-mean of the members' fits."""
+        N, D, U = self._inputs(N, D, U, C)
+        logs = [w * self._member_log(f, N, D, U, draws=False)[0] for w, f in self.members.values()]
+        return np.exp(np.sum(logs, axis=0))
+
+    def draws(self, N=None, D=None, U=None, C=None, n_draws: int = N_DRAWS, seed: int = 0) -> np.ndarray:
+        """Predictive draws of the loss (n_draws, m): parameter and extrapolation uncertainty."""
+        N, D, U = self._inputs(N, D, U, C)
+        self._need_draws()
+        scale = self.error.scale(self.distance(N, D))
+        rng = np.random.default_rng(seed)
+        names = list(self.members)
+        weights = np.array([self.members[n][0] for n in names])
+        counts = rng.multinomial(n_draws, weights / weights.sum())
+        parts = []
+        for i, (name, count) in enumerate(zip(names, counts)):
+            if count:
+                logs = self._member_log(self.members[name][1], N, D, U, draws=True)
+                parts.append(predictive_draws(logs, scale, int(count), seed=seed + 1 + i))
+        out = np.concatenate(parts, axis=0)
+        rng.shuffle(out, axis=0)
+        if self.alternatives:  # model uncertainty: each draw re-centred on a plausible alternative law
+            alt = list(self.alternatives.values())
+            w = np.array([a[0] for a in alt])
+            logs = np.stack([self._member_log(f, N, D, U, draws=False)[0] for _, f in alt])
+            pick = rng.choice(len(alt), size=n_draws, p=w / w.sum())
+            out = out + logs[pick] - np.log(self.point(N, D, U))
+        return np.exp(out)
+
+    def predict(self, N=None, D=None, U=None, C=None, level: float | None = 0.8, seed: int = 0) -> Prediction:
+        """Loss at (N, D) with the central interval at ``level`` (None: the point alone)."""
+        N, D, U = self._inputs(N, D, U, C)
+        loss = self.point(N, D, U)
+        lo = hi = None
+        if level is not None:
+            check_level(level)
+            lo, hi = predictive_quantiles(np.log(self.draws(N, D, U, seed=seed)), level)
+        return Prediction(N=N, D=D, loss=loss, lo=lo, hi=hi, level=level, distance=self.distance(N, D))
+
+    def interval_width(self, N=None, D=None, U=None, C=None, level: float = 0.8) -> np.ndarray:
+        """Width hi - lo of the interval at ``level`` (nats/token), per point."""
+        p = self.predict(N, D, U, C, level=level)
+        return p.hi - p.lo
+
+    def table(self, points: pd.DataFrame, levels: Sequence[float] = LEVELS, seed: int = 0) -> pd.DataFrame:
+        """One row per point: N, D, loss and lo/hi at each level (``lo80``, ``hi80``, ...)."""
+        N, D, U = _point_columns(points)
+        N, D, U = self._inputs(N, D, U)
+        out = pd.DataFrame({"N": N, "D": D, "loss": self.point(N, D, U)})
+        if levels:
+            logs = np.log(self.draws(N, D, U, seed=seed))
+            for level in levels:
+                lo, hi = predictive_quantiles(logs, level)
+                tag = f"{round(level * 100):d}"
+                out[f"lo{tag}"], out[f"hi{tag}"] = lo, hi
+        out["distance_decades"] = self.distance(N, D)
+        return out
+
+    def _need_draws(self) -> None:
+        if not self.has_draws:
+            where = self.notes.get("path", "this forecast")
+            raise LmscaleError(f"{where} has no bootstrap draws (fitted or saved with bootstrap = 0): "
+                               "intervals need them; refit with bootstrap > 0 (lmscale predict/fit --bootstrap K)")
+
+    # -- display ----------------------------------------------------------------------
+    def summary(self) -> str:
+        lines = [f"forecast: {self.law}" + (f" (average of {len(self.members)})" if len(self.members) > 1 else ""),
+                 f"why: {self.reason}"]
+        if len(self.members) > 1:
+            lines += [f"  {name}: weight {w:.3f}" for name, (w, _) in self.members.items()]
+        lines.append(self.fit.summary())
+        e = self.error
+        lines.append(f"intervals: bootstrap over runs ({self.fit.stats.get('n_bootstrap', 0)} draws) plus "
+                     f"extrapolation error s(d) = sqrt({e.s0:.4f}^2 + ({e.k:.4f} d)^2) in log loss, d = decades "
+                     f"of compute beyond the data (C_max = {self.data['C_max']:.3g} FLOPs), calibrated on "
+                     f"{e.n_residuals} held-out runs of {e.n_cuts} cut(s)")
+        lines.append("validation (the forecast's law):")
+        for row in self.validation:
+            lines.append(f"  {row['candidate']} cut {row['cut']}: held out {row['held_out_rows']} run(s) at "
+                         f"{self.audit['by']} >= {row['threshold']:.3g}: mean |error| "
+                         f"{row['mean_abs_rel_error']:.3%}, worst {row['max_abs_rel_error']:.3%}")
+        return "\n".join(lines)
+
+    __str__ = summary
+
+    # -- JSON ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return _clean({
+            "kind": JSON_KIND, "version": JSON_VERSION, "law": self.law, "combine": self.combine,
+            "reason": self.reason, "data": self.data, "extrapolation_error": self.error.to_dict(),
+            "members": {name: {"weight": w, "fit": f.to_dict(include_bootstrap=True)}
+                        for name, (w, f) in self.members.items()},
+            "alternatives": {name: {"weight": w, "fit": f.to_dict()} for name, (w, f) in self.alternatives.items()},
+            "validation": self.validation, "audit": self.audit, "notes": self.notes,
+        })
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            _atomic_write(Path(path), text)
+        return text
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "forecast JSON") -> Forecast:
+        if data.get("kind") != JSON_KIND:
+            raise LmscaleError(f"{where}: not a forecast (kind = {data.get('kind')!r}; expected {JSON_KIND!r})")
+        for key in ("law", "members", "extrapolation_error", "data", "audit"):
+            if key not in data:
+                raise LmscaleError(f"{where}: missing key {key!r}")
+        members = {}
+        for name, m in data["members"].items():
+            if not isinstance(m, Mapping) or "fit" not in m:
+                raise LmscaleError(f"{where}: members.{name} needs a fit")
+            members[name] = (float(m.get("weight", 1.0)), FitResult.from_dict(m["fit"], f"{where}: members.{name}"))
+        alternatives = {name: (float(m.get("weight", 1.0)), FitResult.from_dict(m["fit"], f"{where}: alternatives.{name}"))
+                        for name, m in (data.get("alternatives") or {}).items()}
+        if data["law"] not in members:
+            raise LmscaleError(f"{where}: law {data['law']!r} is not among its members")
+        if not data["data"].get("C_max"):
+            raise LmscaleError(f"{where}: data.C_max (the fitted data's largest compute) is missing")
+        return cls(law=data["law"], members=members,
+                   error=ExtrapolationError.from_dict(data["extrapolation_error"], where),
+                   audit=dict(data["audit"]), reason=str(data.get("reason", "")), data=dict(data["data"]),
+                   combine=str(data.get("combine", "select")), alternatives=alternatives,
+                   notes=dict(data.get("notes") or {}))
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> Forecast:
+        data, where = _load_json(text_or_path)
+        out = cls.from_dict(data, where)
+        if where != "JSON text":
+            out.notes["path"] = where
+        return out
+
+    def to_lawset(self) -> LawSet:
+        """The chosen law as a law set for the planner, with the forecast's extent and error model."""
+        fit = self.fit
+        return LawSet(name=f"forecast:{self.law}", laws={fit.law: fit}, source="forecast",
+                      extras={"forecast": {"law": self.law, "data": self.data,
+                                           "extrapolation_error": self.error.to_dict(),
+                                           "members": list(self.members)}})
+
+
+def _point_columns(points: pd.DataFrame) -> tuple[Any, Any, Any]:
+    if not isinstance(points, pd.DataFrame):
+        raise LmscaleError(f"points: expected a DataFrame with N and D (or C), got {type(points).__name__}")
+    if "N" not in points.columns or not ({"D", "C"} & set(points.columns)):
+        raise LmscaleError(f"points: need columns N and D (or C); columns: {', '.join(map(str, points.columns))}")
+    N = pd.to_numeric(points["N"], errors="coerce").to_numpy(dtype=float)
+    if "D" in points.columns:
+        D = pd.to_numeric(points["D"], errors="coerce").to_numpy(dtype=float)
+    else:
+        D = pd.to_numeric(points["C"], errors="coerce").to_numpy(dtype=float) / (6.0 * N)
+    U = pd.to_numeric(points["U"], errors="coerce").to_numpy(dtype=float) if "U" in points.columns else None
+    return N, D, U
+
+
+def forecast(
+    frame: pd.DataFrame, law: str | None = None, *, candidates: Sequence[str] | None = None,
+    variants: Sequence[str] | None = None, cuts: int | None = None, by: str | None = None,
+    bootstrap: int = 200, seed: int = 0, columns: Mapping[str, str] | str | None = None,
+    drop_highest_loss: int = 0, tie_rtol: float = 0.1, combine: str = "select", max_members: int = 4,
+    options: FitOptions | None = None, n_jobs: int | None = None, progress: bool = False,
+) -> Forecast:
+    """Validate the candidate laws at scale, choose, refit with bootstrap, calibrate intervals.
+
+    Args:
+        frame: runs with ``N``, ``D`` (or ``C``) and ``loss`` (``U`` or ``epochs``
+            for repeated data); ``columns`` maps other names.
+        law: force one candidate (a form, ``"chinchilla_tied"``, or a form and
+            variant, ``"chinchilla+linear"``); it is still validated, for the intervals.
+        candidates: forms (or candidate names) to choose among (default: all of
+            :data:`~lmscale.laws.candidates.FORECAST_LAWS` the columns support).
+        variants: fitting variants to try (default: all of ``VARIANTS``).
+        cuts: number of validation cuts (default: up to 3, leaving 3 sizes to fit).
+        by: cut axis, ``"N"`` (default when there is an N column) or ``"C"``.
+        bootstrap: bootstrap replicates of the final fit (0: no intervals).
+        tie_rtol: validated errors within this fraction of the best are ties.
+        combine: ``"select"`` (one law) or ``"average"`` (the best ``max_members``
+            candidates within 1.5x of the lowest error, weights error^-2).
+    """
+    if combine not in ("select", "average"):
+        raise LmscaleError(f"combine = {combine!r}: expected 'select' or 'average'")
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+        raise LmscaleError(f"bootstrap = {bootstrap!r}: expected a count >= 0")
+    columns = parse_columns(columns)
+    base = options or FitOptions()
+    if law is not None:
+        pool = [make_candidate(law, base)]
+        skipped: dict[str, str] = {}
+    else:
+        pool, skipped = candidates_for(frame, columns, candidates, variants, base)
+    result, points_of = audit(frame, pool, n_cuts=cuts, by=by, columns=columns,
+                              drop_highest_loss=drop_highest_loss, tie_rtol=tie_rtol, skipped=skipped)
+    chosen = result.chosen
+    weights = {chosen.name: 1.0}
+    reason = result.reason if law is None else f"forced (law = {law!r}); validated error " \
+                                               f"{result.scores[chosen.name]:.3%}"
+    if combine == "average" and law is None:
+        weights = _average_weights(result, points_of, max_members)
+        reason = (f"average of {len(weights)} candidates weighted by validated error^-2 (within 1.5x of the "
+                  f"lowest, {min(result.scores.values()):.3%})")
+    members = {}
+    for name in weights:
+        cand = next(c for c in result.candidates if c.name == name)
+        fit = fit_points(cand.form, points_of[name], cand.options, bootstrap, seed, n_jobs=n_jobs,
+                         progress=progress)
+        fit.notes["candidate"] = {"name": name, "variant": cand.variant, "fitting": cand.options.describe()}
+        if columns:
+            fit.notes["columns"] = dict(columns)
+        members[name] = (weights[name], fit)
+    alternatives = _alternatives(result, points_of, members)
+    points = points_of[chosen.name]
+    residuals, distances = _ensemble_residuals(result, weights)
+    error = ExtrapolationError.calibrate(residuals, distances, floor=_scatter(members[chosen.name][1], points,
+                                                                   chosen.options.weight_power),
+                                         n_cuts=len(result.thresholds))
+    c6 = compute_of(points)
+    data = {"C_max": float(c6.max()), "C_min": float(c6.min()), "N_max": float(points.X["N"].max()),
+            "D_max": float(points.X["D"].max()), "n_points": len(points), "by": result.by,
+            "compute": "6 N D (FLOPs)"}
+    head = max(weights, key=weights.get)
+    return Forecast(law=head, members=members, error=error, audit=result.to_dict(), reason=reason, data=data,
+                    combine=combine if law is None else "select", alternatives=alternatives,
+                    notes={"points": dict(points.notes), "n_draws": N_DRAWS})
+
+
+def _alternatives(result: Audit, points_of: Mapping[str, Any], members: Mapping[str, Any],
+                  ) -> dict[str, tuple[float, FitResult]]:
+    """Candidates within ALTERNATIVES_WITHIN of the lowest validated error, weights error^-2, refitted on all runs."""
+    best = min(result.scores.values())
+    names = [n for n, s in result.scores.items() if s <= ALTERNATIVES_WITHIN * best]
+    if len(names) < 2:
+        return {}
+    w = np.array([result.scores[n] for n in names]) ** -2.0
+    out = {}
+    for name, weight in zip(names, w / w.sum()):
+        if name in members:
+            fit = members[name][1]
+        else:
+            cand = next(c for c in result.candidates if c.name == name)
+            fit = fit_points(cand.form, points_of[name], cand.options)
+        out[name] = (float(weight), fit)
+    return out
+
+
+def _scatter(fit: FitResult, points: Any, power: float) -> float:
+    """Robust scatter of the runs about the fit: 1.4826 x the (compute-weighted) median |log residual|."""
+    form = fit.form
+    log_pred = form.log_predict(form.to_theta(fit.params), points.X)
+    r = np.abs(np.log(points.y) - log_pred)
+    w = compute_weights(points.size, power)
+    if w is None:
+        return float(1.4826 * np.median(r))
+    order = np.argsort(r)
+    cum = np.cumsum(w[order]) / w.sum()
+    return float(1.4826 * r[order][np.searchsorted(cum, 0.5)])
+
+
+def _average_weights(result: Audit, points_of: Mapping[str, Any], max_members: int) -> dict[str, float]:
+    """Weights ~ error^-2 of the best candidates sharing the chosen one's rows (within 1.5x of the best)."""
+    rows = len(points_of[result.chosen.name])
+    best = min(result.scores.values())
+    pool = sorted((n for n, s in result.scores.items() if s <= 1.5 * best and len(points_of[n]) == rows),
+                  key=result.scores.get)[:max_members]
+    w = np.array([result.scores[n] for n in pool]) ** -2.0
+    return {n: float(x) for n, x in zip(pool, w / w.sum())}
+
+
+def _ensemble_residuals(result: Audit, weights: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out log residuals and distances of the (weighted) forecast at every cut."""
+    names = list(weights)
+    res, dist = [], []
+    for k in range(len(result.thresholds)):
+        cuts = [result.results[n][k] for n in names]
+        log_pred = sum(weights[n] * np.log(c.predicted) for n, c in zip(names, cuts))
+        res.append(np.log(cuts[0].measured) - log_pred)
+        dist.append(cuts[0].distances)
+    return np.concatenate(res), np.concatenate(dist)
+
+
+def load_forecast(path: str | Path) -> Forecast:
+    """A forecast saved with ``to_json`` (``lmscale fit --audit --out``, ``lmscale predict --save``)."""
+    return Forecast.from_json(Path(path))
+
+
+__all__ = ["Forecast", "Prediction", "forecast", "load_forecast"]
