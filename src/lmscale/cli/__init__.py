@@ -16,7 +16,7 @@ from lmscale import __version__
 from lmscale.errors import LmscaleError
 
 #: Sub-commands in the order ``lmscale --help`` lists them.
-SUBCOMMANDS = ("data", "model", "train", "sweep", "fit", "laws", "plan", "report", "demo")
+SUBCOMMANDS = ("data", "model", "train", "sweep", "fit", "predict", "laws", "plan", "report", "demo")
 
 DESCRIPTION = """\
 lmscale: train language-model families, fit scaling laws, plan compute.
@@ -26,7 +26,8 @@ The flow of a study, left to right:
   lmscale model describe parameters and FLOPs of a shape ([K] table 1)
   lmscale train          one run -> learning curve, noise scale, losses
   lmscale sweep run      a TOML study -> many runs -> one SQLite store
-  lmscale fit            power laws with bootstrap intervals
+  lmscale fit            power laws with bootstrap intervals (--audit: validated at scale)
+  lmscale predict        loss of runs not yet trained, with 80%/95% intervals
   lmscale plan           compute-optimal N, D, batch for a budget
   lmscale report         the paper's figures from your own study
   lmscale demo           all of the above at the scale of this machine

@@ -11,7 +11,7 @@ from lmscale.laws import data_constrained as _data_constrained  # noqa: F401  (r
 from lmscale.laws.forms import FORMS, LawForm, get_form
 from lmscale.laws.result import FitResult, LawSet
 
-__all__ = ["FORMS", "FitResult", "LawForm", "LawSet", "fit", "get_form"]
+__all__ = ["FORMS", "FitResult", "LawForm", "LawSet", "fit", "forecast", "get_form"]
 
 
 def fit(frame: Any, law: str = "chinchilla", **kwargs: Any) -> FitResult:
@@ -19,3 +19,10 @@ def fit(frame: Any, law: str = "chinchilla", **kwargs: Any) -> FitResult:
     from lmscale.laws.api import fit as _fit
 
     return _fit(frame, law=law, **kwargs)
+
+
+def forecast(frame: Any, law: str | None = None, **kwargs: Any):
+    """A validated forecast with calibrated intervals (see ``lmscale.laws.forecast.forecast``)."""
+    from lmscale.laws.forecast import forecast as _forecast
+
+    return _forecast(frame, law=law, **kwargs)

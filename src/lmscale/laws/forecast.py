@@ -14,7 +14,7 @@
 4. the chosen law refitted on every run with bootstrap draws;
 5. the intervals (:mod:`lmscale.laws.intervals`): bootstrap draws plus the
    extrapolation error calibrated on the cuts as a function of distance
-   beyond the data in decades of compute.
+   beyond the data in decades (of model size or compute).
 
 The :class:`Forecast` it returns predicts (``.predict(N=, D=, level=0.8)``),
 gives predictive draws and interval widths (``.draws``, ``.interval_width``:
@@ -132,7 +132,7 @@ class Forecast:
         for name, v in (("N", N), ("D", D)):
             bad = np.flatnonzero(~(np.isfinite(v) & (v > 0)))
             if len(bad):
-                raise LmscaleError(f"predict: {name} must be positive and finite; row(s) {', '.join(map(str, bad[:5]))}"
+                raise LmscaleError(f"predict: {name} must be positive and finite; point(s) {', '.join(str(i + 1) for i in bad[:5])}"
                                    f" have {name} = {', '.join(f'{v[i]:g}' for i in bad[:5])}")
         if U is not None:
             U = np.broadcast_to(np.atleast_1d(np.asarray(U, dtype=float)), N.shape)
@@ -231,7 +231,8 @@ class Forecast:
         e = self.error
         lines.append(f"intervals: bootstrap over runs ({self.fit.stats.get('n_bootstrap', 0)} draws) plus "
                      f"extrapolation error s(d) = sqrt({e.s0:.4f}^2 + ({e.k:.4f} d)^2) in log loss, d = decades "
-                     f"of compute beyond the data (C_max = {self.data['C_max']:.3g} FLOPs), calibrated on "
+                     f"beyond the data in N (N_max = {self.data['N_max']:.3g}) or compute (C_max = "
+                     f"{self.data['C_max']:.3g} FLOPs), calibrated on "
                      f"{e.n_residuals} held-out runs of {e.n_cuts} cut(s)")
         lines.append("validation (the forecast's law):")
         for row in self.validation:

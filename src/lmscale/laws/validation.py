@@ -233,19 +233,23 @@ class Audit:
                 "table": self.table(), "skipped": dict(self.skipped)}
 
     def text(self) -> str:
-        """The audit as a fixed-width table, one line per candidate and cut."""
-        what = "model size N" if self.by == "N" else "compute C"
-        lines = [f"validation by scale: {len(self.thresholds)} cut(s) by {what} ({self.n_sizes} distinct sizes); "
-                 "cut k fits the runs below the k-th largest size and predicts the rest",
-                 f"{'candidate':<34} {'k':>2} {'held out >=':>11} {'fit':>4} {'held':>4} "
-                 f"{'mean |err|':>10} {'worst':>8} {'bias':>8} {'score':>8}"]
-        for row in self.table():
-            lines.append(f"{row['candidate']:<34} {row['cut']:>2} {row['threshold']:>11.3g} "
-                         f"{row['train_rows']:>4} {row['held_out_rows']:>4} {row['mean_abs_rel_error']:>10.3%} "
-                         f"{row['max_abs_rel_error']:>8.3%} {row['mean_rel_error']:>+8.3%} {row['score']:>8.3%}")
-        lines.append(f"chosen: {self.chosen.name}: {self.reason}")
-        lines += [f"not a candidate: {k}: {v}" for k, v in self.skipped.items()]
-        return "\n".join(lines)
+        return audit_text(self.to_dict())
+
+
+def audit_text(data: Mapping[str, Any]) -> str:
+    """An audit (``Audit.to_dict()`` form) as a fixed-width table, one line per candidate and cut."""
+    what = "model size N" if data["by"] == "N" else "compute C"
+    lines = [f"validation by scale: {len(data['thresholds'])} cut(s) by {what} ({data['n_sizes']} distinct sizes); "
+             "cut k fits the runs below the k-th largest size and predicts the rest",
+             f"{'candidate':<34} {'k':>2} {'held out >=':>11} {'fit':>4} {'held':>4} "
+             f"{'mean |err|':>10} {'worst':>8} {'bias':>8} {'score':>8}"]
+    for row in data["table"]:
+        lines.append(f"{row['candidate']:<34} {row['cut']:>2} {row['threshold']:>11.3g} "
+                     f"{row['train_rows']:>4} {row['held_out_rows']:>4} {row['mean_abs_rel_error']:>10.3%} "
+                     f"{row['max_abs_rel_error']:>8.3%} {row['mean_rel_error']:>+8.3%} {row['score']:>8.3%}")
+    lines.append(f"chosen: {data['chosen']}: {data['reason']}")
+    lines += [f"not a candidate: {k}: {v}" for k, v in data.get("skipped", {}).items()]
+    return "\n".join(lines)
 
 
 def audit(
@@ -284,5 +288,5 @@ def _sizes_of(points: Points, by: str) -> np.ndarray:
     return points.size if by == "C" else pd.to_numeric(points.frame[by], errors="coerce").to_numpy(dtype=float)
 
 
-__all__ = ["Audit", "CutResult", "audit", "choose", "cut_thresholds", "distinct_sizes", "score", "size_axis",
+__all__ = ["Audit", "CutResult", "audit", "audit_text", "choose", "cut_thresholds", "distinct_sizes", "score", "size_axis",
            "validate", "compute_of", "beyond"]
