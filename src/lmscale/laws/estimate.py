@@ -70,5 +70,9 @@ def fit_points(
     stats["time_s"] = time.perf_counter() - t0
     notes = dict(points.notes)
     notes.update(equation=form.equation, units=dict(form.units), extrapolation_size=points.size_by)
+    if "N" in points.X and "D" in points.X:  # the extent of the data, for plans beyond it
+        notes["data_range"] = {"N_max": float(points.X["N"].max()), "D_max": float(points.X["D"].max()),
+                               "C_max": float((6.0 * points.X["N"] * points.X["D"]).max()),
+                               "compute": "6 N D (FLOPs)"}
     return FitResult(law=form.name, params=params, ci=ci, stderr=stderr, n_points=len(points),
                      stats=stats, source="fit", notes=notes, ci_level=ci_level, bootstrap_params=samples)

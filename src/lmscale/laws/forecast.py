@@ -41,13 +41,14 @@ from lmscale.laws.fitting import FitOptions, compute_weights
 from lmscale.laws.intervals import (
     LEVELS,
     ExtrapolationError,
+    beyond,
     check_level,
     predictive_draws,
     predictive_quantiles,
 )
 from lmscale.laws.io import parse_columns
 from lmscale.laws.result import FitResult, LawSet, _atomic_write, _clean, _load_json
-from lmscale.laws.validation import Audit, audit, beyond, compute_of
+from lmscale.laws.validation import Audit, audit, compute_of
 
 JSON_KIND = "forecast"
 JSON_VERSION = 1

@@ -10,7 +10,7 @@ A forecast's error has two parts, and the intervals combine both:
    (:mod:`lmscale.laws.validation`): every held-out run of every cut gives a
    log residual r = log(measured / predicted) at a distance d decades beyond
    that cut's data: d = max(0, log10(N / N_max), log10(C / C_max)) with
-   C = 6 N D (:func:`~lmscale.laws.validation.beyond`; model size counts
+   C = 6 N D (:func:`beyond`; model size counts
    because cuts by size hold out large models trained briefly, inside the
    compute range of the smaller ones). The model is r ~ Normal(0, s(d)^2) with
    s(d)^2 = s_0^2 + (k d)^2 (:meth:`ExtrapolationError.calibrate`): k is
@@ -146,6 +146,18 @@ def predictive_quantiles(draws: Array, level: float) -> tuple[Array, Array]:
     return np.exp(lo), np.exp(hi)
 
 
+def beyond(N: Array | None, C: Array, N_max: float | None, C_max: float) -> Array:
+    """Decades beyond the fitted data: max(log10(N / N_max), log10(C / C_max)) (compute alone without N).
+
+    Negative inside the data. Model size counts as well as compute because a cut
+    by size holds out large models trained briefly, which lie inside the compute range.
+    """
+    d = np.log10(np.asarray(C, dtype=float) / C_max)
+    if N is not None and N_max is not None:
+        d = np.maximum(d, np.log10(np.asarray(N, dtype=float) / N_max))
+    return d
+
+
 def check_level(level: float) -> float:
     if not (isinstance(level, int | float) and 0.0 < float(level) < 1.0):
         raise LmscaleError(f"level = {level!r}: expected a coverage in (0, 1), e.g. 0.8")
@@ -158,5 +170,5 @@ def coverage(measured: Array, lo: Array, hi: Array) -> float:
     return float(np.mean((measured >= lo) & (measured <= hi)))
 
 
-__all__ = ["LEVELS", "ExtrapolationError", "check_level", "coverage", "predictive_draws",
+__all__ = ["LEVELS", "ExtrapolationError", "beyond", "check_level", "coverage", "predictive_draws",
            "predictive_quantiles"]

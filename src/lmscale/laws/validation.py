@@ -7,7 +7,7 @@ points are), or of the compute C where the table has no N or ``by="C"``.
 Each cut reports the mean and the worst |predicted / measured - 1| of the
 held-out runs, and keeps every held-out point's log residual
 log(measured / predicted) with its distance beyond the fitted data in
-decades (:func:`beyond`: of model size or of compute C = 6 N D, whichever
+decades (:func:`~lmscale.laws.intervals.beyond`: of model size or of compute C = 6 N D, whichever
 is farther): the material the forecast
 intervals are calibrated on (:mod:`lmscale.laws.intervals`).
 
@@ -30,6 +30,7 @@ import pandas as pd
 from lmscale.errors import LmscaleError
 from lmscale.laws.candidates import Candidate
 from lmscale.laws.fitting import compute_weights, minimise
+from lmscale.laws.intervals import beyond
 from lmscale.laws.io import Points, derive_columns, prepare_points, rename_columns
 
 #: Default number of cuts, and the fewest distinct sizes every cut must keep to fit on.
@@ -44,18 +45,6 @@ def compute_of(points: Points) -> np.ndarray:
     if "N" in points.X and "D" in points.X:
         return 6.0 * points.X["N"] * points.X["D"]
     return points.size
-
-
-def beyond(N: np.ndarray | None, C: np.ndarray, N_max: float | None, C_max: float) -> np.ndarray:
-    """Decades beyond the fitted data: max(log10(N / N_max), log10(C / C_max)) (compute alone without N).
-
-    Negative inside the data. Model size counts as well as compute because a cut
-    by size holds out large models trained briefly, which lie inside the compute range.
-    """
-    d = np.log10(np.asarray(C, dtype=float) / C_max)
-    if N is not None and N_max is not None:
-        d = np.maximum(d, np.log10(np.asarray(N, dtype=float) / N_max))
-    return d
 
 
 def size_axis(frame: pd.DataFrame, by: str | None = None, columns: Mapping[str, str] | None = None,
@@ -289,4 +278,4 @@ def _sizes_of(points: Points, by: str) -> np.ndarray:
 
 
 __all__ = ["Audit", "CutResult", "audit", "audit_text", "choose", "cut_thresholds", "distinct_sizes", "score", "size_axis",
-           "validate", "compute_of", "beyond"]
+           "validate", "compute_of"]
