@@ -381,9 +381,18 @@ def forecast(
             "D_max": float(points.X["D"].max()), "n_points": len(points), "by": result.by,
             "compute": "6 N D (FLOPs)"}
     head = max(weights, key=weights.get)
-    return Forecast(law=head, members=members, error=error, audit=result.to_dict(), reason=reason, data=data,
+    summary = result.to_dict()
+    summary["detail"] = {name: [_cut_detail(r, points_of[name]) for r in result.results[name]] for name in weights}
+    return Forecast(law=head, members=members, error=error, audit=summary, reason=reason, data=data,
                     combine=combine if law is None else "select", alternatives=alternatives,
                     notes={"points": dict(points.notes), "n_draws": N_DRAWS})
+
+
+def _cut_detail(cut: Any, points: Any) -> dict[str, Any]:
+    """One cut's held-out runs: N, D, measured and predicted loss, distance beyond the cut's data."""
+    return {"cut": cut.k, "threshold": cut.threshold, "N": points.X["N"][cut.held_index].tolist(),
+            "D": points.X["D"][cut.held_index].tolist(), "measured": cut.measured.tolist(),
+            "predicted": cut.predicted.tolist(), "distance": cut.distances.tolist()}
 
 
 def _alternatives(result: Audit, points_of: Mapping[str, Any], members: Mapping[str, Any],
