@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from lmscale.laws.intervals import (
 )
 from lmscale.laws.io import parse_columns
 from lmscale.laws.result import FitResult, LawSet, _atomic_write, _clean, _load_json
-from lmscale.laws.validation import Audit, audit, compute_of
+from lmscale.laws.validation import CUT_SCREEN, Audit, audit, compute_of
 
 JSON_KIND = "forecast"
 JSON_VERSION = 1
@@ -409,7 +409,7 @@ def _alternatives(result: Audit, points_of: Mapping[str, Any], members: Mapping[
             fit = members[name][1]
         else:
             cand = next(c for c in result.candidates if c.name == name)
-            fit = fit_points(cand.form, points_of[name], cand.options)
+            fit = fit_points(cand.form, points_of[name], replace(cand.options, n_screen=CUT_SCREEN))
         out[name] = (float(weight), fit)
     return out
 

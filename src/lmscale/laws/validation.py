@@ -21,7 +21,7 @@ parameter has to earn its place on the held-out runs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,8 @@ DEFAULT_CUTS = 3
 MIN_TRAIN_SIZES = 3
 #: Values within this relative distance are one size.
 SIZE_RTOL = 0.01
+#: Grid starts screened per cut fit (``FitOptions.n_screen``); the previous cut's minimum is one more start.
+CUT_SCREEN = 8
 
 
 def compute_of(points: Points) -> np.ndarray:
@@ -123,10 +125,16 @@ class CutResult:
 def validate(candidate: Candidate, points: Points, sizes: np.ndarray, thresholds: Sequence[float]) -> list[CutResult]:
     """Fit ``candidate`` below each threshold and score it on the runs at or above it.
 
-    ``sizes``: the cut axis of every row of ``points``.
+    ``sizes``: the cut axis of every row of ``points``. Each cut's search
+    screens at most :data:`CUT_SCREEN` grid starts, runs L-BFGS from the 2
+    best grid and 2 best screened starts, and from the previous cut's
+    minimum (the cuts are nested).
     """
-    form, options = candidate.form, candidate.options
+    form = candidate.form
+    options = replace(candidate.options, n_screen=min(candidate.options.n_screen, CUT_SCREEN),
+                      n_refine=min(candidate.options.n_refine, 2))
     compute = compute_of(points)
+    warm: list[np.ndarray] = []
     out = []
     for k, threshold in enumerate(thresholds, start=1):
         held = sizes >= threshold * (1.0 - 1e-12)
@@ -135,7 +143,9 @@ def validate(candidate: Candidate, points: Points, sizes: np.ndarray, thresholds
             raise LmscaleError(f"{candidate.name}, cut {k}: {int(train.sum())} rows below the cut at "
                                f"{threshold:.3g}; the law has {len(form.params)} parameters")
         sub = points.subset(train)
-        best = minimise(form, sub.X, np.log(sub.y), options, weights=compute_weights(sub.size, options.weight_power))
+        best = minimise(form, sub.X, np.log(sub.y), options, weights=compute_weights(sub.size, options.weight_power),
+                        warm=warm)
+        warm = [best.theta]
         X_held = {name: v[held] for name, v in points.X.items()}
         with np.errstate(over="ignore", invalid="ignore"):
             pred = np.exp(form.log_predict(best.theta, X_held))
