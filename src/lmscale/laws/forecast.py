@@ -372,10 +372,10 @@ def forecast(
         members[name] = (weights[name], fit)
     alternatives = _alternatives(result, points_of, members)
     points = points_of[chosen.name]
-    residuals, distances = _ensemble_residuals(result, weights)
+    residuals, distances, param_var = _ensemble_residuals(result, weights)
     error = ExtrapolationError.calibrate(residuals, distances, floor=_scatter(members[chosen.name][1], points,
                                                                    chosen.options.weight_power),
-                                         n_cuts=len(result.thresholds))
+                                         n_cuts=len(result.thresholds), param_var=param_var)
     c6 = compute_of(points)
     data = {"C_max": float(c6.max()), "C_min": float(c6.min()), "N_max": float(points.X["N"].max()),
             "D_max": float(points.X["D"].max()), "n_points": len(points), "by": result.by,
@@ -437,16 +437,17 @@ def _average_weights(result: Audit, points_of: Mapping[str, Any], max_members: i
     return {n: float(x) for n, x in zip(pool, w / w.sum())}
 
 
-def _ensemble_residuals(result: Audit, weights: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out log residuals and distances of the (weighted) forecast at every cut."""
+def _ensemble_residuals(result: Audit, weights: Mapping[str, float]) -> tuple[np.ndarray, ...]:
+    """Held-out log residuals, distances and parameter variances of the (weighted) forecast at every cut."""
     names = list(weights)
-    res, dist = [], []
+    res, dist, var = [], [], []
     for k in range(len(result.thresholds)):
         cuts = [result.results[n][k] for n in names]
         log_pred = sum(weights[n] * np.log(c.predicted) for n, c in zip(names, cuts))
         res.append(np.log(cuts[0].measured) - log_pred)
         dist.append(cuts[0].distances)
-    return np.concatenate(res), np.concatenate(dist)
+        var.append(sum(weights[n] * c.param_var for n, c in zip(names, cuts)))
+    return np.concatenate(res), np.concatenate(dist), np.concatenate(var)
 
 
 def load_forecast(path: str | Path) -> Forecast:

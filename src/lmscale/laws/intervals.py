@@ -13,12 +13,12 @@ A forecast's error has two parts, and the intervals combine both:
    C = 6 N D (:func:`beyond`; model size counts
    because cuts by size hold out large models trained briefly, inside the
    compute range of the smaller ones). The model is r ~ Normal(0, s(d)^2) with
-   s(d)^2 = s_0^2 + (k d)^2 (:meth:`ExtrapolationError.calibrate`): k is
-   the robust scale (1.4826 x the median) of |r| / d, the error per decade
-   extrapolated, read as if all of a
-   held-out miss came from the distance (errors that do not grow with d
-   still count as growth: conservative far from the data, where the cuts
-   cannot see); s_0 is at least the scatter of
+   s(d)^2 = s_0^2 + (k d)^2 (:meth:`ExtrapolationError.calibrate`): k^2 is
+   the variance the held-out residuals have beyond s_0^2 and beyond what the
+   cut fit's own parameter uncertainty explains (Gauss-Newton, since the
+   final fit's is in the bootstrap), per squared decade (robust scales,
+   1.4826 x the median |r|, so a few wild runs do not set it); s_0 is at
+   least the scatter of
    the runs about the full fit (1.4826 x the median |log residual|, robust
    to the outlying runs a Huber fit ignores), so a point inside the data
    still gets the noise of one run.
@@ -84,26 +84,32 @@ class ExtrapolationError:
 
     @classmethod
     def calibrate(cls, residuals: Array, distances: Array, floor: float = 0.0, n_cuts: int = 0,
-                  ) -> ExtrapolationError:
+                  param_var: Array | None = None) -> ExtrapolationError:
         """s_0 and k from held-out log residuals and their distances (see the module docstring).
 
-        k is the robust scale (1.4826 x median |.|) of r / d over the residuals
-        at least :data:`MIN_DISTANCE` beyond their cut's data: the error per
-        decade extrapolated, as if every held-out miss came from the
-        extrapolation. s_0 is the scatter ``floor`` of the runs about the full
-        fit, or the robust scale of the residuals inside the data where there
-        are any, whichever is larger.
+        s_0 is the scatter ``floor`` of the runs about the full fit, or the
+        robust scale (1.4826 x median |r|) of the residuals nearer than
+        :data:`MIN_DISTANCE` to their cut's data, whichever is larger. k
+        carries what the residuals farther out add: k^2 = (scale(r)^2 - s_0^2
+        - median(param_var)) / median(d^2) over those residuals (0 when they
+        scatter no more than that), where ``param_var`` is each residual's
+        variance from its cut fit's parameter uncertainty (the bootstrap
+        adds the final fit's own at prediction time).
         """
         r = np.asarray(residuals, dtype=float)
         d = np.asarray(distances, dtype=float)
-        ok = np.isfinite(r) & np.isfinite(d)
-        r, d = r[ok], d[ok]
+        v = np.zeros_like(r) if param_var is None else np.asarray(param_var, dtype=float)
+        ok = np.isfinite(r) & np.isfinite(d) & np.isfinite(v)
+        r, d, v = r[ok], d[ok], v[ok]
         if len(r) == 0:
             raise LmscaleError("prediction intervals: no finite held-out residuals to calibrate on")
         far = d >= MIN_DISTANCE
-        k = _robust_scale(r[far] / d[far]) if far.any() else 0.0
         near = ~far
         s0 = max(float(floor), _robust_scale(r[near]) if near.any() else 0.0, 1e-6)
+        k = 0.0
+        if far.any():  # what the residuals beyond the data add to the scatter, per decade
+            excess = _robust_scale(r[far]) ** 2 - s0**2 - float(np.median(v[far]))
+            k = float(np.sqrt(max(excess, 0.0) / np.median(d[far] ** 2)))
         return cls(s0=s0, k=k, floor=float(floor), n_residuals=int(len(r)), n_cuts=int(n_cuts),
                    max_distance=float(max(d.max(), 0.0)))
 

@@ -113,6 +113,7 @@ class CutResult:
     held_index: np.ndarray = field(repr=False)
     predicted: np.ndarray = field(repr=False)
     measured: np.ndarray = field(repr=False)
+    param_var: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
 
     def row(self) -> dict[str, Any]:
         return {"candidate": self.candidate, "cut": self.k, "threshold": self.threshold,
@@ -157,8 +158,26 @@ def validate(candidate: Candidate, points: Points, sizes: np.ndarray, thresholds
             max_abs_rel_error=float(np.max(np.abs(rel))), mean_rel_error=float(np.mean(rel)),
             log_residuals=np.log(measured) - np.log(pred),
             distances=_beyond_of(points, compute, train, held), held_index=np.flatnonzero(held),
-            predicted=pred, measured=measured))
+            predicted=pred, measured=measured,
+            param_var=prediction_variance(form, best.theta, sub.X, np.log(sub.y), X_held)))
     return out
+
+
+def prediction_variance(form: Any, theta: np.ndarray, X: Mapping[str, np.ndarray], logy: np.ndarray,
+                        X_new: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Gauss-Newton variance of the log-prediction at ``X_new`` from the fit's parameter uncertainty.
+
+    var_i = j_i^T s^2 (J^T J)^-1 j_i with J = d log f / d theta on the fitted
+    rows, s^2 their residual variance; what a cut's miss owes to its few runs.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        f, J = form.log_predict(theta, X, jac=True)
+        _, J_new = form.log_predict(theta, X_new, jac=True)
+    n, k = J.shape
+    if n <= k or not (np.all(np.isfinite(J)) and np.all(np.isfinite(J_new))):
+        return np.zeros(len(J_new))
+    cov = float(np.sum((logy - f) ** 2)) / (n - k) * np.linalg.pinv(J.T @ J)
+    return np.maximum(np.einsum("ik,kl,il->i", J_new, cov, J_new), 0.0)
 
 
 def _beyond_of(points: Points, compute: np.ndarray, train: np.ndarray, held: np.ndarray) -> np.ndarray:
