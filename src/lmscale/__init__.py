@@ -24,7 +24,7 @@ _SUBMODULES = {
 _EXPORTS = {
     "fit": "lmscale.laws:fit",
     "forecast": "lmscale.laws:forecast",
-    "Forecast": "lmscale.laws.forecast:Forecast",
+    "Forecast": "lmscale.laws.forecasting:Forecast",
     "FitResult": "lmscale.laws:FitResult",
     "ModelSpec": "lmscale.models.spec:ModelSpec",
     "LmscaleError": "lmscale.errors:LmscaleError",

@@ -22,7 +22,7 @@ def fit(frame: Any, law: str = "chinchilla", **kwargs: Any) -> FitResult:
 
 
 def forecast(frame: Any, law: str | None = None, **kwargs: Any):
-    """A validated forecast with calibrated intervals (see ``lmscale.laws.forecast.forecast``)."""
-    from lmscale.laws.forecast import forecast as _forecast
+    """A validated forecast with calibrated intervals (see ``lmscale.laws.forecasting.forecast``)."""
+    from lmscale.laws.forecasting import forecast as _forecast
 
     return _forecast(frame, law=law, **kwargs)

@@ -81,11 +81,13 @@ def draw_allocations(fit: FitResult, C: float, unique_tokens: float | None = Non
     for row in fit.bootstrap_params:
         params = dict(zip(form.params, row))
         try:
-            N, D = optimal_allocation(fit.law, params, C, unique_tokens)
-            draw = FitResult(law=fit.law, params=params)
-            rows.append((N, D, _loss(draw, N, D, unique_tokens)))
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                N, D = optimal_allocation(fit.law, params, C, unique_tokens)
+                row = (N, D, _loss(FitResult(law=fit.law, params=params), N, D, unique_tokens))
         except LmscaleError:
             continue  # a draw with no optimum (e.g. alpha <= 0) counts as failed
+        if np.all(np.isfinite(row)) and min(row) > 0:
+            rows.append(row)
     if len(rows) < 2:
         raise LmscaleError(f"law {fit.law}: fewer than 2 bootstrap draws have a compute-optimal allocation")
     return np.array(rows)

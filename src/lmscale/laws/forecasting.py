@@ -148,9 +148,14 @@ class Forecast:
         if "U" in form.inputs:
             X["U"] = D if U is None else U  # no unique-token count: fresh data, no repetition
         rows = fit.bootstrap_params if draws else np.array([[fit.params[p] for p in form.params]])
-        thetas = np.stack([form.to_theta(dict(zip(form.params, row))) for row in rows])
-        with np.errstate(over="ignore", invalid="ignore"):
-            return form.log_predict(thetas, X)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            thetas = np.stack([form.to_theta(dict(zip(form.params, row))) for row in rows])
+            logs = form.log_predict(thetas, X)
+        if draws:  # a replicate outside the form's domain (e.g. E collapsed to 0) predicts nothing
+            logs = logs[np.all(np.isfinite(logs), axis=1)]
+            if len(logs) == 0:
+                raise LmscaleError(f"law {fit.law}: no bootstrap draw gives a finite prediction at these points")
+        return logs
 
     def distance(self, N, D) -> np.ndarray:
         """Decades beyond the fitted data, in model size or compute 6 N D (negative: inside it)."""
@@ -183,6 +188,7 @@ class Forecast:
             alt = list(self.alternatives.values())
             w = np.array([a[0] for a in alt])
             logs = np.stack([self._member_log(f, N, D, U, draws=False)[0] for _, f in alt])
+            w = np.where(np.all(np.isfinite(logs), axis=1), w, 0.0)  # no say where a law cannot predict
             pick = rng.choice(len(alt), size=n_draws, p=w / w.sum())
             out = out + logs[pick] - np.log(self.point(N, D, U))
         return np.exp(out)
