@@ -105,7 +105,13 @@ def load_or_fit(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from lmscale.laws.forecasting import points_frame
+
     points, where = read_points(args.at)
+    try:
+        points_frame(points)  # bad points fail before any fitting
+    except LmscaleError as exc:
+        raise LmscaleError(f"{where}: {exc}") from None
     fc = load_or_fit(args)
     try:
         table = fc.table(points, seed=args.seed)

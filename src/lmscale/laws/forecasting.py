@@ -65,13 +65,13 @@ class Prediction:
     ``distance``: decades beyond the fitted data in N or compute (<= 0: inside it).
     """
 
-    N: np.ndarray
-    D: np.ndarray
-    loss: np.ndarray
-    lo: np.ndarray | None
-    hi: np.ndarray | None
+    N: np.ndarray | float
+    D: np.ndarray | float
+    loss: np.ndarray | float
+    lo: np.ndarray | float | None
+    hi: np.ndarray | float | None
     level: float | None
-    distance: np.ndarray
+    distance: np.ndarray | float
 
     def to_dict(self) -> dict[str, Any]:
         return _clean({"N": self.N, "D": self.D, "loss": self.loss, "lo": self.lo, "hi": self.hi,
@@ -122,24 +122,7 @@ class Forecast:
         return all(f.bootstrap_params is not None and len(f.bootstrap_params) > 0 for _, f in self.members.values())
 
     def _inputs(self, N, D, U=None, C=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        if N is None:
-            raise LmscaleError("predict: give N (parameters) and D (tokens) or C (FLOPs)")
-        if D is None and C is None:
-            raise LmscaleError("predict: give D (tokens) or C (FLOPs, D = C / (6 N))")
-        N = np.atleast_1d(np.asarray(N, dtype=float))
-        D = np.atleast_1d(np.asarray(D, dtype=float)) if D is not None else \
-            np.atleast_1d(np.asarray(C, dtype=float)) / (6.0 * N)
-        N, D = np.broadcast_arrays(N, D)
-        for name, v in (("N", N), ("D", D)):
-            bad = np.flatnonzero(~(np.isfinite(v) & (v > 0)))
-            if len(bad):
-                raise LmscaleError(f"predict: {name} must be positive and finite; point(s) {', '.join(str(i + 1) for i in bad[:5])}"
-                                   f" have {name} = {', '.join(f'{v[i]:g}' for i in bad[:5])}")
-        if U is not None:
-            U = np.broadcast_to(np.atleast_1d(np.asarray(U, dtype=float)), N.shape)
-            if not np.all(np.isfinite(U) & (U > 0)):
-                raise LmscaleError("predict: U (unique tokens) must be positive and finite")
-        return N, D, U
+        return point_inputs(N, D, U, C)
 
     def _member_log(self, fit: FitResult, N, D, U, draws: bool) -> np.ndarray:
         """(B, m) log-predictions of one member: bootstrap rows, or the point fit (B = 1)."""
@@ -194,14 +177,23 @@ class Forecast:
         return np.exp(out)
 
     def predict(self, N=None, D=None, U=None, C=None, level: float | None = 0.8, seed: int = 0) -> Prediction:
-        """Loss at (N, D) with the central interval at ``level`` (None: the point alone)."""
+        """Loss at (N, D) with the central interval at ``level`` (None: the point alone).
+
+        Scalars in, floats out; arrays broadcast.
+        """
+        scalar = all(np.ndim(x) == 0 for x in (N, D, C, U) if x is not None)
         N, D, U = self._inputs(N, D, U, C)
         loss = self.point(N, D, U)
         lo = hi = None
         if level is not None:
             check_level(level)
             lo, hi = predictive_quantiles(np.log(self.draws(N, D, U, seed=seed)), level)
-        return Prediction(N=N, D=D, loss=loss, lo=lo, hi=hi, level=level, distance=self.distance(N, D))
+        out = Prediction(N=N, D=D, loss=loss, lo=lo, hi=hi, level=level, distance=self.distance(N, D))
+        if scalar:
+            for name in ("N", "D", "loss", "lo", "hi", "distance"):
+                value = getattr(out, name)
+                setattr(out, name, None if value is None else float(value[0]))
+        return out
 
     def interval_width(self, N=None, D=None, U=None, C=None, level: float = 0.8) -> np.ndarray:
         """Width hi - lo of the interval at ``level`` (nats/token), per point."""
@@ -210,8 +202,7 @@ class Forecast:
 
     def table(self, points: pd.DataFrame, levels: Sequence[float] = LEVELS, seed: int = 0) -> pd.DataFrame:
         """One row per point: N, D, loss and lo/hi at each level (``lo80``, ``hi80``, ...)."""
-        N, D, U = _point_columns(points)
-        N, D, U = self._inputs(N, D, U)
+        N, D, U = points_frame(points)
         out = pd.DataFrame({"N": N, "D": D, "loss": self.point(N, D, U)})
         if levels:
             logs = np.log(self.draws(N, D, U, seed=seed))
@@ -308,16 +299,45 @@ class Forecast:
                                            "members": list(self.members)}})
 
 
+def point_inputs(N, D=None, U=None, C=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """N, D (D = C / (6 N) where C is given) and U as arrays, checked: positive and finite."""
+    if N is None:
+        raise LmscaleError("predict: give N (parameters) and D (tokens) or C (FLOPs)")
+    if D is None and C is None:
+        raise LmscaleError("predict: give D (tokens) or C (FLOPs, D = C / (6 N))")
+    N = np.atleast_1d(np.asarray(N, dtype=float))
+    D = np.atleast_1d(np.asarray(D, dtype=float)) if D is not None else \
+        np.atleast_1d(np.asarray(C, dtype=float)) / (6.0 * N)
+    N, D = np.broadcast_arrays(N, D)
+    for name, v in (("N", N), ("D", D)):
+        bad = np.flatnonzero(~(np.isfinite(v) & (v > 0)))
+        if len(bad):
+            rows = ", ".join(str(i + 1) for i in bad[:5])
+            raise LmscaleError(f"predict: {name} must be positive and finite; point(s) {rows} have "
+                               f"{name} = {', '.join(f'{v[i]:g}' for i in bad[:5])}")
+    if U is not None:
+        U = np.broadcast_to(np.atleast_1d(np.asarray(U, dtype=float)), N.shape)
+        if not np.all(np.isfinite(U) & (U > 0)):
+            raise LmscaleError("predict: U (unique tokens) must be positive and finite")
+    return N, D, U
+
+
+def points_frame(points: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """N, D, U of a points table (columns N and D or C, optional U), checked."""
+    return point_inputs(*_point_columns(points))
+
+
 def _point_columns(points: pd.DataFrame) -> tuple[Any, Any, Any]:
     if not isinstance(points, pd.DataFrame):
         raise LmscaleError(f"points: expected a DataFrame with N and D (or C), got {type(points).__name__}")
     if "N" not in points.columns or not ({"D", "C"} & set(points.columns)):
         raise LmscaleError(f"points: need columns N and D (or C); columns: {', '.join(map(str, points.columns))}")
     N = pd.to_numeric(points["N"], errors="coerce").to_numpy(dtype=float)
-    if "D" in points.columns:
-        D = pd.to_numeric(points["D"], errors="coerce").to_numpy(dtype=float)
-    else:
-        D = pd.to_numeric(points["C"], errors="coerce").to_numpy(dtype=float) / (6.0 * N)
+    D = pd.to_numeric(points["D"], errors="coerce").to_numpy(dtype=float) if "D" in points.columns \
+        else np.full(len(N), np.nan)
+    if "C" in points.columns:  # D = C / (6 N) where a point gives C instead of D
+        from_c = pd.to_numeric(points["C"], errors="coerce").to_numpy(dtype=float) / (6.0 * N)
+        D = np.where(np.isnan(D), from_c, D)
     U = pd.to_numeric(points["U"], errors="coerce").to_numpy(dtype=float) if "U" in points.columns else None
     return N, D, U
 
@@ -461,4 +481,4 @@ def load_forecast(path: str | Path) -> Forecast:
     return Forecast.from_json(Path(path))
 
 
-__all__ = ["Forecast", "Prediction", "forecast", "load_forecast"]
+__all__ = ["Forecast", "Prediction", "forecast", "load_forecast", "point_inputs", "points_frame"]
