@@ -97,8 +97,9 @@ def accuracy(bootstrap: int) -> tuple[list[dict], float]:
 
 
 def synthetic(seeds: int, bootstrap: int) -> dict[str, dict]:
+    from lmscale.laws import planner
     from lmscale.laws.forecasting import forecast
-    from lmscale.laws.plan_uncertainty import optimal_allocation, plan_uncertainty
+    from lmscale.laws.plan_uncertainty import optimal_allocation
     from lmscale.laws.synthetic import TRUE_LAWS, simulate_runs
 
     out = {}
@@ -117,8 +118,7 @@ def synthetic(seeds: int, bootstrap: int) -> dict[str, dict]:
             if law != "data_constrained":
                 C = 1e21
                 n_true, _ = optimal_allocation(law, TRUE_LAWS[law], C)
-                N, D = optimal_allocation(fc.fit.law, fc.fit.params, C)
-                lo, hi = plan_uncertainty(fc.fit, C, N, D, levels=(0.95,))["levels"]["95"]["N_opt"]
+                lo, hi = planner.plan(fc.to_lawset(), compute=C).intervals["levels"]["95"]["N_opt"]
                 nopt.append(lo <= n_true <= hi)
         out[law] = {"picked_true": float(np.mean([p == law for p in picks])),
                     "picks": {p: picks.count(p) for p in sorted(set(picks))},
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{'' if r['not_worse'] else '; worse than naive'})")
     print(f"  pooled 80% coverage: {pooled:.0%} (target 70% to 90%)")
     print(f"synthetic runs, {args.seeds} seeds per true form:")
-    synth = synthetic(args.seeds, min(args.bootstrap, 50))
+    synth = synthetic(args.seeds, min(args.bootstrap, 100))
     print("speed of the audit (all candidates and variants):")
     times = speed(args.bootstrap)
     print(json.dumps({"benchmark": "forecast", "load": load, "public": rows, "pooled_cov80": pooled,

@@ -296,7 +296,9 @@ class Forecast:
         return LawSet(name=f"forecast:{self.law}", laws={fit.law: fit}, source="forecast",
                       extras={"forecast": {"law": self.law, "data": self.data,
                                            "extrapolation_error": self.error.to_dict(),
-                                           "members": list(self.members)}})
+                                           "members": list(self.members),
+                                           "alternatives": {name: {"weight": w, "law": f.law, "params": f.params}
+                                                            for name, (w, f) in self.alternatives.items()}}})
 
 
 def point_inputs(N, D=None, U=None, C=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

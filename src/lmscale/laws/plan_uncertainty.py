@@ -93,6 +93,33 @@ def draw_allocations(fit: FitResult, C: float, unique_tokens: float | None = Non
     return np.array(rows)
 
 
+def _recentre(draws: np.ndarray, fit: FitResult, C: float, unique_tokens: float | None,
+              alternatives: Mapping[str, Any], seed: int) -> tuple[np.ndarray, int]:
+    """Model uncertainty: each draw moved by (an alternative law's allocation - the fit's), in logs.
+
+    The alternative of each draw is picked with the forecast's weights; laws
+    without an allocation (or whose allocation fails) take no part.
+    """
+    if len(alternatives) < 2:
+        return draws, 0
+    N0, D0 = optimal_allocation(fit.law, fit.params, C, unique_tokens)
+    base = np.log([N0, D0, _loss(fit, N0, D0, unique_tokens)])
+    logs, weights = [], []
+    for alt in alternatives.values():
+        try:
+            other = FitResult(law=alt["law"], params=dict(alt["params"]))
+            N, D = optimal_allocation(other.law, other.params, C, unique_tokens)
+            logs.append(np.log([N, D, _loss(other, N, D, unique_tokens)]))
+            weights.append(float(alt["weight"]))
+        except (LmscaleError, KeyError, TypeError):
+            continue
+    if len(logs) < 2:
+        return draws, 0
+    w = np.array(weights)
+    pick = np.random.default_rng(seed).choice(len(logs), size=len(draws), p=w / w.sum())
+    return np.exp(np.log(draws) + np.array(logs)[pick] - base), len(logs)
+
+
 def data_extent(fit: FitResult, extras: Mapping[str, Any] | None = None) -> dict[str, float] | None:
     """The fitted data's largest N and compute 6 N D (from a forecast or the fit's notes)."""
     fc = (extras or {}).get("forecast") or {}
@@ -107,10 +134,11 @@ def plan_uncertainty(fit: FitResult, C: float, N: float, D: float, levels: Seque
                      seed: int = 0) -> dict[str, Any]:
     """Percentile intervals of N_opt, D_opt and loss over the draws, at each level; extent warnings."""
     draws = draw_allocations(fit, C, unique_tokens)
+    fc = (extras or {}).get("forecast")
+    draws, n_alt = _recentre(draws, fit, C, unique_tokens, (fc or {}).get("alternatives") or {}, seed)
     extent = data_extent(fit, extras)
     distance = None if extent is None else float(beyond(N, 6.0 * N * D, extent["N_max"], extent["C_max"]))
     log_loss = np.log(draws[:, 2])
-    fc = (extras or {}).get("forecast")
     how_loss = "percentiles of the loss at each draw's own optimum"
     if fc and "extrapolation_error" in fc and distance is not None:
         error = ExtrapolationError.from_dict(fc["extrapolation_error"])
@@ -126,8 +154,10 @@ def plan_uncertainty(fit: FitResult, C: float, N: float, D: float, levels: Seque
         out["levels"][f"{round(level * 100):d}"] = {
             "N_opt": [float(lo[0]), float(hi[0])], "D_opt": [float(lo[1]), float(hi[1])],
             "loss": [float(l_lo), float(l_hi)]}
-    out["method"] = (f"the allocation repeated for each of {len(draws)} bootstrap draws of {fit.law} at "
-                     f"C = {C:.3g} FLOPs; N_opt and D_opt: percentiles over the draws; loss: {how_loss}")
+    out["method"] = (f"the allocation repeated for each of {out['n_draws']} bootstrap draws of {fit.law} at "
+                     f"C = {C:.3g} FLOPs" + (f", each re-centred on one of the forecast's {n_alt} plausible laws "
+                                              "(weights from validated error)" if n_alt else "")
+                     + f"; N_opt and D_opt: percentiles over the draws; loss: {how_loss}")
     out["warnings"] = beyond_warnings(distance)
     return out
 
