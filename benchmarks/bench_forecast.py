@@ -98,7 +98,7 @@ def accuracy(bootstrap: int) -> tuple[list[dict], float]:
 
 def synthetic(seeds: int, bootstrap: int) -> dict[str, dict]:
     from lmscale.laws import planner
-    from lmscale.laws.forecasting import forecast
+    from lmscale.laws.forecast import forecast
     from lmscale.laws.plan_uncertainty import optimal_allocation
     from lmscale.laws.synthetic import TRUE_LAWS, simulate_runs
 
@@ -131,7 +131,7 @@ def synthetic(seeds: int, bootstrap: int) -> dict[str, dict]:
 
 def speed(bootstrap: int) -> dict[str, float]:
     from lmscale.laws import datasets
-    from lmscale.laws.forecasting import forecast
+    from lmscale.laws.forecast import forecast
     from lmscale.laws.synthetic import simulate_runs
 
     muen = datasets.load("muennighoff2023", data_dir=DATA)[["N", "D", "U", "loss"]]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from lmscale.cli import main
-from lmscale.laws.forecasting import Forecast
+from lmscale.laws.forecast import Forecast
 from lmscale.laws.synthetic import simulate_runs
 
 COLUMNS = ["N", "D", "loss", "lo80", "hi80", "lo95", "hi95"]

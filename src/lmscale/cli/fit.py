@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
 def run_audit(args: argparse.Namespace, frame: Any, columns: dict[str, str]) -> int:
     """``--audit``: every candidate at every cut, the choice, and the forecast refitted with bootstrap."""
     from lmscale.laws.fitting import FitOptions
-    from lmscale.laws.forecasting import forecast
+    from lmscale.laws.forecast import forecast
     from lmscale.laws.validation import audit_text
 
     if args.select or args.holdout is not None:

@@ -87,7 +87,7 @@ def read_points(spec: str):
 
 def load_or_fit(args: argparse.Namespace):
     """The forecast: read from a saved JSON, or made from the runs table."""
-    from lmscale.laws.forecasting import Forecast, forecast
+    from lmscale.laws.forecast import Forecast, forecast
     from lmscale.laws.io import parse_columns, read_table
 
     path = Path(args.runs)
@@ -105,7 +105,7 @@ def load_or_fit(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from lmscale.laws.forecasting import points_frame
+    from lmscale.laws.forecast import points_frame
 
     points, where = read_points(args.at)
     try:

@@ -1,4 +1,8 @@
-"""The laws of [K] and [H]: forms, fitting with uncertainty, frontiers, plans.
+"""The laws of [K] and [H]: forms, fitting with uncertainty, frontiers, forecasts, plans.
+
+``fit`` (here) fits one law to a table; :mod:`lmscale.laws.forecast`
+(``ls.forecast``) validates the candidate laws at scale and forecasts with
+calibrated intervals.
 
 Pure numpy/scipy/pandas: importing or using this package never imports torch.
 """
@@ -11,7 +15,7 @@ from lmscale.laws import data_constrained as _data_constrained  # noqa: F401  (r
 from lmscale.laws.forms import FORMS, LawForm, get_form
 from lmscale.laws.result import FitResult, LawSet
 
-__all__ = ["FORMS", "FitResult", "LawForm", "LawSet", "fit", "forecast", "get_form"]
+__all__ = ["FORMS", "FitResult", "LawForm", "LawSet", "fit", "get_form"]
 
 
 def fit(frame: Any, law: str = "chinchilla", **kwargs: Any) -> FitResult:
@@ -20,9 +24,3 @@ def fit(frame: Any, law: str = "chinchilla", **kwargs: Any) -> FitResult:
 
     return _fit(frame, law=law, **kwargs)
 
-
-def forecast(frame: Any, law: str | None = None, **kwargs: Any):
-    """A validated forecast with calibrated intervals (see ``lmscale.laws.forecasting.forecast``)."""
-    from lmscale.laws.forecasting import forecast as _forecast
-
-    return _forecast(frame, law=law, **kwargs)

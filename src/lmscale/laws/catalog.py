@@ -96,7 +96,7 @@ def resolve(spec: str | Path | LawSet | FitResult) -> LawSet:
     path = Path(text)
     if path.suffix.lower() == ".json" or path.exists():
         if path.exists() and _kind(path) == "forecast":  # a saved forecast: its chosen law and error model
-            from lmscale.laws.forecasting import Forecast
+            from lmscale.laws.forecast import Forecast
 
             return Forecast.from_json(path).to_lawset()
         laws = LawSet.from_json(path)

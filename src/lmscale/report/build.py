@@ -48,7 +48,7 @@ class ReportOptions:
         progress: a progress bar on stderr.
         title: page title (default: from the store's name).
         forecast: validate the candidate L(N, D) laws at scale and draw the
-            forecast figure and audit table (``lmscale.laws.forecasting``).
+            forecast figure and audit table (``lmscale.laws.forecast``).
     """
 
     bootstrap: int = 200

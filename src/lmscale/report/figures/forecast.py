@@ -5,7 +5,7 @@ run's predicted / measured - 1 against its model size, with the 80% interval
 the calibrated extrapolation error gives at its distance beyond the cut's
 data. Right: the forecast beyond the largest run, the loss along the largest
 run's tokens per parameter with its 80% and 95% intervals
-(:meth:`lmscale.laws.forecasting.Forecast.predict`), the runs it was fitted on,
+(:meth:`lmscale.laws.forecast.Forecast.predict`), the runs it was fitted on,
 and cut 1's predictions of the largest model size from the smaller ones.
 
 The forecast itself is asked of ``lmscale.laws`` (:func:`study_forecast`);
@@ -48,7 +48,7 @@ def forecast_frame(frames: Any) -> pd.DataFrame:
 
 def study_forecast(frames: Any, bootstrap: int, seed: int = 0) -> tuple[Any, str | None]:
     """(forecast, None), or (None, why not): the forecast of the study's runs."""
-    from lmscale.laws.forecasting import forecast
+    from lmscale.laws.forecast import forecast
 
     frame = forecast_frame(frames)
     if frame.empty:
@@ -60,7 +60,7 @@ def study_forecast(frames: Any, bootstrap: int, seed: int = 0) -> tuple[Any, str
 
 
 def draw_forecast(fc: Any, runs: pd.DataFrame | None = None):
-    """The two panels for a :class:`~lmscale.laws.forecasting.Forecast` (``runs``: N, D, loss it was fitted on)."""
+    """The two panels for a :class:`~lmscale.laws.forecast.Forecast` (``runs``: N, D, loss it was fitted on)."""
     fig, (ax_cut, ax_far) = style.new_figure(ncols=2)
     z80 = float(norm.ppf(0.9))
     details = fc.audit.get("detail", {}).get(fc.law, [])
