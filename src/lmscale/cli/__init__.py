@@ -16,7 +16,7 @@ from lmscale import __version__
 from lmscale.errors import LmscaleError
 
 #: Sub-commands in the order ``lmscale --help`` lists them.
-SUBCOMMANDS = ("data", "model", "train", "sweep", "fit", "laws", "plan", "report", "demo")
+SUBCOMMANDS = ("data", "model", "train", "sweep", "fit", "laws", "plan", "next", "simulate", "report", "demo")
 
 DESCRIPTION = """\
 lmscale: train language-model families, fit scaling laws, plan compute.
@@ -28,6 +28,8 @@ The flow of a study, left to right:
   lmscale sweep run      a TOML study -> many runs -> one SQLite store
   lmscale fit            power laws with bootstrap intervals
   lmscale plan           compute-optimal N, D, batch for a budget
+  lmscale next           the runs that buy the most forecast certainty per FLOP
+  lmscale simulate       score study designs on synthetic runs from a known law
   lmscale report         the paper's figures from your own study
   lmscale demo           all of the above at the scale of this machine
 

@@ -65,9 +65,13 @@ class Selection:
         return float(sum(self.costs))
 
 
+#: How :func:`greedy_select` ranks candidates.
+RULES = ("auto", "per_flop", "gain")
+
+
 def greedy_select(
     target_draws: Array, candidate_draws: Array, costs: Array, noise_sd: float, budget: float,
-    k: int | None = None,
+    k: int | None = None, rule: str = "auto",
 ) -> Selection:
     """Buy candidates for the least expected variance at the targets within ``budget`` FLOPs.
 
@@ -84,7 +88,10 @@ def greedy_select(
         noise_sd: residual sd of one run's log loss.
         budget: FLOPs to spend.
         k: at most this many runs (None: as many as the budget affords).
+        rule: ``"auto"`` (both passes, the better wins), ``"per_flop"`` or ``"gain"`` (one pass).
     """
+    if rule not in RULES:
+        raise LmscaleError(f"rule = {rule!r}: expected one of {', '.join(RULES)}")
     target_draws = np.atleast_2d(np.asarray(target_draws, dtype=float))
     candidate_draws = np.atleast_2d(np.asarray(candidate_draws, dtype=float))
     costs = np.asarray(costs, dtype=float)
@@ -100,8 +107,8 @@ def greedy_select(
     Z = np.concatenate([target_draws, candidate_draws], axis=1)
     Z = Z - Z.mean(axis=0)
     S = Z.T @ Z / (B - 1)  # (T + M, T + M)
-    passes = [_greedy(S.copy(), T, costs, float(noise_sd) ** 2, float(budget), k, per_flop)
-              for per_flop in (True, False)]
+    kinds = {"auto": (True, False), "per_flop": (True,), "gain": (False,)}[rule]
+    passes = [_greedy(S.copy(), T, costs, float(noise_sd) ** 2, float(budget), k, per_flop) for per_flop in kinds]
     return min(passes, key=lambda sel: (sel.variance_after[-1] if sel.picks else sel.variance_before, sel.cost))
 
 

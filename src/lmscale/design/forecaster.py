@@ -64,7 +64,9 @@ class Forecast:
     def point(self, N: Any, D: Any) -> Array:
         """Central prediction of log loss at (N, D)."""
         X = _inputs(N, D)
-        return np.asarray(self.form.log_predict(self.form.to_theta(self.fit.params), X))
+        with np.errstate(divide="ignore"):  # a scale fitted to 0 has log -inf, which the form handles
+            theta = self.form.to_theta(self.fit.params)
+        return np.asarray(self.form.log_predict(theta, X))
 
     def draws(self, N: Any, D: Any) -> Array:
         """Predictive draws of log loss (B, n); draws that overflow are dropped."""
@@ -136,12 +138,15 @@ class BootstrapForecaster:
         result = fit(frame[list(COLUMNS)], law=self.law, bootstrap=self.n_boot, seed=self.seed,
                      options=options, n_jobs=1, ci_level=self.level)
         form = result.form
-        self._last = form.to_theta(result.params)
         samples = result.bootstrap_params
         if samples is None or len(samples) < 2:
             raise LmscaleError(f"law {self.law}: the bootstrap gave fewer than 2 usable refits of "
                                f"{len(frame)} runs")
-        thetas = np.stack([form.to_theta(dict(zip(form.params, row, strict=True))) for row in samples])
+        with np.errstate(divide="ignore"):  # a scale fitted to 0 has log -inf, which the form handles
+            self._last = form.to_theta(result.params)
+            thetas = np.stack([form.to_theta(dict(zip(form.params, row, strict=True))) for row in samples])
+        if not np.all(np.isfinite(self._last)):
+            self._last = None
         return Forecast(fit=result, thetas=thetas, noise_sd=residual_sd(result, len(form.params)),
                         level=self.level)
 

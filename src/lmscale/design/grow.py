@@ -77,42 +77,46 @@ class Proposal:
 
 
 def check_target(frame: pd.DataFrame, target: Target) -> None:
-    """The target must lie beyond the runs: more compute than the largest run."""
-    largest = float(run_cost(frame["N"], frame["D"]).max())
-    inside = target.C <= largest
-    if inside.any():
-        i = int(np.flatnonzero(inside)[0])
-        raise LmscaleError(
-            f"target N = {target.N[i]:.3g}, D = {target.D[i]:.3g} (C = {target.C[i]:.3g} FLOPs) lies inside the "
-            f"fitted data (the largest run has C = {largest:.3g}): a design buys certainty about an extrapolation; "
-            "give a target beyond the largest run")
+    """The target must lie beyond the runs: no run has both at least its N and at least its D."""
+    N, D = frame["N"].to_numpy(float), frame["D"].to_numpy(float)
+    for n_t, d_t in zip(target.N, target.D):
+        inside = (N >= n_t * (1 - 1e-9)) & (D >= d_t * (1 - 1e-9))
+        if inside.any():
+            i = int(np.flatnonzero(inside)[0])
+            raise LmscaleError(
+                f"target N = {n_t:.3g}, D = {d_t:.3g} lies inside the fitted data (the run N = {N[i]:.3g}, "
+                f"D = {D[i]:.3g} is at least as large in both): a design buys certainty about an extrapolation; "
+                "give a target beyond the runs (a larger N or D)")
 
 
 def propose(
     frame: pd.DataFrame, target: Target, candidates: pd.DataFrame, budget: float,
-    forecaster: Forecaster, k: int | None = None, forecast: Forecast | None = None,
+    forecaster: Forecaster, k: int | None = None, forecast: Forecast | None = None, rule: str = "auto",
 ) -> Proposal:
     """The runs among ``candidates`` (N, D) to buy with ``budget`` FLOPs for the forecast at ``target``.
 
-    Candidates already in ``frame`` (same N and D) are skipped.
+    ``candidates`` should hold only runs not in ``frame`` (see :func:`fresh`);
+    ``runs["candidate"]`` is the row of ``candidates`` each pick came from;
+    ``rule``: see :func:`lmscale.design.criterion.greedy_select`.
     """
     check_frame(frame)
     check_target(frame, target)
     if not budget > 0:
         raise LmscaleError(f"budget = {budget!r}: expected a positive number of FLOPs")
-    cand = _fresh(candidates, frame)
+    cand = candidates.reset_index(drop=True)
     costs = run_cost(cand["N"], cand["D"])
     if cand.empty or not (costs <= budget * (1 + 1e-9)).any():
-        cheapest = float(costs.min()) if len(cand) else float("nan")
-        raise LmscaleError(f"budget = {budget:.3g} FLOPs is below the cheapest possible run "
-                           f"(C = 6 N D = {cheapest:.3g} FLOPs)")
+        what = f"(the cheapest candidate costs C = 6 N D = {float(costs.min()):.3g} FLOPs)" if len(cand) else \
+            "(no candidate runs are left)"
+        raise LmscaleError(f"budget = {budget:.3g} FLOPs is below the cheapest possible run {what}")
     forecast = forecast or forecaster(frame)
     target_draws, cand_draws = _common_rows(forecast, target, cand)
-    sel = greedy_select(target_draws, cand_draws, costs, forecast.noise_sd, budget, k)
-    runs = cand.iloc[sel.picks].reset_index(drop=True)[["N", "D"]]
+    sel = greedy_select(target_draws, cand_draws, costs, forecast.noise_sd, budget, k, rule)
+    runs = cand.iloc[sel.picks][["N", "D"]].reset_index(drop=True)
     runs["C"] = sel.costs
     runs["gain"] = sel.gains
     runs["narrowing"] = sel.narrowing
+    runs["candidate"] = sel.picks
     lo, hi = forecast.interval(target.N, target.D)
     width = (hi - lo) / np.exp(forecast.point(target.N, target.D))
     return Proposal(runs=runs, selection=sel, forecast=forecast, target=target, width=width, interval=(lo, hi))
@@ -129,12 +133,14 @@ def _common_rows(forecast: Forecast, target: Target, cand: pd.DataFrame) -> tupl
     return both[:, :T], both[:, T:]
 
 
-def _fresh(candidates: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
-    """Candidates whose (N, D) is not already a run of ``frame`` (to 0.1%)."""
-    have = np.stack([np.log(frame["N"].to_numpy(float)), np.log(frame["D"].to_numpy(float))], axis=1)
+def fresh(candidates: pd.DataFrame, frame: pd.DataFrame, by: tuple[str, ...] = ("N", "D")) -> pd.DataFrame:
+    """Candidates that are not already runs of ``frame``: no row equal (to 0.1%) in every ``by`` column."""
     cand = candidates.reset_index(drop=True)
-    mine = np.stack([np.log(cand["N"].to_numpy(float)), np.log(cand["D"].to_numpy(float))], axis=1)
-    dist = np.abs(mine[:, None, :] - have[None, :, :]).max(axis=2).min(axis=1) if len(have) else np.full(len(cand), 1.0)
+    if frame.empty:
+        return cand
+    have = np.log(frame[list(by)].to_numpy(float))
+    mine = np.log(cand[list(by)].to_numpy(float))
+    dist = np.abs(mine[:, None, :] - have[None, :, :]).max(axis=2).min(axis=1)
     return cand[dist > 1e-3].reset_index(drop=True)
 
 
@@ -174,7 +180,7 @@ def grow(
     for r in range(1, rounds + 1):
         share = left / (rounds - r + 1)
         try:
-            prop = propose(data, target, candidates, share, forecaster, k=k, forecast=forecast)
+            prop = propose(data, target, fresh(candidates, data), share, forecaster, k=k, forecast=forecast)
         except LmscaleError:
             break  # nothing affordable is left
         added = prop.runs[["N", "D"]].copy()

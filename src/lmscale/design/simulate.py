@@ -31,7 +31,14 @@ from tqdm import tqdm
 
 from lmscale.design.forecaster import BootstrapForecaster, Forecaster
 from lmscale.design.grow import Round, Target, grow, rounds_table
-from lmscale.design.space import DesignSpace, compute_optimal, isoflop_design, loguniform_design, run_cost, seed_grid
+from lmscale.design.space import (
+    DesignSpace,
+    compute_optimal,
+    isoflop_design,
+    loguniform_design,
+    run_cost,
+    seed_grid,
+)
 from lmscale.errors import LmscaleError
 from lmscale.laws.result import FitResult
 
@@ -196,26 +203,34 @@ def simulate(
     rows, round_rows = [], []
     bar = tqdm(total=config.seeds, desc="simulate", unit="seed", disable=not progress)
     for seed in range(config.seeds):
-        rng = np.random.default_rng([seed, 16, 0])
-        seeded = start[["N", "D"]].copy()
-        seeded["loss"] = truth.observe(seeded["N"], seeded["D"], rng)
-        forecaster = factory(seed)
-        grown, history = grow(seeded, target, candidates, config.budget - float(start["C"].sum()), config.rounds,
-                              forecaster, lambda runs: truth.observe(runs["N"], runs["D"], rng), k=config.per_round)
-        rows.append({"design": "next", "seed": seed, **_score_round(history[-1], grown, truth_value)})
+        scores, history = _one_seed(seed, truth, config, target, truth_value, start, candidates, designs, factory)
+        rows += scores
         round_rows += [{"seed": seed, **r} for r in rounds_table(history, truth_value)]
-        spent = float(run_cost(grown["N"], grown["D"]).sum())
-        fixed = {**{name: BASELINES[name](config.space, spent) for name in config.baselines}, **designs}
-        for i, (name, frame) in enumerate(fixed.items()):
-            noise = np.random.default_rng([seed, 16, i + 1])  # each design its own noise stream
-            rows.append({"design": name, "seed": seed,
-                         **_score_fixed(frame, truth, noise, target, truth_value, factory(seed))})
         bar.update(1)
     bar.close()
     notes = {"target": target.how, "truth": truth.name, "noise": truth.noise_source,
              "noise_sd": truth.noise_sd, "forecaster_law": law, "seed_grid_compute": float(start["C"].sum())}
     return SimulationResult(truth=truth, config=config, target=target, scores=pd.DataFrame(rows),
                             rounds=pd.DataFrame(round_rows), notes=notes)
+
+
+def _one_seed(seed: int, truth: Truth, config: SimulationConfig, target: Target, truth_value: Array,
+              start: pd.DataFrame, candidates: pd.DataFrame, designs: Mapping[str, pd.DataFrame],
+              factory: Callable[[int], Forecaster]) -> tuple[list[dict[str, Any]], list[Round]]:
+    """One synthetic study: ``next`` grown from the seed grid, then every fixed design at its compute."""
+    rng = np.random.default_rng([seed, 16, 0])
+    seeded = start[["N", "D"]].copy()
+    seeded["loss"] = truth.observe(seeded["N"], seeded["D"], rng)
+    grown, history = grow(seeded, target, candidates, config.budget - float(start["C"].sum()), config.rounds,
+                          factory(seed), lambda runs: truth.observe(runs["N"], runs["D"], rng), k=config.per_round)
+    rows = [{"design": "next", "seed": seed, **_score_round(history[-1], grown, truth_value)}]
+    spent = float(run_cost(grown["N"], grown["D"]).sum())
+    fixed = {**{name: BASELINES[name](config.space, spent) for name in config.baselines}, **designs}
+    for i, (name, frame) in enumerate(fixed.items()):
+        noise = np.random.default_rng([seed, 16, i + 1])  # each design its own noise stream
+        rows.append({"design": name, "seed": seed,
+                     **_score_fixed(frame, truth, noise, target, truth_value, factory(seed))})
+    return rows, history
 
 
 def _score_round(state: Round, frame: pd.DataFrame, truth_value: Array) -> dict[str, Any]:
