@@ -1,0 +1,110 @@
+"""``lmscale next`` and ``lmscale simulate`` on the command line: proposals, JSON, and bad input."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmscale.cli import main
+from lmscale.laws import catalog
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TRUE = catalog.load("besiroglu2024").laws["chinchilla"]
+
+
+def grid_runs(path, sizes=(2e7, 5e7, 1.25e8), ratios=(5, 20, 80), seed=0):
+    """A 3 x 3 seed grid of synthetic runs from the Besiroglu et al. law (0.5% noise)."""
+    rng = np.random.default_rng(seed)
+    N, R = np.meshgrid(sizes, ratios, indexing="ij")
+    N, D = N.ravel(), (N * R).ravel()
+    loss = TRUE.predict(N=N, D=D) * np.exp(0.005 * rng.standard_normal(len(N)))
+    pd.DataFrame({"N": N, "D": D, "loss": loss}).to_csv(path, index=False)
+    return path
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_next_json_proposals_within_budget(tmp_path, capsys):
+    runs = grid_runs(tmp_path / "runs.csv")
+    code, out, err = run_cli(capsys, "next", runs, "--target", "7e9,1.4e11", "--budget", "3e19", "--k", "4",
+                             "--bootstrap", "32", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    props = rep["proposals"]
+    assert 1 <= len(props) <= 4
+    assert sum(p["C"] for p in props) <= 3e19 * (1 + 1e-9)
+    for p in props:
+        assert p["C"] == pytest.approx(6 * p["N"] * p["D"])
+        assert p["n_layer"] >= 1 and p["lr"] > 0  # a shape from the shape helper, LR(N) of [K] eq. D.1
+    narrowing = [p["narrowing"] for p in props]
+    assert np.all(np.diff(narrowing) >= -1e-12) and 0 < narrowing[-1] < 1
+    assert rep["target"]["N"] == [7e9] and rep["forecast"]["lo"][0] < rep["forecast"]["loss"][0] < rep["forecast"]["hi"][0]
+    # the text form prints the same runs, their cost and the expected narrowing
+    code, out, _ = run_cli(capsys, "next", runs, "--target-compute", "1e22", "--budget", "3e19", "--k", "2",
+                           "--bootstrap", "16")
+    assert code == 0 and "expected narrowing" in out and "compute-optimal point" in out
+
+
+def test_next_pool_chooses_among_existing_runs(tmp_path, capsys):
+    runs = grid_runs(tmp_path / "runs.csv")
+    pool = tmp_path / "pool.csv"
+    N = np.array([2e8, 3e8, 5e8])
+    pd.DataFrame({"N": N, "D": 20 * N, "run": ["a", "b", "c"]}).to_csv(pool, index=False)
+    code, out, err = run_cli(capsys, "next", runs, "--pool", pool, "--target", "7e9,1.4e11", "--budget", "1e21",
+                             "--bootstrap", "16", "--json")
+    assert code == 0, err
+    picked = json.loads(out)["proposals"]
+    assert picked and {p["run"] for p in picked} <= {"a", "b", "c"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "5e7,1e9", "--budget", "1e19"], "inside the fitted data"),
+    (["--target", "7e9,1.4e11", "--budget", "1e10"], "below the cheapest possible run"),
+    (["--target", "7e9,1.4e11", "--budget", "1e19", "--law", "no_such_law"], "unknown law 'no_such_law'"),
+    (["--target", "7e9", "--budget", "1e19"], "expected N,D"),
+])
+def test_next_bad_input_exits_2_with_one_line(tmp_path, capsys, args, message):
+    runs = grid_runs(tmp_path / "runs.csv")
+    code, out, err = run_cli(capsys, "next", runs, *args, "--bootstrap", "8")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_next_needs_three_runs(tmp_path, capsys):
+    runs = tmp_path / "two.csv"
+    pd.DataFrame({"N": [1e7, 2e7], "D": [2e8, 4e8], "loss": [3.0, 2.9]}).to_csv(runs, index=False)
+    code, _, err = run_cli(capsys, "next", runs, "--target", "7e9,1.4e11", "--budget", "1e19")
+    assert code == 2 and "at least 3" in err
+
+
+def test_simulate_bad_input(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "simulate", "--truth", "no_such_law", "--seeds", "1")
+    assert code == 2 and "unknown law" in err
+    code, _, err = run_cli(capsys, "simulate", "--truth", "besiroglu2024", "--truth-law", "bogus", "--seeds", "1")
+    assert code == 2 and "unknown law 'bogus'" in err
+    code, _, err = run_cli(capsys, "simulate", "--truth", "kaplan2020", "--noise-from", tmp_path / "missing.csv")
+    assert code == 2 and "no such file" in err
+
+
+@pytest.mark.skipif(not (DATA / "epoch_chinchilla_svg_extracted_data.csv").exists(), reason="../shared/data absent")
+def test_simulate_json_compares_designs_at_equal_flops(tmp_path, capsys):
+    design = tmp_path / "mine.csv"
+    N = np.geomspace(1e7, 1e9, 5)
+    pd.DataFrame({"N": N, "D": 20 * N}).to_csv(design, index=False)
+    code, out, err = run_cli(capsys, "simulate", "--truth", "kaplan2020", "--data-dir", DATA, "--seeds", "2",
+                             "--design", f"mine={design}", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    rows = {r["design"]: r for r in rep["designs"]}
+    assert set(rows) == {"next", "loguniform", "isoflop", "mine"}
+    budget = rep["budget"]
+    assert budget == pytest.approx(float((6 * N * 20 * N).sum()))
+    for name in ("next", "loguniform", "isoflop"):
+        assert rows[name]["compute"] <= budget * (1 + 1e-6)
+    assert rep["noise_sd_log"] == pytest.approx(0.0075, abs=0.001)  # the Epoch residuals
+    assert rep["target"]["C"][0] == pytest.approx(100 * rep["max_run"])
