@@ -129,12 +129,14 @@ def run(args: argparse.Namespace) -> int:
     store = Path(args.runs) if is_sqlite(Path(args.runs)) else None
     ctx = sf.context_from_store(store) if store else sf.StudyContext(name=Path(args.runs).stem)
     defaults = dict(ctx.defaults)
+    max_tokens = ctx.train_tokens
     if args.study:
         defaults.update(sf.defaults_from_study(args.study))
+        max_tokens = sf.train_tokens_of_study(args.study) or max_tokens
     pool = api.pool_frame(read_table(args.pool), columns, where=str(args.pool)) if args.pool else None
     space = None if pool is not None else api.default_space(
         frame, args.budget, args.max_run, _pair(args.sizes, "--sizes") if args.sizes else None,
-        _pair(args.tokens_per_param, "--tokens-per-param"), _grid(args.grid))
+        _pair(args.tokens_per_param, "--tokens-per-param"), _grid(args.grid), max_tokens)
     forecaster = api.default_forecaster(args.law, args.bootstrap, args.level, args.seed)
     trainable = _trainable(defaults) if pool is None and (store or args.study) else None
     prop = api.next_runs(frame, args.budget, target=_targets(args.target), target_compute=args.target_compute,

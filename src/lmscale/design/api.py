@@ -63,8 +63,9 @@ def pool_frame(data: pd.DataFrame, columns: Mapping[str, str] | None = None, whe
 
 def default_space(frame: pd.DataFrame, budget: float, max_run: float | None = None,
                   sizes: tuple[float, float] | None = None, ratios: tuple[float, float] = (2.0, 200.0),
-                  grid: tuple[int, int] = (14, 9)) -> DesignSpace:
-    """Candidates from the smallest run's N up to the largest N one run within the budget affords."""
+                  grid: tuple[int, int] = (14, 9), max_tokens: float | None = None) -> DesignSpace:
+    """Candidates from the smallest run's N up to the largest N one run within the budget affords,
+    with at least the smallest run's tokens and at most ``max_tokens`` (the data's training tokens)."""
     c_max = float(budget if max_run is None else min(budget, max_run))
     n_min = float(frame["N"].min()) if sizes is None else float(sizes[0])
     n_max = float(np.sqrt(c_max / (6.0 * ratios[0]))) if sizes is None else float(sizes[1])
@@ -73,7 +74,8 @@ def default_space(frame: pd.DataFrame, budget: float, max_run: float | None = No
         raise LmscaleError(f"budget = {budget:.3g} FLOPs is below the cheapest possible run: N = {n_min:.3g} at "
                            f"{ratios[0]:g} tokens per parameter costs {cheapest:.3g} FLOPs (C = 6 N D)")
     return DesignSpace(n_min=n_min, n_max=n_max, ratio_min=ratios[0], ratio_max=ratios[1], c_max=c_max,
-                       n_sizes=grid[0], n_ratios=grid[1])
+                       n_sizes=grid[0], n_ratios=grid[1], d_min=float(frame["D"].min()),
+                       d_max=float("inf") if max_tokens is None else float(max_tokens))
 
 
 def resolve_target(forecast: Forecast, target: Sequence[tuple[float, float]] | None = None,

@@ -135,8 +135,9 @@ class BootstrapForecaster:
         if self.warm and self._last is not None:
             grid = np.vstack([get_form(self.law).theta_grid(), self._last[None, :]])
             options = replace(options, grid=grid)
-        result = fit(frame[list(COLUMNS)], law=self.law, bootstrap=self.n_boot, seed=self.seed,
-                     options=options, n_jobs=1, ci_level=self.level)
+        with np.errstate(over="ignore", invalid="ignore"):  # replicates that run away are dropped below
+            result = fit(frame[list(COLUMNS)], law=self.law, bootstrap=self.n_boot, seed=self.seed,
+                         options=options, n_jobs=1, ci_level=self.level)
         form = result.form
         samples = result.bootstrap_params
         if samples is None or len(samples) < 2:

@@ -11,17 +11,25 @@ can score; none for the last round).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
-from lmscale.design.forecaster import BootstrapForecaster, Forecaster
+from lmscale.design.api import default_forecaster
+from lmscale.design.forecaster import Forecaster
 from lmscale.design.space import run_cost
 from lmscale.design.study_file import round_of, target_of
 from lmscale.errors import LmscaleError
 
 
-def study_rounds(final_points: pd.DataFrame, forecaster: Forecaster | None = None) -> pd.DataFrame:
-    """One row per round: round, runs, compute, target N and D, forecast, lo, hi, width, later_error."""
+def study_rounds(final_points: pd.DataFrame,
+                 make_forecaster: Callable[[], Forecaster] | None = None) -> pd.DataFrame:
+    """One row per round: round, runs, compute, target N and D, forecast, lo, hi, width, later_error.
+
+    Each round is fitted by a fresh forecaster (default: the one ``lmscale next``
+    uses), so round R shows what ``next`` reported after round R.
+    """
     if final_points.empty or "group" not in final_points.columns:
         raise LmscaleError("no runs with groups: the store was not grown by lmscale next")
     frame = final_points
@@ -36,12 +44,12 @@ def study_rounds(final_points: pd.DataFrame, forecaster: Forecaster | None = Non
     if not points:
         raise LmscaleError(f"group {last!r}: no target point in its name")
     tN, tD = (np.array(v, dtype=float) for v in zip(*points))
-    forecaster = forecaster or BootstrapForecaster(n_boot=64)
+    make_forecaster = make_forecaster or default_forecaster
     rows = []
     for r in [0, *grown]:
         seen = frame[rounds <= r][["N", "D", "loss"]].astype(float)
         later = frame[rounds > r][["N", "D", "loss"]].astype(float)
-        forecast = forecaster(seen)
+        forecast = make_forecaster()(seen)
         point = np.exp(forecast.point(tN, tD))
         lo, hi = forecast.interval(tN, tD)
         error = float("nan")

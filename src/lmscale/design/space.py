@@ -44,6 +44,9 @@ class DesignSpace:
         ratio_min, ratio_max: fewest and most tokens per parameter D / N.
         c_max: compute of the largest single run allowed (FLOPs, 6 N D).
         n_sizes, n_ratios: points of the log grid along N and along D / N.
+        d_min: fewest tokens of a candidate run (e.g. the smallest run's D: fewer
+            steps than any run trained so far are not worth a forecast).
+        d_max: most tokens of a candidate run (e.g. the training tokens the data has).
     """
 
     n_min: float
@@ -53,6 +56,8 @@ class DesignSpace:
     c_max: float = float("inf")
     n_sizes: int = 14
     n_ratios: int = 9
+    d_min: float = 0.0
+    d_max: float = float("inf")
 
     def __post_init__(self) -> None:
         for name in ("n_min", "n_max", "ratio_min", "ratio_max", "c_max"):
@@ -72,7 +77,9 @@ class DesignSpace:
         NN, RR = np.meshgrid(N, r, indexing="ij")
         frame = pd.DataFrame({"N": NN.ravel(), "D": (NN * RR).ravel()})
         frame["C"] = run_cost(frame["N"], frame["D"])
-        frame = frame[frame["C"] <= self.c_max * (1 + 1e-9)].reset_index(drop=True)
+        keep = (frame["C"] <= self.c_max * (1 + 1e-9)) & (frame["D"] >= self.d_min * (1 - 1e-9))
+        frame = frame[keep & (frame["D"] <= self.d_max * (1 + 1e-9))]
+        frame = frame.reset_index(drop=True)
         if frame.empty:
             raise LmscaleError(f"design space: no run fits under c_max = {self.c_max:.3g} FLOPs (the cheapest "
                                f"costs {6 * self.n_min**2 * self.ratio_min:.3g})")

@@ -50,6 +50,7 @@ class StudyContext:
         defaults: run and model fields shared by every Transformer run (the written study's defaults).
         rounds: ``next`` rounds already in the store.
         groups: the groups of the store, in order.
+        train_tokens: training tokens of the data's training distribution (a run may not ask for more).
     """
 
     name: str = "study"
@@ -57,6 +58,7 @@ class StudyContext:
     defaults: dict[str, Any] = field(default_factory=dict)
     rounds: int = 0
     groups: list[str] = field(default_factory=list)
+    train_tokens: int | None = None
 
 
 def round_of(group: str) -> int | None:
@@ -103,9 +105,31 @@ def context_from_store(path: str | Path) -> StudyContext:
         return ctx
     dirs = trained["data_dir"].dropna().unique()
     ctx.data = str(dirs[0]) if len(dirs) == 1 else None
+    ctx.train_tokens = _train_tokens(ctx.data)
     specs = [json.loads(s) for s in trained["spec_json"]]
     ctx.defaults = _shared(specs)
     return ctx
+
+
+def _train_tokens(data_dir: str | None) -> int | None:
+    """Training tokens of a prepared data directory (None when it cannot be read here)."""
+    if not data_dir:
+        return None
+    from lmscale.data.prepared import PreparedData
+
+    try:
+        return int(PreparedData.open(data_dir).num_train_tokens())
+    except (LmscaleError, OSError):
+        return None
+
+
+def train_tokens_of_study(path: str | Path) -> int | None:
+    """Training tokens of a study's data, when it is prepared on this machine."""
+    from lmscale.sweeps.spec import load_study
+
+    study = load_study(path)
+    target = study.data.target()
+    return _train_tokens(str(target)) if Path(target).is_dir() else None
 
 
 def defaults_from_study(path: str | Path) -> dict[str, Any]:
