@@ -161,18 +161,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _trainable(defaults: dict[str, Any]):
+    """N of the Transformer the sweep's shape helper builds for a target N (None: no such shape)."""
+    from lmscale.accounting import non_embedding_params
     from lmscale.models.shapes import shape_for_params
 
     helper = {k: defaults[k] for k in ("n_ctx", "n_vocab", "dropout", "tied_embeddings") if k in defaults}
 
-    def ok(N: float) -> bool:
+    def built(N: float) -> float | None:
         try:
-            shape_for_params(float(N), **helper)
+            return float(non_embedding_params(shape_for_params(float(N), **helper)))
         except LmscaleError:
-            return False
-        return True
+            return None
 
-    return ok
+    return built
 
 
 def _report(prop: Any, runs: Any, frame: Any, args: argparse.Namespace, round_no: int, written: Path | None,

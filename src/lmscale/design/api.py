@@ -9,8 +9,7 @@ picks the target and returns the :class:`~lmscale.design.grow.Proposal`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -96,13 +95,15 @@ def resolve_target(forecast: Forecast, target: Sequence[tuple[float, float]] | N
 def next_runs(
     frame: pd.DataFrame, budget: float, target: Sequence[tuple[float, float]] | None = None,
     target_compute: float | None = None, k: int | None = None, pool: pd.DataFrame | None = None,
-    space: DesignSpace | None = None, forecaster: Forecaster | None = None, trainable: Any = None,
+    space: DesignSpace | None = None, forecaster: Forecaster | None = None,
+    trainable: Callable[[float], float | None] | None = None,
 ) -> Proposal:
     """The runs to buy with ``budget`` FLOPs for the forecast at the target.
 
     Candidates: the rows of ``pool`` (runs that exist), or the grid of
-    ``space`` (default :func:`default_space`); ``trainable(N) -> bool`` drops
-    grid sizes the study cannot build.
+    ``space`` (default :func:`default_space`); ``trainable(N)`` gives the N of
+    the model the study would build for a target N (None: none), so every
+    candidate's cost is that of a model that can be trained.
     """
     if not (isinstance(budget, int | float) and budget > 0):
         raise LmscaleError(f"--budget {budget!r}: expected a positive number of FLOPs")
@@ -117,9 +118,10 @@ def next_runs(
     else:
         space = space or default_space(frame, budget)
         candidates = fresh(space.candidates(), frame)
-        if trainable is not None:
-            ok = np.array([bool(trainable(n)) for n in candidates["N"]])
-            candidates = candidates[ok].reset_index(drop=True)
+        if trainable is not None:  # snap each size to a model the study can build, drop the others
+            built = np.array([trainable(n) or np.nan for n in candidates["N"]], dtype=float)
+            candidates = candidates.assign(N=built)[np.isfinite(built)]
+            candidates = fresh(candidates.drop_duplicates(["N", "D"]), frame)
     candidates = candidates.assign(C=run_cost(candidates["N"], candidates["D"]))
     prop = propose(frame, goal, candidates, float(budget), forecaster, k=k, forecast=forecast)
     if pool is not None:  # carry the pool's own columns (run names, measured loss) beside each pick
