@@ -108,3 +108,36 @@ def test_simulate_json_compares_designs_at_equal_flops(tmp_path, capsys):
         assert rows[name]["compute"] <= budget * (1 + 1e-6)
     assert rep["noise_sd_log"] == pytest.approx(0.0075, abs=0.001)  # the Epoch residuals
     assert rep["target"]["C"][0] == pytest.approx(100 * rep["max_run"])
+
+
+def test_report_draws_the_rounds_of_a_grown_study(tmp_path):
+    from lmscale.laws.study import StudyFrames
+    from lmscale.report.figures import FIGURES, draw_figure
+
+    rng = np.random.default_rng(3)
+    N, R = np.meshgrid([2e7, 5e7, 1.25e8], [5, 20, 80], indexing="ij")
+    seed = pd.DataFrame({"N": N.ravel(), "D": (N * R).ravel(), "group": "seed"})
+    grown = pd.DataFrame({"N": [3e8, 6e8, 1e8], "D": [3e9, 6e9, 2e10], "group": "next-1@N=7e+09,D=1.4e+11"})
+    points = pd.concat([seed, grown], ignore_index=True)
+    points["loss"] = TRUE.predict(N=points["N"], D=points["D"]) * np.exp(0.005 * rng.standard_normal(len(points)))
+    points["architecture"] = "transformer"
+    spec = next(s for s in FIGURES if s.key == "fig90_design_rounds")
+    outcome = draw_figure(spec, StudyFrames(final_points=points), None, tmp_path, strict=True)
+    assert outcome.drawn and outcome.paths["png"].stat().st_size > 1000
+    # a store not grown by next: the figure says what it needs instead
+    outcome = draw_figure(spec, StudyFrames(final_points=seed.assign(loss=3.0)), None, tmp_path)
+    assert not outcome.drawn and "next" in " ".join(outcome.missing)
+
+
+def test_design_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, pandas as pd\n"
+            "from lmscale.design import api, grow, pool, rounds, scenario, simulate, study_file\n"
+            "f = pd.DataFrame({'N': [1e7, 2e7, 4e7, 1e7, 2e7, 4e7], 'D': [2e8, 4e8, 8e8, 8e8, 2e8, 3e8],\n"
+            "                  'loss': [3.9, 3.6, 3.4, 3.5, 3.8, 3.5]})\n"
+            "api.default_forecaster('chinchilla', 8)(f)\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -43,10 +43,12 @@ RUNS is a CSV, Parquet file or results store (its finished Transformer
 runs); at least 3 runs.
 
 Examples:
-  # three runs for the forecast at 100x the compute of the study's largest run
-  lmscale next runs/design.sqlite --target-compute 3e13 --budget 2e12 --k 3 \\
-      --write-study runs/design-next.toml
-  lmscale sweep run runs/design-next.toml --store runs/design.sqlite
+  # three runs for the forecast at a model ten times the largest (studies/design-smoke.toml)
+  lmscale next runs/design.sqlite --target 2e5,4e5 --budget 1e11 --k 3 \\
+      --study studies/design-smoke.toml --write-study studies/design-smoke-next.toml
+  lmscale sweep run studies/design-smoke-next.toml --store runs/design.sqlite
+  # the target as a compute budget: the fit's compute-optimal point there
+  lmscale next runs/design.sqlite --target-compute 1e12 --budget 1e11 --k 3
   # a given target, JSON out
   lmscale next results.csv --target 7e10,1.4e12 --budget 1e22 --json
   # choose among runs that already exist (the OLMo ladder's 1B runs)
@@ -64,7 +66,7 @@ def register(sub: Any) -> None:
     what.add_argument("--target-compute", type=float, metavar="C",
                       help="target compute (FLOPs): the fit's compute-optimal point at C")
     p.add_argument("--budget", type=float, required=True, metavar="FLOPS", help="compute to spend on new runs")
-    p.add_argument("--k", type=int, default=None, metavar="K", help="at most K runs (default: as the budget affords)")
+    p.add_argument("--k", type=int, default=None, metavar="K", help="at most K runs (none given: as many as the budget affords)")
     p.add_argument("--law", default="chinchilla", help="law of N and D the forecast fits")
     p.add_argument("--bootstrap", type=int, default=64, metavar="B", help="bootstrap draws of the forecast")
     p.add_argument("--level", type=float, default=0.8, help="coverage of the forecast interval")
@@ -181,7 +183,7 @@ def _report(prop: Any, runs: Any, frame: Any, args: argparse.Namespace, round_no
     lo, hi = prop.interval
     fc = prop.forecast
     return {
-        "runs_in": str(args.runs), "n_runs": len(frame), "notes": frame.attrs.get("notes", []),
+        "runs_in": str(args.runs), "n_runs": len(frame), "notes": [*frame.attrs.get("notes", []), *prop.notes],
         "law": fc.fit.law, "bootstrap_draws": int(len(fc.thetas)), "level": args.level,
         "noise_sd_log": fc.noise_sd,
         "target": {"N": prop.target.N.tolist(), "D": prop.target.D.tolist(), "C": prop.target.C.tolist(),

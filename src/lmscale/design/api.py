@@ -124,6 +124,12 @@ def next_runs(
             candidates = fresh(candidates.drop_duplicates(["N", "D"]), frame)
     candidates = candidates.assign(C=run_cost(candidates["N"], candidates["D"]))
     prop = propose(frame, goal, candidates, float(budget), forecaster, k=k, forecast=forecast)
+    where = "the pool's runs not in RUNS" if pool is not None else (
+        f"a {space.n_sizes} x {space.n_ratios} grid of N in [{space.n_min:.3g}, {space.n_max:.3g}] x D/N in "
+        f"[{space.ratio_min:g}, {space.ratio_max:g}], D >= {space.d_min:.3g}"
+        + (f" and <= {space.d_max:.3g} (the data's training tokens)" if np.isfinite(space.d_max) else "")
+        + (", sizes the study can build" if trainable is not None else ""))
+    prop.notes.append(f"candidates: {len(candidates)} runs: {where}")
     if pool is not None:  # carry the pool's own columns (run names, measured loss) beside each pick
         extra = [c for c in candidates.columns if c not in prop.runs.columns]
         picked = candidates.iloc[prop.runs["candidate"].to_numpy()][extra].reset_index(drop=True)

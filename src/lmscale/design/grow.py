@@ -61,6 +61,7 @@ class Proposal:
         target: the target point(s).
         width: relative width of the current interval at the target (per target point).
         interval: (lo, hi) of the current interval at the target (loss).
+        notes: where the candidates came from, in words.
     """
 
     runs: pd.DataFrame
@@ -69,6 +70,7 @@ class Proposal:
     target: Target
     width: Array
     interval: tuple[Array, Array]
+    notes: list[str] = field(default_factory=list)
 
     @property
     def narrowing(self) -> float:
