@@ -141,3 +141,21 @@ def test_design_never_imports_torch():
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_validated_forecast_plugs_into_the_criterion():
+    """Runs once ``lmscale.laws.forecast`` (calibrated intervals) is part of the package."""
+    validated = pytest.importorskip("lmscale.laws.forecast")
+    from lmscale.design.forecaster import ValidatedForecaster
+    from lmscale.design.grow import Target, fresh, propose
+    from lmscale.design.space import DesignSpace, seed_grid
+
+    space = DesignSpace(n_min=1e7, n_max=3e9, c_max=1e20)
+    runs = seed_grid(space, n_sizes=4)
+    runs["loss"] = TRUE.predict(N=runs["N"], D=runs["D"]) * np.exp(0.0075 * np.random.default_rng(0).standard_normal(12))
+    forecaster = ValidatedForecaster(make=validated.forecast, n_boot=32)
+    target = Target(9e9, 1.8e11)
+    prop = propose(runs, target, fresh(space.candidates(), runs), 1e20, forecaster)
+    assert len(prop.runs) >= 1 and prop.runs["C"].sum() <= 1e20 * (1 + 1e-9) and 0 < prop.narrowing < 1
+    lo, hi = prop.interval
+    assert lo[0] < np.exp(prop.forecast.point(target.N, target.D))[0] < hi[0]

@@ -184,7 +184,7 @@ def _report(prop: Any, runs: Any, frame: Any, args: argparse.Namespace, round_no
     fc = prop.forecast
     return {
         "runs_in": str(args.runs), "n_runs": len(frame), "notes": [*frame.attrs.get("notes", []), *prop.notes],
-        "law": fc.fit.law, "bootstrap_draws": int(len(fc.thetas)), "level": args.level,
+        "law": fc.fit.law, "bootstrap_draws": fc.n_draws, "level": args.level,
         "noise_sd_log": fc.noise_sd,
         "target": {"N": prop.target.N.tolist(), "D": prop.target.D.tolist(), "C": prop.target.C.tolist(),
                    "how": prop.target.how},

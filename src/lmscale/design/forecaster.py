@@ -12,9 +12,13 @@ which gives, at any points (N, D),
 :class:`BootstrapForecaster` is the default: a law fitted by
 :func:`lmscale.laws.api.fit` with a few bootstrap replicates (points
 resampled), its draws the bootstrap refits. Everything in
-:mod:`lmscale.design` goes through this interface only, so a forecaster
-with calibrated intervals (one that adds extrapolation error to the draws)
-plugs in by passing another callable.
+:mod:`lmscale.design` goes through this interface only (``point``,
+``draws``, ``interval``, ``width``, ``noise_sd``, ``fit``, ``form``,
+``n_draws``), so a forecaster with calibrated intervals plugs in by passing
+another callable: :class:`ValidatedForecaster` wraps a validated forecast
+object (``.point``, ``.draws``, ``.predict`` with an interval, ``.fit``)
+in :class:`ValidatedForecast`; ``lmscale.design.api.default_forecaster``
+chooses which one ``next`` and ``simulate`` use.
 """
 
 from __future__ import annotations
@@ -60,6 +64,10 @@ class Forecast:
     @property
     def form(self) -> LawForm:
         return self.fit.form
+
+    @property
+    def n_draws(self) -> int:
+        return int(len(self.thetas))
 
     def point(self, N: Any, D: Any) -> Array:
         """Central prediction of log loss at (N, D)."""
@@ -182,3 +190,68 @@ def check_frame(frame: pd.DataFrame, where: str = "runs", minimum: int = 3) -> N
 def _inputs(N: Any, D: Any) -> dict[str, Array]:
     n, d = np.broadcast_arrays(np.atleast_1d(np.asarray(N, dtype=float)), np.atleast_1d(np.asarray(D, dtype=float)))
     return {"N": n.ravel(), "D": d.ravel()}
+
+
+@dataclass
+class ValidatedForecast:
+    """:class:`Forecast`'s interface over a validated forecast object.
+
+    ``source`` has ``point(N=, D=)`` (loss), ``draws(N=, D=, n_draws=, seed=)``
+    (loss draws carrying parameter and extrapolation uncertainty), ``predict(N=,
+    D=, level=)`` (with ``lo``, ``hi``), ``fit`` (the chosen law's FitResult)
+    and ``error.s0`` (the scatter of one run about the law).
+    """
+
+    source: Any
+    level: float = 0.8
+    draws_per_call: int = 256
+    seed: int = 0
+
+    @property
+    def fit(self) -> FitResult:
+        return self.source.fit
+
+    @property
+    def form(self) -> LawForm:
+        return self.fit.form
+
+    @property
+    def noise_sd(self) -> float:
+        return max(float(getattr(self.source.error, "s0", MIN_NOISE_SD)), MIN_NOISE_SD)
+
+    @property
+    def n_draws(self) -> int:
+        return self.draws_per_call
+
+    def point(self, N: Any, D: Any) -> Array:
+        X = _inputs(N, D)
+        return np.log(np.asarray(self.source.point(N=X["N"], D=X["D"]), dtype=float))
+
+    def draws(self, N: Any, D: Any) -> Array:
+        X = _inputs(N, D)
+        out = np.log(np.asarray(self.source.draws(N=X["N"], D=X["D"], n_draws=self.draws_per_call, seed=self.seed)))
+        return out[np.all(np.isfinite(out), axis=1)]
+
+    def interval(self, N: Any, D: Any, level: float | None = None) -> tuple[Array, Array]:
+        X = _inputs(N, D)
+        p = self.source.predict(N=X["N"], D=X["D"], level=self.level if level is None else level, seed=self.seed)
+        return np.asarray(p.lo, dtype=float), np.asarray(p.hi, dtype=float)
+
+    def width(self, N: Any, D: Any, level: float | None = None) -> Array:
+        lo, hi = self.interval(N, D, level)
+        return (hi - lo) / np.exp(self.point(N, D))
+
+
+@dataclass
+class ValidatedForecaster:
+    """Fit with a validated forecast function (``forecast(frame, bootstrap=K, seed=S)``)."""
+
+    make: Callable[..., Any]
+    n_boot: int = 64
+    level: float = 0.8
+    seed: int = 0
+
+    def __call__(self, frame: pd.DataFrame) -> ValidatedForecast:
+        check_frame(frame)
+        source = self.make(frame[list(COLUMNS)], bootstrap=self.n_boot, seed=self.seed)
+        return ValidatedForecast(source=source, level=self.level, seed=self.seed)
