@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             raise LmscaleError("--write-study: the pool's runs exist already; nothing to train")
         if runs.empty:
             raise LmscaleError("--write-study: no run was proposed")
-        how = f"the forecast at {prop.target.how} target, criterion: variance reduction per FLOP"
+        how = f"for the forecast at the target ({prop.target.how}); criterion: variance reduction per FLOP"
         group = sf.group_toml(round_no, runs, prop.target.N, prop.target.D, how)
         written = sf.write_study(args.write_study, group, base=args.study, ctx=ctx if store else None)
     report = _report(prop, runs, frame, args, round_no, written, store)
