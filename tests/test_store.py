@@ -127,7 +127,7 @@ def test_newer_schema_refused(tmp_path):
     db.execute("UPDATE schema_info SET version = ?, lmscale_version = '9.0'", (SCHEMA_VERSION + 1,))
     db.commit()
     db.close()
-    with pytest.raises(LmscaleError, match=r"newer lmscale \(9.0, store schema version 2\).*upgrade"):
+    with pytest.raises(LmscaleError, match=rf"newer lmscale \(9.0, store schema version {SCHEMA_VERSION + 1}\).*upgrade"):
         Store(path)
     proc = subprocess.run([sys.executable, "-m", "lmscale", "sweep", "status", "--store", str(path)],
                           capture_output=True, text=True)

@@ -257,7 +257,7 @@ def describe(
     try:
         exact = exact_non_embedding_params(spec)
         exact_weights = exact_non_embedding_params(spec, include_biases_and_norms=False)
-    except ImportError:  # pragma: no cover - torch is a core dependency
+    except ImportError:  # torch is the 'train' extra: without it only the formulas
         pass
     full = forward_flops_breakdown(spec)
     full_total = sum(full.values())

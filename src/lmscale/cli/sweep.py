@@ -134,7 +134,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     distributions = max(1, len(study.data.sources)) if study.data.path is None else len(
         study.data.open(args.file).distributions)
     tp = None
-    if not args.no_estimate and study.runs:
+    from lmscale.extras import installed
+
+    no_torch = not args.no_estimate and not installed("torch")
+    if not args.no_estimate and study.runs and not no_torch:
         gpus = gpu_count() if any(r.config.device != "cpu" for r in study.runs) else 0
         workers, threads = plan_workers(len(study.runs), available_cpus(), args.workers, None, gpus)
         device = "cuda" if gpus else "cpu"
@@ -182,6 +185,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"estimated wall time for the {total['to_train']} run(s) to train: "
               f"{total['est_wall_seconds']:.0f} s")
         print(f"  ({tp.method()})")
+    if no_torch:
+        print("no time estimate: it measures this machine with torch (pip install 'lmscale[train]')")
     if study.duplicates:
         print(f"{len(study.duplicates)} run(s) appear in several groups; each is trained once, "
               "tagged with its first group")
@@ -189,7 +194,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from lmscale.extras import TRAIN_MODULES, require
     from lmscale.sweeps import run_sweep
+
+    require(*TRAIN_MODULES, what="lmscale sweep run")
 
     result = run_sweep(args.file, args.store, executor=args.executor, workers=args.workers, threads=args.threads,
                        address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,

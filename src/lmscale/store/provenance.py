@@ -1,0 +1,68 @@
+"""Where a run came from, and how each of its numbers was obtained.
+
+Every run in a store has a ``source``: ``trained`` (lmscale's own trainer),
+the tracker it was imported from (``mlflow``, ``tensorboard``, ``wandb``,
+``csv``), or the trainer whose callback recorded it (``transformers``,
+``lightning``). Imported and recorded runs also say where they are in that
+source and, field by field, whether N, the token count, the FLOPs and the
+losses were read or derived (and how).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+#: Sources a run in the store can have.
+SOURCES = ("trained", "mlflow", "tensorboard", "wandb", "csv", "transformers", "lightning")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where one run came from.
+
+    Attributes:
+        source: one of :data:`SOURCES`.
+        uri: the tracking URI, log folder, project or file it was read from.
+        run_id: the run's id in the source (the key of an idempotent re-import).
+        run_name: its display name there.
+        fields: field (``N``, ``tokens``, ``C``, ``loss``, ...) -> how it was
+            obtained, in words (``"param 'n_params'"``, ``"6 N D ([K] 2.1)"``).
+        derived: the fields computed by lmscale rather than read from the source.
+    """
+
+    source: str
+    uri: str | None = None
+    run_id: str | None = None
+    run_name: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    derived: tuple[str, ...] = ()
+
+    def columns(self) -> dict[str, Any]:
+        """The ``runs`` columns this provenance fills."""
+        body = {"fields": self.fields, "derived": list(self.derived)}
+        return {
+            "source": self.source, "source_uri": self.uri, "source_run_id": self.run_id,
+            "source_run_name": self.run_name, "provenance_json": json.dumps(body, sort_keys=True),
+            "imported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    @staticmethod
+    def describe(row: dict[str, Any]) -> str:
+        """One line for a run row of the store: source, location, id, derived fields."""
+        source = row.get("source") or "trained"
+        if source == "trained":
+            return "trained by lmscale"
+        parts = [str(source)]
+        if row.get("source_uri"):
+            parts.append(str(row["source_uri"]))
+        if row.get("source_run_id"):
+            parts.append(f"run {row['source_run_id']}")
+        text = " ".join(parts)
+        try:
+            derived = json.loads(row.get("provenance_json") or "{}").get("derived") or []
+        except (TypeError, ValueError):
+            derived = []
+        return text + (f" (derived: {', '.join(derived)})" if derived else "")
