@@ -18,6 +18,9 @@ from typing import Any
 #: Sources a run in the store can have.
 SOURCES = ("trained", "mlflow", "tensorboard", "wandb", "csv", "transformers", "lightning")
 
+#: Sources read from elsewhere (not run on the machine that wrote the store).
+IMPORTED = ("mlflow", "tensorboard", "wandb", "csv")
+
 
 @dataclass(frozen=True)
 class Provenance:
@@ -43,7 +46,10 @@ class Provenance:
     def columns(self) -> dict[str, Any]:
         """The ``runs`` columns this provenance fills."""
         body = {"fields": self.fields, "derived": list(self.derived)}
+        # an imported run was not trained on this machine, by this lmscale, now
+        elsewhere = dict.fromkeys(("machine", "device", "finished_at", "lmscale_version", "python_version"))
         return {
+            **(elsewhere if self.source in IMPORTED else {}),
             "source": self.source, "source_uri": self.uri, "source_run_id": self.run_id,
             "source_run_name": self.run_name, "provenance_json": json.dumps(body, sort_keys=True),
             "imported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
