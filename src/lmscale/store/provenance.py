@@ -58,17 +58,19 @@ class Provenance:
     @staticmethod
     def describe(row: dict[str, Any]) -> str:
         """One line for a run row of the store: source, location, id, derived fields."""
-        source = row.get("source") or "trained"
+
+        def text(key: str) -> str | None:
+            value = row.get(key)
+            return value if isinstance(value, str) and value else None  # NULL reads as None or NaN
+
+        source = text("source") or "trained"
         if source == "trained":
             return "trained by lmscale"
-        parts = [str(source)]
-        if row.get("source_uri"):
-            parts.append(str(row["source_uri"]))
-        if row.get("source_run_id"):
-            parts.append(f"run {row['source_run_id']}")
-        text = " ".join(parts)
+        parts = [source] + [t for t in (text("source_uri"),) if t]
+        if text("source_run_id"):
+            parts.append(f"run {text('source_run_id')}")
         try:
-            derived = json.loads(row.get("provenance_json") or "{}").get("derived") or []
-        except (TypeError, ValueError):
+            derived = json.loads(text("provenance_json") or "{}").get("derived") or []
+        except (TypeError, ValueError, AttributeError):
             derived = []
-        return text + (f" (derived: {', '.join(derived)})" if derived else "")
+        return " ".join(parts) + (f" (derived: {', '.join(derived)})" if derived else "")
