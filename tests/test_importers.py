@@ -218,7 +218,7 @@ def test_derived_values_are_labelled(tmp_path):
         prov = json.loads(row["provenance_json"])
         assert prov["derived"] == ["N", "tokens", "C"]
         assert "lmscale.accounting" in prov["fields"]["N"] and prov["fields"]["C"] == "C = 6 N D ([K] 2.1)"
-        curve = curves[curves["run_id"] == row.name]
+        curve = curves[curves["run_id"] == row["run_id"]]
         assert curve["D"].tolist() == [1024, 10240, 102400]
         np.testing.assert_allclose(curve["C"], 6.0 * 12 * layers * 64**2 * curve["D"], rtol=1e-12)
 
