@@ -7,7 +7,6 @@ same runs' final points from the published CSV (a second, independent file)."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pandas as pd
@@ -253,16 +252,3 @@ def test_no_token_count(tmp_path):
                                                 "tokens": {"metric": "tokens", "batch_tokens": 7}})
     assert fallback.derived == {"C": 2, "tokens": 1}
     assert sorted(Store(store).curves()["D"]) == [7, 10, 20]
-
-
-def test_unreachable_server(tmp_path, monkeypatch):
-    pytest.importorskip("mlflow")
-    import socket
-
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.raises(LmscaleError, match=rf"http://127.0.0.1:{port}: MLflow tracking store unreachable"):
-        import_runs("mlflow", f"http://127.0.0.1:{port}", tmp_path / "s.sqlite", MAP)
-    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"  # the user's setting is kept
