@@ -123,6 +123,14 @@ def test_core_fits_plans_imports_and_reports(core_env):
     page = (tmp / "rep" / "index.html").read_text()
     assert f"{info['runs']} from csv" in page and "chinchilla" in json.loads(report.stdout)["laws"]
 
+    # the planner on the imported runs' fitted laws: [H] approach 3 in closed form
+    own = run_in(core_env, "plan", "--law", "rep/fits.json", "--compute", "1e22", "--json")
+    assert own.returncode == 0, own.stderr
+    p = json.loads((tmp / "rep" / "fits.json").read_text())["laws"]["chinchilla"]["params"]
+    a, b = p["alpha"], p["beta"]
+    n_opt = (a * p["A"] / (b * p["B"])) ** (1 / (a + b)) * (1e22 / 6) ** (b / (a + b))
+    assert json.loads(own.stdout)["N_opt"] == pytest.approx(n_opt, rel=1e-9)
+
 
 def test_training_says_which_extra(core_env):
     out = run_in(core_env, "train", "--data", "shards", "--steps", "1")
