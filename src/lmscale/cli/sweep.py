@@ -97,7 +97,8 @@ def register(sub: Any) -> None:
                    description="Import a CSV of N, D (or C: then D = C / 6N), loss, to fit it with lmscale.\n\n"
                    "  lmscale sweep import chinchilla.csv --store ext.sqlite \\\n"
                    "      --columns 'N=Model Size,C=Training FLOP,loss=loss' --group chinchilla\n\n"
-                   "Columns named N, D, C, loss (any case) are found without --columns.")
+                   "Columns named N, D, C, loss (any case) are found without --columns. For learning\n"
+                   "curves, and runs in MLflow, TensorBoard or W&B, see 'lmscale import --help'.")
     p.add_argument("csv", help="the CSV file")
     p.add_argument("--store", required=True, help="the SQLite results file (created if missing)")
     p.add_argument("--columns", help="FIELD=COLUMN pairs, comma separated (fields: N, D, C, loss)")
