@@ -77,18 +77,6 @@ def run_in(env: dict[str, Path], *args: str) -> subprocess.CompletedProcess:
                           timeout=300, env=clean_env())
 
 
-def test_core_has_no_torch(core_env):
-    probe = ("import importlib.util, sys, lmscale.laws, lmscale.store, lmscale.importers, lmscale.report, "
-             "lmscale.accounting; print(importlib.util.find_spec('torch') is None, 'torch' in sys.modules, "
-             "lmscale.__file__)")
-    out = subprocess.run([str(core_env["python"]), "-c", probe], capture_output=True, text=True, timeout=120,
-                         env=clean_env(), cwd=core_env["tmp"])
-    assert out.returncode == 0, out.stderr
-    absent, imported, where = out.stdout.split()
-    assert (absent, imported) == ("True", "False")
-    assert where.startswith(str(core_env["tmp"] / "venv"))  # the installed copy, not the checkout
-
-
 def test_core_fits_plans_imports_and_reports(core_env):
     tmp = core_env["tmp"]
     raw = pd.read_csv(OLMO_CURVES)
@@ -111,36 +99,35 @@ def test_core_fits_plans_imports_and_reports(core_env):
     for key, value in expected.items():
         assert params[key] == pytest.approx(value, rel=1e-9), key
 
-    planned = run_in(core_env, "plan", "--compute", "5.76e23", "--law", "hoffmann2022", "--json")
-    assert planned.returncode == 0, planned.stderr
-    plan = json.loads(planned.stdout)
-    assert plan["N_opt"] == pytest.approx(4.04e10, rel=0.01)  # the paper's "40B" at the Gopher budget
-    assert plan["D_opt"] == pytest.approx(5.76e23 / (6 * plan["N_opt"]), rel=1e-9)  # C = 6 N D
-
     report = run_in(core_env, "report", "--store", "s.sqlite", "--out", "rep", "--bootstrap", "0",
                     "--no-holdout", "--json")
     assert report.returncode == 0, report.stderr
     page = (tmp / "rep" / "index.html").read_text()
     assert f"{info['runs']} from csv" in page and "chinchilla" in json.loads(report.stdout)["laws"]
 
-    # the planner on the imported runs' fitted laws: [H] approach 3 in closed form
-    own = run_in(core_env, "plan", "--law", "rep/fits.json", "--compute", "1e22", "--json")
-    assert own.returncode == 0, own.stderr
+    # the planner: a published law set and the one fitted to the imported runs, side by side
+    planned = run_in(core_env, "plan", "--compute", "5.76e23", "--law", "hoffmann2022,rep/fits.json", "--json")
+    assert planned.returncode == 0, planned.stderr
+    published, own = json.loads(planned.stdout)
+    assert published["N_opt"] == pytest.approx(4.04e10, rel=0.01)  # the paper's "40B" at the Gopher budget
+    assert published["D_opt"] == pytest.approx(5.76e23 / (6 * published["N_opt"]), rel=1e-9)  # C = 6 N D
     p = json.loads((tmp / "rep" / "fits.json").read_text())["laws"]["chinchilla"]["params"]
-    a, b = p["alpha"], p["beta"]
-    n_opt = (a * p["A"] / (b * p["B"])) ** (1 / (a + b)) * (1e22 / 6) ** (b / (a + b))
-    assert json.loads(own.stdout)["N_opt"] == pytest.approx(n_opt, rel=1e-9)
+    a, b = p["alpha"], p["beta"]  # [H] approach 3 in closed form
+    n_opt = (a * p["A"] / (b * p["B"])) ** (1 / (a + b)) * (5.76e23 / 6) ** (b / (a + b))
+    assert own["N_opt"] == pytest.approx(n_opt, rel=1e-9)
 
 
-def test_training_says_which_extra(core_env):
+def test_no_torch_and_training_says_which_extra(core_env):
     out = run_in(core_env, "train", "--data", "shards", "--steps", "1")
     assert out.returncode == 2, out.stdout + out.stderr
     assert out.stderr == ("lmscale train: error: lmscale train needs torch, which is not installed: "
                           "pip install 'lmscale[train]'\n")
-    # the other training commands, through the same entry point in one process
+    # in one process: torch absent, the core imported without it, the other training commands' hints
     probe = """if True:
-        import contextlib, io, sys
+        import contextlib, importlib.util, io, sys
+        import lmscale.accounting, lmscale.importers, lmscale.laws, lmscale.report, lmscale.store
         from lmscale.cli import main
+        print(importlib.util.find_spec("torch") is None, "torch" in sys.modules, lmscale.__file__)
         for argv in (["sweep", "run", sys.argv[1], "--store", "x.sqlite"], ["demo", "--quick"],
                      ["data", "prepare", "--source", "python-docs", "--vocab-size", "512", "--out", "d"]):
             err = io.StringIO()
@@ -151,7 +138,10 @@ def test_training_says_which_extra(core_env):
     out = subprocess.run([str(core_env["python"]), "-c", probe, str(ROOT / "studies" / "smoke.toml")],
                          capture_output=True, text=True, timeout=120, env=clean_env(), cwd=core_env["tmp"])
     assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+    first, *lines = out.stdout.splitlines()
+    absent, imported, where = first.split()
+    assert (absent, imported) == ("True", "False")
+    assert where.startswith(str(core_env["tmp"] / "venv"))  # the installed copy, not the checkout
     assert len(lines) == 3
     for line, command in zip(lines, ("sweep run", "demo", "data prepare")):
         assert line.startswith(f"2 lmscale {command.split()[0]}: error: lmscale {command} needs "), line

@@ -55,14 +55,13 @@ def read(source: str | Path, m: ImportMap) -> tuple[str, str, list[SourceRun]]:
     require("mlflow", "sqlalchemy", what="lmscale import mlflow")
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    from mlflow.entities import ViewType
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri(source)
     try:
         client = MlflowClient(tracking_uri=uri)
-        experiments = client.search_experiments(view_type=ViewType.ALL)
+        experiments = client.search_experiments()  # active ones: deleted experiments are not imported
     except (MlflowException, OSError, ConnectionError) as exc:
         raise LmscaleError(f"{uri}: MLflow tracking store unreachable ({_first_line(exc)})") from None
     except Exception as exc:  # the client's HTTP layer raises its own types for a refused connection
