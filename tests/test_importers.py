@@ -230,6 +230,7 @@ def test_map_errors_name_the_file_and_key(tmp_path):
         ('loss = "x"\n[N]\nparam = "a"\nmetric = "b"\n', r"exactly one of value, param, metric"),
         ('loss = "x"\nfinal = "best"\n[N]\nvalue = 1\n', r"final = 'best'"),
         ('loss = "x"\n[N.model]\nd_model = 64\n', r"\[N.model\]: missing n_layer"),
+        ('loss = "x"\n[N]\nvalue = 1\n', r"missing \[tokens\]"),
         ("loss = [\n", "not valid TOML"),
     ]:
         bad.write_text(text)
@@ -243,7 +244,7 @@ def test_no_token_count(tmp_path):
     pd.DataFrame({"run": ["a", "a", "b"], "step": [1, 2, 1], "N": 100, "loss": [3.0, 2.5, 3.1],
                   "tokens": [10, 20, None]}).to_csv(path, index=False)
     store = tmp_path / "s.sqlite"
-    with pytest.raises(LmscaleError, match=r"no token count: the MAP has no \[tokens\]"):
+    with pytest.raises(LmscaleError, match=r"missing \[tokens\]: no token count and no way to derive one"):
         import_runs("csv", path, store, {"run": "run", "loss": "loss", "N": {"param": "N"}})
     with pytest.raises(LmscaleError, match=r"run b: no token count: it has no metric 'tokens'.*no batch_tokens"):
         import_runs("csv", path, store, {"run": "run", "loss": "loss", "N": {"param": "N"}, "tokens": "tokens"})

@@ -227,9 +227,6 @@ def _batch_tokens(run: SourceRun, m: ImportMap) -> float:
 def _tokens(run: SourceRun, m: ImportMap, native: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, str, bool]:
     """Tokens at each curve point, how they were obtained, and whether any were derived."""
     where = m.where
-    if m.tokens_metric is None and not m.batch_tokens:
-        raise LmscaleError(f"{where}: run {run.label}: no token count: the MAP has no [tokens] (metric = "
-                           "\"...\" for a logged counter, or batch_tokens = ... for tokens = step x batch tokens)")
     tokens = np.full(len(native), np.nan)
     interp = np.zeros(len(native), dtype=bool)
     how = []

@@ -144,6 +144,9 @@ class ImportMap:
             raise LmscaleError(f"{where}: final = {final!r}: expected one of {', '.join(FINALS)}")
         n, n_model = _parse_n(data.get("N"), where)
         tokens_metric, batch = _parse_tokens(data.get("tokens"), where)
+        if tokens_metric is None and not batch:
+            raise LmscaleError(f"{where}: missing [tokens]: no token count and no way to derive one (metric = "
+                               "\"...\" for a logged counter, or batch_tokens = ... for tokens = step x batch tokens)")
         flops = data.get("flops")
         if isinstance(flops, Mapping):
             extra = sorted(set(flops) - {"metric"})
