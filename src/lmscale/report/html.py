@@ -240,7 +240,7 @@ def runs_section(runs: pd.DataFrame) -> str:
         for c, _ in cols:
             v = rec.get(c)
             if c == "source":  # where the run came from: trained here, or the tracker and run it was read from
-                row.append(td(esc(Provenance.describe(rec))))
+                row.append(td(esc(Provenance.describe(rec, with_uri=False))))  # the URIs are listed above
             elif c in text_cols:
                 missing = v is None or (isinstance(v, float) and math.isnan(v))
                 text = "" if missing else esc(v)
@@ -252,9 +252,12 @@ def runs_section(runs: pd.DataFrame) -> str:
     counts = runs["status"].value_counts().to_dict() if "status" in runs else {}
     summary = ", ".join(f"{n} {esc(s)}" for s, n in counts.items())
     if "source" in runs:
-        sources = runs["source"].fillna("trained").value_counts().to_dict()
+        where = runs["source"].fillna("trained")
+        if "source_uri" in runs:
+            uri = runs["source_uri"].where(runs["source_uri"].notna(), "")
+            where = where.where(uri == "", where + " " + uri.astype(str))
         summary += "; " + ", ".join(f"{n} {'trained by lmscale' if s == 'trained' else 'from ' + esc(s)}"
-                                    for s, n in sources.items())
+                                    for s, n in where.value_counts().items())
     runs_table = table([h for _, h in cols], rows, 'id="runs-table"')
     return (f'<h2 id="runs">Runs</h2><p class="note">{len(runs)} runs: {summary}.</p>'
             f'<div class="scroll">{runs_table}</div>')

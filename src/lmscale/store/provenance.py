@@ -56,8 +56,8 @@ class Provenance:
         }
 
     @staticmethod
-    def describe(row: dict[str, Any]) -> str:
-        """One line for a run row of the store: source, location, id, derived fields."""
+    def describe(row: dict[str, Any], with_uri: bool = True) -> str:
+        """One line for a run row of the store: source, location, run, derived fields."""
 
         def text(key: str) -> str | None:
             value = row.get(key)
@@ -66,9 +66,10 @@ class Provenance:
         source = text("source") or "trained"
         if source == "trained":
             return "trained by lmscale"
-        parts = [source] + [t for t in (text("source_uri"),) if t]
-        if text("source_run_id"):
-            parts.append(f"run {text('source_run_id')}")
+        parts = [source] + [t for t in (text("source_uri") if with_uri else None,) if t]
+        run = text("source_run_name") or text("source_run_id")
+        if run:
+            parts.append(f"run {run}")
         try:
             derived = json.loads(text("provenance_json") or "{}").get("derived") or []
         except (TypeError, ValueError, AttributeError):
