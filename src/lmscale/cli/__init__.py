@@ -16,7 +16,8 @@ from lmscale import __version__
 from lmscale.errors import LmscaleError
 
 #: Sub-commands in the order ``lmscale --help`` lists them.
-SUBCOMMANDS = ("data", "model", "train", "sweep", "import", "fit", "laws", "plan", "report", "demo")
+SUBCOMMANDS = ("data", "model", "train", "sweep", "import", "fit", "laws", "plan", "next", "simulate", "report",
+               "demo")
 
 #: Sub-commands whose module name differs from the command (``import`` is a keyword).
 MODULES = {"import": "import_"}
@@ -32,6 +33,8 @@ The flow of a study, left to right:
   lmscale import         runs from MLflow, TensorBoard, W&B or a CSV -> a store
   lmscale fit            power laws with bootstrap intervals
   lmscale plan           compute-optimal N, D, batch for a budget
+  lmscale next           the runs that buy the most forecast certainty per FLOP
+  lmscale simulate       score study designs on synthetic runs from a known law
   lmscale report         the paper's figures from your own study
   lmscale demo           all of the above at the scale of this machine
 
