@@ -15,15 +15,9 @@ import numpy as np
 
 from lmscale.laws.bootstrap import bootstrap as run_bootstrap
 from lmscale.laws.bootstrap import bootstrap_stderr, percentile_intervals
-from lmscale.laws.fitting import (
-    FitOptions,
-    compute_weights,
-    gauss_newton_stderr,
-    goodness,
-    minimise,
-    start_grid,
-)
+from lmscale.laws.fitting import FitOptions, compute_weights, minimise, start_grid
 from lmscale.laws.forms import LawForm
+from lmscale.laws.goodness import gauss_newton_stderr, goodness
 from lmscale.laws.io import Points
 from lmscale.laws.result import FitResult
 

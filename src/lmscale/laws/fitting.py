@@ -28,8 +28,8 @@ by default (``ftol=None``, ``gtol=None``), the tolerances are divided by n
 for ``"mean"`` too, so both reductions reach the same optimum (the sum's);
 pass ``ftol``/``gtol`` to choose the stopping rule yourself.
 
-Also here: goodness of fit and Gauss-Newton standard errors. Above this
-module: :mod:`~lmscale.laws.bootstrap` (refits of resampled points),
+Goodness of fit and Gauss-Newton standard errors are in
+:mod:`~lmscale.laws.goodness`. Above this module: :mod:`~lmscale.laws.bootstrap` (refits of resampled points),
 :mod:`~lmscale.laws.estimate` (a minimum, its statistics and intervals as a
 :class:`~lmscale.laws.result.FitResult`), :mod:`~lmscale.laws.extrapolation`
 (fit the smaller runs, predict the largest) and :mod:`~lmscale.laws.api`
@@ -380,65 +380,3 @@ def minimise(
         order = np.argsort(found, kind="stable")
         starts += [thetas[i] for i in order[:options.n_refine] if found[i] < _BAD]
     return lbfgs(form, X, logy, [*starts, *warm], options, weights)
-
-
-# ---------------------------------------------------------------------------
-# Goodness of fit and standard errors
-# ---------------------------------------------------------------------------
-
-
-def goodness(form: LawForm, theta: Array, X: Mapping[str, Array], y: Array) -> dict[str, float]:
-    """Fit statistics on the points.
-
-    ``rmse_log``: RMSE of log y - log f; ``r2`` (= ``r2_log``): R^2 of log y;
-    ``r2_loss``: R^2 of y itself; ``mean_abs_rel_error``: mean |f / y - 1|.
-    """
-    logy = np.log(y)
-    f = form.log_predict(np.asarray(theta, dtype=float), X)
-    r = logy - f
-    ss_log = float(np.sum((logy - logy.mean()) ** 2))
-    pred = np.exp(f)
-    ss_y = float(np.sum((y - y.mean()) ** 2))
-    r2_log = 1.0 - float(np.sum(r**2)) / ss_log if ss_log > 0 else float("nan")
-    return {
-        "rmse_log": float(np.sqrt(np.mean(r**2))),
-        "r2": r2_log,
-        "r2_log": r2_log,
-        "r2_loss": 1.0 - float(np.sum((y - pred) ** 2)) / ss_y if ss_y > 0 else float("nan"),
-        "mean_abs_rel_error": float(np.mean(np.abs(pred / y - 1.0))),
-    }
-
-
-def natural_jacobian(form: LawForm, theta: Array) -> Array:
-    """d params / d theta (k, k) by central differences of ``from_theta``."""
-    theta = np.asarray(theta, dtype=float)
-    k = len(theta)
-    J = np.empty((len(form.params), k))
-    for j in range(k):
-        h = 1e-6 * max(1.0, abs(theta[j]))
-        up, down = theta.copy(), theta.copy()
-        up[j] += h
-        down[j] -= h
-        pu, pd_ = form.from_theta(up), form.from_theta(down)
-        J[:, j] = [(pu[p] - pd_[p]) / (2 * h) for p in form.params]
-    return J
-
-
-def gauss_newton_stderr(form: LawForm, theta: Array, X: Mapping[str, Array], y: Array) -> dict[str, float]:
-    """Standard errors from the Gauss-Newton Hessian of the squared log-residuals.
-
-    cov(theta) = s^2 (J^T J)^-1 with s^2 = sum r^2 / (n - k), J = d log f / d theta
-    at the fit; carried to the natural parameters by the delta method. (The
-    Huber objective's own Hessian vanishes for residuals beyond delta, so the
-    least-squares curvature stands in for it.)
-    """
-    theta = np.asarray(theta, dtype=float)
-    f, J = form.log_predict(theta, X, jac=True)
-    n, k = J.shape
-    if n <= k:
-        return {p: float("nan") for p in form.params}
-    s2 = float(np.sum((np.log(y) - f) ** 2)) / (n - k)
-    cov = s2 * np.linalg.pinv(J.T @ J)
-    G = natural_jacobian(form, theta)
-    var = np.einsum("ij,jk,ik->i", G, cov, G)
-    return {p: float(np.sqrt(v)) if v >= 0 else float("nan") for p, v in zip(form.params, var)}

@@ -30,6 +30,7 @@ import pandas as pd
 from lmscale.errors import LmscaleError
 from lmscale.laws.candidates import Candidate
 from lmscale.laws.fitting import compute_weights, minimise
+from lmscale.laws.goodness import prediction_variance
 from lmscale.laws.intervals import beyond
 from lmscale.laws.io import Points, derive_columns, prepare_points, rename_columns
 
@@ -159,25 +160,8 @@ def validate(candidate: Candidate, points: Points, sizes: np.ndarray, thresholds
             log_residuals=np.log(measured) - np.log(pred),
             distances=_beyond_of(points, compute, train, held), held_index=np.flatnonzero(held),
             predicted=pred, measured=measured,
-            param_var=prediction_variance(form, best.theta, sub.X, np.log(sub.y), X_held)))
+            param_var=prediction_variance(form, best.theta, sub.X, sub.y, X_held)))
     return out
-
-
-def prediction_variance(form: Any, theta: np.ndarray, X: Mapping[str, np.ndarray], logy: np.ndarray,
-                        X_new: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Gauss-Newton variance of the log-prediction at ``X_new`` from the fit's parameter uncertainty.
-
-    var_i = j_i^T s^2 (J^T J)^-1 j_i with J = d log f / d theta on the fitted
-    rows, s^2 their residual variance; what a cut's miss owes to its few runs.
-    """
-    with np.errstate(over="ignore", invalid="ignore"):
-        f, J = form.log_predict(theta, X, jac=True)
-        _, J_new = form.log_predict(theta, X_new, jac=True)
-    n, k = J.shape
-    if n <= k or not (np.all(np.isfinite(J)) and np.all(np.isfinite(J_new))):
-        return np.zeros(len(J_new))
-    cov = float(np.sum((logy - f) ** 2)) / (n - k) * np.linalg.pinv(J.T @ J)
-    return np.maximum(np.einsum("ik,kl,il->i", J_new, cov, J_new), 0.0)
 
 
 def _beyond_of(points: Points, compute: np.ndarray, train: np.ndarray, held: np.ndarray) -> np.ndarray:
