@@ -24,8 +24,10 @@ non-positive values are dropped and counted.
 
 Laws: kaplan_n L(N) [K] 1.1, kaplan_d L(D) 1.2, kaplan_c L(C) fixed batch,
 kaplan_cmin L(C_min) 1.3, kaplan_nd L(N,D) 1.5, kaplan_ns L(N,S_min) 1.6,
-bcrit B_crit(L) 1.4, chinchilla [H] eq. 2, power_offset E + (X_0/X)^alpha,
-position L(t), transfer L_other = slope L_train + offset.
+bcrit B_crit(L) 1.4, chinchilla [H] eq. 2, chinchilla_tied [H] eq. 2 with
+alpha = beta (Gadre et al. 2024), data_constrained L(N, D, U) (Muennighoff et
+al. 2023; columns U or epochs), power_offset E + (X_0/X)^alpha, position
+L(t), transfer L_other = slope L_train + offset.
 
 Examples:
   # the Chinchilla fit on Epoch AI's digitised points (Besiroglu et al. 2024)
