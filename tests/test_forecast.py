@@ -210,6 +210,22 @@ def test_forecast_figure_and_audit_table():
     assert "No forecast: too few" in audit_html(None, "too few sizes")
 
 
+def test_average_of_candidates():
+    runs = simulate_runs("chinchilla", seed=6)
+    fc = ls.forecast(runs, variants=["huber", "huber_1e-2"], bootstrap=10, combine="average")
+    weights = {name: w for name, (w, _) in fc.members.items()}
+    assert len(weights) >= 2 and sum(weights.values()) == pytest.approx(1.0)
+    scores = fc.audit["scores"]
+    assert all(scores[n] <= 1.5 * min(scores.values()) for n in weights)
+    ratio = {n: weights[n] * scores[n] ** 2 for n in weights}  # weights ~ error^-2
+    assert max(ratio.values()) == pytest.approx(min(ratio.values()))
+    N, D = 3e9, 6e10
+    logs = [w * np.log(f.predict(N=N, D=D)) for w, f in fc.members.values()]
+    assert fc.predict(N=N, D=D, level=None).loss == pytest.approx(np.exp(np.sum(logs)))
+    with pytest.raises(LmscaleError, match="combine"):
+        ls.forecast(runs, combine="vote")
+
+
 def test_frames_without_n_and_d_are_refused():
     with pytest.raises(LmscaleError, match="needs column"):
         ls.forecast(pd.DataFrame({"X": [1.0, 2.0], "loss": [3.0, 2.0]}))

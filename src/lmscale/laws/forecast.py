@@ -70,6 +70,9 @@ def forecast(
         tie_rtol: validated errors within this fraction of the best are ties.
         combine: ``"select"`` (one law) or ``"average"`` (the best ``max_members``
             candidates within 1.5x of the lowest error, weights error^-2).
+        options: base fitting options the variants start from.
+        n_jobs: bootstrap worker threads (default: all cores).
+        progress: progress bars on stderr (the validation cuts, the bootstrap).
     """
     if combine not in ("select", "average"):
         raise LmscaleError(f"combine = {combine!r}: expected 'select' or 'average'")
@@ -83,7 +86,8 @@ def forecast(
     else:
         pool, skipped = candidates_for(frame, columns, candidates, variants, base)
     result, points_of = audit(frame, pool, n_cuts=cuts, by=by, columns=columns,
-                              drop_highest_loss=drop_highest_loss, tie_rtol=tie_rtol, skipped=skipped)
+                              drop_highest_loss=drop_highest_loss, tie_rtol=tie_rtol, skipped=skipped,
+                              progress=progress)
     chosen = result.chosen
     weights = {chosen.name: 1.0}
     reason = result.reason if law is None else f"forced (law = {law!r}); validated error " \

@@ -20,12 +20,14 @@ parameter has to earn its place on the held-out runs.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from lmscale.errors import LmscaleError
 from lmscale.laws.candidates import Candidate
@@ -257,15 +259,18 @@ def audit_text(data: Mapping[str, Any]) -> str:
 def audit(
     frame: pd.DataFrame, candidates: Sequence[Candidate], n_cuts: int | None = None, by: str | None = None,
     columns: Mapping[str, str] | None = None, drop_highest_loss: int = 0, tie_rtol: float = 0.1,
-    skipped: Mapping[str, str] | None = None, min_train_sizes: int = MIN_TRAIN_SIZES,
+    skipped: Mapping[str, str] | None = None, min_train_sizes: int = MIN_TRAIN_SIZES, progress: bool = False,
 ) -> tuple[Audit, dict[str, Points]]:
-    """Score every candidate at every cut and choose; also returns each candidate's points."""
+    """Score every candidate at every cut and choose; also returns each candidate's points.
+
+    ``progress``: a bar on stderr, one step per candidate.
+    """
     values, by = size_axis(frame, by, columns)
     thresholds = cut_thresholds(values, n_cuts, min_train_sizes,
                                 "model sizes" if by == "N" else "compute budgets")
     results, scores, points_of = {}, {}, {}
     kept, skipped = [], dict(skipped or {})
-    for cand in candidates:
+    for cand in tqdm(candidates, desc="validation cuts", unit="law", file=sys.stderr, disable=not progress):
         try:
             points = prepare_points(frame, cand.form, columns, drop_highest_loss)
             sizes = points.X["N"] if by == "N" and "N" in points.X else _sizes_of(points, by)
