@@ -226,6 +226,17 @@ def test_average_of_candidates():
         ls.forecast(runs, combine="vote")
 
 
+def test_store_runs_use_tokens_trained_and_unique_tokens():
+    from lmscale.laws.forecast import store_runs
+
+    final = pd.DataFrame({"N": [1e6, 1e6, 2e6], "D": [1e7, 5e6, 1e7], "tokens": [1e7, 2e7, 1e7],
+                          "dataset_tokens": [None, 5e6, None], "loss": [4.0, 3.9, 3.8],
+                          "architecture": ["transformer", "transformer", "lstm"]})
+    out = store_runs(final)
+    assert list(out["D"]) == [1e7, 2e7] and list(out["U"]) == [1e7, 5e6]  # the LSTM run left out
+    assert "U" not in store_runs(final.assign(dataset_tokens=None)).columns
+
+
 def test_frames_without_n_and_d_are_refused():
     with pytest.raises(LmscaleError, match="needs column"):
         ls.forecast(pd.DataFrame({"X": [1.0, 2.0], "loss": [3.0, 2.0]}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from lmscale.cli._common import add_parser, print_json
@@ -86,13 +87,17 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lmscale.laws.api import fit
-    from lmscale.laws.io import parse_columns, read_table
+    from lmscale.laws.io import is_sqlite, parse_columns, read_table
 
     if args.bootstrap < 0:
         raise LmscaleError(f"--bootstrap {args.bootstrap}: expected 0 or more replicates")
     columns = parse_columns(args.columns)
     frame = read_table(args.input)
     if args.audit:
+        if is_sqlite(Path(args.input)):  # a store: D = tokens trained, U = unique tokens where data repeats
+            from lmscale.laws.forecast import store_runs
+
+            frame = store_runs(frame)
         return run_audit(args, frame, columns)
     if args.cuts is not None or args.by is not None:
         raise LmscaleError("--cuts and --by go with --audit")

@@ -87,8 +87,8 @@ def read_points(spec: str):
 
 def load_or_fit(args: argparse.Namespace):
     """The forecast: read from a saved JSON, or made from the runs table."""
-    from lmscale.laws.forecast import Forecast, forecast
-    from lmscale.laws.io import parse_columns, read_table
+    from lmscale.laws.forecast import Forecast, forecast, store_runs
+    from lmscale.laws.io import is_sqlite, parse_columns, read_table
 
     path = Path(args.runs)
     if path.suffix.lower() == ".json":
@@ -99,6 +99,8 @@ def load_or_fit(args: argparse.Namespace):
     if args.bootstrap < 0:
         raise LmscaleError(f"--bootstrap {args.bootstrap}: expected 0 or more replicates")
     frame = read_table(path)
+    if is_sqlite(path):  # a store: D = tokens trained, U = unique tokens where data repeats
+        frame = store_runs(frame)
     return forecast(frame, law=args.law, cuts=args.cuts, by=args.by, bootstrap=args.bootstrap, seed=args.seed,
                     columns=parse_columns(args.columns), n_jobs=args.jobs,
                     progress=args.bootstrap > 0 and sys.stderr.isatty())

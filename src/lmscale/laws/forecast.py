@@ -185,10 +185,29 @@ def _ensemble_residuals(result: Audit, weights: Mapping[str, float]) -> tuple[np
     return np.concatenate(res), np.concatenate(dist), np.concatenate(var)
 
 
+def store_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """A results store's final points as forecast input: N, D = tokens trained, U = unique tokens, loss.
+
+    The store's own ``D`` is the unique tokens (``min(tokens, dataset_tokens)``);
+    a forecast of L(N, D) needs the tokens trained, and the unique ones as ``U``
+    where some run repeats its data. Transformer runs only, when the store
+    records the architecture.
+    """
+    if "architecture" in runs.columns:
+        runs = runs[runs["architecture"].fillna("transformer") == "transformer"]
+    if runs.empty or not {"N", "loss"} <= set(runs.columns):
+        return pd.DataFrame(columns=["N", "D", "loss"])
+    tokens = runs["tokens"] if "tokens" in runs.columns else runs["D"]
+    out = pd.DataFrame({"N": runs["N"].astype(float), "D": tokens.astype(float), "loss": runs["loss"].astype(float)})
+    if "dataset_tokens" in runs.columns and (runs["dataset_tokens"] < tokens).any():
+        out["U"] = runs["dataset_tokens"].fillna(tokens).astype(float)
+    return out.dropna().reset_index(drop=True)
+
+
 def load_forecast(path: str | Path) -> Forecast:
     """A forecast saved with ``to_json`` (``lmscale fit --audit --out``, ``lmscale predict --save``)."""
     return Forecast.from_json(Path(path))
 
 
 __all__ = ["ALTERNATIVES_WITHIN", "Forecast", "Prediction", "forecast", "load_forecast", "point_inputs",
-           "points_frame"]
+           "points_frame", "store_runs"]

@@ -35,15 +35,11 @@ SPEC = FigureSpec(key=KEY, title=TITLE, paper="beyond [K]: validation by scale",
 
 
 def forecast_frame(frames: Any) -> pd.DataFrame:
-    """The study's runs for a forecast: N, D = tokens trained, U = unique tokens where data repeats, loss."""
-    runs = frames.results() if hasattr(frames, "results") else frames
-    if runs is None or runs.empty or not {"N", "loss"} <= set(runs.columns):
-        return pd.DataFrame(columns=["N", "D", "loss"])
-    tokens = runs["tokens"] if "tokens" in runs else runs["D"]
-    out = pd.DataFrame({"N": runs["N"].astype(float), "D": tokens.astype(float), "loss": runs["loss"].astype(float)})
-    if "dataset_tokens" in runs and (runs["dataset_tokens"] < tokens).any():
-        out["U"] = runs["dataset_tokens"].fillna(tokens).astype(float)
-    return out.dropna().reset_index(drop=True)
+    """The study's runs for a forecast (:func:`lmscale.laws.forecast.store_runs`)."""
+    from lmscale.laws.forecast import store_runs
+
+    runs = frames.final_points if hasattr(frames, "final_points") else frames
+    return store_runs(runs if runs is not None else pd.DataFrame())
 
 
 def study_forecast(frames: Any, bootstrap: int, seed: int = 0) -> tuple[Any, str | None]:
