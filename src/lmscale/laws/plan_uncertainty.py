@@ -188,7 +188,7 @@ def beyond_warnings(distance: float | None) -> list[str]:
     if distance is None or distance < WARN_DECADES:
         return []
     return [f"the plan lies {distance:.1f} decades beyond the fitted data (in model size or compute): "
-            "its intervals assume the law and its error growth hold that far out"]
+            "the numbers and their intervals assume the law still holds that far out"]
 
 
 __all__ = ["ALLOCATABLE", "WARN_DECADES", "data_extent", "draw_allocations", "optimal_allocation",
