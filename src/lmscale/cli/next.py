@@ -67,7 +67,9 @@ def register(sub: Any) -> None:
                       help="target compute (FLOPs): the fit's compute-optimal point at C")
     p.add_argument("--budget", type=float, required=True, metavar="FLOPS", help="compute to spend on new runs")
     p.add_argument("--k", type=int, default=None, metavar="K", help="at most K runs (none given: as many as the budget affords)")
-    p.add_argument("--law", default="chinchilla", help="law of N and D the forecast fits")
+    p.add_argument("--law", default="chinchilla",
+                   help="law of N and D the forecast fits; 'forecast': the validated forecast (the law "
+                        "chosen by validation at scale, with its calibrated extrapolation error; 4+ sizes)")
     p.add_argument("--bootstrap", type=int, default=64, metavar="B", help="bootstrap draws of the forecast")
     p.add_argument("--level", type=float, default=0.8, help="coverage of the forecast interval")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")

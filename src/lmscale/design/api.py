@@ -14,14 +14,32 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from lmscale.design.forecaster import BootstrapForecaster, Forecast, Forecaster, check_frame
+from lmscale.design.forecaster import (
+    BootstrapForecaster,
+    Forecast,
+    Forecaster,
+    ValidatedForecaster,
+    check_frame,
+)
 from lmscale.design.grow import Proposal, Target, fresh, propose
 from lmscale.design.space import DesignSpace, compute_optimal, run_cost
 from lmscale.errors import LmscaleError
 
+#: ``--law`` value that selects the validated forecast (``ls.forecast``) instead of one law.
+VALIDATED = "forecast"
+
 
 def default_forecaster(law: str = "chinchilla", n_boot: int = 64, level: float = 0.8, seed: int = 0) -> Forecaster:
-    """The forecaster ``next`` and ``simulate`` use: ``law`` with bootstrap draws."""
+    """The forecaster ``next`` and ``simulate`` use: ``law`` with bootstrap draws.
+
+    ``law = "forecast"`` uses the validated forecast of :func:`lmscale.laws.forecast.forecast`
+    (the law chosen by validation at scale, its draws widened by the calibrated
+    extrapolation error); it needs runs at 4 or more model sizes.
+    """
+    if law == VALIDATED:
+        from lmscale.laws.forecast import forecast
+
+        return ValidatedForecaster(make=forecast, n_boot=n_boot, level=level, seed=seed)
     return BootstrapForecaster(law=law, n_boot=n_boot, level=level, seed=seed)
 
 
