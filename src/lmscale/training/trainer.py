@@ -76,16 +76,13 @@ def train(config: TrainConfig, *, progress: bool = True,
     if not isinstance(config, TrainConfig):
         raise LmscaleError(f"train() expects a TrainConfig, got {type(config).__name__}")
     device = resolve_device(config.device)
-    dp = distributed.setup(device.type)
-    try:
+    with distributed.process_group(device.type) as dp:
         if device.type == "cuda" and device.index is not None:
             torch.cuda.set_device(device)
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dp.world_size))
         configure_threads(config.threads, local_world)
         run = _Run(config, device, dp, data if data is not None else open_data(config))
         return run.execute(progress=progress, on_point=on_point, stop_event=stop_event)
-    finally:
-        distributed.teardown(dp)
 
 
 class _Run:
@@ -439,5 +436,8 @@ def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
 
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, file=sys.stderr, unit="step", dynamic_ncols=True,
-                mininterval=0.5)
+    class Bar(tqdm):  # no monitor thread: it would outlive the run (a daemon left at exit)
+        monitor_interval = 0
+
+    return Bar(total=total, initial=initial, file=sys.stderr, unit="step", dynamic_ncols=True,
+               mininterval=0.5)
