@@ -166,6 +166,30 @@ class DataSpec:
         return out
 
 
+def check_identity(spec: DataSpec, store: Any, directory: Path) -> None:
+    """Refuse shards whose tokenizer differs from the one the store's runs were trained on.
+
+    The first sweep on a store records the tokenizer hash of its data (by the
+    data's name in the run ids); later sweeps must find the same one, or
+    finished runs would be mixed with, and interrupted ones resumed on,
+    different tokens under the same run ids.
+    """
+    from lmscale.data import PreparedData
+
+    data = PreparedData.open(directory)
+    name = spec.canonical()
+    known = store.data_identity(name)
+    if known is None:
+        store.record_data_identity(name, data.tokenizer_hash, data.vocab_size, str(directory))
+        return
+    if known["tokenizer_hash"] != data.tokenizer_hash:
+        raise LmscaleError(
+            f"{directory}: the data changed under the study: its shards were written with tokenizer "
+            f"{data.tokenizer_hash}, but the runs in {store.path} were trained on {name} with tokenizer "
+            f"{known['tokenizer_hash']} (recorded {known['recorded_at']} from {known['directory']}); "
+            "prepare the data again as it was, or use a new store")
+
+
 def source_available(name: str) -> bool:
     """Whether the built-in source ``name`` can be read on this machine now."""
     from lmscale.data.sources import list_sources

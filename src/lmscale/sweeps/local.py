@@ -13,6 +13,12 @@
   checkpoints and returns); a second signal kills them. A worker whose
   parent dies (even by SIGKILL) is killed by the kernel (``PR_SET_PDEATHSIG``)
   or exits at its next check of the parent, so a re-run never races an orphan.
+- A worker that dies while the parent lives (the OOM killer's SIGKILL, a
+  crash) is replaced, and its run is queued again: it resumes from its
+  last checkpoint, up to :data:`MAX_RESTARTS` times, then it is recorded
+  as ``failed`` with the exit code. A warning says so each time.
+- The parent feeds the queue: a worker is told to exit (a ``None`` task)
+  only when no run is left to train or the sweep stops.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ POINT_INTERVAL_S = 0.5
 
 #: Seconds the parent waits for workers to checkpoint after a stop request.
 STOP_GRACE_S = 120.0
+
+#: Times a run whose worker process died is queued again (resuming from its checkpoint).
+MAX_RESTARTS = 2
 
 
 def gpu_count() -> int:
@@ -119,10 +128,19 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
     n_workers, n_threads = plan_workers(len(todo), available_cpus(), workers, threads, gpus)
     ctx = mp.get_context("spawn")
     tasks, events, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+    configs = {run.run_id: session.executable(run, n_threads) for run in todo}
     for run in todo:
-        tasks.put((run.run_id, session.executable(run, n_threads)))
-    for _ in range(n_workers):
-        tasks.put(None)
+        tasks.put((run.run_id, configs[run.run_id]))
+    remaining = set(configs)  # queued or running: the workers exit once it is empty
+    restarts: dict[str, int] = {}
+    released = [False]
+
+    def release_workers() -> None:
+        """One exit sentinel per worker (each takes one and stops; one left over is harmless)."""
+        if not released[0]:
+            released[0] = True
+            for _ in range(n_workers):
+                tasks.put(None)
 
     procs: dict[int, Any] = {}
 
@@ -164,9 +182,30 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
             session.point(run_id, payload)
         elif kind == "done":
             active.pop(slot, None)
+            remaining.discard(run_id)
             session.finished(run_id, payload)
         elif kind == "exit":
             exited.add(slot)
+
+    def worker_died(slot: int, run_id: str, code: int | None) -> None:
+        """Queue the run of a dead worker again (it resumes from its checkpoint), or give up."""
+        if stop.is_set():
+            remaining.discard(run_id)
+            session.interrupted(run_id)
+            return
+        n = restarts.get(run_id, 0)
+        if n < MAX_RESTARTS:
+            restarts[run_id] = n + 1
+            session.warn(f"the worker training run {run_id} died (exit code {code}); the run resumes "
+                         f"from its last checkpoint in a new worker (restart {n + 1} of {MAX_RESTARTS})")
+            session.interrupted(run_id)
+            tasks.put((run_id, configs[run_id]))
+            return
+        remaining.discard(run_id)
+        session.warn(f"the worker training run {run_id} died {n + 1} times (last exit code {code}); "
+                     "the run is recorded as failed")
+        session.finished(run_id, {"status": "failed", "config": {}, "run_id": run_id,
+                                  "error": f"worker process died {n + 1} times (exit code {code})"})
 
     try:
         for slot in range(n_workers):
@@ -176,6 +215,10 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
                 handle(*events.get(timeout=0.25))
             except queue.Empty:
                 pass
+            if session.fatal and not stop.is_set():  # a full disk: every worker checkpoints and stops
+                stop.set()
+            if stop.is_set() or not remaining:
+                release_workers()
             for slot, proc in list(procs.items()):
                 if slot in exited or proc.is_alive():
                     continue
@@ -187,18 +230,14 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
                     continue
                 lost = active.pop(slot, None)
                 if lost is not None:
-                    if stop.is_set():
-                        session.interrupted(lost)
-                    else:
-                        session.finished(lost, {"status": "failed", "config": {}, "run_id": lost,
-                                                "error": f"worker process died (exit code {proc.exitcode})"})
-                if stop.is_set():
+                    worker_died(slot, lost, proc.exitcode)
+                if stop.is_set() or not remaining:  # nothing for a replacement to do
                     exited.add(slot)
                     continue
                 if lost is None and not started_any[0]:
                     raise LmscaleError(f"worker processes exit before any run (exit code {proc.exitcode}); "
                                        "run a sweep from a script only under if __name__ == '__main__'")
-                start(slot)  # its sentinel is still queued for the replacement
+                start(slot)  # a replacement, for the run queued again and those still waiting
             late = signals["since"] and time.monotonic() - signals["since"] > STOP_GRACE_S
             if signals["count"] >= 2 or late:
                 for proc in procs.values():

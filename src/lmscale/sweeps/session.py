@@ -4,6 +4,12 @@ One sweep process at a time writes a store: ``<store>.lock`` is held with
 ``flock`` (the kernel releases it when the process dies, even by SIGKILL).
 Runs left ``running`` by a process that died are marked ``interrupted``;
 they resume from their checkpoints in ``<store>.runs/<run_id>/``.
+
+A full disk (the store's or a checkpoint's) stops the sweep: the session
+records the first such error in ``fatal``, the executor stops the workers
+(their runs keep their last checkpoints) and :func:`lmscale.sweeps.run_sweep`
+raises it. Nothing written before is lost: store writes are transactions,
+checkpoints are written to a temporary file and renamed.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lmscale.accounting import embedding_params, forward_flops_per_token, non_embedding_params
-from lmscale.errors import LmscaleError
+from lmscale.errors import DiskFullError, LmscaleError
 from lmscale.store import DONE_STATUSES, Store
 from lmscale.sweeps.progress import ProgressTable
 from lmscale.sweeps.spec import PlannedRun, Study
@@ -103,6 +109,16 @@ class Session:
         self.progress = progress
         self.runs = study.by_id()
         self.result = SweepResult(store=store.path)
+        #: Why the sweep must stop (a full disk), or None.
+        self.fatal: str | None = None
+
+    def _stop(self, message: str) -> None:
+        if self.fatal is None:
+            self.fatal = message
+            self.progress.message(f"lmscale sweep: error: {message}; stopping the sweep")
+
+    def warn(self, message: str) -> None:
+        self.progress.message(f"lmscale sweep: warning: {message}")
 
     def todo(self, retry_failed: bool = False) -> list[PlannedRun]:
         """Runs not done yet, largest compute first (better packing of workers)."""
@@ -127,8 +143,11 @@ class Session:
     # -- events ------------------------------------------------------------
     def started(self, run_id: str) -> None:
         run = self.runs[run_id]
-        self.store.mark(run_id, "running", spec=run.config.to_dict(), study=self.study.name,
-                        group=run.group, rule=run.rule, data_dir=str(self.data_dir))
+        try:
+            self.store.mark(run_id, "running", spec=run.config.to_dict(), study=self.study.name,
+                            group=run.group, rule=run.rule, data_dir=str(self.data_dir))
+        except DiskFullError as exc:
+            self._stop(str(exc))
         self.progress.update(run_id, status="running")
 
     def point(self, run_id: str, info: dict[str, Any]) -> None:
@@ -140,6 +159,8 @@ class Session:
         """Write a worker's record (the only place results enter the store)."""
         run = self.runs[run_id]
         record = dict(record, run_id=run_id)
+        if record.get("stop_sweep"):  # the worker hit a full disk: its last checkpoint is intact
+            self._stop(str(record["stop_sweep"]))
         if record.get("status") == "interrupted":
             self.interrupted(run_id)
             return
@@ -148,8 +169,13 @@ class Session:
             record.update(non_embedding_params=non_embedding_params(spec),
                           embedding_params=embedding_params(spec), flops_per_token=forward_flops_per_token(spec),
                           batch_tokens=run.config.batch_tokens)
-        self.store.write_record(record, spec=run.config.to_dict(), study=self.study.name, group=run.group,
-                                rule=run.rule, data_dir=str(self.data_dir))
+        try:
+            self.store.write_record(record, spec=run.config.to_dict(), study=self.study.name, group=run.group,
+                                    rule=run.rule, data_dir=str(self.data_dir))
+        except DiskFullError as exc:  # the record stays in the run's checkpoint: the next sweep reads it
+            self._stop(str(exc))
+            self.progress.update(run_id, status="interrupted")
+            return
         self.result.trained.append(run_id)
         final = record.get("final_test_loss") or {}
         loss = final.get(record.get("train_distribution") or "", next(iter(final.values()), None))
@@ -158,7 +184,10 @@ class Session:
                              loss=loss, tokens_per_second=record.get("tokens_per_second") or None, note=note)
 
     def interrupted(self, run_id: str) -> None:
-        self.store.mark(run_id, "interrupted")
+        try:
+            self.store.mark(run_id, "interrupted")
+        except DiskFullError as exc:  # left 'running': the next sweep marks it interrupted
+            self._stop(str(exc))
         self.progress.update(run_id, status="interrupted")
 
     def close(self) -> SweepResult:
