@@ -141,14 +141,18 @@ class Session:
         return run.executable(self.data_dir, ckpt, threads).to_dict()
 
     # -- events ------------------------------------------------------------
-    def started(self, run_id: str) -> None:
+    def _mark(self, run_id: str, status: str) -> None:
+        """Set a run's status, creating its row if new; a full disk stops the sweep instead."""
         run = self.runs[run_id]
         try:
-            self.store.mark(run_id, "running", spec=run.config.to_dict(), study=self.study.name,
+            self.store.mark(run_id, status, spec=run.config.to_dict(), study=self.study.name,
                             group=run.group, rule=run.rule, data_dir=str(self.data_dir))
-        except DiskFullError as exc:
+        except DiskFullError as exc:  # a run left 'running' is marked interrupted by the next sweep
             self._stop(str(exc))
-        self.progress.update(run_id, status="running")
+        self.progress.update(run_id, status=status)
+
+    def started(self, run_id: str) -> None:
+        self._mark(run_id, "running")
 
     def point(self, run_id: str, info: dict[str, Any]) -> None:
         tokens, seconds = int(info.get("tokens", 0)), float(info.get("wall_time_s") or 0.0)
@@ -184,11 +188,7 @@ class Session:
                              loss=loss, tokens_per_second=record.get("tokens_per_second") or None, note=note)
 
     def interrupted(self, run_id: str) -> None:
-        try:
-            self.store.mark(run_id, "interrupted")
-        except DiskFullError as exc:  # left 'running': the next sweep marks it interrupted
-            self._stop(str(exc))
-        self.progress.update(run_id, status="interrupted")
+        self._mark(run_id, "interrupted")
 
     def close(self) -> SweepResult:
         status = self.store.status_of()
