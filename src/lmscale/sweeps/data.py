@@ -59,6 +59,8 @@ class DataSpec:
     def parse(cls, value: Any, study_dir: Path, where: str) -> DataSpec:
         """From the ``data`` value of ``[study]``: a path string or a table."""
         if isinstance(value, str):
+            if "\x00" in value:
+                raise SpecError("study.data", value, "a directory path (without NUL characters)", where)
             path = (study_dir / value).resolve()
             return cls(path=path, relpath=Path(os.path.relpath(path, study_dir.resolve())).as_posix())
         if not isinstance(value, dict):
@@ -88,8 +90,8 @@ class DataSpec:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise SpecError("study.data.seed", seed, "an integer", where)
         cache = value.get("cache_dir")
-        if cache is not None and not isinstance(cache, str):
-            raise SpecError("study.data.cache_dir", cache, "a directory (string)", where)
+        if cache is not None and (not isinstance(cache, str) or "\x00" in cache):
+            raise SpecError("study.data.cache_dir", cache, "a directory (string, without NUL characters)", where)
         return cls(
             sources=tuple(sources), vocab_size=vocab, tokenizer=tokenizer,
             max_mb_per_source=value.get("max_mb_per_source"), test_fraction=value.get("test_fraction"),
