@@ -300,6 +300,93 @@ def test_fuzz_fit_table_readers(scratch, tmp_path):
         read_table(other_db)
 
 
+# -- 2b. the table readers of import (a CSV of runs or curve points, and its MAP) --------------------
+IMPORT_COLUMNS = ["run", "step", "loss", "val", "N", "n_layer", "d_model", "bs", "ctx", "tokens", "flops",
+                  "lr", "books"]
+BASE_MAPS = [
+    {"run": "run", "loss": "loss", "N": {"param": "N"}, "tokens": "tokens"},
+    {"run": "run", "loss": "val", "N": {"model": {"n_layer": {"param": "n_layer"}, "d_model": {"param": "d_model"}}},
+     "tokens": {"batch_tokens": [{"param": "bs"}, {"param": "ctx"}]}, "losses": {"books": "books"}},
+    {"loss": "loss", "N": {"value": 1e6}, "tokens": {"metric": "tokens", "batch_tokens": 7}, "final": "min",
+     "flops": {"metric": "flops"}, "step": "step", "lr": "lr", "group": "g", "rule": "converge"},
+]
+NEEDED = [["run", "loss", "N", "tokens"], ["run", "val", "n_layer", "d_model", "bs", "ctx", "books"],
+          ["loss", "tokens", "flops", "step", "lr"]]
+MAP_KEYS = st.sampled_from(["run", "loss", "distribution", "train_loss", "lr", "step", "final", "group", "rule",
+                            "study", "losses", "N", "tokens", "flops", "experiments", "include", "x"])
+SUB_KEYS = st.sampled_from(["param", "metric", "value", "model", "batch_tokens", "n_layer", "d_model", "x"])
+
+
+@st.composite
+def import_cases(draw):
+    """(CSV text, MAP): curve points of a few runs (cells from a seeded generator) and a mutated MAP."""
+    which = draw(st.integers(0, len(BASE_MAPS) - 1))
+    header = draw(st.lists(st.sampled_from(IMPORT_COLUMNS), min_size=1, max_size=9, unique=True))
+    if draw(st.integers(0, 3)):  # usually the columns the MAP names are there
+        header = list(dict.fromkeys(NEEDED[which] + header))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    bad_rate = draw(st.sampled_from([0.0, 0.0, 0.05, 0.3]))
+    rows = []
+    for i in range(draw(st.integers(0, 12))):
+        row = []
+        for col in header:
+            if rng.random() < bad_rate:
+                row.append(BAD_CELLS[rng.integers(len(BAD_CELLS))])
+            elif col == "run":
+                row.append(f"r{rng.integers(3)}")
+            elif col in ("step", "n_layer", "d_model", "bs", "ctx"):
+                row.append(str(int(rng.integers(1, 300))))
+            elif col == "tokens":
+                row.append(str((i + 1) * 1000))
+            else:
+                row.append(repr(float(np.exp(rng.uniform(-3, 25)))))
+        rows.append(row)
+    text = "\n".join([",".join(header)] + [",".join(r) for r in rows])
+    mapping = json.loads(json.dumps(BASE_MAPS[which]))
+    for _ in range(draw(st.integers(0, 3))):
+        key = draw(MAP_KEYS)
+        target = mapping
+        if isinstance(mapping.get(key), dict) and draw(st.booleans()):
+            target, key = mapping[key], draw(SUB_KEYS)
+        if draw(st.integers(0, 3)) == 0:
+            target.pop(key, None)
+        else:
+            target[key] = draw(st.one_of(st.sampled_from(IMPORT_COLUMNS), TOML_VALUES))
+    return text, mapping
+
+
+def test_fuzz_import_readers(scratch):
+    from lmscale.importers import build
+    from lmscale.importers.mapping import ImportMap
+
+    csv_path, map_path = scratch / "runs.csv", scratch / "map.toml"
+
+    def check(case):
+        kind, value = case
+        if kind == "map-text":  # the MAP file itself
+            map_path.write_bytes(value.encode("utf-8", "surrogatepass"))
+            try:
+                ImportMap.load(map_path)
+            except LmscaleError as exc:
+                assert str(map_path) in str(exc), exc
+                raise
+            return
+        text, mapping = value
+        csv_path.write_text(text)
+        try:
+            uri, records, _ = build("csv", csv_path, mapping)
+        except LmscaleError as exc:
+            assert csv_path.name in str(exc) or "MAP" in str(exc), exc
+            raise
+        for rec in records:
+            assert rec.record.curve and all(p.tokens >= 0 for p in rec.record.curve)
+
+    map_texts = st.one_of(st.text(max_size=80), st.lists(st.sampled_from(
+        ['loss = "loss"', "[N]", 'param = "N"', "value = 1e6", "[tokens]", 'metric = "tokens"', "batch_tokens = 7",
+         'final = "min"', "[N.model]", "n_layer = 2", 'run = "run"', "x = [", "= 1"]), max_size=8).map("\n".join))
+    fuzz(st.one_of(st.tuples(st.just("csv"), import_cases()), st.tuples(st.just("map-text"), map_texts)), check)
+
+
 # -- 3. the fit-JSON reader of plan ----------------------------------------------------------------
 JSON_SCALARS = st.one_of(st.none(), NUMBERS, st.booleans(), st.text(max_size=6), WORDS)
 JSON_FLAT = st.one_of(JSON_SCALARS, st.lists(JSON_SCALARS, max_size=3),

@@ -82,12 +82,32 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path)
+            frame = read_csv(path)
+    except LmscaleError:
+        raise
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise LmscaleError(f"{path}: could not read as {'Parquet' if suffix in ('.parquet', '.pq') else 'CSV'} "
                            f"({exc})") from None
     frame.attrs["source"] = path.name  # messages about its rows name the file
     return frame
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """``pd.read_csv``, but a row with more fields than the header is an error, not a shifted table.
+
+    (By default pandas would take the first column as the index when rows are
+    longer than the header, e.g. with trailing commas, moving every value one
+    column to the left.) A trailing comma on every line is harmless.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            return pd.read_csv(path, index_col=False)
+        except pd.errors.ParserWarning:
+            raise LmscaleError(f"{path}: some rows have more fields than the header names columns; "
+                               "refusing to guess which value belongs where") from None
 
 
 def rename_columns(frame: pd.DataFrame, columns: Mapping[str, str] | None, where: str = "data") -> pd.DataFrame:
@@ -231,7 +251,8 @@ def prepare_points(
     size, size_by = _size(kept, X)
     groups = None
     if "run_id" in kept.columns and kept["run_id"].duplicated().any():
-        groups = kept["run_id"].astype(str).to_numpy()
+        # plain str objects (a missing id is its own run "nan"): pandas may keep missing ids as NA
+        groups = np.array([str(v) for v in kept["run_id"]], dtype=object)
         notes["groups"] = f"{len(np.unique(groups))} runs (run_id); the bootstrap resamples whole runs"
     return Points(X=X, y=values[form.output], size=size, size_by=size_by, groups=groups, frame=kept, notes=notes)
 
