@@ -1,11 +1,9 @@
-"""Property-based fuzzing of every boundary where a user's input enters lmscale.
-
-Entry points: the study TOML parser (``lmscale.sweeps.spec``), the table readers of ``fit``
-(``lmscale.laws.io``: files of any content, then the columns a law needs), the fit-JSON reader of
-``plan`` (``lmscale.laws.catalog.resolve``), and the command line of ``plan``. For each, at least
-``CASES`` generated inputs (derandomised: the same cases on every run): each is accepted, or
-refused with an :class:`LmscaleError` that names the file, key or row; no other exception
-escapes (the command line: exit status 2 and one line on stderr, or argparse's usage error).
+"""Property-based fuzzing of the specification boundaries: the study TOML parser
+(``lmscale.sweeps.spec``), the fit-JSON reader of ``plan`` (``lmscale.laws.catalog.resolve``) and the
+command line of ``plan``. Each gets ``fuzzing.CASES`` derandomised cases (the same on every run): each
+is accepted, or refused with an :class:`LmscaleError` that names the file, key or row; no other
+exception escapes (the command line: exit status 2 and one line on stderr, or argparse's usage error).
+The table readers are fuzzed in ``test_fuzz_tables.py``.
 """
 
 from __future__ import annotations
@@ -14,83 +12,21 @@ import contextlib
 import io
 import json
 import math
-import os
-import sqlite3
-import string
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from fuzzing import (  # noqa: E402
+    JSON_VALUES,
+    NAMES,
+    NUMBERS,
+    TOML_VALUES,
+    fuzz,
+)
 from lmscale.errors import LmscaleError  # noqa: E402
-
-#: Generated cases per entry point (``LMSCALE_FUZZ_CASES=20000`` fuzzes deeper).
-CASES = int(os.environ.get("LMSCALE_FUZZ_CASES", "2000"))
-
-SETTINGS = settings(max_examples=CASES, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck))
-
-
-@pytest.fixture
-def scratch(tmp_path):
-    """A directory for the files each case writes: in memory (/dev/shm) where there is one, since
-    thousands of small writes to a busy disk cost more than the cases themselves."""
-    import shutil
-    import tempfile
-
-    shm = Path("/dev/shm")
-    if not (shm.is_dir() and os.access(shm, os.W_OK)):
-        yield tmp_path
-        return
-    path = Path(tempfile.mkdtemp(prefix="lmscale-fuzz-", dir=shm))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def fuzz(strategy, check) -> dict[str, int]:
-    """Run ``check`` on ``CASES`` cases of ``strategy``; count what was accepted and refused."""
-    seen = {"cases": 0, "accepted": 0, "refused": 0}
-
-    @SETTINGS
-    @given(strategy)
-    def run(case):
-        seen["cases"] += 1
-        try:
-            check(case)
-        except LmscaleError as exc:
-            seen["refused"] += 1
-            assert str(exc).strip() and "Traceback" not in str(exc)
-            return
-        seen["accepted"] += 1
-
-    run()
-    assert seen["cases"] >= CASES, seen
-    print(f"\n{seen}")
-    return seen
-
-
-# -- values ------------------------------------------------------------------------------------
-NAMES = st.text(string.ascii_letters + string.digits + "_-. ", min_size=0, max_size=10)
-SPECIAL_FLOATS = st.sampled_from([0.0, -0.0, 1e-320, 1e308, -1e308, math.inf, -math.inf, math.nan,
-                                  0.5, 1.0, 2.0, 1e6, 1e21, -1.0, 3.999999])
-NUMBERS = st.one_of(st.integers(-2**63, 2**63 - 1), st.integers(-5, 70000),
-                    st.floats(allow_nan=True, allow_infinity=True), SPECIAL_FLOATS)
-WORDS = st.sampled_from(["transformer", "lstm", "universal", "cosine", "wsd", "constant", "bpe", "byte",
-                         "gpt2", "plain", "converge", "data", "isoflop", "zip", "product", "python-stdlib",
-                         "python-docs", "auto", "cpu", "cuda", "", " ", "é", "\x00", "../..", "nan"])
-SCALARS = st.one_of(NUMBERS, st.booleans(), WORDS, st.text(max_size=8))
-
-
-#: What a TOML value can be (strategies are built once: building one costs more than drawing).
-FLAT = st.one_of(SCALARS, st.lists(SCALARS, max_size=3), st.dictionaries(NAMES, SCALARS, max_size=2))
-TOML_VALUES = st.one_of(SCALARS, SCALARS, st.lists(FLAT, max_size=2), st.dictionaries(NAMES, FLAT, max_size=2))
 
 
 # -- 1. the study TOML parser ------------------------------------------------------------------
@@ -185,216 +121,7 @@ def test_fuzz_study_parser(scratch):
     fuzz(st.one_of(st.tuples(st.just("text"), TOML_TEXT), st.tuples(st.just("doc"), study_docs())), check)
 
 
-# -- 2. the table readers of fit -------------------------------------------------------------------
-COLUMN_NAMES = st.one_of(st.sampled_from(["N", "D", "C", "C_min", "S", "B", "L", "t", "L_train", "X",
-                                          "loss", "run_id", "tokens", "Model Size", "Training FLOP"]), NAMES)
-CELLS = st.one_of(NUMBERS.map(repr), st.sampled_from(["", "nan", "inf", "-inf", "1e400", "0x10", " 3 ", "NA",
-                                                       "None", "true", "1,5", '"', "'a'", "1e-400"]),
-                  st.text(max_size=6))
-
-
-@st.composite
-def csv_texts(draw):
-    header = draw(st.lists(COLUMN_NAMES, min_size=0, max_size=5))
-    rows = draw(st.lists(st.lists(CELLS, min_size=0, max_size=len(header) + 1), max_size=8))
-    sep = draw(st.sampled_from([",", ",", ";", "\t"]))
-    return "\n".join([sep.join(header)] + [sep.join(r) for r in rows])
-
-
-FIELDS = ["N", "D", "C", "loss", "S", "B", "L", "t", "L_train", "X", "run_id", "tokens", "C_min"]
-
-
-BAD_CELLS = ["", "nan", "inf", "-inf", "1e400", "abc", "-1", "0", "1,5", "NA", "None", "0x10", "-0"]
-
-
-@st.composite
-def plausible_csv(draw):
-    """A table a user might have: the fields' names, mostly positive numbers, a few bad cells
-    (the cells come from a generator seeded by the case: thousands of draws per table are slow)."""
-    header = draw(st.lists(st.sampled_from(FIELDS), min_size=2, max_size=6, unique=True))
-    if "loss" not in header and draw(st.integers(0, 3)):
-        header.append("loss")
-    n_rows = draw(st.integers(0, 14))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    bad_rate = draw(st.sampled_from([0.0, 0.02, 0.1, 0.5]))
-    cells = np.exp(rng.uniform(-5, 30, size=(n_rows, len(header))))
-    rows = []
-    for row in cells:
-        rows.append([BAD_CELLS[rng.integers(len(BAD_CELLS))] if rng.random() < bad_rate else
-                     (str(int(v)) if rng.random() < 0.3 and v < 1e15 else repr(float(v))) for v in row])
-    return "\n".join([",".join(header)] + [",".join(r) for r in rows])
-
-
-@st.composite
-def tables(draw):
-    """(file suffix, bytes) of a table file: CSV, Parquet, SQLite or garbage."""
-    kind = draw(st.sampled_from(["plausible", "plausible", "plausible", "csv", "bytes", "parquet", "sqlite"]))
-    if kind == "plausible":
-        return ".csv", draw(plausible_csv()).encode()
-    if kind == "csv":
-        return ".csv", draw(csv_texts()).encode("utf-8", "surrogatepass")
-    if kind == "bytes":
-        return draw(st.sampled_from([".csv", ".parquet", ".txt", ""])), draw(st.binary(max_size=64))
-    if kind == "parquet":
-        cols = draw(st.lists(COLUMN_NAMES, min_size=1, max_size=4, unique=True))
-        n = draw(st.integers(0, 6))
-        data = {}
-        for c in cols:
-            if draw(st.booleans()):
-                data[c] = draw(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=n, max_size=n))
-            else:
-                data[c] = draw(st.lists(st.text(max_size=4), min_size=n, max_size=n))
-        buf = io.BytesIO()
-        pd.DataFrame(data).to_parquet(buf)
-        raw = buf.getvalue()
-        if draw(st.booleans()):  # cut short
-            raw = raw[: draw(st.integers(0, len(raw)))]
-        return ".parquet", raw
-    return ".sqlite", b"SQLite format 3\x00" + draw(st.binary(max_size=64))
-
-
-def test_fuzz_fit_table_readers(scratch, tmp_path):
-    from lmscale.laws import FORMS
-    from lmscale.laws.io import parse_columns, prepare_points, read_table
-
-    fittable = sorted(name for name, form in FORMS.items() if form.fittable)
-    other_db = tmp_path / "other.sqlite"  # an SQLite file, not a store
-    with sqlite3.connect(other_db) as db:
-        db.execute("CREATE TABLE t (x)")
-
-    def check(case):
-        (suffix, raw), law, columns_text, drop = case
-        path = scratch / f"t{suffix}"
-        path.write_bytes(raw)
-        try:
-            frame = read_table(path)
-        except LmscaleError as exc:
-            assert str(path) in str(exc), exc
-            raise
-        try:
-            columns = parse_columns(columns_text)
-        except LmscaleError as exc:
-            assert "--columns" in str(exc)
-            raise
-        if law == "match":  # a law the table has the columns of, when there is one
-            fits = [n for n in fittable if set(FORMS[n].inputs) | {FORMS[n].output} <= set(frame.columns)]
-            law = fits[len(frame) % len(fits)] if fits else "chinchilla"
-        try:
-            points = prepare_points(frame, FORMS[law], columns, drop_highest_loss=drop)
-        except LmscaleError as exc:
-            assert path.name in str(exc) or "drop_highest_loss" in str(exc) or "column" in str(exc), exc
-            raise
-        assert len(points) >= len(FORMS[law].params) and np.all(points.y > 0)
-        for v in points.X.values():
-            assert np.all(np.isfinite(v) & (v > 0))
-        dropped = points.notes.get("dropped_rows")
-        if dropped:  # names the rows
-            assert dropped["message"].startswith(f"dropped {dropped['count']} of {len(frame)} rows of {path.name}")
-
-    columns = st.one_of(st.none(), st.text(max_size=20),
-                        st.dictionaries(st.sampled_from(["N", "D", "C", "loss", "S", "B", "bad"]), COLUMN_NAMES,
-                                        max_size=2).map(lambda d: ",".join(f"{k}={v}" for k, v in d.items())))
-    laws = st.one_of(st.just("match"), st.sampled_from(fittable))
-    fuzz(st.tuples(tables(), laws, columns, st.sampled_from([0, 0, 0, 1, 3, -1])), check)
-    with pytest.raises(LmscaleError, match="not an lmscale store"):
-        read_table(other_db)
-
-
-# -- 2b. the table readers of import (a CSV of runs or curve points, and its MAP) --------------------
-IMPORT_COLUMNS = ["run", "step", "loss", "val", "N", "n_layer", "d_model", "bs", "ctx", "tokens", "flops",
-                  "lr", "books"]
-BASE_MAPS = [
-    {"run": "run", "loss": "loss", "N": {"param": "N"}, "tokens": "tokens"},
-    {"run": "run", "loss": "val", "N": {"model": {"n_layer": {"param": "n_layer"}, "d_model": {"param": "d_model"}}},
-     "tokens": {"batch_tokens": [{"param": "bs"}, {"param": "ctx"}]}, "losses": {"books": "books"}},
-    {"loss": "loss", "N": {"value": 1e6}, "tokens": {"metric": "tokens", "batch_tokens": 7}, "final": "min",
-     "flops": {"metric": "flops"}, "step": "step", "lr": "lr", "group": "g", "rule": "converge"},
-]
-NEEDED = [["run", "loss", "N", "tokens"], ["run", "val", "n_layer", "d_model", "bs", "ctx", "books"],
-          ["loss", "tokens", "flops", "step", "lr"]]
-MAP_KEYS = st.sampled_from(["run", "loss", "distribution", "train_loss", "lr", "step", "final", "group", "rule",
-                            "study", "losses", "N", "tokens", "flops", "experiments", "include", "x"])
-SUB_KEYS = st.sampled_from(["param", "metric", "value", "model", "batch_tokens", "n_layer", "d_model", "x"])
-
-
-@st.composite
-def import_cases(draw):
-    """(CSV text, MAP): curve points of a few runs (cells from a seeded generator) and a mutated MAP."""
-    which = draw(st.integers(0, len(BASE_MAPS) - 1))
-    header = draw(st.lists(st.sampled_from(IMPORT_COLUMNS), min_size=1, max_size=9, unique=True))
-    if draw(st.integers(0, 3)):  # usually the columns the MAP names are there
-        header = list(dict.fromkeys(NEEDED[which] + header))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    bad_rate = draw(st.sampled_from([0.0, 0.0, 0.05, 0.3]))
-    rows = []
-    for i in range(draw(st.integers(0, 12))):
-        row = []
-        for col in header:
-            if rng.random() < bad_rate:
-                row.append(BAD_CELLS[rng.integers(len(BAD_CELLS))])
-            elif col == "run":
-                row.append(f"r{rng.integers(3)}")
-            elif col in ("step", "n_layer", "d_model", "bs", "ctx"):
-                row.append(str(int(rng.integers(1, 300))))
-            elif col == "tokens":
-                row.append(str((i + 1) * 1000))
-            else:
-                row.append(repr(float(np.exp(rng.uniform(-3, 25)))))
-        rows.append(row)
-    text = "\n".join([",".join(header)] + [",".join(r) for r in rows])
-    mapping = json.loads(json.dumps(BASE_MAPS[which]))
-    for _ in range(draw(st.integers(0, 3))):
-        key = draw(MAP_KEYS)
-        target = mapping
-        if isinstance(mapping.get(key), dict) and draw(st.booleans()):
-            target, key = mapping[key], draw(SUB_KEYS)
-        if draw(st.integers(0, 3)) == 0:
-            target.pop(key, None)
-        else:
-            target[key] = draw(st.one_of(st.sampled_from(IMPORT_COLUMNS), TOML_VALUES))
-    return text, mapping
-
-
-def test_fuzz_import_readers(scratch):
-    from lmscale.importers import build
-    from lmscale.importers.mapping import ImportMap
-
-    csv_path, map_path = scratch / "runs.csv", scratch / "map.toml"
-
-    def check(case):
-        kind, value = case
-        if kind == "map-text":  # the MAP file itself
-            map_path.write_bytes(value.encode("utf-8", "surrogatepass"))
-            try:
-                ImportMap.load(map_path)
-            except LmscaleError as exc:
-                assert str(map_path) in str(exc), exc
-                raise
-            return
-        text, mapping = value
-        csv_path.write_text(text)
-        try:
-            uri, records, _ = build("csv", csv_path, mapping)
-        except LmscaleError as exc:
-            assert csv_path.name in str(exc) or "MAP" in str(exc), exc
-            raise
-        for rec in records:
-            assert rec.record.curve and all(p.tokens >= 0 for p in rec.record.curve)
-
-    map_texts = st.one_of(st.text(max_size=80), st.lists(st.sampled_from(
-        ['loss = "loss"', "[N]", 'param = "N"', "value = 1e6", "[tokens]", 'metric = "tokens"', "batch_tokens = 7",
-         'final = "min"', "[N.model]", "n_layer = 2", 'run = "run"', "x = [", "= 1"]), max_size=8).map("\n".join))
-    fuzz(st.one_of(st.tuples(st.just("csv"), import_cases()), st.tuples(st.just("map-text"), map_texts)), check)
-
-
-# -- 3. the fit-JSON reader of plan ----------------------------------------------------------------
-JSON_SCALARS = st.one_of(st.none(), NUMBERS, st.booleans(), st.text(max_size=6), WORDS)
-JSON_FLAT = st.one_of(JSON_SCALARS, st.lists(JSON_SCALARS, max_size=3),
-                      st.dictionaries(NAMES, JSON_SCALARS, max_size=2))
-JSON_VALUES = st.one_of(JSON_SCALARS, JSON_SCALARS, st.lists(JSON_FLAT, max_size=2),
-                        st.dictionaries(NAMES, JSON_FLAT, max_size=2))
-
-
+# -- 2. the fit-JSON reader of plan ----------------------------------------------------------------
 def _paths(obj, prefix=()):
     """Every key path of a JSON object."""
     out = [prefix]
@@ -462,7 +189,7 @@ def test_fuzz_fit_json_reader_of_plan(scratch):
     fuzz(st.one_of(fit_jsons(bases).map(lambda t: ("text", t)), raw), check)
 
 
-# -- 4. the command line of plan -------------------------------------------------------------------
+# -- 3. the command line of plan -------------------------------------------------------------------
 NUMBER_TEXT = st.one_of(NUMBERS.map(repr), st.sampled_from(["1e21", "5.76e23", "7e9", "2.5", "0", "-1", "nan",
                                                             "inf", "1e309", "1e-320", "x", "", "1,5", "0x10"]))
 OPTIONS = ["--compute", "--params", "--loss", "--contradiction", "--unit", "--law", "--unique-tokens", "--device",
