@@ -210,7 +210,8 @@ def test_disk_full_stops_the_sweep_then_it_resumes(small_disk, tmp_path, planned
     text = log.read_text()
     assert code == 2, text[-3000:]
     errors = [line for line in text.splitlines() if line.startswith("lmscale sweep: error:")]
-    assert errors and "no space left on the device" in errors[-1] and "the sweep stopped" in errors[-1]
+    assert len(errors) == 1 and "no space left on the device" in errors[0] and "the sweep stopped" in errors[0]
+    assert "lmscale sweep: stopping" in text  # said as soon as it happened, while the workers checkpoint
     assert "Traceback" not in text
     db = Store(store)
     assert db.integrity_check() == "ok"

@@ -115,7 +115,7 @@ class Session:
     def _stop(self, message: str) -> None:
         if self.fatal is None:
             self.fatal = message
-            self.progress.message(f"lmscale sweep: error: {message}; stopping the sweep")
+            self.progress.message(f"lmscale sweep: stopping (the runs keep their last checkpoints): {message}")
 
     def warn(self, message: str) -> None:
         self.progress.message(f"lmscale sweep: warning: {message}")
