@@ -23,6 +23,8 @@ _SUBMODULES = {
 # Names re-exported lazily from sub-packages: name -> "module:attribute".
 _EXPORTS = {
     "fit": "lmscale.laws:fit",
+    "forecast": "lmscale.laws.forecast:forecast",
+    "Forecast": "lmscale.laws.forecast:Forecast",
     "FitResult": "lmscale.laws:FitResult",
     "ModelSpec": "lmscale.models.spec:ModelSpec",
     "LmscaleError": "lmscale.errors:LmscaleError",

@@ -17,8 +17,8 @@ from lmscale import __version__
 from lmscale.errors import LmscaleError
 
 #: Sub-commands in the order ``lmscale --help`` lists them.
-SUBCOMMANDS = ("data", "model", "train", "sweep", "import", "fit", "laws", "plan", "next", "simulate", "report",
-               "demo")
+SUBCOMMANDS = ("data", "model", "train", "sweep", "import", "fit", "predict", "laws", "plan", "next", "simulate",
+               "report", "demo")
 
 #: Sub-commands whose module name differs from the command (``import`` is a keyword).
 MODULES = {"import": "import_"}
@@ -32,7 +32,8 @@ The flow of a study, left to right:
   lmscale train          one run -> learning curve, noise scale, losses
   lmscale sweep run      a TOML study -> many runs -> one SQLite store
   lmscale import         runs from MLflow, TensorBoard, W&B or a CSV -> a store
-  lmscale fit            power laws with bootstrap intervals
+  lmscale fit            power laws with bootstrap intervals (--audit: validated at scale)
+  lmscale predict        loss of runs not yet trained, with 80%/95% intervals
   lmscale plan           compute-optimal N, D, batch for a budget
   lmscale next           the runs that buy the most forecast certainty per FLOP
   lmscale simulate       score study designs on synthetic runs from a known law

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from lmscale.cli._common import add_parser, print_json
@@ -25,8 +26,10 @@ from 1, the header not counted) and the bad columns.
 
 Laws: kaplan_n L(N) [K] 1.1, kaplan_d L(D) 1.2, kaplan_c L(C) fixed batch,
 kaplan_cmin L(C_min) 1.3, kaplan_nd L(N,D) 1.5, kaplan_ns L(N,S_min) 1.6,
-bcrit B_crit(L) 1.4, chinchilla [H] eq. 2, power_offset E + (X_0/X)^alpha,
-position L(t), transfer L_other = slope L_train + offset.
+bcrit B_crit(L) 1.4, chinchilla [H] eq. 2, chinchilla_tied [H] eq. 2 with
+alpha = beta (Gadre et al. 2024), data_constrained L(N, D, U) (Muennighoff et
+al. 2023; columns U or epochs), power_offset E + (X_0/X)^alpha, position
+L(t), transfer L_other = slope L_train + offset.
 
 Examples:
   # the Chinchilla fit on Epoch AI's digitised points (Besiroglu et al. 2024)
@@ -36,13 +39,25 @@ Examples:
   lmscale fit runs.csv --select extrapolation --holdout 0.2 --json
   # L(N) from a results store, saved for the planner
   lmscale fit study.sqlite --law kaplan_n --out fit.json
+  # audit every candidate L(N, D) on rolling cuts through the model sizes;
+  # save the chosen forecast (with 200 bootstrap draws) for predict and plan
+  lmscale fit runs.csv --audit --bootstrap 200 --out forecast.json
+
+--audit: for every candidate the columns support (chinchilla, chinchilla_tied
+(alpha = beta, Gadre et al. 2024), kaplan_nd, data_constrained when runs
+repeat data, each with the fitting variants huber, huber_1e-2, linear,
+e_bound, compute_weighted), cut k = 1..K fits the runs below the k-th
+largest model size and scores the larger ones: mean and worst relative
+error per cut. The forecast uses the lowest validated error, the simplest
+candidate on ties (within 10%), and says which and why.
 """
 
 
 def register(sub: Any) -> None:
     p = add_parser(sub, "fit", help="fit a scaling law (Huber, L-BFGS, bootstrap)", description=DESCRIPTION)
     p.add_argument("input", metavar="INPUT", help="CSV, Parquet, or a results store (SQLite)")
-    p.add_argument("--law", default="chinchilla", help="law form to fit (see the list above)")
+    p.add_argument("--law", default=None,
+                   help="law form to fit (see the list above; default chinchilla); with --audit: force one")
     p.add_argument("--bootstrap", type=int, default=0, metavar="K",
                    help="bootstrap replicates for 95%% percentile intervals (0: none)")
     p.add_argument("--huber-delta", type=float, default=1e-3, metavar="X",
@@ -54,6 +69,12 @@ def register(sub: Any) -> None:
     p.add_argument("--holdout", type=float, default=None, metavar="K",
                    help="also fit all but the K largest runs (by compute; K < 1: a fraction) and "
                         "report the relative error on them (default with --select: 0.2)")
+    p.add_argument("--audit", action="store_true",
+                   help="validate every candidate L(N, D) on rolling cuts by model size and forecast with the best")
+    p.add_argument("--cuts", type=int, default=None, metavar="K",
+                   help="with --audit: number of cuts (default: up to 3, leaving 3 model sizes to fit on)")
+    p.add_argument("--by", choices=("N", "C"), default=None,
+                   help="with --audit: cut by model size N (default) or by compute C")
     p.add_argument("--columns", default=None, metavar="MAP",
                    help='map your column names, e.g. N="Model Size",C="Training FLOP"')
     p.add_argument("--drop-highest-loss", type=int, default=0, metavar="K",
@@ -67,21 +88,29 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lmscale.laws.api import fit
-    from lmscale.laws.io import parse_columns, read_table
+    from lmscale.laws.io import is_sqlite, parse_columns, read_table
 
     if args.bootstrap < 0:
         raise LmscaleError(f"--bootstrap {args.bootstrap}: expected 0 or more replicates")
     columns = parse_columns(args.columns)
     frame = read_table(args.input)
+    if args.audit:
+        if is_sqlite(Path(args.input)):  # a store: D = tokens trained, U = unique tokens where data repeats
+            from lmscale.laws.forecast import store_runs
+
+            frame = store_runs(frame)
+        return run_audit(args, frame, columns)
+    if args.cuts is not None or args.by is not None:
+        raise LmscaleError("--cuts and --by go with --audit")
     result = fit(
-        frame, law=args.law, huber_delta=args.huber_delta, reduction=args.reduction,
+        frame, law=args.law or "chinchilla", huber_delta=args.huber_delta, reduction=args.reduction,
         bootstrap=args.bootstrap, seed=args.seed, columns=columns,
         drop_highest_loss=args.drop_highest_loss, holdout=args.holdout, select=args.select,
         n_jobs=args.jobs, progress=args.bootstrap > 0 and sys.stderr.isatty(),
     )
     result.notes["input"] = str(args.input)
     if args.out:
-        result.to_json(args.out)
+        result.to_json(args.out, include_bootstrap=True)
     if args.json:
         print_json(result.to_dict())
         return 0
@@ -107,6 +136,34 @@ def run(args: argparse.Namespace) -> int:
         for row in sel["candidates"][:8]:
             print(f"  {row['law']:<14} delta={row['huber_delta']:<7g} drop={row['drop_smallest']:<5g} "
                   f"error {row['error']:.2%}")
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def run_audit(args: argparse.Namespace, frame: Any, columns: dict[str, str]) -> int:
+    """``--audit``: every candidate at every cut, the choice, and the forecast refitted with bootstrap."""
+    from lmscale.laws.fitting import FitOptions
+    from lmscale.laws.forecast import forecast
+    from lmscale.laws.validation import audit_text
+
+    if args.select or args.holdout is not None:
+        raise LmscaleError("--audit replaces --select and --holdout (it validates on rolling cuts)")
+    options = FitOptions(huber_delta=args.huber_delta, reduction=args.reduction)
+    fc = forecast(frame, law=args.law, cuts=args.cuts, by=args.by, bootstrap=args.bootstrap, seed=args.seed,
+                  columns=columns, drop_highest_loss=args.drop_highest_loss, options=options, n_jobs=args.jobs,
+                  progress=args.bootstrap > 0 and sys.stderr.isatty())
+    fc.notes["input"] = str(args.input)
+    if args.out:
+        fc.to_json(args.out)
+    if args.json:
+        print_json(fc.to_dict())
+        return 0
+    print(audit_text(fc.audit))
+    print()
+    print(fc.summary())
+    if not fc.has_draws:
+        print("no bootstrap draws (--bootstrap 0): predict and plan cannot give intervals from this forecast")
     if args.out:
         print(f"wrote {args.out}")
     return 0

@@ -33,6 +33,14 @@ L(C_min); training at B = B_crit costs about 2x C_min (C_train).
 --contradiction finds where L(C_min) meets the loss the data growth
 D_opt(C_min) allows, L(D) ([K] section 6.3): C*, N*, D*, L*.
 
+Plans with error bars: with a fit saved with bootstrap draws ('lmscale fit
+--bootstrap K --out fit.json') or a forecast ('lmscale fit --audit --out',
+'lmscale predict --save'), the plan repeats the allocation for every draw
+and gives 80% and 95% intervals of N_opt, D_opt and the loss (a forecast's
+loss interval adds its extrapolation error calibrated on validation cuts),
+and warns when the budget lies far beyond the fitted data. --intervals
+makes them required (exit 2 for a fit without draws).
+
 Examples:
   lmscale plan --compute 5.76e23 --law hoffmann2022
   lmscale plan --compute 1 --unit pf-day --law kaplan2020 --json
@@ -42,6 +50,7 @@ Examples:
   lmscale plan --compute 1e22 --law muennighoff2023 --unique-tokens 1e11
   lmscale plan --compute 1e20 --law my_fit.json --require bcrit
   lmscale plan --contradiction --law kaplan2020
+  lmscale plan --compute 1e22 --law forecast.json --intervals
 """
 
 UNITS = {"flop": 1.0, "pf-day": 8.64e19}
@@ -76,6 +85,8 @@ def register(sub: Any) -> None:
     p.add_argument("--n-vocab", type=int, default=defaults.n_vocab, help="vocabulary of the shape")
     p.add_argument("--require", default="", metavar="ITEMS",
                    help=f"comma-separated items that must be computed, else exit 2: {', '.join(REQUIRABLE)}")
+    p.add_argument("--intervals", action="store_true",
+                   help="require 80%%/95%% intervals from the fit's bootstrap draws (exit 2 without draws)")
     p.add_argument("--json", action="store_true", help="print JSON (a list for several laws)")
     p.set_defaults(func=run)
 
@@ -100,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, peak_flops=args.peak_flops, mfu=args.mfu, n_devices=args.devices,
         overhead=args.overhead, unique_tokens=args.unique_tokens, n_ctx=args.n_ctx, n_vocab=args.n_vocab,
         require=tuple(r.strip().lower() for r in args.require.split(",") if r.strip()),
+        intervals=True if args.intervals else None,
     )
     compute = None
     if args.compute is not None:
@@ -130,9 +142,12 @@ _ROWS = (
     ("C (FLOPs)", lambda p: _g(p["C"])),
     ("C (PF-days)", lambda p: _g(p["C_pf_days"])),
     ("N_opt (params)", lambda p: _g(p["N_opt"])),
+    ("  80% / 95%", lambda p: _interval(p, "N_opt", ".3g")),
     ("D_opt (tokens)", lambda p: _g(p["D_opt"])),
+    ("  80% / 95% ", lambda p: _interval(p, "D_opt", ".3g")),
     ("tokens / param", lambda p: _g(p["tokens_per_param"], ".1f")),
     ("loss (nats/token)", lambda p: _g(p["loss"], ".4f")),
+    ("  80% / 95%  ", lambda p: _interval(p, "loss", ".4f")),
     ("C_train = 6 N D", lambda p: _g(p["C_train"])),
     ("epochs of unique data", lambda p: _g(p["epochs"])),
     ("batch (tokens)", lambda p: _g(p["batch"])),
@@ -150,6 +165,11 @@ _ROWS = (
 )
 
 
+def _interval(p: dict[str, Any], key: str, fmt: str) -> str:
+    levels = (p.get("intervals") or {}).get("levels") or {}
+    return " / ".join(f"[{format(v[key][0], fmt)}, {format(v[key][1], fmt)}]" for v in levels.values()) or "-"
+
+
 def _table(plans: list[dict[str, Any]]) -> str:
     header = ["", *(p["law"] for p in plans)]
     rows = [header] + [[label, *(get(p) for p in plans)] for label, get in _ROWS]
@@ -157,6 +177,8 @@ def _table(plans: list[dict[str, Any]]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
+    for p in plans:
+        lines += [f"warning ({p['law']}): {w}" for w in p.get("warnings", [])]
     for p in plans:
         lines.append(f"how ({p['law']}):")
         lines += [f"  {k}: {v}" for k, v in p["method"].items()]

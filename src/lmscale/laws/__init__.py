@@ -1,4 +1,8 @@
-"""The laws of [K] and [H]: forms, fitting with uncertainty, frontiers, plans.
+"""The laws of [K] and [H]: forms, fitting with uncertainty, frontiers, forecasts, plans.
+
+``fit`` (here) fits one law to a table; :mod:`lmscale.laws.forecast`
+(``ls.forecast``) validates the candidate laws at scale and forecasts with
+calibrated intervals.
 
 Pure numpy/scipy/pandas: importing or using this package never imports torch.
 """
@@ -19,3 +23,4 @@ def fit(frame: Any, law: str = "chinchilla", **kwargs: Any) -> FitResult:
     from lmscale.laws.api import fit as _fit
 
     return _fit(frame, law=law, **kwargs)
+

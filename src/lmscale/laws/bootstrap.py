@@ -32,6 +32,7 @@ from lmscale.laws.fitting import (
     grid_objectives,
     minimise_batch,
     start_grid,
+    theta_bounds,
 )
 from lmscale.laws.forms import LawForm
 
@@ -81,7 +82,8 @@ def resample_counts(n: int, n_boot: int, seed: int | np.random.SeedSequence,
 
 
 def _refit_chunk(form: LawForm, X: Mapping[str, Array], logy: Array, W: Array, starts: Array,
-                 delta: float, max_elements: int = 4_000_000) -> Array:
+                 delta: float, max_elements: int = 4_000_000, space: str = "log",
+                 upper: Array | None = None) -> Array:
     """Refit replicates (columns of W) from their starts (r, s, k); the best start wins.
 
     Rows of NaN mark replicates whose every start failed.
@@ -94,7 +96,7 @@ def _refit_chunk(form: LawForm, X: Mapping[str, Array], logy: Array, W: Array, s
     values = np.empty(len(flat))
     for lo in range(0, len(flat), step):
         thetas[lo:lo + step], values[lo:lo + step] = minimise_batch(
-            form, X, logy, weights[lo:lo + step], flat[lo:lo + step], delta)
+            form, X, logy, weights[lo:lo + step], flat[lo:lo + step], delta, space=space, upper=upper)
     values = values.reshape(r, s)
     best = np.argmin(values, axis=1)
     out = thetas.reshape(r, s, k)[np.arange(r), best]
@@ -106,22 +108,29 @@ def _refit_chunk(form: LawForm, X: Mapping[str, Array], logy: Array, W: Array, s
 def bootstrap(
     form: LawForm, X: Mapping[str, Array], y: Array, options: FitOptions, center: Array,
     n_boot: int, seed: int = 0, groups: Array | None = None, n_jobs: int | None = None,
-    n_refine: int = 1, progress: bool = False,
+    n_refine: int = 1, progress: bool = False, weights: Array | None = None,
 ) -> BootstrapResult:
     """Refit ``n_boot`` resamples of the points (or of the runs, given ``groups``).
 
     Each replicate starts from the full-data fit ``center`` and from its own
     ``n_refine`` best grid starts; the lowest objective wins. Threads:
     ``n_jobs`` (default: all cores; 1 runs in the calling thread).
+    ``weights`` (n,): fixed point weights (compute weighting) multiplying the
+    resampling counts; the residual space and bounds come from ``options``.
     """
     if n_boot < 1:
         raise LmscaleError(f"bootstrap = {n_boot}: expected a positive number of replicates")
     logy = np.log(y)
     n = len(logy)
     W = resample_counts(n, n_boot, np.random.SeedSequence(seed), groups)
-    delta = options.huber_delta
+    if weights is not None:
+        W = W * np.asarray(weights, dtype=float)[:, None]
+    delta, space = options.huber_delta, options.residuals
+    upper = theta_bounds(form, options, logy)
     grid = start_grid(form, options)
-    values = grid_objectives(form, grid, X, logy, options.huber_delta, W)  # (n_grid, n_boot)
+    if upper is not None:
+        grid = np.minimum(grid, upper)
+    values = grid_objectives(form, grid, X, logy, delta, W, space=space)  # (n_grid, n_boot)
     starts = np.stack([
         np.vstack([best_starts(grid, values[:, b], n_refine), center[None, :]]) for b in range(n_boot)
     ])
@@ -136,11 +145,13 @@ def bootstrap(
     with threadpool_limits(1):  # the workers are the parallelism; BLAS stays serial
         if n_jobs == 1:
             for lo, hi in chunks:
-                thetas[lo:hi] = _refit_chunk(form, X, logy, W[:, lo:hi], starts[lo:hi], delta)
+                thetas[lo:hi] = _refit_chunk(form, X, logy, W[:, lo:hi], starts[lo:hi], delta,
+                                             space=space, upper=upper)
                 bar.update(hi - lo)
         else:
             with ThreadPoolExecutor(n_jobs) as pool:
-                futures = {pool.submit(_refit_chunk, form, X, logy, W[:, lo:hi], starts[lo:hi], delta): (lo, hi)
+                futures = {pool.submit(_refit_chunk, form, X, logy, W[:, lo:hi], starts[lo:hi], delta,
+                                       space=space, upper=upper): (lo, hi)
                            for lo, hi in chunks}
                 for fut in as_completed(futures):
                     lo, hi = futures[fut]

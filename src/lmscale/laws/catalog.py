@@ -10,7 +10,8 @@ from; constants per PF-day are converted to FLOPs here, so every law takes
 C in FLOPs.
 
 ``resolve("kaplan2020")`` gives a catalog entry, ``resolve("fit.json")``
-a user's fit (a FitResult or LawSet JSON), so the planner treats both alike.
+a user's fit (a FitResult or LawSet JSON, or a saved forecast), so the
+planner treats them alike.
 """
 
 from __future__ import annotations
@@ -96,11 +97,23 @@ def resolve(spec: str | Path | LawSet | FitResult) -> LawSet:
         raise LmscaleError(f"unknown law {text!r}: neither a catalog name nor a file name")
     path = Path(text)
     if path.suffix.lower() == ".json" or path.exists():
+        if path.exists() and _kind(path) == "forecast":  # a saved forecast: its chosen law and error model
+            from lmscale.laws.forecast import Forecast
+
+            return Forecast.from_json(path).to_lawset()
         laws = LawSet.from_json(path)
         if json.loads(path.read_text(encoding="utf-8")).get("kind") != "lawset" or not laws.name:
             laws.name = path.stem  # a single fit is named after its file
         return laws
     raise LmscaleError(f"unknown law {text!r}; known: {', '.join(_raw())} (or a fit JSON file)")
+
+
+def _kind(path: Path) -> str | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # LawSet.from_json gives the clear error
+    return data.get("kind") if isinstance(data, dict) else None
 
 
 def describe() -> list[dict[str, Any]]:

@@ -32,13 +32,24 @@ _BASE = ("E", "A", "B", "alpha", "beta")
 def optimal_params_for_data(params: Mapping[str, float], D):
     """N whose compute-optimal data is D under [H] approach 3 (inverse of D_opt(C)).
 
-    D_opt(C) = D_opt(6) (C / 6)^b is a power law in C, so
-    C = 6 (D / D_opt(6))^(1/b) and N = N_opt(C) ([M] eq. 6, "U_N").
+    D_opt(C) = G^-1 (C / 6)^b and N_opt(C) = G (C / 6)^a with b = alpha / (alpha + beta),
+    G = (alpha A / (beta B))^(1/(alpha+beta)) (:func:`~lmscale.laws.frontier.chinchilla_allocation`),
+    so N = G (G D)^(beta / alpha) ([M] eq. 6, "U_N").
     """
-    _, b = chinchilla_exponents(params)
-    _, d_at_6 = chinchilla_allocation(params, 6.0)
-    C = 6.0 * (np.asarray(D, dtype=float) / d_at_6) ** (1.0 / b)
-    return chinchilla_allocation(params, C)[0]
+    chinchilla_exponents(params)  # the clear error for alpha or beta <= 0
+    theta = CHINCHILLA.to_theta(params)
+    return np.exp(_log_params_for_data(theta, np.log(np.asarray(D, dtype=float))))
+
+
+def _log_params_for_data(theta: np.ndarray, log_d):
+    """log N with log D compute-optimal (see :func:`optimal_params_for_data`); theta (..., >= 5).
+
+    log N = (1 + beta/alpha) log G + (beta/alpha) log D = (log(alpha A / (beta B)) + beta log D) / alpha.
+    """
+    a, b, alpha, beta = theta[..., 0:1], theta[..., 1:2], theta[..., 3:4], theta[..., 4:5]
+    if theta.ndim == 1:
+        a, b, alpha, beta = a[0], b[0], alpha[0], beta[0]
+    return (np.log(alpha) + a - np.log(beta) - b + beta * log_d) / alpha
 
 
 def effective_repeats(unique, repeats, r_star):
@@ -49,46 +60,74 @@ def effective_repeats(unique, repeats, r_star):
 
 def effective_data_and_params(params: Mapping[str, float], N, D, U):
     """(N', D') of [M] eq. 7: effective parameters and effective data."""
+    theta = DATA_CONSTRAINED.to_theta(params)
     N, D, U = (np.asarray(x, dtype=float) for x in (N, D, U))
-    u_d = np.minimum(D, U)
-    d_eff = effective_repeats(u_d, D / u_d - 1.0, params["R_D_star"])
-    u_n = np.minimum(N, optimal_params_for_data(params, u_d))
-    n_eff = effective_repeats(u_n, N / u_n - 1.0, params["R_N_star"])
-    return n_eff, d_eff
+    shape = np.broadcast_shapes(N.shape, D.shape, U.shape)
+    flat = [np.broadcast_to(x, shape).ravel() for x in (N, D, U)]
+    log_n, log_d = _log_effective(theta, *flat)
+    return np.exp(log_n).reshape(shape), np.exp(log_d).reshape(shape)
+
+
+def _log_effective(theta: np.ndarray, N, D, U, jac: bool = False):
+    """(log N', log D') of [M] eq. 7 for fitting parameters theta (..., 7), vectorised.
+
+    U_D = min(D, U), U_N = min(N, N_opt(U_D)) (:func:`optimal_params_for_data`), then
+    :func:`effective_repeats` of each. With ``jac``, also d log N' / d theta and
+    d log D' / d theta (each (..., n, 7)).
+    """
+    r_d, r_n = np.exp(theta[..., 5:6]), np.exp(theta[..., 6:7])
+    log_n, log_d, log_u = np.log(N), np.log(D), np.log(U)
+    log_ud = np.minimum(log_d, log_u)
+    rep_d = np.expm1(log_d - log_ud)
+    log_d_eff = np.log(effective_repeats(np.exp(log_ud), rep_d, r_d))
+    log_opt = _log_params_for_data(theta, log_ud)
+    log_un = np.minimum(log_n, log_opt)
+    rep_n = np.expm1(log_n - log_un)
+    log_n_eff = np.log(effective_repeats(np.exp(log_un), rep_n, r_n))
+    if not jac:
+        return log_n_eff, log_d_eff
+    # d log(1 + R* (1 - q)) with q = exp(-R / R*): by log R*, r_star (1 - q - (R / R*) q) / S;
+    # by log U (R = e^(log X - log U) - 1), -q (R + 1) / S.
+    q_d, q_n = np.exp(-rep_d / r_d), np.exp(-rep_n / r_n)
+    s_d, s_n = np.exp(log_d_eff - log_ud), np.exp(log_n_eff - log_un)
+    shape = (*np.broadcast_shapes(log_n_eff.shape, log_d_eff.shape), theta.shape[-1])
+    jd, jn = np.zeros(shape), np.zeros(shape)
+    jd[..., 5] = r_d * (1.0 - q_d - rep_d / r_d * q_d) / s_d
+    jn[..., 6] = r_n * (1.0 - q_n - rep_n / r_n * q_n) / s_n
+    alpha, beta = theta[..., 3:4], theta[..., 4:5]
+    bound = (log_opt < log_n) * (1.0 - q_n * (rep_n + 1.0) / s_n)  # d log N' / d log U_N where U_N = N_opt
+    jn[..., 0] = bound / alpha
+    jn[..., 1] = -bound / alpha
+    jn[..., 3] = bound * (1.0 / alpha - log_opt) / alpha
+    jn[..., 4] = bound * (log_ud - 1.0 / beta) / alpha
+    return log_n_eff, log_d_eff, jn, jd
 
 
 @dataclass(frozen=True)
 class DataConstrainedLaw(LawForm):
     """[M] eq. 7; theta = (a, b, e, alpha, beta, log R_D*, log R_N*).
 
-    The Jacobian is taken by central differences in theta (U_N depends on
-    A, B, alpha and beta through the [H] allocation, a min() with a kink).
+    Vectorised over theta like every form, with the analytic Jacobian (U_N
+    depends on A, B, alpha and beta through the [H] allocation where it is
+    below N: a min() with a kink, differentiated on either side).
     """
-
-    def _log_row(self, row: np.ndarray, X: Mapping[str, np.ndarray]) -> np.ndarray:
-        p = self.from_theta(row)
-        if not (p["alpha"] > 0 and p["beta"] > 0 and np.all(np.isfinite(row))):
-            return np.full(len(np.asarray(X["N"])), np.inf)  # outside the form's domain (a trial step)
-        n_eff, d_eff = effective_data_and_params(p, X["N"], X["D"], X["U"])
-        return CHINCHILLA.log_predict(row[:5], {"N": n_eff, "D": d_eff})
 
     def log_predict(self, theta, X, jac=False):
         theta = np.asarray(theta, dtype=float)
-        lead = theta.shape[:-1]
-        rows = theta.reshape(-1, theta.shape[-1])
-        n = len(np.asarray(X["N"]))
-        f = np.stack([self._log_row(r, X) for r in rows]).reshape(*lead, n)
-        if not jac:
-            return f
-        J = np.empty((len(rows), n, rows.shape[1]))
-        for i, r in enumerate(rows):
-            for k in range(rows.shape[1]):
-                h = 1e-6 * max(1.0, abs(r[k]))
-                up, down = r.copy(), r.copy()
-                up[k] += h
-                down[k] -= h
-                J[i, :, k] = (self._log_row(up, X) - self._log_row(down, X)) / (2 * h)
-        return f, J.reshape(*lead, n, rows.shape[1])
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            eff = _log_effective(theta, X["N"], X["D"], X["U"], jac=jac)
+            inner = {"N": np.exp(eff[0]), "D": np.exp(eff[1])}
+            alpha, beta = theta[..., 3:4], theta[..., 4:5]
+            ok = (alpha > 0) & (beta > 0) & np.all(np.isfinite(theta), axis=-1, keepdims=True)
+            if not jac:
+                f = CHINCHILLA.log_predict(theta[..., :5], inner)
+                return np.where(ok & np.isfinite(f), f, np.inf)  # inf: outside the form's domain
+            f, J5 = CHINCHILLA.log_predict(theta[..., :5], inner, jac=True)
+            # the [H] form's own derivatives, then through log N' and log D' (chain rule)
+            J = np.concatenate([J5, np.zeros((*J5.shape[:-1], 2))], axis=-1)
+            J += (-alpha * J5[..., 0])[..., None] * eff[2] + (-beta * J5[..., 1])[..., None] * eff[3]
+        bad = ~(ok & np.isfinite(f))
+        return np.where(bad, np.inf, f), np.where(bad[..., None] | ~np.isfinite(J), 0.0, J)
 
     def to_theta(self, params):
         base = CHINCHILLA.to_theta(params)

@@ -15,8 +15,9 @@ import numpy as np
 
 from lmscale.laws.bootstrap import bootstrap as run_bootstrap
 from lmscale.laws.bootstrap import bootstrap_stderr, percentile_intervals
-from lmscale.laws.fitting import FitOptions, gauss_newton_stderr, goodness, minimise, start_grid
+from lmscale.laws.fitting import FitOptions, compute_weights, minimise, start_grid
 from lmscale.laws.forms import LawForm
+from lmscale.laws.goodness import gauss_newton_stderr, goodness
 from lmscale.laws.io import Points
 from lmscale.laws.result import FitResult
 
@@ -26,11 +27,15 @@ def fit_points(
     ci_level: float = 0.95, n_jobs: int | None = None, progress: bool = False,
     bootstrap_refine: int = 1,
 ) -> FitResult:
-    """Fit ``form`` to prepared points; bootstrap intervals when ``bootstrap > 0``."""
+    """Fit ``form`` to prepared points; bootstrap intervals when ``bootstrap > 0``.
+
+    ``options.weight_power`` weights the points by compute (``points.size``).
+    """
     t0 = time.perf_counter()
     logy = np.log(points.y)
     grid = start_grid(form, options)
-    best = minimise(form, points.X, logy, options)
+    weights = compute_weights(points.size, options.weight_power)
+    best = minimise(form, points.X, logy, options, weights=weights)
     params = form.from_theta(best.theta)
     stats: dict[str, Any] = {
         "objective": best.objective, "huber_delta": options.huber_delta, "reduction": options.reduction,
@@ -38,6 +43,8 @@ def fit_points(
         "grid_starts": int(len(grid)), "refined_starts": int(min(options.n_refine, len(grid))),
         **goodness(form, best.theta, points.X, points.y),
     }
+    if options.residuals != "log" or options.weight_power or options.e_below_min_loss:
+        stats["variant"] = options.describe()
     stderr = gauss_newton_stderr(form, best.theta, points.X, points.y)
     stats["stderr_method"] = "gauss_newton"
     ci = None
@@ -45,7 +52,7 @@ def fit_points(
     if bootstrap:
         boot = run_bootstrap(form, points.X, points.y, options, best.theta, bootstrap, seed=seed,
                              groups=points.groups, n_jobs=n_jobs, n_refine=bootstrap_refine,
-                             progress=progress)
+                             progress=progress, weights=weights)
         samples = boot.params
         if len(samples) >= 2:
             ci = percentile_intervals(form, samples, ci_level)
@@ -57,5 +64,9 @@ def fit_points(
     stats["time_s"] = time.perf_counter() - t0
     notes = dict(points.notes)
     notes.update(equation=form.equation, units=dict(form.units), extrapolation_size=points.size_by)
+    if "N" in points.X and "D" in points.X:  # the extent of the data, for plans beyond it
+        notes["data_range"] = {"N_max": float(points.X["N"].max()), "D_max": float(points.X["D"].max()),
+                               "C_max": float((6.0 * points.X["N"] * points.X["D"]).max()),
+                               "compute": "6 N D (FLOPs)"}
     return FitResult(law=form.name, params=params, ci=ci, stderr=stderr, n_points=len(points),
                      stats=stats, source="fit", notes=notes, ci_level=ci_level, bootstrap_params=samples)

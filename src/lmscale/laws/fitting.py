@@ -28,8 +28,8 @@ by default (``ftol=None``, ``gtol=None``), the tolerances are divided by n
 for ``"mean"`` too, so both reductions reach the same optimum (the sum's);
 pass ``ftol``/``gtol`` to choose the stopping rule yourself.
 
-Also here: goodness of fit and Gauss-Newton standard errors. Above this
-module: :mod:`~lmscale.laws.bootstrap` (refits of resampled points),
+Goodness of fit and Gauss-Newton standard errors are in
+:mod:`~lmscale.laws.goodness`. Above this module: :mod:`~lmscale.laws.bootstrap` (refits of resampled points),
 :mod:`~lmscale.laws.estimate` (a minimum, its statistics and intervals as a
 :class:`~lmscale.laws.result.FitResult`), :mod:`~lmscale.laws.extrapolation`
 (fit the smaller runs, predict the largest) and :mod:`~lmscale.laws.api`
@@ -57,6 +57,10 @@ SCIPY_FTOL = 2.220446049250313e-09
 SCIPY_GTOL = 1e-05
 #: objective value used where the prediction overflows.
 _BAD = 1e30
+#: residual spaces of the objective.
+RESIDUALS = ("log", "linear")
+#: theta names that hold log E, the irreducible loss.
+_LOG_E_NAMES = ("e", "log_E", "log_L_inf")
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,6 +81,13 @@ class FitOptions:
         maxiter: iteration cap of each L-BFGS run.
         grid: starting points, shape (n_starts, k) in the form's theta; None:
             the form's own grid (``form.theta_grid()``).
+        residuals: ``"log"`` (log f - log y, [H] eq. 11) or ``"linear"``
+            (f - y in nats: the Huber threshold is then in nats too).
+        weight_power: points weighted by compute, w_i = (C_i / C_max)^p
+            normalised to mean 1 (0: unweighted; applied by the callers that
+            know C, :func:`compute_weights`).
+        e_below_min_loss: bound the irreducible loss E below the lowest
+            observed loss (for forms with an ``e`` / ``log_E`` parameter).
     """
 
     huber_delta: float = 1e-3
@@ -87,6 +98,9 @@ class FitOptions:
     gtol: float | None = None
     maxiter: int = 15000
     grid: Array | None = field(default=None, repr=False)
+    residuals: str = "log"
+    weight_power: float = 0.0
+    e_below_min_loss: bool = False
 
     def __post_init__(self) -> None:
         if not (self.huber_delta > 0 and np.isfinite(self.huber_delta)):
@@ -95,6 +109,19 @@ class FitOptions:
             raise LmscaleError(f"reduction = {self.reduction!r}: expected 'sum' or 'mean'")
         if self.n_refine < 1:
             raise LmscaleError(f"n_refine = {self.n_refine!r}: expected at least 1")
+        if self.residuals not in RESIDUALS:
+            raise LmscaleError(f"residuals = {self.residuals!r}: expected one of {', '.join(RESIDUALS)}")
+        if not (np.isfinite(self.weight_power) and self.weight_power >= 0):
+            raise LmscaleError(f"weight_power = {self.weight_power!r}: expected a number >= 0")
+
+    def describe(self) -> str:
+        """The variant in words, e.g. ``"Huber 1e-3 on log residuals"``."""
+        parts = [f"Huber {self.huber_delta:g} on {self.residuals} residuals"]
+        if self.weight_power:
+            parts.append(f"points weighted by (C / C_max)^{self.weight_power:g}")
+        if self.e_below_min_loss:
+            parts.append("E below the lowest observed loss")
+        return ", ".join(parts)
 
 
 @dataclass
@@ -116,22 +143,61 @@ def huber(r: Array, delta: float) -> tuple[Array, Array]:
     return loss, np.clip(r, -delta, delta)
 
 
-def pointwise_losses(form: LawForm, theta: Array, X: Mapping[str, Array], logy: Array, delta: float) -> Array:
+def residuals(f: Array, logy: Array, space: str = "log") -> tuple[Array, Array | None]:
+    """Residuals of log-predictions ``f`` and d r / d f (None when it is 1).
+
+    ``"log"``: r = f - log y; ``"linear"``: r = e^f - y (nats), d r / d f = e^f.
+    """
+    if space == "log":
+        return f - logy, None
+    pred = np.exp(f)
+    return pred - np.exp(logy), pred
+
+
+def theta_bounds(form: LawForm, options: FitOptions, logy: Array) -> Array | None:
+    """Upper bounds on theta (k,), inf where free; None when nothing is bounded.
+
+    With ``e_below_min_loss`` the log E component stays below log min(y).
+    """
+    if not options.e_below_min_loss:
+        return None
+    idx = [i for i, name in enumerate(form.theta_names) if name in _LOG_E_NAMES]
+    if not idx:
+        raise LmscaleError(f"law {form.name} has no irreducible loss E to bound (e_below_min_loss)")
+    upper = np.full(len(form.theta_names), np.inf)
+    upper[idx[0]] = float(np.min(logy)) - 1e-9
+    return upper
+
+
+def compute_weights(size: Array, power: float) -> Array | None:
+    """w_i = (C_i / C_max)^power, normalised to mean 1; None for power 0."""
+    if not power:
+        return None
+    size = np.asarray(size, dtype=float)
+    w = np.exp(power * (np.log(size) - np.log(size.max())))
+    return w / w.mean()
+
+
+def pointwise_losses(form: LawForm, theta: Array, X: Mapping[str, Array], logy: Array, delta: float,
+                     space: str = "log") -> Array:
     """Huber loss of each point for each theta: shape (..., n); no gradient."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         f = form.log_predict(np.asarray(theta, dtype=float), X)
-        loss, _ = huber(f - logy, delta)
+        loss, _ = huber(residuals(f, logy, space)[0], delta)
     return np.where(np.isfinite(loss), loss, _BAD)
 
 
 def objective(
     form: LawForm, theta: Array, X: Mapping[str, Array], logy: Array, delta: float,
-    weights: Array | None = None, scale: float = 1.0,
+    weights: Array | None = None, scale: float = 1.0, space: str = "log",
 ) -> tuple[float, Array]:
-    """``scale * sum_i w_i Huber(log f_i - log y_i)`` and its gradient, for one theta (k,)."""
+    """``scale * sum_i w_i Huber(r_i)`` and its gradient, for one theta (k,); r as :func:`residuals`."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         f, J = form.log_predict(theta, X, jac=True)
-        loss, psi = huber(f - logy, delta)
+        r, drdf = residuals(f, logy, space)
+        loss, psi = huber(r, delta)
+        if drdf is not None:
+            J = J * drdf[:, None]
         if weights is not None:
             loss, psi = loss * weights, psi * weights
         value = scale * float(loss.sum())
@@ -141,8 +207,8 @@ def objective(
     return value, grad
 
 
-def _scipy_objective(theta, form, X, logy, delta, weights, scale):
-    return objective(form, theta, X, logy, delta, weights, scale)
+def _scipy_objective(theta, form, X, logy, delta, weights, scale, space):
+    return objective(form, theta, X, logy, delta, weights, scale, space)
 
 
 def scale_of(options: FitOptions, weights_total: float) -> float:
@@ -171,13 +237,18 @@ def lbfgs(
     ftol = SCIPY_FTOL * shrink if options.ftol is None else options.ftol
     gtol = SCIPY_GTOL * shrink if options.gtol is None else options.gtol
     delta = options.huber_delta
+    upper = theta_bounds(form, options, logy)
+    bounds = None if upper is None else [(None, None if not np.isfinite(u) else u) for u in upper]
     best: Minimum | None = None
     with threadpool_limits(1):
         for start in starts:
             start = np.asarray(start, dtype=float)
+            if upper is not None:
+                start = np.minimum(start, upper)
             res = minimize(
-                _scipy_objective, start, args=(form, X, logy, delta, weights, scale), jac=True,
-                method="L-BFGS-B", options={"ftol": ftol, "gtol": gtol, "maxiter": options.maxiter},
+                _scipy_objective, start, args=(form, X, logy, delta, weights, scale, options.residuals),
+                jac=True, method="L-BFGS-B", bounds=bounds,
+                options={"ftol": ftol, "gtol": gtol, "maxiter": options.maxiter},
             )
             if best is None or res.fun < best.objective:
                 best = Minimum(np.asarray(res.x), float(res.fun), bool(res.success), str(res.message),
@@ -187,17 +258,17 @@ def lbfgs(
 
 
 def batch_objectives(form: LawForm, theta: Array, X: Mapping[str, Array], logy: Array, W: Array,
-                     delta: float) -> Array:
+                     delta: float, space: str = "log") -> Array:
     """``sum_i W[r, i] Huber(r_i(theta[r]))`` for many problems at once: theta (R, k), W (R, n)."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        loss, _ = huber(form.log_predict(theta, X) - logy, delta)
+        loss, _ = huber(residuals(form.log_predict(theta, X), logy, space)[0], delta)
         value = np.einsum("rn,rn->r", loss, W)
     return np.where(np.isfinite(value), value, _BAD)
 
 
 def minimise_batch(
     form: LawForm, X: Mapping[str, Array], logy: Array, W: Array, starts: Array, delta: float,
-    maxiter: int = 500, tol: float = 1e-10,
+    maxiter: int = 500, tol: float = 1e-10, space: str = "log", upper: Array | None = None,
 ) -> tuple[Array, Array]:
     """Minimise many weighted Huber objectives at once (bootstrap replicates).
 
@@ -207,11 +278,15 @@ def minimise_batch(
     IRLS weights ``U = w min(1, delta / |r|)``, damped by ``lam diag(J^T U J)``;
     a step is kept only where it lowers that problem's objective. Every
     array operation covers all problems still running, so a thousand refits
-    cost a few dozen vectorised evaluations. Returns (theta (R, k), objective (R,)).
+    cost a few dozen vectorised evaluations. ``space``: the residuals (see
+    :func:`residuals`); ``upper``: bounds on theta (k,), steps are clipped to them.
+    Returns (theta (R, k), objective (R,)).
     """
     theta = np.array(starts, dtype=float)
+    if upper is not None:
+        theta = np.minimum(theta, upper)
     R, k = theta.shape
-    value = batch_objectives(form, theta, X, logy, W, delta)
+    value = batch_objectives(form, theta, X, logy, W, delta, space)
     lam = np.full(R, 1e-3)
     active = np.ones(R, dtype=bool)
     eye = np.eye(k)
@@ -222,7 +297,9 @@ def minimise_batch(
         th, w = theta[idx], W[idx]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             f, J = form.log_predict(th, X, jac=True)
-            r = f - logy
+            r, drdf = residuals(f, logy, space)
+            if drdf is not None:
+                J = J * drdf[..., None]
             a = np.abs(r)
             u = w * np.where(a > delta, delta / np.maximum(a, 1e-300), 1.0)
             Jt = np.swapaxes(J, 1, 2)  # (R, k, n)
@@ -237,7 +314,9 @@ def minimise_batch(
         except np.linalg.LinAlgError:  # a singular system somewhere: least squares for all
             step = np.stack([np.linalg.lstsq(A[i], -g[i], rcond=None)[0] for i in range(len(idx))])
         trial = th + step
-        new = batch_objectives(form, trial, X, logy, w, delta)
+        if upper is not None:
+            trial = np.minimum(trial, upper)
+        new = batch_objectives(form, trial, X, logy, w, delta, space)
         ok = new < value[idx]
         gain = (value[idx] - new) / np.maximum(np.abs(value[idx]), 1e-300)
         theta[idx[ok]] = trial[ok]
@@ -250,7 +329,7 @@ def minimise_batch(
 
 def grid_objectives(
     form: LawForm, grid: Array, X: Mapping[str, Array], logy: Array, delta: float,
-    W: Array | None = None, chunk_elements: int = 2_000_000,
+    W: Array | None = None, chunk_elements: int = 2_000_000, space: str = "log",
 ) -> Array:
     """Summed Huber loss of every grid start, for one or many weightings.
 
@@ -262,7 +341,7 @@ def grid_objectives(
     step = max(1, chunk_elements // max(n, 1))
     out = []
     for i in range(0, len(grid), step):
-        losses = pointwise_losses(form, grid[i:i + step], X, logy, delta)
+        losses = pointwise_losses(form, grid[i:i + step], X, logy, delta, space)
         out.append(losses.sum(axis=-1) if W is None else losses @ W)
     return np.concatenate(out, axis=0)
 
@@ -286,77 +365,18 @@ def minimise(
        best grid starts themselves, and ``warm``.
     """
     grid = start_grid(form, options)
+    upper = theta_bounds(form, options, logy)
+    if upper is not None:
+        grid = np.minimum(grid, upper)
     values = grid_objectives(form, grid, X, logy, options.huber_delta,
-                             None if weights is None else weights[:, None])
+                             None if weights is None else weights[:, None], space=options.residuals)
     values = values if weights is None else values[:, 0]
     starts = list(best_starts(grid, values, options.n_refine))
     if options.n_screen:
         screen = best_starts(grid, values, options.n_screen)
         w = np.ones(len(logy)) if weights is None else weights
         thetas, found = minimise_batch(form, X, logy, np.broadcast_to(w, (len(screen), len(w))), screen,
-                                       options.huber_delta)
+                                       options.huber_delta, space=options.residuals, upper=upper)
         order = np.argsort(found, kind="stable")
         starts += [thetas[i] for i in order[:options.n_refine] if found[i] < _BAD]
     return lbfgs(form, X, logy, [*starts, *warm], options, weights)
-
-
-# ---------------------------------------------------------------------------
-# Goodness of fit and standard errors
-# ---------------------------------------------------------------------------
-
-
-def goodness(form: LawForm, theta: Array, X: Mapping[str, Array], y: Array) -> dict[str, float]:
-    """Fit statistics on the points.
-
-    ``rmse_log``: RMSE of log y - log f; ``r2`` (= ``r2_log``): R^2 of log y;
-    ``r2_loss``: R^2 of y itself; ``mean_abs_rel_error``: mean |f / y - 1|.
-    """
-    logy = np.log(y)
-    f = form.log_predict(np.asarray(theta, dtype=float), X)
-    r = logy - f
-    ss_log = float(np.sum((logy - logy.mean()) ** 2))
-    pred = np.exp(f)
-    ss_y = float(np.sum((y - y.mean()) ** 2))
-    r2_log = 1.0 - float(np.sum(r**2)) / ss_log if ss_log > 0 else float("nan")
-    return {
-        "rmse_log": float(np.sqrt(np.mean(r**2))),
-        "r2": r2_log,
-        "r2_log": r2_log,
-        "r2_loss": 1.0 - float(np.sum((y - pred) ** 2)) / ss_y if ss_y > 0 else float("nan"),
-        "mean_abs_rel_error": float(np.mean(np.abs(pred / y - 1.0))),
-    }
-
-
-def natural_jacobian(form: LawForm, theta: Array) -> Array:
-    """d params / d theta (k, k) by central differences of ``from_theta``."""
-    theta = np.asarray(theta, dtype=float)
-    k = len(theta)
-    J = np.empty((len(form.params), k))
-    for j in range(k):
-        h = 1e-6 * max(1.0, abs(theta[j]))
-        up, down = theta.copy(), theta.copy()
-        up[j] += h
-        down[j] -= h
-        pu, pd_ = form.from_theta(up), form.from_theta(down)
-        J[:, j] = [(pu[p] - pd_[p]) / (2 * h) for p in form.params]
-    return J
-
-
-def gauss_newton_stderr(form: LawForm, theta: Array, X: Mapping[str, Array], y: Array) -> dict[str, float]:
-    """Standard errors from the Gauss-Newton Hessian of the squared log-residuals.
-
-    cov(theta) = s^2 (J^T J)^-1 with s^2 = sum r^2 / (n - k), J = d log f / d theta
-    at the fit; carried to the natural parameters by the delta method. (The
-    Huber objective's own Hessian vanishes for residuals beyond delta, so the
-    least-squares curvature stands in for it.)
-    """
-    theta = np.asarray(theta, dtype=float)
-    f, J = form.log_predict(theta, X, jac=True)
-    n, k = J.shape
-    if n <= k:
-        return {p: float("nan") for p in form.params}
-    s2 = float(np.sum((np.log(y) - f) ** 2)) / (n - k)
-    cov = s2 * np.linalg.pinv(J.T @ J)
-    G = natural_jacobian(form, theta)
-    var = np.einsum("ij,jk,ik->i", G, cov, G)
-    return {p: float(np.sqrt(v)) if v >= 0 else float("nan") for p, v in zip(form.params, var)}

@@ -219,6 +219,32 @@ class ChinchillaLaw(LawForm):
         }
 
 
+@dataclass(frozen=True)
+class TiedChinchillaLaw(LawForm):
+    """[H] eq. 2 with alpha = beta (Gadre et al. 2024); theta = (a, b, e, alpha).
+
+    Gadre et al. write it as L(C, M) = E + (a M^eta + b M^-eta) C^-eta with
+    C = 6 N D, M = D / N, eta = alpha / 2, a = A 6^eta, b = B 6^eta
+    (:func:`overtraining_params`). Evaluated by the [H] form itself.
+    """
+
+    def log_predict(self, theta, X, jac=False):
+        theta = np.asarray(theta, dtype=float)
+        full = np.concatenate([theta, theta[..., 3:4]], axis=-1)
+        if not jac:
+            return CHINCHILLA.log_predict(full, X)
+        f, J = CHINCHILLA.log_predict(full, X, jac=True)
+        return f, np.concatenate([J[..., :3], J[..., 3:4] + J[..., 4:5]], axis=-1)
+
+    def to_theta(self, params):
+        return np.array([np.log(params["A"]), np.log(params["B"]), np.log(params["E"]), params["alpha"]],
+                        dtype=float)
+
+    def _from_theta(self, theta):
+        return {"E": float(np.exp(theta[2])), "A": float(np.exp(theta[0])), "B": float(np.exp(theta[1])),
+                "alpha": float(theta[3])}
+
+
 # ---------------------------------------------------------------------------
 # [K] eq. 1.5 / 4.1: L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D
 # ---------------------------------------------------------------------------
@@ -433,6 +459,16 @@ CHINCHILLA = ChinchillaLaw(
     ),
     formula="L = E + A/N^alpha + B/D^beta",
 )
+CHINCHILLA_TIED = TiedChinchillaLaw(
+    name="chinchilla_tied", title="L(N, D), [H] form, alpha = beta",
+    equation="Gadre et al. 2024 eq. 4 ([H] eq. 2 with tied exponents)",
+    params=("E", "A", "B", "alpha"), inputs=("N", "D"), output="loss",
+    units={"N": "parameters", "D": "tokens", "E": _LOSS, "A": "nats/token * params^alpha",
+           "B": "nats/token * tokens^alpha", "loss": _LOSS},
+    theta_names=("a", "b", "e", "alpha"),
+    grid=CHINCHILLA.grid[:4],
+    formula="L = E + A/N^alpha + B/D^alpha",
+)
 POWER_OFFSET = OffsetPowerLaw(
     name="power_offset", title="L(X) with irreducible loss", equation="E + (X_0/X)^alpha",
     params=("E", "X_0", "alpha"), inputs=("X",), output="loss",
@@ -468,7 +504,7 @@ OVERFITTING = OverfittingLaw(
 FORMS: dict[str, LawForm] = {
     f.name: f
     for f in (KAPLAN_N, KAPLAN_D, KAPLAN_C, KAPLAN_CMIN, KAPLAN_ND, KAPLAN_NS, BCRIT, CHINCHILLA,
-              POWER_OFFSET, POSITION, TRANSFER, OVERFITTING)
+              CHINCHILLA_TIED, POWER_OFFSET, POSITION, TRANSFER, OVERFITTING)
 }
 
 
@@ -489,6 +525,20 @@ def get_form(name: str) -> LawForm:
 # ---------------------------------------------------------------------------
 # Derived quantities: one function per formula
 # ---------------------------------------------------------------------------
+
+
+def chinchilla_params(law: str, params: Mapping[str, float]) -> dict[str, float]:
+    """The [H] parameters (E, A, B, alpha, beta) of a ``chinchilla`` or ``chinchilla_tied`` law."""
+    if law == "chinchilla_tied":
+        return {**{k: float(params[k]) for k in ("E", "A", "B", "alpha")}, "beta": float(params["alpha"])}
+    return {k: float(params[k]) for k in ("E", "A", "B", "alpha", "beta")}
+
+
+def overtraining_params(params: Mapping[str, float]) -> dict[str, float]:
+    """Gadre et al. 2024's (E, a, b, eta) of L = E + (a M^eta + b M^-eta) C^-eta, M = D/N, C = 6ND."""
+    eta = float(params["alpha"]) / 2.0
+    return {"E": float(params["E"]), "a": float(params["A"]) * 6.0**eta, "b": float(params["B"]) * 6.0**eta,
+            "eta": eta}
 
 
 def overfitting(params: Mapping[str, float], N, D):

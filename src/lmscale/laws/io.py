@@ -4,14 +4,16 @@ Column names the fits understand (``FIT_FIELDS``): ``N`` (parameters), ``D``
 (tokens), ``C`` (FLOPs), ``C_min``, ``S`` (steps, S_min for ``kaplan_ns``),
 ``B`` (critical batch, tokens), ``L`` (loss as an input of ``bcrit``), ``t``
 (context position), ``L_train`` (training-distribution loss), ``X`` (the input
-of ``power_offset``), ``loss`` (the output of loss laws), and ``run_id``
+of ``power_offset``), ``U`` (unique tokens, for repeated data) or ``epochs``,
+``loss`` (the output of loss laws), and ``run_id``
 (rows sharing it are one run: the bootstrap resamples whole runs).
 Other names are mapped with ``columns={"N": "Model Size", ...}``.
 
 Derived columns, always recorded in the notes: ``D = C / (6 N)`` when a law
 needs D and only C and N are given ([K] section 2.1, C = 6 N D); ``C = 6 N D``
 when a law needs C and only N and D are given; ``D = tokens`` for learning
-curves that name the tokens seen so far ``tokens``.
+curves that name the tokens seen so far ``tokens``; ``U = D / epochs`` when
+a law needs unique tokens and the table gives epochs.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import pandas as pd
 from lmscale.errors import LmscaleError
 from lmscale.laws.forms import LawForm
 
-FIT_FIELDS = ("N", "D", "C", "C_min", "S", "B", "L", "t", "L_train", "X", "loss", "run_id")
+FIT_FIELDS = ("N", "D", "C", "C_min", "S", "B", "L", "t", "L_train", "X", "U", "epochs", "loss", "run_id")
 
 #: Inputs whose larger values mean a *smaller* model or run (losses).
 _LOSS_INPUTS = ("L", "L_train")
@@ -171,6 +173,9 @@ def derive_columns(frame: pd.DataFrame, needed: tuple[str, ...]) -> tuple[pd.Dat
     if "D" in needed and "D" not in frame.columns and {"C", "N"} <= set(frame.columns):
         frame["D"] = pd.to_numeric(frame["C"], errors="coerce") / (6.0 * pd.to_numeric(frame["N"], errors="coerce"))
         derived.append("D = C / (6 N) (no D column; C = 6 N D, [K] section 2.1)")
+    if "U" in needed and "U" not in frame.columns and {"D", "epochs"} <= set(frame.columns):
+        frame["U"] = pd.to_numeric(frame["D"], errors="coerce") / pd.to_numeric(frame["epochs"], errors="coerce")
+        derived.append("U = D / epochs (unique tokens from the epochs of data seen)")
     if "C" in needed and "C" not in frame.columns and {"N", "D"} <= set(frame.columns):
         frame["C"] = 6.0 * pd.to_numeric(frame["N"], errors="coerce") * pd.to_numeric(frame["D"], errors="coerce")
         derived.append("C = 6 N D (no C column, [K] section 2.1)")

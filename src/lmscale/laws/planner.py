@@ -12,11 +12,18 @@ How the allocation is chosen (first that applies):
 
 1. ``unique_tokens`` given: the data-constrained law ([M] eq. 7), minimised
    on the line C = 6 N D (:func:`~lmscale.laws.data_constrained.data_constrained_allocation`).
-2. a ``chinchilla`` law: the [H] approach-3 closed form
-   (:func:`~lmscale.laws.frontier.chinchilla_allocation`), C = 6 N D.
+2. a ``chinchilla`` law (or ``chinchilla_tied``, alpha = beta): the [H]
+   approach-3 closed form (:func:`~lmscale.laws.frontier.chinchilla_allocation`), C = 6 N D.
 3. an ``allocation`` entry in ``extras`` (power laws y = coef (C / C_unit)^exponent,
    e.g. [K] table 6, where C is C_min): N_opt(C), D_opt(C), and the loss
    from L(C_min) ([K] eq. 1.3) or else L(N, D) ([K] eq. 1.5).
+4. a fitted ``kaplan_nd`` alone: the minimum of [K] eq. 1.5 along C = 6 N D
+   (:func:`~lmscale.laws.plan_uncertainty.optimal_allocation`).
+
+With a fitted law that carries bootstrap draws (``lmscale fit --bootstrap K
+--out``, or a forecast), the plan also gives 80% and 95% intervals of N_opt,
+D_opt and the loss from the draws, and warns when the budget lies far
+beyond the fitted data (:mod:`lmscale.laws.plan_uncertainty`).
 
 Pure numpy/scipy; no torch.
 """
@@ -36,8 +43,9 @@ from lmscale.accounting import PF_DAY, non_embedding_params
 from lmscale.errors import LmscaleError
 from lmscale.laws.catalog import resolve
 from lmscale.laws.data_constrained import DATA_CONSTRAINED, data_constrained_allocation
-from lmscale.laws.forms import min_steps, overfitting, overfitting_data_rule
+from lmscale.laws.forms import chinchilla_params, min_steps, overfitting, overfitting_data_rule
 from lmscale.laws.frontier import chinchilla_allocation
+from lmscale.laws.plan_uncertainty import optimal_allocation, uncertainty
 from lmscale.laws.result import FitResult, LawSet
 
 #: ln C search range of the inversions: 1 FLOP ... 1e100 FLOPs.
@@ -96,6 +104,9 @@ class PlanOptions:
             (they do not change N; [K] uses 1024 and 50257).
         require: items that must be computed, else an error: ``loss``,
             ``bcrit``, ``s_min``, ``batch``, ``delta_l``, ``band``, ``shape``.
+        intervals: ``None``: intervals when the fit has bootstrap draws;
+            ``True``: required (an error without draws); ``False``: none.
+        levels: coverages of the intervals.
     """
 
     device: str = "h100"
@@ -107,6 +118,8 @@ class PlanOptions:
     n_ctx: int = 1024
     n_vocab: int = 50257
     require: tuple[str, ...] = ()
+    intervals: bool | None = None
+    levels: tuple[float, ...] = (0.8, 0.95)
 
     def validate(self) -> None:
         if self.device not in DEVICES:
@@ -118,6 +131,9 @@ class PlanOptions:
             raise LmscaleError(f"n_devices = {self.n_devices!r}: expected a positive integer")
         _positive("overhead", self.overhead)
         _positive("unique_tokens", self.unique_tokens, allow_none=True)
+        for level in self.levels:
+            if not (isinstance(level, int | float) and 0 < level < 1):
+                raise LmscaleError(f"levels: {level!r} is not a coverage in (0, 1)")
         unknown = [r for r in self.require if r not in REQUIRABLE]
         if unknown:
             raise LmscaleError(f"require: unknown item(s) {', '.join(unknown)}; known: {', '.join(REQUIRABLE)}")
@@ -150,6 +166,8 @@ class Plan:
     shape: dict[str, Any] | None = None
     wall_time: dict[str, Any] = field(default_factory=dict)
     method: dict[str, str] = field(default_factory=dict)
+    intervals: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,6 +238,7 @@ class _Allocator:
     d_opt: Callable[[float], float]
     loss: Callable[[float], float] | None
     method: dict[str, str]
+    fit: FitResult | None = None  # the fitted law the allocation comes from
 
 
 def _allocator(laws: LawSet, unique_tokens: float | None) -> _Allocator:
@@ -236,18 +255,22 @@ def _allocator(laws: LawSet, unique_tokens: float | None) -> _Allocator:
             lambda C: float(DATA_CONSTRAINED.predict(dc.params, N=both(C)[0], D=both(C)[1], U=U)),
             {"N_opt": f"argmin over N of L(N, C/(6N), U) with U = {U:g} unique tokens "
                       "([M] eq. 7); D_opt = C / (6 N_opt)",
-             "loss": "[M] eq. 7 at (N_opt, D_opt, U)"},
+             "loss": "[M] eq. 7 at (N_opt, D_opt, U)"}, fit=dc,
         )
-    if "chinchilla" in laws or "data_constrained" in laws:
-        fit = laws.laws.get("chinchilla") or _unconstrained(laws.laws["data_constrained"])
-        p = fit.params
+    if "chinchilla" in laws or "data_constrained" in laws or "chinchilla_tied" in laws:
+        source = laws.laws.get("chinchilla") or laws.laws.get("data_constrained") or laws.laws["chinchilla_tied"]
+        fit = laws.laws.get("chinchilla") or (_unconstrained(laws.laws["data_constrained"])
+                                              if "data_constrained" in laws else laws.laws["chinchilla_tied"])
+        tied = fit.law == "chinchilla_tied"
+        p = chinchilla_params(fit.law, fit.params)
         return _Allocator(
             "chinchilla", lambda C: chinchilla_allocation(p, C)[0], lambda C: chinchilla_allocation(p, C)[1],
             lambda C: float(fit.predict(N=chinchilla_allocation(p, C)[0], D=chinchilla_allocation(p, C)[1])),
             {"N_opt": "[H] approach 3 closed form: N_opt = G (C/6)^a, G = (alpha A / (beta B))^(1/(alpha+beta)), "
-                      "a = beta/(alpha+beta)",
+                      "a = beta/(alpha+beta)" + (" = 1/2 (tied exponents, alpha = beta)" if tied else ""),
              "D_opt": "D_opt = G^-1 (C/6)^b, b = alpha/(alpha+beta); C = 6 N_opt D_opt",
-             "loss": "[H] eq. 2: L = E + A/N^alpha + B/D^beta at (N_opt, D_opt)"},
+             "loss": "[H] eq. 2: L = E + A/N^alpha + B/D^beta at (N_opt, D_opt)"
+                     + (" with beta = alpha" if tied else "")}, fit=source,
         )
     if has_relation(laws, "N_opt") and has_relation(laws, "D_opt"):
         alloc = laws.extras["allocation"]
@@ -268,10 +291,23 @@ def _allocator(laws: LawSet, unique_tokens: float | None) -> _Allocator:
             method["loss"] = "[K] eq. 1.5: L(N, D) at (N_opt, D_opt)"
         return _Allocator("power", lambda C: float(allocation_relation(laws, "N_opt", C)),
                           lambda C: float(allocation_relation(laws, "D_opt", C)), loss, method)
+    if "kaplan_nd" in laws:
+        fit = laws.laws["kaplan_nd"]
+
+        @lru_cache(maxsize=64)
+        def opt(C):
+            return optimal_allocation("kaplan_nd", fit.params, C)
+
+        return _Allocator(
+            "numeric", lambda C: opt(C)[0], lambda C: opt(C)[1],
+            lambda C: float(fit.predict(N=opt(C)[0], D=opt(C)[1])),
+            {"N_opt": "argmin over N of [K] eq. 1.5 L(N, C/(6N)) (bounded search in log N)",
+             "D_opt": "D_opt = C / (6 N_opt)", "loss": "[K] eq. 1.5 at (N_opt, D_opt)"}, fit=fit,
+        )
     have = ", ".join(sorted(laws.laws)) or "none"
     raise LmscaleError(
-        f"law set {laws.name!r} cannot allocate compute: it needs a chinchilla law, or an "
-        f"extras.allocation with N_opt and D_opt relations; it has laws: {have}"
+        f"law set {laws.name!r} cannot allocate compute: it needs a chinchilla, chinchilla_tied or kaplan_nd "
+        f"law, or an extras.allocation with N_opt and D_opt relations; it has laws: {have}"
     )
 
 
@@ -423,9 +459,10 @@ def plan(
         if alloc.loss is None:
             raise LmscaleError(f"law set {laws.name!r} has no loss law to invert for --loss "
                                f"(needs chinchilla, kaplan_cmin or kaplan_nd)")
-        if "chinchilla" in laws and alloc.kind == "chinchilla" and value <= laws.laws["chinchilla"].params["E"]:
+        floor = alloc.fit.params.get("E") if alloc.fit is not None else None
+        if floor is not None and value <= floor:
             raise LmscaleError(f"loss = {value:g} is at or below the irreducible loss "
-                               f"E = {laws.laws['chinchilla'].params['E']:.4g} of {laws.name!r}: unreachable")
+                               f"E = {floor:.4g} of {laws.name!r}: unreachable")
         C = _solve_log_c(alloc.loss, float(value), "the loss")
         method["C"] = (method.get("C", "") + "; " if "C" in method else "") + \
             "the compute at which the predicted loss equals the target (root in ln C)"
@@ -475,14 +512,27 @@ def plan(
         out.overfitting["delta_L_method"] = "[K] eq. 4.3 with the kaplan_nd constants at (N_opt, D_opt)"
     out.shape = _shape(N, options)
     out.wall_time = _wall_time(out.C_train, options)
+    _uncertainty(out, alloc, laws, options)
     _check_required(out, laws, options.require)
     return out
+
+
+def _uncertainty(out: Plan, alloc: _Allocator, laws: LawSet, options: PlanOptions) -> None:
+    """Intervals from the fit's bootstrap draws, and the warning for a plan far beyond the data."""
+    out.intervals, warnings = uncertainty(alloc.fit, out.C, out.N_opt, out.D_opt, laws.name, laws.extras,
+                                          options.intervals, options.levels, options.unique_tokens)
+    out.warnings += warnings
+    if out.intervals:
+        out.method["intervals"] = out.intervals["method"]
 
 
 def _band_fit(laws: LawSet, kind: str) -> FitResult | None:
     """The law the size band is computed from: the one the allocation's loss comes from."""
     if kind == "chinchilla":
-        return laws.laws.get("chinchilla") or _unconstrained(laws.laws["data_constrained"])
+        return laws.laws.get("chinchilla") or (_unconstrained(laws.laws["data_constrained"])
+                                               if "data_constrained" in laws else laws.laws["chinchilla_tied"])
+    if kind == "numeric":
+        return laws.laws["kaplan_nd"]
     if kind == "power":
         return next((laws.laws[law] for law in ("kaplan_ns", "kaplan_nd") if law in laws), None)
     return None

@@ -4,6 +4,7 @@ Output folder layout::
 
     DIR/index.html          the report (figures embedded as data URIs by default)
     DIR/fits.json           the fitted laws as a LawSet (``lmscale plan --law DIR/fits.json``)
+    DIR/forecast.json       the validated forecast, when the runs span 4+ model sizes
     DIR/figures/<key>.png   every drawn figure, also as <key>.svg
 
 Everything is written to a temporary name and renamed, figures first and the
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from lmscale.errors import LmscaleError
 from lmscale.laws.study import StudyFits, StudyFrames, fit_study
 from lmscale.report import html
 from lmscale.report.figures import FIGURES, FigureOutcome, FigureSpec, draw_figure
+from lmscale.report.figures import forecast as forecast_figure
 
 #: Published law sets shown beside the study's fits.
 DEFAULT_PUBLISHED = ("kaplan2020", "hoffmann2022", "besiroglu2024")
@@ -45,6 +47,8 @@ class ReportOptions:
             (otherwise the page reports the error and the other figures are kept).
         progress: a progress bar on stderr.
         title: page title (default: from the store's name).
+        forecast: validate the candidate L(N, D) laws at scale and draw the
+            forecast figure and audit table (``lmscale.laws.forecast``).
     """
 
     bootstrap: int = 200
@@ -55,6 +59,7 @@ class ReportOptions:
     strict: bool = False
     progress: bool = False
     title: str | None = None
+    forecast: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) or self.bootstrap < 0:
@@ -105,12 +110,23 @@ def build_report(store_or_frames: Any, out_dir: str | Path, options: ReportOptio
     todo = list(FIGURES if specs is None else specs)
     for spec in tqdm(todo, desc="figures", unit="fig", file=sys.stderr, disable=not options.progress):
         outcomes.append(draw_figure(spec, frames, fits, out / "figures", strict=options.strict))
+    forecast_html = ""
+    if options.forecast:
+        bar.say("validating the candidate laws at scale (forecast)")
+        fc, why_not = forecast_figure.study_forecast(frames, options.bootstrap, options.seed)
+        if fc is not None:
+            fc.to_json(out / "forecast.json")
+            runs = forecast_figure.forecast_frame(frames)
+            spec = replace(forecast_figure.SPEC, draw=lambda _frames, _fits: forecast_figure.draw_forecast(fc, runs))
+            outcomes.append(draw_figure(spec, frames, fits, out / "figures", strict=options.strict))
+        forecast_html = forecast_figure.audit_html(fc, why_not)
     title = options.title or f"lmscale report: {fits.laws.name}"
     body = [
         html.holdout_card(fits),
         html.laws_section(fits, published_sets(options.published)),
         html.exponents_section(fits),
         html.figures_section(outcomes, out, options.embed),
+        forecast_html,
         html.method_section(fits, fit_settings(fits, options)),
         html.runs_section(frames.runs if not frames.runs.empty else frames.final_points),
     ]

@@ -1,0 +1,184 @@
+"""Forecasts against the naive fit on public ladders, interval coverage, and the audit's speed.
+
+Accuracy (``../shared/data``): each public set is split at a natural
+holdout, its larger runs; both methods see only the smaller runs:
+
+* OLMo ladder final points: hold out the largest model size (3.2B, 6 runs);
+* Epoch AI's digitised Chinchilla points (5 highest losses dropped, as
+  Besiroglu et al. do): hold out the 7 largest model sizes (N >= 2.9e9, 32 points);
+* Muennighoff et al.'s datablations, all runs, repeated data included:
+  hold out the largest N (8.7e9, 13 runs);
+* Porian et al.'s IsoFLOP points, the fully corrected setting (RefinedWeb,
+  tuned, short warm-up, constant schedule, standard count, validation
+  loss): hold out the largest budget (2.56e19 FLOPs, 6 runs); the forecast
+  cuts by compute there (``by="C"``), as its holdout is by compute.
+
+The naive fit is ``lmscale fit --law chinchilla`` (Huber 1e-3 on log
+residuals) on the smaller runs; the forecast is ``ls.forecast`` with its
+defaults (its own validation cuts among the smaller runs, 200 bootstrap
+draws). Printed per set: mean |predicted / measured - 1| of both on the
+held-out runs, their ratio, the chosen law, and the share of held-out runs
+inside the forecast's 80% and 95% intervals; then the pooled coverage.
+
+Synthetic (``--seeds``, default 50 per form): runs drawn from each candidate
+form with known parameters and 0.2% noise (``lmscale.laws.synthetic``):
+how often the forecast picks the true form (forms only, default fitting),
+the 80% coverage of larger held-out runs, and how often the 95% plan
+interval of N_opt at 1e21 FLOPs holds the true law's N_opt.
+
+Speed: ``lmscale fit --audit`` of every candidate (with all variants) with
+200 bootstrap replicates on the 296 datablations runs and on 300 synthetic
+runs (target < 30 s each on 2 cores).
+
+    .venv/bin/python benchmarks/bench_forecast.py [--seeds 50] [--bootstrap 200] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def public_sets():
+    """(name, frame of N, D[, U], loss, held-out mask, cut axis, target) per public set."""
+    from lmscale.laws import datasets
+
+    olmo = datasets.load("olmo-ladder-final", data_dir=DATA)
+    yield "OLMo ladder", olmo, olmo["N"] == olmo["N"].max(), None, "<= 0.7%"
+    epoch = datasets.load("epoch-chinchilla", data_dir=DATA).sort_values("loss").iloc[:-5]
+    yield "Epoch Chinchilla", epoch, epoch["N"] >= 2.9e9, None, "<= 0.7%"
+    muen = datasets.load("muennighoff2023", data_dir=DATA)
+    yield "datablations", muen, muen["N"] == muen["N"].max(), None, ">= 1.5x below naive"
+    por = datasets.load("porian2024-isoflop", data_dir=DATA)
+    por = por[(por["dataset"] == "rw") & (por["hparams"] == "tuned") & (por["warmup"] == "short")
+              & (por["decay"] == "const") & (por["param_count"] == "standard")]
+    yield "Porian IsoFLOP", por, por["C"] >= por["C"].max() * 0.99, "C", ">= 1.5x below naive"
+
+
+def mean_rel_error(pred, measured) -> float:
+    return float(np.mean(np.abs(np.asarray(pred) / np.asarray(measured) - 1.0)))
+
+
+def accuracy(bootstrap: int) -> tuple[list[dict], float]:
+    import lmscale as ls
+
+    rows, inside = [], []
+    for name, frame, held, by, target in public_sets():
+        frame = frame.reset_index(drop=True)
+        held = held.to_numpy()
+        cols = [c for c in ("N", "D", "U", "loss") if c in frame]
+        train, test = frame.loc[~held, cols], frame.loc[held, cols]
+        naive = ls.fit(train, law="chinchilla")
+        naive_err = mean_rel_error(naive.predict(N=test["N"].to_numpy(), D=test["D"].to_numpy()), test["loss"])
+        t0 = time.perf_counter()
+        fc = ls.forecast(train, by=by, bootstrap=bootstrap)
+        seconds = time.perf_counter() - t0
+        table = fc.table(test)
+        err = mean_rel_error(table["loss"], test["loss"])
+        y = test["loss"].to_numpy()
+        in80 = (y >= table["lo80"]) & (y <= table["hi80"])
+        in95 = (y >= table["lo95"]) & (y <= table["hi95"])
+        inside += list(in80)
+        ok = err <= 0.007 if target.startswith("<=") else err * 1.5 <= naive_err
+        rows.append({"set": name, "train": int(len(train)), "held_out": int(len(test)), "naive": naive_err,
+                     "forecast": err, "ratio": naive_err / err, "law": fc.law, "cov80": float(in80.mean()),
+                     "cov95": float(in95.mean()), "target": target, "meets": bool(ok),
+                     "not_worse": bool(err <= naive_err), "seconds": seconds})
+    return rows, float(np.mean(inside))
+
+
+def synthetic(seeds: int, bootstrap: int) -> dict[str, dict]:
+    from lmscale.laws import planner
+    from lmscale.laws.forecast import forecast
+    from lmscale.laws.plan_uncertainty import optimal_allocation
+    from lmscale.laws.synthetic import TRUE_LAWS, simulate_runs
+
+    out = {}
+    for law in TRUE_LAWS:
+        picks, inside, nopt = [], [], []
+        for seed in range(seeds):
+            runs = simulate_runs(law, seed=seed)
+            fc = forecast(runs, variants=["huber"], bootstrap=bootstrap, seed=seed)
+            picks.append(fc.audit["chosen"].split("+")[0])
+            unique = float(runs["U"].iloc[0]) if "U" in runs else None
+            big = simulate_runs(law, sizes=(1e9, 2e9), multiples=(20.0, 80.0), seed=10_000 + seed,
+                                unique_tokens=unique)
+            table = fc.table(big)
+            y = big["loss"].to_numpy()
+            inside += list((y >= table["lo80"]) & (y <= table["hi80"]))
+            if law != "data_constrained":
+                C = 1e21
+                n_true, _ = optimal_allocation(law, TRUE_LAWS[law], C)
+                lo, hi = planner.plan(fc.to_lawset(), compute=C).intervals["levels"]["95"]["N_opt"]
+                nopt.append(lo <= n_true <= hi)
+        out[law] = {"picked_true": float(np.mean([p == law for p in picks])),
+                    "picks": {p: picks.count(p) for p in sorted(set(picks))},
+                    "cov80": float(np.mean(inside)), "nopt95": float(np.mean(nopt)) if nopt else None}
+        print(f"  {law:<17} picked {out[law]['picked_true']:5.0%} {out[law]['picks']}  80% coverage "
+              f"{out[law]['cov80']:5.0%}  N_opt in 95% plan interval "
+              + ("-" if not nopt else f"{out[law]['nopt95']:.0%}"), flush=True)
+    return out
+
+
+def speed(bootstrap: int) -> dict[str, float]:
+    from lmscale.laws import datasets
+    from lmscale.laws.forecast import forecast
+    from lmscale.laws.synthetic import simulate_runs
+
+    muen = datasets.load("muennighoff2023", data_dir=DATA)[["N", "D", "U", "loss"]]
+    synth = simulate_runs("chinchilla", sizes=np.geomspace(1e7, 1e9, 12), multiples=np.geomspace(5, 200, 25))
+    out = {}
+    for name, frame in (("datablations (296 runs, U)", muen), ("synthetic (300 runs)", synth)):
+        t0 = time.perf_counter()
+        fc = forecast(frame, bootstrap=bootstrap)
+        out[name] = time.perf_counter() - t0
+        n_cand = len({r["candidate"] for r in fc.audit["table"]})
+        print(f"  {name:<28} {len(frame)} points, {n_cand} candidates x {len(fc.audit['thresholds'])} cuts, "
+              f"{bootstrap} bootstrap: {out[name]:.1f} s (target < 30 s)", flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=50, help="synthetic seeds per true form")
+    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates of the forecasts")
+    parser.add_argument("--quick", action="store_true", help="10 seeds, 50 bootstrap replicates")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.bootstrap = 10, 50
+    if not DATA.is_dir():
+        print(f"{DATA} not found: the public sets sit beside the checkout", file=sys.stderr)
+        return 1
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average {load:.1f} on {os.cpu_count()} cores")
+    print("public ladders: fitted on the smaller runs, scored on the larger ones (mean |relative error|)")
+    rows, pooled = accuracy(args.bootstrap)
+    print(f"  {'set':<17} {'train':>5} {'held':>4} {'naive':>7} {'forecast':>8} {'ratio':>6} "
+          f"{'cov80':>6} {'cov95':>6}  law (target)")
+    for r in rows:
+        print(f"  {r['set']:<17} {r['train']:>5} {r['held_out']:>4} {r['naive']:>7.2%} {r['forecast']:>8.2%} "
+              f"{r['ratio']:>5.2f}x {r['cov80']:>6.0%} {r['cov95']:>6.0%}  {r['law']} "
+              f"({r['target']}: {'met' if r['meets'] else 'NOT met'}"
+              f"{'' if r['not_worse'] else '; worse than naive'})")
+    print(f"  pooled 80% coverage: {pooled:.0%} (target 70% to 90%)")
+    print(f"synthetic runs, {args.seeds} seeds per true form:")
+    synth = synthetic(args.seeds, min(args.bootstrap, 100))
+    print("speed of the audit (all candidates and variants):")
+    times = speed(args.bootstrap)
+    print(json.dumps({"benchmark": "forecast", "load": load, "public": rows, "pooled_cov80": pooled,
+                      "synthetic": synth, "audit_seconds": times}, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

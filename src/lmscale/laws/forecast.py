@@ -1,0 +1,213 @@
+"""Forecasts you can trust: the law chosen by validation at scale, with calibrated intervals.
+
+``ls.forecast(frame)`` (:func:`forecast`) does, in order:
+
+1. the candidates the columns support (:mod:`lmscale.laws.candidates`):
+   the [H] form free and with tied exponents, [K]'s L(N, D), the
+   data-constrained form when runs repeat data, each with its fitting variants;
+2. validation by scale (:mod:`lmscale.laws.validation`): rolling cuts through
+   the model sizes, each candidate fitted below the cut and scored on the
+   larger runs;
+3. the choice: the lowest validated error, the simplest on ties
+   (``combine="select"``), or an average of the best candidates weighted by
+   validated error^-2 (``combine="average"``);
+4. the chosen law refitted on every run with bootstrap draws;
+5. the intervals (:mod:`lmscale.laws.intervals`): bootstrap draws plus the
+   extrapolation error calibrated on the cuts as a function of distance
+   beyond the data in decades (of model size or compute).
+
+The :class:`Forecast` it returns predicts (``.predict(N=, D=, level=0.8)``),
+gives predictive draws and interval widths (``.draws``, ``.interval_width``:
+the API experiment design builds on), prints ``.summary()``, saves
+``.to_json()`` and reads back with :meth:`Forecast.from_json`;
+``lmscale plan --law forecast.json`` plans with it (:meth:`Forecast.to_lawset`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lmscale.errors import LmscaleError
+from lmscale.laws.candidates import candidates_for, make_candidate
+from lmscale.laws.estimate import fit_points
+from lmscale.laws.fitting import FitOptions, compute_weights
+from lmscale.laws.intervals import ExtrapolationError
+from lmscale.laws.io import parse_columns
+from lmscale.laws.prediction import N_DRAWS, Forecast, Prediction, point_inputs, points_frame
+from lmscale.laws.result import FitResult
+from lmscale.laws.validation import CUT_SCREEN, Audit, audit, compute_of
+
+#: Candidates validated within this factor of the lowest error count as plausible alternatives.
+ALTERNATIVES_WITHIN = 2.0
+
+
+def forecast(
+    frame: pd.DataFrame, law: str | None = None, *, candidates: Sequence[str] | None = None,
+    variants: Sequence[str] | None = None, cuts: int | None = None, by: str | None = None,
+    bootstrap: int = 200, seed: int = 0, columns: Mapping[str, str] | str | None = None,
+    drop_highest_loss: int = 0, tie_rtol: float = 0.1, combine: str = "select", max_members: int = 4,
+    options: FitOptions | None = None, n_jobs: int | None = None, progress: bool = False,
+) -> Forecast:
+    """Validate the candidate laws at scale, choose, refit with bootstrap, calibrate intervals.
+
+    Args:
+        frame: runs with ``N``, ``D`` (or ``C``) and ``loss`` (``U`` or ``epochs``
+            for repeated data); ``columns`` maps other names.
+        law: force one candidate (a form, ``"chinchilla_tied"``, or a form and
+            variant, ``"chinchilla+linear"``); it is still validated, for the intervals.
+        candidates: forms (or candidate names) to choose among (default: all of
+            :data:`~lmscale.laws.candidates.FORECAST_LAWS` the columns support).
+        variants: fitting variants to try (default: all of ``VARIANTS``).
+        cuts: number of validation cuts (default: up to 3, leaving 3 sizes to fit).
+        by: cut axis, ``"N"`` (default when there is an N column) or ``"C"``.
+        bootstrap: bootstrap replicates of the final fit (0: no intervals).
+        tie_rtol: validated errors within this fraction of the best are ties.
+        combine: ``"select"`` (one law) or ``"average"`` (the best ``max_members``
+            candidates within 1.5x of the lowest error, weights error^-2).
+        options: base fitting options the variants start from.
+        n_jobs: bootstrap worker threads (default: all cores).
+        progress: progress bars on stderr (the validation cuts, the bootstrap).
+    """
+    if combine not in ("select", "average"):
+        raise LmscaleError(f"combine = {combine!r}: expected 'select' or 'average'")
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+        raise LmscaleError(f"bootstrap = {bootstrap!r}: expected a count >= 0")
+    columns = parse_columns(columns)
+    base = options or FitOptions()
+    if law is not None:
+        pool = [make_candidate(law, base)]
+        skipped: dict[str, str] = {}
+    else:
+        pool, skipped = candidates_for(frame, columns, candidates, variants, base)
+    result, points_of = audit(frame, pool, n_cuts=cuts, by=by, columns=columns,
+                              drop_highest_loss=drop_highest_loss, tie_rtol=tie_rtol, skipped=skipped,
+                              progress=progress)
+    chosen = result.chosen
+    weights = {chosen.name: 1.0}
+    reason = result.reason if law is None else f"forced (law = {law!r}); validated error " \
+                                               f"{result.scores[chosen.name]:.3%}"
+    if combine == "average" and law is None:
+        weights = _average_weights(result, points_of, max_members)
+        reason = (f"average of {len(weights)} candidates weighted by validated error^-2 (within 1.5x of the "
+                  f"lowest, {min(result.scores.values()):.3%})")
+    members = {}
+    for name in weights:
+        cand = next(c for c in result.candidates if c.name == name)
+        fit = fit_points(cand.form, points_of[name], cand.options, bootstrap, seed, n_jobs=n_jobs,
+                         progress=progress)
+        fit.notes["candidate"] = {"name": name, "variant": cand.variant, "fitting": cand.options.describe()}
+        if columns:
+            fit.notes["columns"] = dict(columns)
+        members[name] = (weights[name], fit)
+    alternatives = _alternatives(result, points_of, members)
+    points = points_of[chosen.name]
+    residuals, distances, param_var = _ensemble_residuals(result, weights)
+    error = ExtrapolationError.calibrate(residuals, distances, floor=_scatter(members[chosen.name][1], points,
+                                                                   chosen.options.weight_power),
+                                         n_cuts=len(result.thresholds), param_var=param_var)
+    c6 = compute_of(points)
+    data = {"C_max": float(c6.max()), "C_min": float(c6.min()), "N_max": float(points.X["N"].max()),
+            "D_max": float(points.X["D"].max()), "n_points": len(points), "by": result.by,
+            "compute": "6 N D (FLOPs)"}
+    head = max(weights, key=weights.get)
+    summary = result.to_dict()
+    summary["detail"] = {name: [_cut_detail(r, points_of[name]) for r in result.results[name]] for name in weights}
+    return Forecast(law=head, members=members, error=error, audit=summary, reason=reason, data=data,
+                    combine=combine if law is None else "select", alternatives=alternatives,
+                    notes={"points": dict(points.notes), "n_draws": N_DRAWS})
+
+
+def _cut_detail(cut: Any, points: Any) -> dict[str, Any]:
+    """One cut's held-out runs: N, D, measured and predicted loss, distance beyond the cut's data."""
+    return {"cut": cut.k, "threshold": cut.threshold, "N": points.X["N"][cut.held_index].tolist(),
+            "D": points.X["D"][cut.held_index].tolist(), "measured": cut.measured.tolist(),
+            "predicted": cut.predicted.tolist(), "distance": cut.distances.tolist()}
+
+
+def _alternatives(result: Audit, points_of: Mapping[str, Any], members: Mapping[str, Any],
+                  ) -> dict[str, tuple[float, FitResult]]:
+    """Candidates within ALTERNATIVES_WITHIN of the lowest validated error, weights error^-2, refitted on all runs."""
+    best = min(result.scores.values())
+    names = [n for n, s in result.scores.items() if s <= ALTERNATIVES_WITHIN * best]
+    if len(names) < 2:
+        return {}
+    w = np.array([result.scores[n] for n in names]) ** -2.0
+    out = {}
+    for name, weight in zip(names, w / w.sum()):
+        if name in members:
+            fit = members[name][1]
+        else:
+            cand = next(c for c in result.candidates if c.name == name)
+            fit = fit_points(cand.form, points_of[name], replace(cand.options, n_screen=CUT_SCREEN))
+        out[name] = (float(weight), fit)
+    return out
+
+
+def _scatter(fit: FitResult, points: Any, power: float) -> float:
+    """Robust scatter of the runs about the fit: 1.4826 x the (compute-weighted) median |log residual|."""
+    form = fit.form
+    log_pred = form.log_predict(form.to_theta(fit.params), points.X)
+    r = np.abs(np.log(points.y) - log_pred)
+    w = compute_weights(points.size, power)
+    if w is None:
+        return float(1.4826 * np.median(r))
+    order = np.argsort(r)
+    cum = np.cumsum(w[order]) / w.sum()
+    return float(1.4826 * r[order][np.searchsorted(cum, 0.5)])
+
+
+def _average_weights(result: Audit, points_of: Mapping[str, Any], max_members: int) -> dict[str, float]:
+    """Weights ~ error^-2 of the best candidates sharing the chosen one's rows (within 1.5x of the best)."""
+    rows = len(points_of[result.chosen.name])
+    best = min(result.scores.values())
+    pool = sorted((n for n, s in result.scores.items() if s <= 1.5 * best and len(points_of[n]) == rows),
+                  key=result.scores.get)[:max_members]
+    w = np.array([result.scores[n] for n in pool]) ** -2.0
+    return {n: float(x) for n, x in zip(pool, w / w.sum())}
+
+
+def _ensemble_residuals(result: Audit, weights: Mapping[str, float]) -> tuple[np.ndarray, ...]:
+    """Held-out log residuals, distances and parameter variances of the (weighted) forecast at every cut."""
+    names = list(weights)
+    res, dist, var = [], [], []
+    for k in range(len(result.thresholds)):
+        cuts = [result.results[n][k] for n in names]
+        log_pred = sum(weights[n] * np.log(c.predicted) for n, c in zip(names, cuts))
+        res.append(np.log(cuts[0].measured) - log_pred)
+        dist.append(cuts[0].distances)
+        var.append(sum(weights[n] * c.param_var for n, c in zip(names, cuts)))
+    return np.concatenate(res), np.concatenate(dist), np.concatenate(var)
+
+
+def store_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """A results store's final points as forecast input: N, D = tokens trained, U = unique tokens, loss.
+
+    The store's own ``D`` is the unique tokens (``min(tokens, dataset_tokens)``);
+    a forecast of L(N, D) needs the tokens trained, and the unique ones as ``U``
+    where some run repeats its data. Transformer runs only, when the store
+    records the architecture.
+    """
+    if "architecture" in runs.columns:
+        runs = runs[runs["architecture"].fillna("transformer") == "transformer"]
+    if runs.empty or not {"N", "loss"} <= set(runs.columns):
+        return pd.DataFrame(columns=["N", "D", "loss"])
+    tokens = runs["tokens"] if "tokens" in runs.columns else runs["D"]
+    out = pd.DataFrame({"N": runs["N"].astype(float), "D": tokens.astype(float), "loss": runs["loss"].astype(float)})
+    if "dataset_tokens" in runs.columns and (runs["dataset_tokens"] < tokens).any():
+        out["U"] = runs["dataset_tokens"].fillna(tokens).astype(float)
+    return out.dropna().reset_index(drop=True)
+
+
+def load_forecast(path: str | Path) -> Forecast:
+    """A forecast saved with ``to_json`` (``lmscale fit --audit --out``, ``lmscale predict --save``)."""
+    return Forecast.from_json(Path(path))
+
+
+__all__ = ["ALTERNATIVES_WITHIN", "Forecast", "Prediction", "forecast", "load_forecast", "point_inputs",
+           "points_frame", "store_runs"]

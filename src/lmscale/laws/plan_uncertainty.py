@@ -1,0 +1,195 @@
+"""Plans with error bars: N_opt, D_opt and the loss over the bootstrap draws of a fit.
+
+:func:`optimal_allocation` is the compute-optimal (N, D) of any fitted
+L(N, D) law at compute C = 6 N D: the [H] approach-3 closed form for
+``chinchilla`` and ``chinchilla_tied`` (alpha = beta), the data-constrained
+minimum with U unique tokens ([M] eq. 7), and for ``kaplan_nd`` the minimum
+of [K] eq. 1.5 along the line C = 6 N D (a bounded search in log N).
+
+:func:`plan_uncertainty` repeats the allocation for every bootstrap draw of
+the fit and reports percentile intervals of N_opt, D_opt and the loss at
+each level. When the law set comes from a forecast (``lmscale predict
+--save``, ``lmscale fit --audit --out``), the loss interval also carries
+the extrapolation error calibrated on its validation cuts
+(:mod:`lmscale.laws.intervals`) at the plan's distance beyond the data; and
+every fit that records the extent of its data warns when the plan lies
+beyond it (in decades of model size or compute).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from lmscale.errors import LmscaleError
+from lmscale.laws.data_constrained import data_constrained_allocation
+from lmscale.laws.forms import chinchilla_params, get_form
+from lmscale.laws.frontier import chinchilla_allocation
+from lmscale.laws.intervals import ExtrapolationError, beyond, predictive_draws
+from lmscale.laws.result import FitResult
+
+#: Laws whose compute-optimal allocation :func:`optimal_allocation` knows.
+ALLOCATABLE = ("chinchilla", "chinchilla_tied", "kaplan_nd", "data_constrained")
+#: A plan this many decades beyond the fitted data gets a warning.
+WARN_DECADES = 0.5
+
+
+def optimal_allocation(law: str, params: Mapping[str, float], C: float,
+                       unique_tokens: float | None = None) -> tuple[float, float]:
+    """(N_opt, D_opt) of the fitted law ``law`` at compute C (FLOPs), C = 6 N D."""
+    if law == "data_constrained":
+        if unique_tokens is None:
+            return chinchilla_allocation(chinchilla_params("chinchilla", params), C)
+        return data_constrained_allocation(params, C, unique_tokens)
+    if law in ("chinchilla", "chinchilla_tied"):
+        return chinchilla_allocation(chinchilla_params(law, params), C)
+    if law == "kaplan_nd":
+        form = get_form(law)
+
+        def loss(log_n: float) -> float:
+            N = np.exp(log_n)
+            return float(np.log(form.predict(params, N=N, D=C / (6.0 * N))))
+
+        center = 0.5 * np.log(C / 6.0)  # N = D: the middle of the line
+        res = minimize_scalar(loss, bounds=(center - 30.0, center + 30.0), method="bounded",
+                              options={"xatol": 1e-8})
+        if res.x < center - 29.9 or res.x > center + 29.9:
+            raise LmscaleError(f"law kaplan_nd: no compute-optimal model size at C = {C:g} (the loss keeps "
+                               "falling along C = 6 N D)")
+        N = float(np.exp(res.x))
+        return N, C / (6.0 * N)
+    raise LmscaleError(f"law {law}: no compute-optimal allocation (known for {', '.join(ALLOCATABLE)})")
+
+
+def _loss(fit: FitResult, N: float, D: float, unique_tokens: float | None) -> float:
+    inputs = {"N": N, "D": D}
+    if "U" in fit.form.inputs:
+        inputs["U"] = D if unique_tokens is None else unique_tokens
+    return float(fit.form.predict(fit.params, **inputs))
+
+
+def draw_allocations(fit: FitResult, C: float, unique_tokens: float | None = None) -> np.ndarray:
+    """(B, 3) N_opt, D_opt and loss at compute C for each bootstrap draw of ``fit``."""
+    if fit.bootstrap_params is None or len(fit.bootstrap_params) == 0:
+        raise LmscaleError(f"law {fit.law}: the fit has no bootstrap draws (fitted, or saved, with bootstrap 0): "
+                           "plan intervals need them; refit with --bootstrap K and save with --out")
+    form = fit.form
+    rows = []
+    for row in fit.bootstrap_params:
+        params = dict(zip(form.params, row))
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                N, D = optimal_allocation(fit.law, params, C, unique_tokens)
+                row = (N, D, _loss(FitResult(law=fit.law, params=params), N, D, unique_tokens))
+        except LmscaleError:
+            continue  # a draw with no optimum (e.g. alpha <= 0) counts as failed
+        if np.all(np.isfinite(row)) and min(row) > 0:
+            rows.append(row)
+    if len(rows) < 2:
+        raise LmscaleError(f"law {fit.law}: fewer than 2 bootstrap draws have a compute-optimal allocation")
+    return np.array(rows)
+
+
+def _recentre(draws: np.ndarray, fit: FitResult, C: float, unique_tokens: float | None,
+              alternatives: Mapping[str, Any], seed: int) -> tuple[np.ndarray, int]:
+    """Model uncertainty: each draw moved by (an alternative law's allocation - the fit's), in logs.
+
+    The alternative of each draw is picked with the forecast's weights; laws
+    without an allocation (or whose allocation fails) take no part.
+    """
+    if len(alternatives) < 2:
+        return draws, 0
+    N0, D0 = optimal_allocation(fit.law, fit.params, C, unique_tokens)
+    base = np.log([N0, D0, _loss(fit, N0, D0, unique_tokens)])
+    logs, weights = [], []
+    for alt in alternatives.values():
+        try:
+            other = FitResult(law=alt["law"], params=dict(alt["params"]))
+            N, D = optimal_allocation(other.law, other.params, C, unique_tokens)
+            logs.append(np.log([N, D, _loss(other, N, D, unique_tokens)]))
+            weights.append(float(alt["weight"]))
+        except (LmscaleError, KeyError, TypeError):
+            continue
+    if len(logs) < 2:
+        return draws, 0
+    w = np.array(weights)
+    pick = np.random.default_rng(seed).choice(len(logs), size=len(draws), p=w / w.sum())
+    return np.exp(np.log(draws) + np.array(logs)[pick] - base), len(logs)
+
+
+def data_extent(fit: FitResult, extras: Mapping[str, Any] | None = None) -> dict[str, float] | None:
+    """The fitted data's largest N and compute 6 N D (from a forecast or the fit's notes)."""
+    fc = (extras or {}).get("forecast") or {}
+    data = fc.get("data") or fit.notes.get("data_range")
+    if not data or not data.get("C_max"):
+        return None
+    return {"N_max": data.get("N_max"), "C_max": float(data["C_max"])}
+
+
+def plan_uncertainty(fit: FitResult, C: float, N: float, D: float, levels: Sequence[float] = (0.8, 0.95),
+                     unique_tokens: float | None = None, extras: Mapping[str, Any] | None = None,
+                     seed: int = 0) -> dict[str, Any]:
+    """Percentile intervals of N_opt, D_opt and loss over the draws, at each level; extent warnings."""
+    draws = draw_allocations(fit, C, unique_tokens)
+    fc = (extras or {}).get("forecast")
+    draws, n_alt = _recentre(draws, fit, C, unique_tokens, (fc or {}).get("alternatives") or {}, seed)
+    extent = data_extent(fit, extras)
+    distance = None if extent is None else float(beyond(N, 6.0 * N * D, extent["N_max"], extent["C_max"]))
+    log_loss = np.log(draws[:, 2])
+    how_loss = "percentiles of the loss at each draw's own optimum"
+    if fc and "extrapolation_error" in fc and distance is not None:
+        error = ExtrapolationError.from_dict(fc["extrapolation_error"])
+        log_loss = predictive_draws(log_loss[:, None], error.scale(distance), 4000, seed)[:, 0]
+        how_loss += (f", plus the forecast's extrapolation error s(d) at d = {max(distance, 0.0):.2f} decades "
+                     "beyond its data")
+    out: dict[str, Any] = {"n_draws": int(len(draws)), "n_failed": int(len(fit.bootstrap_params) - len(draws)),
+                           "levels": {}, "distance_decades": distance}
+    for level in levels:
+        tail = (1.0 - level) / 2.0 * 100.0
+        lo, hi = np.percentile(draws[:, :2], [tail, 100.0 - tail], axis=0)
+        l_lo, l_hi = np.exp(np.percentile(log_loss, [tail, 100.0 - tail]))
+        out["levels"][f"{round(level * 100):d}"] = {
+            "N_opt": [float(lo[0]), float(hi[0])], "D_opt": [float(lo[1]), float(hi[1])],
+            "loss": [float(l_lo), float(l_hi)]}
+    out["method"] = (f"the allocation repeated for each of {out['n_draws']} bootstrap draws of {fit.law} at "
+                     f"C = {C:.3g} FLOPs" + (f", each re-centred on one of the forecast's {n_alt} plausible laws "
+                                              "(weights from validated error)" if n_alt else "")
+                     + f"; N_opt and D_opt: percentiles over the draws; loss: {how_loss}")
+    out["warnings"] = beyond_warnings(distance)
+    return out
+
+
+def uncertainty(fit: FitResult | None, C: float, N: float, D: float, name: str,
+                extras: Mapping[str, Any] | None = None, intervals: bool | None = None,
+                levels: Sequence[float] = (0.8, 0.95), unique_tokens: float | None = None,
+                ) -> tuple[dict[str, Any] | None, list[str]]:
+    """A plan's intervals (None without draws, or with ``intervals=False``) and its warnings.
+
+    ``intervals=True`` makes a fit without bootstrap draws an error.
+    """
+    draws = fit is not None and fit.bootstrap_params is not None and len(fit.bootstrap_params) > 0
+    if intervals and not draws:
+        what = f"law {fit.law} of {name!r}" if fit is not None else f"law set {name!r} (published, no draws)"
+        raise LmscaleError(f"intervals asked of {what}, which has no bootstrap draws: fit with --bootstrap K "
+                           "and save with --out (the draws are saved), or plan from a saved forecast")
+    if draws and intervals is not False:
+        out = plan_uncertainty(fit, C, N, D, levels, unique_tokens, extras)
+        return out, list(out["warnings"])
+    extent = None if fit is None else data_extent(fit, extras)
+    if extent is None:
+        return None, []
+    return None, beyond_warnings(float(beyond(N, 6.0 * N * D, extent["N_max"], extent["C_max"])))
+
+
+def beyond_warnings(distance: float | None) -> list[str]:
+    if distance is None or distance < WARN_DECADES:
+        return []
+    return [f"the plan lies {distance:.1f} decades beyond the fitted data (in model size or compute): "
+            "the numbers and their intervals assume the law still holds that far out"]
+
+
+__all__ = ["ALLOCATABLE", "WARN_DECADES", "data_extent", "draw_allocations", "optimal_allocation",
+           "plan_uncertainty", "uncertainty"]

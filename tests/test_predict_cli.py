@@ -1,0 +1,119 @@
+"""``lmscale predict``, ``lmscale fit --audit`` and plans from a forecast: output, JSON round trip, bad input."""
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmscale.cli import main
+from lmscale.laws.forecast import Forecast
+from lmscale.laws.synthetic import simulate_runs
+
+COLUMNS = ["N", "D", "loss", "lo80", "hi80", "lo95", "hi95"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """runs.csv, points.csv, and bare.json (``fit --audit --bootstrap 0 --out``) with its printed audit."""
+    folder = tmp_path_factory.mktemp("predict")
+    simulate_runs("chinchilla_tied", seed=4).to_csv(folder / "runs.csv", index=False)
+    pd.DataFrame({"N": [1e9, 3e9], "D": [2e10, 6e10]}).to_csv(folder / "points.csv", index=False)
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        assert main(["fit", str(folder / "runs.csv"), "--audit", "--bootstrap", "0", "--out",
+                     str(folder / "bare.json")]) == 0
+    (folder / "audit.txt").write_text(text.getvalue())
+    return folder
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def saved(files):
+    """``lmscale predict runs.csv --at points.csv --json --save fc.json``: its JSON output."""
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        assert main(["predict", str(files / "runs.csv"), "--at", str(files / "points.csv"), "--json",
+                     "--bootstrap", "20", "--save", str(files / "fc.json")]) == 0
+    return json.loads(text.getvalue())
+
+
+def test_predict_json_save_and_read_back(files, saved, capsys):
+    data = saved
+    assert set(data) == {"law", "predictions", "validation"}
+    assert [set(p) for p in data["predictions"]] == [set(COLUMNS)] * 2
+    for p in data["predictions"]:
+        assert p["lo95"] <= p["lo80"] < p["loss"] < p["hi80"] <= p["hi95"]
+    assert data["validation"] and {row["candidate"] for row in data["validation"]} == {data["law"]}
+    # the saved forecast predicts the same (same draws, same seed), from the CLI and from Python
+    code, again, _ = run(capsys, "predict", files / "fc.json", "--at", files / "points.csv", "--json")
+    assert code == 0 and json.loads(again)["predictions"] == data["predictions"]
+    fc = Forecast.from_json(files / "fc.json")
+    assert fc.law == data["law"] and fc.predict(N=3e9, D=6e10, level=None).loss == pytest.approx(
+        data["predictions"][1]["loss"])
+    # text: one row per point with the issue's columns
+    code, text, _ = run(capsys, "predict", files / "fc.json", "--at", "N=1e9,D=2e10;N=3e9,C=1.08e21",
+                        "--out", files / "pred.csv")
+    assert code == 0 and text.splitlines()[1].split() == COLUMNS
+    table = pd.read_csv(files / "pred.csv")
+    assert list(table.columns) == COLUMNS and table["D"].iloc[1] == pytest.approx(1.08e21 / 18e9)
+
+
+def test_plan_from_a_forecast_has_intervals(files, saved, capsys):
+    code, out, err = run(capsys, "plan", "--compute", "1e21", "--law", files / "fc.json", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    lo, hi = plan["intervals"]["levels"]["95"]["N_opt"]
+    assert lo < plan["N_opt"] < hi and plan["law"].startswith("forecast:")
+    assert "extrapolation error" in plan["intervals"]["method"]
+    assert any("decades beyond the fitted data" in w for w in plan["warnings"])
+    code, text, _ = run(capsys, "plan", "--compute", "1e21", "--law", files / "fc.json")
+    assert code == 0 and "80% / 95%" in text
+
+
+def test_fit_audit_prints_every_candidate(files):
+    out = (files / "audit.txt").read_text()
+    for name in ("chinchilla", "chinchilla_tied", "kaplan_nd", "chinchilla+compute_weighted", "kaplan_nd+linear"):
+        assert f"\n{name} " in out
+    assert "chosen: " in out and "not a candidate: data_constrained" in out
+    assert "no bootstrap draws" in out
+
+
+@pytest.mark.parametrize("points, message", [
+    ("N=1e9,D=0", "D must be positive and finite; point(s) 1"),
+    ("N=-1e9,D=2e10", "N must be positive and finite; point(s) 1"),
+    ("N=1e9,X=2", "expected N=..., D=..."),
+])
+def test_bad_points_exit_2_and_write_nothing(files, capsys, points, message):
+    save, out = files / "bad.json", files / "bad.csv"
+    code, _, err = run(capsys, "predict", files / "runs.csv", "--at", points, "--save", save, "--out", out)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not save.exists() and not out.exists()
+
+
+def test_too_few_sizes_and_missing_draws(files, capsys, tmp_path):
+    few = tmp_path / "few.csv"
+    simulate_runs("chinchilla", sizes=(1e7, 1e8, 1e9)).to_csv(few, index=False)
+    code, _, err = run(capsys, "predict", few, "--at", "N=1e10,D=2e11")
+    assert code == 2 and "the runs have 3 distinct model sizes; 4 are needed" in err
+    bare = files / "bare.json"
+    code, _, err = run(capsys, "predict", bare, "--at", "N=1e10,D=2e11")
+    assert code == 2 and "no bootstrap draws" in err and str(bare) in err
+    code, _, err = run(capsys, "plan", "--compute", "1e21", "--law", bare, "--intervals")
+    assert code == 2 and "no bootstrap draws" in err
+
+
+def test_exit_code_and_one_line_from_a_fresh_process(files):
+    res = subprocess.run([sys.executable, "-m", "lmscale", "predict", str(files / "runs.csv"), "--at",
+                          "N=1e9,D=-5", "--bootstrap", "0"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().startswith("lmscale predict: error:") and np.char.count(res.stderr, "\n") == 1
