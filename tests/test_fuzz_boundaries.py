@@ -136,7 +136,15 @@ def _base_jsons() -> list[dict]:
 
     sets = [json.loads(catalog.load(name).to_json()) for name in catalog.names()]
     single = [law for s in sets[:2] for law in s["laws"].values()]
-    return [json.dumps(doc) for doc in sets + single]
+    return [json.dumps(doc) for doc in sets + single] + [_forecast_json()] * 3
+
+
+def _forecast_json() -> str:
+    """A forecast saved by 'lmscale predict --save' (plan and predict read it), made on simulated runs."""
+    import lmscale as ls
+    from lmscale.laws.synthetic import simulate_runs
+
+    return ls.forecast(simulate_runs("chinchilla_tied", seed=5), variants=["huber"], bootstrap=3).to_json()
 
 
 @st.composite
@@ -160,6 +168,7 @@ def test_fuzz_fit_json_reader_of_plan(scratch):
     from lmscale.laws.catalog import resolve
     from lmscale.laws.contradiction import crossing
     from lmscale.laws.planner import allocation_relation
+    from lmscale.laws.prediction import Forecast
 
     bases = _base_jsons()
     path = scratch / "fit.json"
@@ -183,6 +192,9 @@ def test_fuzz_fit_json_reader_of_plan(scratch):
                 allocation_relation(laws, key, 1e21)
         if "kaplan_cmin" in laws and "kaplan_d" in laws:
             crossing(laws)  # plan --contradiction
+        if "forecast" in laws.extras:  # what predict does with a saved forecast
+            with np.errstate(all="ignore"):
+                Forecast.from_json(path).predict(N=1e9, D=2e10)
 
     raw = st.one_of(st.text(max_size=40).map(lambda s: ("text", s)), st.binary(max_size=40).map(lambda b: ("bytes", b)),
                     JSON_VALUES.map(lambda v: ("text", json.dumps(v))))

@@ -21,6 +21,7 @@ from fuzzing import (  # noqa: E402
     BAD_CELLS,
     CELLS,
     COLUMN_NAMES,
+    NUMBERS,
     TOML_VALUES,
     fuzz,
 )
@@ -219,3 +220,34 @@ def test_fuzz_import_readers(scratch):
     fuzz(st.one_of(st.tuples(st.just("csv"), import_cases()), st.tuples(st.just("map-text"), map_texts)), check)
 
 
+
+
+# -- 3. the points of predict (--at: a table file, or inline N=..,D=..;...) -----------------------------
+INLINE_PARTS = st.one_of(st.sampled_from(["N=", "D=", "C=", "U=", "X=", ",", ";", "=", " "]),
+                         NUMBERS.map(repr), st.sampled_from(["7e10", "1.4e12", "1e9", "2e10", "nan", "-1", "0", "x"]))
+
+
+def test_fuzz_predict_points(scratch):
+    from lmscale.cli.predict import read_points
+    from lmscale.laws.prediction import points_frame
+
+    def check(case):
+        kind, value = case
+        if kind == "file":
+            suffix, raw = value
+            path = scratch / f"points{suffix}"
+            path.write_bytes(raw)
+            spec = str(path)
+        else:
+            spec = value
+        try:
+            frame, _ = read_points(spec)
+            N, D, U = points_frame(frame)
+        except LmscaleError as exc:
+            said = str(exc)
+            assert spec in said or "--at" in said or said.startswith(("points:", "predict:")), said
+            raise
+        assert np.all(np.isfinite(N) & (N > 0)) and np.all(np.isfinite(D) & (D > 0))
+
+    inline = st.lists(INLINE_PARTS, min_size=1, max_size=10).map("".join).filter(lambda t: "=" in t)
+    fuzz(st.one_of(st.tuples(st.just("inline"), inline), st.tuples(st.just("file"), tables())), check)
