@@ -270,12 +270,7 @@ class LawSet:
         laws = data.get("laws") or {}
         if not isinstance(laws, Mapping):
             raise LmscaleError(f"{where}: laws = {laws!r}: expected an object of law name -> fit")
-        fits = {}
-        for key, value in laws.items():
-            fit = FitResult.from_dict(value, f"{where}: laws.{key}")
-            if fit.law != key:
-                raise LmscaleError(f"{where}: laws.{key} holds a {fit.law} fit (the key names its law)")
-            fits[key] = fit
+        fits = {str(key): FitResult.from_dict(value, f"{where}: laws.{key}") for key, value in laws.items()}
         for key in ("extras", "notes"):
             if data.get(key) is not None and not isinstance(data[key], Mapping):
                 raise LmscaleError(f"{where}: {key} = {data[key]!r}: expected an object")
