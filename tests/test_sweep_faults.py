@@ -56,9 +56,30 @@ def _checkpointed(store: Path) -> set[str]:
     return out
 
 
-def _start(store: Path, log: Path, *extra: str) -> subprocess.Popen:
+def _often_checkpointed(folder: Path) -> Path:
+    """The smoke study checkpointing every 0.2 s: a quiet machine trains a smoke run in about a second,
+    within the study's 2 s interval. The interval is an execution setting, not part of a run's id, so
+    the runs and their results are the uninterrupted smoke sweep's."""
+    study = folder / "smoke.toml"
+    study.write_text(SMOKE.read_text().replace("checkpoint_every_s = 2.0", "checkpoint_every_s = 0.2"))
+    return study
+
+
+def _ended(store: Path) -> set[str]:
+    """Runs whose checkpoint JSON holds the final record (trained to the end, row maybe not written)."""
+    out = set()
+    for run_id, path in _state_files(store).items():
+        try:
+            if "final_record" in json.loads(path.read_text()):
+                out.add(run_id)
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _start(store: Path, log: Path, *extra: str, study: Path = SMOKE) -> subprocess.Popen:
     """The sweep in the background, stderr (progress, warnings) to ``log``, stdout to ``log.out``."""
-    return subprocess.Popen(sweep_cmd("run", str(SMOKE), "--store", str(store), *_args(), *extra),
+    return subprocess.Popen(sweep_cmd("run", str(study), "--store", str(store), *_args(), *extra),
                             stdout=open(str(log) + ".out", "w"), stderr=open(log, "w"))
 
 
@@ -115,11 +136,12 @@ def _check_store(store: Path, planned: set[str], smoke_store: Path) -> None:
 
 def test_worker_sigkilled_while_driver_lives(tmp_path, planned, smoke_store):
     store, log = tmp_path / "smoke.sqlite", tmp_path / "sweep.log"
-    proc = _start(store, log, "--json")
+    proc = _start(store, log, "--json", study=_often_checkpointed(tmp_path))
     try:
         def ready() -> bool:
             running = {r for r, s in statuses(store).items() if s == "running"}
-            return bool(running) and running <= _checkpointed(store) and bool(_workers(proc.pid))
+            # both workers busy (the one killed is training), each run with a checkpoint to resume from
+            return len(running) == 2 and running <= _checkpointed(store) and len(_workers(proc.pid)) == 2
 
         _wait_for(proc, log, ready, "a running run with a checkpoint")
         victim = _workers(proc.pid)[0]
@@ -140,11 +162,11 @@ def test_worker_sigkilled_while_driver_lives(tmp_path, planned, smoke_store):
 
 def test_truncated_checkpoint_resumes_from_last_good_or_scratch(tmp_path, planned, smoke_store):
     store, log = tmp_path / "smoke.sqlite", tmp_path / "sweep.log"
-    proc = _start(store, log)
+    proc = _start(store, log, study=_often_checkpointed(tmp_path))
     try:
         def ready() -> bool:
             running = {r for r, s in statuses(store).items() if s == "running"}
-            return bool(running & _checkpointed(store))
+            return bool(running & _checkpointed(store) - _ended(store))
 
         _wait_for(proc, log, ready, "a running run with a checkpoint")
         proc.send_signal(signal.SIGKILL)  # the driver and its workers die mid-run
@@ -156,7 +178,9 @@ def test_truncated_checkpoint_resumes_from_last_good_or_scratch(tmp_path, planne
     before = statuses(store)
     finished_before = {r for r, s in before.items() if s in DONE}
     damaged = {}
-    for run_id in {r for r, s in before.items() if s == "running"} & _checkpointed(store):
+    # a run whose worker saved its final record before the driver died resumes from that record,
+    # not from its tensors: only the others have a checkpoint to damage
+    for run_id in ({r for r, s in before.items() if s == "running"} & _checkpointed(store)) - _ended(store):
         path = _state_files(store)[run_id]
         state = json.loads(path.read_text())
         newest = path.parent / state["checkpoints"][0]["tensors"]
