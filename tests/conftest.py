@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,21 @@ def olmo_ladder_frames(rule: str):
     curves["C"] = 6.0 * curves["N"] * curves["D"]
     final = curves.loc[curves.groupby("run_id")["step"].idxmax()].assign(status="finished", rule=rule)
     return StudyFrames(final_points=final.reset_index(drop=True), curves=curves, source=f"olmo-ladder ({rule})")
+
+
+@pytest.fixture
+def scratch(tmp_path):
+    """A directory for the files each case writes: in memory (/dev/shm) where there is one, since
+    thousands of small writes to a busy disk cost more than the cases themselves."""
+    import shutil
+    import tempfile
+
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    path = Path(tempfile.mkdtemp(prefix="lmscale-fuzz-", dir=shm))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -15,6 +15,28 @@ class LmscaleError(ValueError):
     """A problem with the user's input, explained in the message."""
 
 
+class DiskFullError(LmscaleError):
+    """No space left where lmscale had to write (a checkpoint, the store, a record).
+
+    Whatever was written before stays intact: writes go to a temporary file
+    renamed into place, and store writes are transactions.
+    """
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the quota) is full: ``ENOSPC``/``EDQUOT``,
+    SQLite's "database or disk is full", or a library's wrapped "os error 28"."""
+    import errno
+
+    if isinstance(exc, DiskFullError):
+        return True
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return ("database or disk is full" in text or "No space left on device" in text
+            or "os error 28" in text or "Disk quota exceeded" in text)
+
+
 class SpecError(LmscaleError):
     """An invalid specification: names the field and the bad value."""
 

@@ -9,6 +9,7 @@ ray) happen inside handlers, so ``lmscale fit`` never imports torch.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 
@@ -67,8 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@functools.lru_cache(maxsize=1)
+def _parser() -> argparse.ArgumentParser:
+    """The parser, built once per process (it is reusable: parsing does not change it)."""
+    return build_parser()
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

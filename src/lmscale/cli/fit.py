@@ -21,7 +21,8 @@ points). Columns: N (parameters), D (tokens), C (FLOPs), loss, and S, B, L,
 t, L_train, X where a law needs them; rows sharing a run_id are one run
 (the bootstrap resamples whole runs). When only C and N are given,
 D = C / (6 N), and the output says so. Rows with missing, NaN or
-non-positive values are dropped and counted.
+non-positive values are dropped, and the output names them (rows numbered
+from 1, the header not counted) and the bad columns.
 
 Laws: kaplan_n L(N) [K] 1.1, kaplan_d L(D) 1.2, kaplan_c L(C) fixed batch,
 kaplan_cmin L(C_min) 1.3, kaplan_nd L(N,D) 1.5, kaplan_ns L(N,S_min) 1.6,
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"derived: {line}")
     dropped = result.notes.get("dropped_rows")
     if dropped:
-        print(f"dropped {dropped['count']} row(s): {dropped['reason']} ({dropped['per_column']})")
+        print(dropped["message"])
     small = result.notes.get("dropped_smallest")
     if small:
         print(f"left out the {small['rows']} smallest row(s) ({small['fraction']:.0%} of runs by {small['by']})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any
 
 from lmscale.cli._common import _jsonable, add_parser, print_json
@@ -158,14 +159,28 @@ def summary(record: Any, out: str | None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lmscale.training import distributed
+    from lmscale.training.hardware import resolve_device
+
+    config = build_config(args)
+    # under torchrun the group outlives train(): the record is written and printed first
+    with distributed.process_group(resolve_device(config.device).type) as dp:
+        record = _train(config, args)
+        if not dp.is_main:
+            return 0
+        _report(record, args)
+    if record.status == "interrupted":
+        return 130
+    return 0 if record.status in ("finished", "early_stopped") else 1
+
+
+def _train(config: Any, args: argparse.Namespace) -> Any:
+    """Train with Ctrl-C meaning "checkpoint and stop" (a second one stops at once)."""
     import signal
     import threading
 
     from lmscale.training import train
-    from lmscale.training.hardware import write_text_atomic
 
-    config = build_config(args)
-    main_rank = os.environ.get("RANK", "0") == "0"
     stop = threading.Event()
 
     def on_sigint(signum: int, frame: Any) -> None:
@@ -175,11 +190,15 @@ def run(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        record = train(config, progress=not args.no_progress, stop_event=stop)
+        return train(config, progress=not args.no_progress, stop_event=stop)
     finally:
         signal.signal(signal.SIGINT, previous)
-    if not main_rank:
-        return 0
+
+
+def _report(record: Any, args: argparse.Namespace) -> None:
+    """Write ``--out`` and print the summary (rank 0)."""
+    from lmscale.training.hardware import write_text_atomic
+
     if args.out:
         from pathlib import Path
 
@@ -187,18 +206,16 @@ def run(args: argparse.Namespace) -> int:
     info = summary(record, args.out)
     if args.json:
         print_json(info)
-    else:
-        loss = ", ".join(f"{k} {v:.4f}" for k, v in record.final_test_loss.items()) or "-"
-        mfu = f"{record.mfu:.1%}" if record.mfu is not None else "-"
-        print(f"run {record.run_id}: {record.status} after {record.steps} steps, "
-              f"{record.tokens:,} tokens (N = {record.non_embedding_params:,})")
-        print(f"test loss: {loss}")
-        print(f"speed: {record.tokens_per_second:,.0f} tokens/s, MFU {mfu} of "
-              f"{(record.peak_flops or 0) / 1e9:.0f} GFLOP/s on {record.device}")
-        if record.error:
-            print(f"note: {record.error}")
-        if args.out:
-            print(f"record: {args.out}")
-    if record.status == "interrupted":
-        return 130
-    return 0 if record.status in ("finished", "early_stopped") else 1
+        return
+    loss = ", ".join(f"{k} {v:.4f}" for k, v in record.final_test_loss.items()) or "-"
+    mfu = f"{record.mfu:.1%}" if record.mfu is not None else "-"
+    print(f"run {record.run_id}: {record.status} after {record.steps} steps, "
+          f"{record.tokens:,} tokens (N = {record.non_embedding_params:,})")
+    print(f"test loss: {loss}")
+    print(f"speed: {record.tokens_per_second:,.0f} tokens/s, MFU {mfu} of "
+          f"{(record.peak_flops or 0) / 1e9:.0f} GFLOP/s on {record.device}")
+    if record.error:
+        print(f"note: {record.error}")
+    if args.out:
+        print(f"record: {args.out}")
+    sys.stdout.flush()

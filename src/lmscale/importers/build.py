@@ -148,13 +148,21 @@ def to_record(run: SourceRun, m: ImportMap, kind: str, uri: str, default_group: 
         fields["step"] = f"metric {m.step!r}"
     if np.any(steps < 0):
         raise LmscaleError(f"{where}: run {run.label}: negative steps")
+    if not np.all(np.isfinite(steps)):
+        raise LmscaleError(f"{where}: run {run.label}: a step is not a finite number")
 
     n, n_how, model, emb = _count_n(m, run)
+    if not (math.isfinite(n) and n > 0):
+        raise LmscaleError(f"{where}: run {run.label}: N = {n!r} ({n_how}): expected a positive finite number")
     fields["N"] = n_how
     if model is not None:
         derived.append("N")
 
     tokens, tokens_how, tokens_derived = _tokens(run, m, native, steps)
+    bad = ~(np.isfinite(tokens) & (tokens >= 0))
+    if bad.any():
+        raise LmscaleError(f"{where}: run {run.label}: token count {tokens[bad][0]!r} at step {steps[bad][0]:g} "
+                           f"({tokens_how}): expected a finite number >= 0")
     fields["tokens"] = tokens_how
     if tokens_derived:
         derived.append("tokens")
@@ -193,6 +201,8 @@ def to_record(run: SourceRun, m: ImportMap, kind: str, uri: str, default_group: 
         final[name] = _final(ser.values, m.final)
     finite = loss.values[np.isfinite(loss.values)]
     batch = _batch_tokens(run, m) if m.batch_tokens else None
+    if batch is not None and not math.isfinite(batch):
+        raise LmscaleError(f"{where}: run {run.label}: batch tokens = {batch!r}: expected a finite number")
     record = RunRecord(
         run_id=store_run_id(kind, run.key or run.run_id), config={}, status=run.status,
         non_embedding_params=int(round(n)), exact_non_embedding_params=None, embedding_params=emb,

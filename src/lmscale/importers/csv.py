@@ -22,8 +22,10 @@ def read(source: str | Path, m: ImportMap) -> tuple[str, str, list[SourceRun]]:
     path = Path(source)
     if not path.is_file():
         raise LmscaleError(f"{path}: no such CSV file")
+    from lmscale.laws.io import read_csv
+
     try:
-        frame = pd.read_csv(path)
+        frame = read_csv(path)  # rows longer than the header are refused, not shifted
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise LmscaleError(f"{path}: not a readable CSV ({exc})") from None
     if frame.empty:

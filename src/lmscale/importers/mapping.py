@@ -161,7 +161,7 @@ class ImportMap:
         experiments = data.get("experiments", ())
         if isinstance(experiments, str):
             experiments = (experiments,)
-        if not all(isinstance(e, str) for e in experiments):
+        if not isinstance(experiments, list | tuple) or not all(isinstance(e, str) for e in experiments):
             raise LmscaleError(f"{where}: experiments: expected a list of MLflow experiment names")
         include = _name(data, "include", where)
         if include is not None:

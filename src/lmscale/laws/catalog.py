@@ -93,6 +93,8 @@ def resolve(spec: str | Path | LawSet | FitResult) -> LawSet:
     text = str(spec).strip()
     if text in _raw():
         return load(text)
+    if "\x00" in text:
+        raise LmscaleError(f"unknown law {text!r}: neither a catalog name nor a file name")
     path = Path(text)
     if path.suffix.lower() == ".json" or path.exists():
         if path.exists() and _kind(path) == "forecast":  # a saved forecast: its chosen law and error model
@@ -100,7 +102,7 @@ def resolve(spec: str | Path | LawSet | FitResult) -> LawSet:
 
             return Forecast.from_json(path).to_lawset()
         laws = LawSet.from_json(path)
-        if json.loads(path.read_text()).get("kind") != "lawset" or not laws.name:
+        if json.loads(path.read_text(encoding="utf-8")).get("kind") != "lawset" or not laws.name:
             laws.name = path.stem  # a single fit is named after its file
         return laws
     raise LmscaleError(f"unknown law {text!r}; known: {', '.join(_raw())} (or a fit JSON file)")

@@ -16,6 +16,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 from scipy.optimize import brentq
 
 from lmscale.accounting import PF_DAY
@@ -62,8 +63,13 @@ def crossing(law: str | LawSet | FitResult) -> Crossing:
 
     def gap(log_c: float) -> float:
         C = math.exp(log_c)
-        d = float(allocation_relation(laws, "D_opt", C))
-        return math.log(float(cmin.predict(C_min=C))) - math.log(float(data.predict(D=d)))
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            d = float(allocation_relation(laws, "D_opt", C))
+            a, b = float(cmin.predict(C_min=C)), float(data.predict(D=d))
+        if not (math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0):
+            raise LmscaleError(f"law set {laws.name!r}: at C = {C:.3g} FLOPs, L(C_min) = {a:.3g} and "
+                               f"L(D_opt = {d:.3g}) = {b:.3g}: the laws give no positive finite losses to compare")
+        return math.log(a) - math.log(b)
 
     lo, hi = LOG_C_RANGE
     if gap(lo) * gap(hi) > 0:

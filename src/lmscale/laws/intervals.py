@@ -119,11 +119,17 @@ class ExtrapolationError:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "forecast JSON") -> ExtrapolationError:
-        try:
-            return cls(**{k: data[k] for k in ("s0", "k")},
-                       **{k: data[k] for k in ("floor", "n_residuals", "n_cuts", "max_distance") if k in data})
-        except (KeyError, TypeError) as exc:
-            raise LmscaleError(f"{where}: extrapolation_error needs s0 and k ({exc})") from None
+        if not isinstance(data, Mapping):
+            raise LmscaleError(f"{where}: extrapolation_error = {data!r}: expected an object with s0 and k")
+        for key in ("s0", "k", "floor", "n_residuals", "n_cuts", "max_distance"):
+            v = data.get(key)
+            if v is None and key not in ("s0", "k"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float) or not (np.isfinite(v) and v >= 0):
+                raise LmscaleError(f"{where}: extrapolation_error.{key} = {v!r}: expected a number >= 0")
+        return cls(s0=float(data["s0"]), k=float(data["k"]),
+                   **{k: data[k] for k in ("floor", "n_residuals", "n_cuts", "max_distance")
+                      if data.get(k) is not None})
 
 
 def _robust_scale(x: Array) -> float:

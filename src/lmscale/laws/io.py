@@ -82,11 +82,34 @@ def read_table(path: str | Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
+            frame = pd.read_parquet(path)
+        else:
+            frame = read_csv(path)
+    except LmscaleError:
+        raise
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise LmscaleError(f"{path}: could not read as {'Parquet' if suffix in ('.parquet', '.pq') else 'CSV'} "
                            f"({exc})") from None
+    frame.attrs["source"] = path.name  # messages about its rows name the file
+    return frame
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """``pd.read_csv``, but a row with more fields than the header is an error, not a shifted table.
+
+    (By default pandas would take the first column as the index when rows are
+    longer than the header, e.g. with trailing commas, moving every value one
+    column to the left.) A trailing comma on every line is harmless.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            return pd.read_csv(path, index_col=False)
+        except pd.errors.ParserWarning:
+            raise LmscaleError(f"{path}: some rows have more fields than the header names columns; "
+                               "refusing to guess which value belongs where") from None
 
 
 def rename_columns(frame: pd.DataFrame, columns: Mapping[str, str] | None, where: str = "data") -> pd.DataFrame:
@@ -173,6 +196,8 @@ def prepare_points(
     """
     if not isinstance(frame, pd.DataFrame):
         raise LmscaleError(f"{where}: expected a pandas DataFrame, got {type(frame).__name__}")
+    if where == "data" and frame.attrs.get("source"):
+        where = str(frame.attrs["source"])
     if not form.fittable:
         raise LmscaleError(f"law {form.name} is derived, not fitted: {form.formula}")
     frame = rename_columns(frame, columns, where)
@@ -185,7 +210,7 @@ def prepare_points(
             f"{where}: law {form.name} needs column(s) {', '.join(missing)}{hint}; columns: "
             f"{', '.join(map(str, frame.columns))}; map other names with --columns / columns="
         )
-    values = {c: pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float) for c in needed}
+    values = {c: _numbers(frame[c], c, where) for c in needed}
     ok = np.ones(len(frame), dtype=bool)
     bad: dict[str, int] = {}
     for c, v in values.items():
@@ -197,12 +222,18 @@ def prepare_points(
     if derived:
         notes["derived"] = derived
     if bad:
-        notes["dropped_rows"] = {"count": int((~ok).sum()), "reason": "NaN, infinite or non-positive value",
-                                 "per_column": bad}
+        examples = bad_rows(frame, values, ~ok, {d.split(" ")[0] for d in derived})
+        count = int((~ok).sum())
+        notes["dropped_rows"] = {
+            "count": count, "reason": "NaN, infinite or non-positive value", "per_column": bad,
+            "rows": examples,
+            "message": f"dropped {count} of {len(frame)} rows of {where}: " + describe_rows(examples, count),
+        }
     if not ok.any():
         raise LmscaleError(
             f"{where}: no usable rows for law {form.name}: every row has a NaN, infinite or non-positive "
-            f"value in {', '.join(bad) or ', '.join(needed)}"
+            f"value in {', '.join(bad) or ', '.join(needed)} ({notes['dropped_rows']['message'].split(': ', 1)[1]})"
+            if bad else f"{where}: no rows (law {form.name} needs {', '.join(needed)})"
         )
     kept = frame.loc[ok]
     values = {c: v[ok] for c, v in values.items()}
@@ -225,9 +256,81 @@ def prepare_points(
     size, size_by = _size(kept, X)
     groups = None
     if "run_id" in kept.columns and kept["run_id"].duplicated().any():
-        groups = kept["run_id"].astype(str).to_numpy()
+        # plain str objects (a missing id is its own run "nan"): pandas may keep missing ids as NA
+        groups = np.array([str(v) for v in kept["run_id"]], dtype=object)
         notes["groups"] = f"{len(np.unique(groups))} runs (run_id); the bootstrap resamples whole runs"
     return Points(X=X, y=values[form.output], size=size, size_by=size_by, groups=groups, frame=kept, notes=notes)
+
+
+#: Bad rows named in a message (the rest are counted).
+SHOWN_ROWS = 5
+
+
+def _numbers(column: pd.Series, name: str, where: str) -> np.ndarray:
+    """A column as floats: what is not a number becomes NaN (and is reported by row)."""
+    if isinstance(column, pd.DataFrame):  # two columns of the same name
+        raise LmscaleError(f"{where}: {column.shape[1]} columns are named {name!r}; rename or drop all but one")
+    with np.errstate(all="ignore"):
+        numeric = pd.to_numeric(column, errors="coerce")
+        try:
+            return numeric.to_numpy(dtype=float)
+        except (TypeError, ValueError, OverflowError):  # e.g. complex, or ints beyond float
+            return np.array([_float(v) for v in numeric], dtype=float)
+
+
+def _float(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return float("nan")
+    return out
+
+
+def _problem(raw: Any, value: float) -> str:
+    if np.isnan(value):
+        missing = raw is None or (isinstance(raw, float) and np.isnan(raw)) or raw is pd.NA or raw is pd.NaT
+        return "missing" if missing else "not a number"
+    if np.isinf(value):
+        return "infinite"
+    return "not positive"
+
+
+def bad_rows(frame: pd.DataFrame, values: Mapping[str, np.ndarray], bad: np.ndarray,
+             derived: set[str] = frozenset()) -> list[dict[str, Any]]:
+    """The first :data:`SHOWN_ROWS` bad rows: row number (1-based, header not counted), column,
+    the value as given, and what is wrong with it (every bad column of each row)."""
+    out = []
+    for i in np.flatnonzero(bad)[:SHOWN_ROWS]:
+        for c, v in values.items():
+            if np.isfinite(v[i]) and v[i] > 0:
+                continue
+            raw = frame[c].iloc[i]
+            out.append({"row": int(i) + 1, "column": c, "value": _plain(raw),
+                        "problem": _problem(raw, v[i]) + (" (derived)" if c in derived else "")})
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly version of a cell (numpy scalars become Python numbers)."""
+    if isinstance(value, (np.generic,)):
+        value = value.item()
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    return str(value)
+
+
+def describe_rows(rows: list[dict[str, Any]], count: int) -> str:
+    """``row 4 (D = 'abc', not a number), row 9 (N = -1, not positive), ... and 3 more``."""
+    by_row: dict[int, list[str]] = {}
+    for r in rows:
+        value = r["value"]
+        text = repr(value) if isinstance(value, str) else ("missing" if value is None else f"{value:g}"
+                                                            if isinstance(value, float) else str(value))
+        what = f"{r['column']} = {text}, {r['problem']}" if r["problem"] != "missing" else f"{r['column']} missing"
+        by_row.setdefault(r["row"], []).append(what)
+    parts = [f"row {row} ({'; '.join(whats)})" for row, whats in by_row.items()]
+    more = count - len(by_row)
+    return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
 
 
 def _size(frame: pd.DataFrame, X: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str]:

@@ -466,7 +466,12 @@ def plan(
         C = _solve_log_c(alloc.loss, float(value), "the loss")
         method["C"] = (method.get("C", "") + "; " if "C" in method else "") + \
             "the compute at which the predicted loss equals the target (root in ln C)"
-    N, D = alloc.n_opt(C), alloc.d_opt(C)
+    with np.errstate(over="ignore", under="ignore"):
+        N, D = float(alloc.n_opt(C)), float(alloc.d_opt(C))
+    if not all(math.isfinite(x) and x > 0 for x in (C, N, D)):
+        raise LmscaleError(f"{what} = {value:g}: {laws.name!r} gives C = {C:g} FLOPs, N_opt = {N:g}, "
+                           f"D_opt = {D:g} there, beyond what floating point holds: give a value in a "
+                           "range where models exist")
     L = alloc.loss(C) if alloc.loss is not None else None
     out = Plan(
         law=laws.name, law_source=laws.source,

@@ -240,25 +240,37 @@ class Forecast:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "forecast JSON") -> Forecast:
-        if data.get("kind") != JSON_KIND:
-            raise LmscaleError(f"{where}: not a forecast (kind = {data.get('kind')!r}; expected {JSON_KIND!r})")
+        """A saved forecast; every key of the wrong type is an :class:`LmscaleError` naming it."""
+        if not isinstance(data, Mapping) or data.get("kind") != JSON_KIND:
+            kind = data.get("kind") if isinstance(data, Mapping) else None
+            raise LmscaleError(f"{where}: not a forecast (kind = {kind!r}; expected {JSON_KIND!r})")
         for key in ("law", "members", "extrapolation_error", "data", "audit"):
             if key not in data:
                 raise LmscaleError(f"{where}: missing key {key!r}")
-        members = {}
-        for name, m in data["members"].items():
-            if not isinstance(m, Mapping) or "fit" not in m:
-                raise LmscaleError(f"{where}: members.{name} needs a fit")
-            members[name] = (float(m.get("weight", 1.0)), FitResult.from_dict(m["fit"], f"{where}: members.{name}"))
-        alternatives = {name: (float(m.get("weight", 1.0)), FitResult.from_dict(m["fit"], f"{where}: alternatives.{name}"))
-                        for name, m in (data.get("alternatives") or {}).items()}
-        if data["law"] not in members:
+        members = _weighted_fits(data["members"], f"{where}: members")
+        alternatives = _weighted_fits(data.get("alternatives") or {}, f"{where}: alternatives")
+        if not isinstance(data["law"], str) or data["law"] not in members:
             raise LmscaleError(f"{where}: law {data['law']!r} is not among its members")
-        if not data["data"].get("C_max"):
-            raise LmscaleError(f"{where}: data.C_max (the fitted data's largest compute) is missing")
+        extent = data["data"]
+        if not isinstance(extent, Mapping):
+            raise LmscaleError(f"{where}: data = {extent!r}: expected an object with C_max (and N_max)")
+        for key, required in (("C_max", True), ("N_max", False)):
+            v = extent.get(key)
+            if v is None and not required:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float) or not (np.isfinite(v) and v > 0):
+                raise LmscaleError(f"{where}: data.{key} = {v!r}: expected the fitted data's largest "
+                                   f"{'compute' if key == 'C_max' else 'N'}, a positive number")
+        for key in ("audit", "notes"):
+            if data.get(key) is not None and not isinstance(data[key], Mapping):
+                raise LmscaleError(f"{where}: {key} = {data[key]!r}: expected an object")
+        audit = dict(data["audit"] or {})
+        table = audit.get("table", [])
+        if not (isinstance(table, list) and all(isinstance(row, Mapping) for row in table)):
+            raise LmscaleError(f"{where}: audit.table: expected a list of rows (objects)")
         return cls(law=data["law"], members=members,
                    error=ExtrapolationError.from_dict(data["extrapolation_error"], where),
-                   audit=dict(data["audit"]), reason=str(data.get("reason", "")), data=dict(data["data"]),
+                   audit=audit, reason=str(data.get("reason", "")), data=dict(extent),
                    combine=str(data.get("combine", "select")), alternatives=alternatives,
                    notes=dict(data.get("notes") or {}))
 
@@ -279,6 +291,21 @@ class Forecast:
                                            "members": list(self.members),
                                            "alternatives": {name: {"weight": w, "law": f.law, "params": f.params}
                                                             for name, (w, f) in self.alternatives.items()}}})
+
+
+def _weighted_fits(value: Any, where: str) -> dict[str, tuple[float, FitResult]]:
+    """``{name: {"weight": w, "fit": {...}}}`` -> ``{name: (w, FitResult)}``, checked."""
+    if not isinstance(value, Mapping):
+        raise LmscaleError(f"{where}: expected an object of name -> {{weight, fit}}")
+    out = {}
+    for name, m in value.items():
+        if not isinstance(m, Mapping) or "fit" not in m:
+            raise LmscaleError(f"{where}.{name} needs a fit")
+        w = m.get("weight", 1.0)
+        if isinstance(w, bool) or not isinstance(w, int | float) or not (np.isfinite(w) and w >= 0):
+            raise LmscaleError(f"{where}.{name}.weight = {w!r}: expected a number >= 0")
+        out[str(name)] = (float(w), FitResult.from_dict(m["fit"], f"{where}.{name}"))
+    return out
 
 
 def point_inputs(N, D=None, U=None, C=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -129,7 +129,7 @@ class FitResult:
             "formula": form.formula,
             "units": dict(form.units),
             "params": dict(self.params),
-            "ci": {k: list(v) for k, v in self.ci.items()} if self.ci else None,
+            "ci": {k: None if v is None else list(v) for k, v in self.ci.items()} if self.ci else None,
             "ci_level": self.ci_level,
             "stderr": self.stderr,
             "n_points": self.n_points,
@@ -149,24 +149,52 @@ class FitResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "fit JSON") -> FitResult:
+        """A fit from its JSON object; every bad key is an :class:`LmscaleError` naming it."""
+        if not isinstance(data, Mapping):
+            raise LmscaleError(f"{where}: expected a JSON object with law and params, got {_kind(data)}")
         for key in ("law", "params"):
             if key not in data:
                 raise LmscaleError(f"{where}: missing key {key!r}")
+        law = data["law"]
+        if not isinstance(law, str):
+            raise LmscaleError(f"{where}: law = {law!r}: expected the name of a law form")
+        params = _numbers(data["params"], f"{where}: params")
+        if any(v is None for v in params.values()):
+            raise LmscaleError(f"{where}: params: every parameter needs a finite number "
+                               f"({', '.join(k for k, v in params.items() if v is None)} has none)")
         ci = data.get("ci")
+        if ci is not None:
+            if not isinstance(ci, Mapping):
+                raise LmscaleError(f"{where}: ci = {ci!r}: expected an object of [low, high] pairs")
+            ci = {str(k): _pair(v, f"{where}: ci.{k}") for k, v in ci.items()}
+        stderr = data.get("stderr")
+        stderr = None if stderr is None else _numbers(stderr, f"{where}: stderr")
+        n_points = data.get("n_points", 0)
+        if isinstance(n_points, bool) or not isinstance(n_points, int | float) or not (
+                math.isfinite(n_points) and n_points >= 0 and n_points == int(n_points)):
+            raise LmscaleError(f"{where}: n_points = {n_points!r}: expected a whole number >= 0")
+        ci_level = data.get("ci_level", 0.95)
+        if isinstance(ci_level, bool) or not isinstance(ci_level, int | float) or not 0 < ci_level < 1:
+            raise LmscaleError(f"{where}: ci_level = {ci_level!r}: expected a number in (0, 1)")
+        for key in ("stats", "notes"):
+            if data.get(key) is not None and not isinstance(data[key], Mapping):
+                raise LmscaleError(f"{where}: {key} = {data[key]!r}: expected an object")
+        source = data.get("source", "fit")
+        if not isinstance(source, str):
+            raise LmscaleError(f"{where}: source = {source!r}: expected a string")
         boot = data.get("bootstrap_params")
+        if boot is not None:
+            try:
+                boot = np.asarray(boot, dtype=float)
+            except (TypeError, ValueError, OverflowError):
+                raise LmscaleError(f"{where}: bootstrap_params: expected rows of numbers") from None
+            if boot.ndim != 2 or boot.shape[1] != len(params):
+                raise LmscaleError(f"{where}: bootstrap_params: expected rows of {len(params)} numbers "
+                                   f"(one per parameter), got shape {boot.shape}")
         try:
-            return cls(
-                law=data["law"],
-                params=dict(data["params"]),
-                ci={k: (tuple(v) if v is not None else None) for k, v in ci.items()} if ci else None,
-                stderr=data.get("stderr"),
-                n_points=int(data.get("n_points", 0)),
-                stats=dict(data.get("stats") or {}),
-                source=data.get("source", "fit"),
-                notes=dict(data.get("notes") or {}),
-                ci_level=float(data.get("ci_level", 0.95)),
-                bootstrap_params=np.asarray(boot, dtype=float) if boot is not None else None,
-            )
+            return cls(law=law, params=params, ci=ci, stderr=stderr, n_points=int(n_points),
+                       stats=dict(data.get("stats") or {}), source=source,
+                       notes=dict(data.get("notes") or {}), ci_level=float(ci_level), bootstrap_params=boot)
         except LmscaleError as exc:
             raise LmscaleError(f"{where}: {exc}") from None
 
@@ -230,14 +258,30 @@ class LawSet:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "law set JSON") -> LawSet:
+        """A law set (or a single fit, as a set of one) from JSON; bad keys are named."""
+        if not isinstance(data, Mapping):
+            raise LmscaleError(f"{where}: expected a JSON object, got {_kind(data)}")
+        name = data.get("name")
+        if name is not None and not isinstance(name, str):
+            raise LmscaleError(f"{where}: name = {name!r}: expected a string")
         if data.get("kind") != "lawset":  # a single fit: a set of one
             fit = FitResult.from_dict(data, where)
-            return cls(name=data.get("name", fit.law), laws={fit.law: fit}, source=fit.source)
-        laws = {k: FitResult.from_dict(v, f"{where}: laws.{k}") for k, v in (data.get("laws") or {}).items()}
-        return cls(
-            name=data.get("name", "laws"), laws=laws, source=data.get("source", "fit"),
-            extras=dict(data.get("extras") or {}), notes=dict(data.get("notes") or {}),
-        )
+            return cls(name=name or fit.law, laws={fit.law: fit}, source=fit.source)
+        laws = data.get("laws") or {}
+        if not isinstance(laws, Mapping):
+            raise LmscaleError(f"{where}: laws = {laws!r}: expected an object of law name -> fit")
+        fits = {str(key): FitResult.from_dict(value, f"{where}: laws.{key}") for key, value in laws.items()}
+        for key in ("extras", "notes"):
+            if data.get(key) is not None and not isinstance(data[key], Mapping):
+                raise LmscaleError(f"{where}: {key} = {data[key]!r}: expected an object")
+        source = data.get("source", "fit")
+        if not isinstance(source, str):
+            raise LmscaleError(f"{where}: source = {source!r}: expected a string")
+        extras = dict(data.get("extras") or {})
+        if "allocation" in extras:
+            _check_allocation(extras["allocation"], f"{where}: extras.allocation")
+        return cls(name=name or "laws", laws=fits, source=source, extras=extras,
+                   notes=dict(data.get("notes") or {}))
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> LawSet:
@@ -245,13 +289,69 @@ class LawSet:
         return cls.from_dict(data, where)
 
 
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", type(None): "null", bool: "true/false"}.get(
+        type(value), "a number")
+
+
+def _numbers(value: Any, where: str) -> dict[str, float | None]:
+    """An object of name -> finite number (``None`` where the JSON has null, NaN or infinity)."""
+    if not isinstance(value, Mapping):
+        raise LmscaleError(f"{where}: expected an object of name -> number, got {_kind(value)}")
+    out: dict[str, float | None] = {}
+    for key, v in value.items():
+        if v is None:
+            out[str(key)] = None
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise LmscaleError(f"{where}.{key} = {v!r}: expected a number")
+        out[str(key)] = float(v) if math.isfinite(v) else None
+    return out
+
+
+def _pair(value: Any, where: str) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if not (isinstance(value, list | tuple) and len(value) == 2 and all(
+            x is None or (isinstance(x, int | float) and not isinstance(x, bool)) for x in value)):
+        raise LmscaleError(f"{where} = {value!r}: expected [low, high]")
+    lo, hi = (math.nan if x is None else float(x) for x in value)
+    return lo, hi
+
+
+def _check_allocation(alloc: Any, where: str) -> None:
+    """``extras.allocation``: relations y = coef (C / C_unit)^exponent with finite numbers."""
+    if not isinstance(alloc, Mapping):
+        raise LmscaleError(f"{where}: expected an object with relations")
+    unit = alloc.get("C_unit_flops", 1.0)
+    if isinstance(unit, bool) or not isinstance(unit, int | float) or not (math.isfinite(unit) and unit > 0):
+        raise LmscaleError(f"{where}.C_unit_flops = {unit!r}: expected FLOPs per unit, a positive number")
+    relations = alloc.get("relations")
+    if not isinstance(relations, Mapping):
+        raise LmscaleError(f"{where}.relations = {relations!r}: expected an object of name -> {{coef, exponent}}")
+    for key, rel in relations.items():
+        if not isinstance(rel, Mapping):
+            raise LmscaleError(f"{where}.relations.{key} = {rel!r}: expected an object with coef and exponent")
+        nums = _numbers({k: rel.get(k) for k in ("coef", "exponent")}, f"{where}.relations.{key}")
+        if nums["coef"] is None or nums["exponent"] is None:
+            raise LmscaleError(f"{where}.relations.{key}: needs a finite coef and exponent")
+    for key in ("where", "C_unit"):
+        if key in alloc and not isinstance(alloc[key], str):
+            raise LmscaleError(f"{where}.{key} = {alloc[key]!r}: expected a string")
+
+
 def _load_json(text_or_path: str | Path) -> tuple[dict[str, Any], str]:
     text = str(text_or_path)
     if isinstance(text_or_path, Path) or not text.lstrip().startswith("{"):
+        if "\x00" in text:
+            raise LmscaleError(f"{text!r}: not a file name (it holds a NUL character)")
         path = Path(text_or_path)
-        if not path.exists():
-            raise LmscaleError(f"{path}: no such file")
-        where, text = str(path), path.read_text()
+        if not path.is_file():
+            raise LmscaleError(f"{path}: no such file" + (" (a folder)" if path.is_dir() else ""))
+        try:
+            where, text = str(path), path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LmscaleError(f"{path}: not readable as UTF-8 JSON ({exc})") from None
     else:
         where = "JSON text"
     try:

@@ -38,6 +38,10 @@ N_ERROR_WEIGHT = 10.0
 #: Smallest head size tried when the default one cannot hit the target.
 MIN_D_HEAD = 4
 
+#: Most block counts tried per head size; a huge target (N ~ 1e15 and up, thousands of
+#: layers) tries a log-spaced subset instead of every count (the cost is smooth in n_layer).
+MAX_LAYER_CANDIDATES = 2048
+
 
 def paper_learning_rate(n_params: float, floor: float = 1e-5) -> float:
     """[K] eq. D.1: LR(N) = 0.003239 - 0.0001395 ln(N), N non-embedding.
@@ -88,7 +92,11 @@ def _candidates(target: float, arch: str, step: int, aspect: float, make) -> lis
         return out
     ideal_layers = (target / (per_unit * aspect**2)) ** (1 / 3)
     lo, hi = max(1, math.floor(ideal_layers / 8)), math.ceil(ideal_layers * 8) + 2
-    for n_layer in range(lo, hi + 1):
+    layers: range | list[int] = range(lo, hi + 1)
+    if len(layers) > MAX_LAYER_CANDIDATES:
+        k = MAX_LAYER_CANDIDATES - 1
+        layers = sorted({round(lo * (hi / lo) ** (i / k)) for i in range(k + 1)})
+    for n_layer in layers:
         ideal_d = math.sqrt(target / (per_unit * n_layer))
         if ideal_d < step / 2:
             break

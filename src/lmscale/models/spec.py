@@ -13,6 +13,10 @@ from lmscale.errors import SpecError, build_from_fields
 
 ARCHITECTURES = ("transformer", "lstm", "universal")
 
+#: Largest value of a size field (layers, widths, context, vocabulary): far beyond any model,
+#: small enough that parameter and FLOP counts stay finite floats.
+MAX_SIZE = 2**40
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -57,8 +61,8 @@ class ModelSpec:
             raise SpecError("architecture", self.architecture, f"one of {', '.join(ARCHITECTURES)}", where)
         for name in ("n_layer", "d_model", "n_head", "d_ff", "n_ctx", "n_vocab"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise SpecError(name, value, "a positive integer", where)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIZE:
+                raise SpecError(name, value, f"a positive integer (at most {MAX_SIZE:.3g})", where)
         if self.architecture != "lstm" and self.d_model % self.n_head != 0:
             raise SpecError(
                 "d_model", self.d_model, f"a multiple of n_head = {self.n_head} (d_head = d_model / n_head)", where

@@ -12,6 +12,9 @@ Tables:
 - ``curve_losses``: test loss per distribution at each curve point.
 - ``final_losses``: test loss per distribution at the end of each run.
 - ``position_losses``: the final per-context-position test loss.
+- ``data_identity``: the tokenizer hash of each data set (by the name run
+  ids give it) when a sweep first used it: a data directory changed under
+  a study is refused. Created on first use (older stores lack it).
 
 Where each run came from: ``runs.source`` (``trained`` by lmscale, or the
 tracker or trainer it was read from: ``mlflow``, ``tensorboard``, ``wandb``,
@@ -120,3 +123,12 @@ CREATE TABLE IF NOT EXISTS position_losses (
     PRIMARY KEY (run_id, position)
 );
 """
+
+#: The ``data_identity`` table (created by the first sweep that records its data).
+DATA_IDENTITY_DDL = """CREATE TABLE IF NOT EXISTS data_identity (
+    data TEXT PRIMARY KEY,
+    tokenizer_hash TEXT NOT NULL,
+    vocab_size INTEGER,
+    directory TEXT,
+    recorded_at TEXT
+)"""

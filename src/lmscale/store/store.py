@@ -13,17 +13,17 @@ import math
 import platform
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmscale import __version__
 from lmscale.accounting import training_flops_per_token
-from lmscale.errors import LmscaleError
+from lmscale.errors import DiskFullError, LmscaleError, is_disk_full
 from lmscale.models.spec import ModelSpec
 from lmscale.store.provenance import Provenance
-from lmscale.store.schema import DDL, MIGRATIONS, RUN_COLUMNS, SCHEMA_VERSION
+from lmscale.store.schema import DATA_IDENTITY_DDL, DDL, MIGRATIONS, RUN_COLUMNS, SCHEMA_VERSION
 from lmscale.training.record import STATUSES, RunRecord
 
 if TYPE_CHECKING:
@@ -74,6 +74,8 @@ class Store:
             self._db.execute("PRAGMA busy_timeout = 30000")
             self._check_or_create()
         except sqlite3.DatabaseError as exc:
+            if is_disk_full(exc):
+                raise DiskFullError(f"{self.path}: no space left on the device to open the store") from None
             raise LmscaleError(f"{self.path}: not a readable lmscale store ({exc})") from None
 
     # -- connection --------------------------------------------------------
@@ -120,14 +122,26 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any error)."""
-        self._db.execute("BEGIN IMMEDIATE")
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any error).
+
+        A full disk raises :class:`DiskFullError`: the transaction is rolled
+        back and the store holds exactly what it held before.
+        """
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # SQLite may have rolled back already
+                    with suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if is_disk_full(exc):
+                raise DiskFullError(f"{self.path}: no space left on the device writing the store ({exc}); "
+                                    "the write was rolled back, everything written before is intact") from None
             raise
-        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
@@ -141,6 +155,24 @@ class Store:
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check`` (``"ok"`` when the file is sound)."""
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+    # -- the data the runs were trained on ---------------------------------
+    def data_identity(self, data: str) -> dict[str, Any] | None:
+        """What :meth:`record_data_identity` recorded for ``data`` (a run id's data name), or None."""
+        try:
+            row = self._db.execute(
+                "SELECT tokenizer_hash, vocab_size, directory, recorded_at FROM data_identity WHERE data = ?",
+                (data,)).fetchone()
+        except sqlite3.OperationalError:  # a store written before the table existed
+            return None
+        return None if row is None else dict(zip(("tokenizer_hash", "vocab_size", "directory", "recorded_at"), row))
+
+    def record_data_identity(self, data: str, tokenizer_hash: str, vocab_size: int, directory: str) -> None:
+        """Remember the tokenizer of ``data`` the first time a sweep uses it (kept afterwards)."""
+        with self.transaction() as db:
+            db.execute(DATA_IDENTITY_DDL)
+            db.execute("INSERT OR IGNORE INTO data_identity (data, tokenizer_hash, vocab_size, directory, "
+                       "recorded_at) VALUES (?, ?, ?, ?, ?)", (data, tokenizer_hash, vocab_size, directory, now_iso()))
 
     # -- writes ------------------------------------------------------------
     def mark(

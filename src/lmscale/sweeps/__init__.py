@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lmscale.errors import LmscaleError
+from lmscale.errors import DiskFullError, LmscaleError
+from lmscale.sweeps.data import check_identity
 from lmscale.sweeps.session import Session, StoreLock, SweepResult, checkpoint_root
 from lmscale.sweeps.spec import RULES, PlannedRun, Study, load_study
 
@@ -64,6 +65,7 @@ def run_sweep(
         data_dir = study.data.resolve(progress=progress)
         db = Store(store_path)
         try:
+            check_identity(study.data, db, data_dir)
             session = Session(study, db, data_dir, ProgressTable(enabled=progress))
             todo = session.todo(retry_failed=retry_failed)
             if executor == "local":
@@ -74,7 +76,11 @@ def run_sweep(
                 from lmscale.sweeps.ray_executor import run_ray
 
                 run_ray(session, todo, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
-            return session.close()
+            result = session.close()
+            if session.fatal:
+                raise DiskFullError(f"{session.fatal}; the sweep stopped: free some space and run it again "
+                                    "(finished runs are kept, the others resume from their last checkpoints)")
+            return result
         finally:
             db.close()
 

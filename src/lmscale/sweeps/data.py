@@ -59,6 +59,8 @@ class DataSpec:
     def parse(cls, value: Any, study_dir: Path, where: str) -> DataSpec:
         """From the ``data`` value of ``[study]``: a path string or a table."""
         if isinstance(value, str):
+            if "\x00" in value:
+                raise SpecError("study.data", value, "a directory path (without NUL characters)", where)
             path = (study_dir / value).resolve()
             return cls(path=path, relpath=Path(os.path.relpath(path, study_dir.resolve())).as_posix())
         if not isinstance(value, dict):
@@ -88,8 +90,8 @@ class DataSpec:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise SpecError("study.data.seed", seed, "an integer", where)
         cache = value.get("cache_dir")
-        if cache is not None and not isinstance(cache, str):
-            raise SpecError("study.data.cache_dir", cache, "a directory (string)", where)
+        if cache is not None and (not isinstance(cache, str) or "\x00" in cache):
+            raise SpecError("study.data.cache_dir", cache, "a directory (string, without NUL characters)", where)
         return cls(
             sources=tuple(sources), vocab_size=vocab, tokenizer=tokenizer,
             max_mb_per_source=value.get("max_mb_per_source"), test_fraction=value.get("test_fraction"),
@@ -164,6 +166,30 @@ class DataSpec:
                 kwargs["test_fraction"] = self.test_fraction
             prepare(list(self.sources), out, self.vocab_size, **kwargs)
         return out
+
+
+def check_identity(spec: DataSpec, store: Any, directory: Path) -> None:
+    """Refuse shards whose tokenizer differs from the one the store's runs were trained on.
+
+    The first sweep on a store records the tokenizer hash of its data (by the
+    data's name in the run ids); later sweeps must find the same one, or
+    finished runs would be mixed with, and interrupted ones resumed on,
+    different tokens under the same run ids.
+    """
+    from lmscale.data import PreparedData
+
+    data = PreparedData.open(directory)
+    name = spec.canonical()
+    known = store.data_identity(name)
+    if known is None:
+        store.record_data_identity(name, data.tokenizer_hash, data.vocab_size, str(directory))
+        return
+    if known["tokenizer_hash"] != data.tokenizer_hash:
+        raise LmscaleError(
+            f"{directory}: the data changed under the study: its shards were written with tokenizer "
+            f"{data.tokenizer_hash}, but the runs in {store.path} were trained on {name} with tokenizer "
+            f"{known['tokenizer_hash']} (recorded {known['recorded_at']} from {known['directory']}); "
+            "prepare the data again as it was, or use a new store")
 
 
 def source_available(name: str) -> bool:

@@ -65,6 +65,12 @@ class ProgressTable:
             self.stream.write(self._line(run_id, state) + "\n")
             self.stream.flush()
 
+    def message(self, text: str) -> None:
+        """A warning line on the stream, shown even without the table (redrawn below it)."""
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        self._lines = 0
+
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for state in self.runs.values():

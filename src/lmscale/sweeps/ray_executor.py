@@ -9,7 +9,9 @@ writer of the store. Learning-curve progress comes back through a Ray queue.
 
 The data directory and the checkpoint directory (``<store>.runs``) must be
 reachable at the same paths on every node (a shared filesystem), as on a
-single machine.
+single machine. A task whose worker process dies (OOM killer, a lost node)
+is retried by Ray up to ``MAX_RESTARTS`` times and resumes from its
+checkpoint; a full disk stops the sweep as with the local executor.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from typing import Any
 
 from lmscale.errors import LmscaleError
+from lmscale.sweeps.local import MAX_RESTARTS
 from lmscale.sweeps.session import Session
 from lmscale.sweeps.spec import PlannedRun
 from lmscale.sweeps.worker import train_one
@@ -69,7 +72,7 @@ def run_ray(session: Session, todo: list[PlannedRun], *, address: str | None = N
         gpus_per_run = 1 if any(r.config.device == "cuda" for r in todo) else 0
     threads = max(1, int(cpus_per_run))
     events = Queue(maxsize=10_000)
-    remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_task)
+    remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=MAX_RESTARTS)(_task)
     pending = {remote.remote(run.run_id, session.executable(run, threads), events): run.run_id for run in todo}
     started: set[str] = set()
     stopping = {"count": 0}
@@ -92,7 +95,7 @@ def run_ray(session: Session, todo: list[PlannedRun], *, address: str | None = N
                 session.point(run_id, info)
 
     try:
-        while pending and not stopping["count"]:
+        while pending and not stopping["count"] and not session.fatal:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
             drain()
             for ref in done:
@@ -106,7 +109,7 @@ def run_ray(session: Session, todo: list[PlannedRun], *, address: str | None = N
                     session.started(run_id)
                 session.finished(run_id, record)
             session.progress.draw()
-        if stopping["count"]:
+        if stopping["count"] or session.fatal:
             session.result.interrupted = True
             for ref, run_id in pending.items():
                 ray.cancel(ref, force=False)

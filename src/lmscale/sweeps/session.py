@@ -4,6 +4,12 @@ One sweep process at a time writes a store: ``<store>.lock`` is held with
 ``flock`` (the kernel releases it when the process dies, even by SIGKILL).
 Runs left ``running`` by a process that died are marked ``interrupted``;
 they resume from their checkpoints in ``<store>.runs/<run_id>/``.
+
+A full disk (the store's or a checkpoint's) stops the sweep: the session
+records the first such error in ``fatal``, the executor stops the workers
+(their runs keep their last checkpoints) and :func:`lmscale.sweeps.run_sweep`
+raises it. Nothing written before is lost: store writes are transactions,
+checkpoints are written to a temporary file and renamed.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lmscale.accounting import embedding_params, forward_flops_per_token, non_embedding_params
-from lmscale.errors import LmscaleError
+from lmscale.errors import DiskFullError, LmscaleError
 from lmscale.store import DONE_STATUSES, Store
 from lmscale.sweeps.progress import ProgressTable
 from lmscale.sweeps.spec import PlannedRun, Study
@@ -103,6 +109,16 @@ class Session:
         self.progress = progress
         self.runs = study.by_id()
         self.result = SweepResult(store=store.path)
+        #: Why the sweep must stop (a full disk), or None.
+        self.fatal: str | None = None
+
+    def _stop(self, message: str) -> None:
+        if self.fatal is None:
+            self.fatal = message
+            self.progress.message(f"lmscale sweep: stopping (the runs keep their last checkpoints): {message}")
+
+    def warn(self, message: str) -> None:
+        self.progress.message(f"lmscale sweep: warning: {message}")
 
     def todo(self, retry_failed: bool = False) -> list[PlannedRun]:
         """Runs not done yet, largest compute first (better packing of workers)."""
@@ -125,11 +141,18 @@ class Session:
         return run.executable(self.data_dir, ckpt, threads).to_dict()
 
     # -- events ------------------------------------------------------------
-    def started(self, run_id: str) -> None:
+    def _mark(self, run_id: str, status: str) -> None:
+        """Set a run's status, creating its row if new; a full disk stops the sweep instead."""
         run = self.runs[run_id]
-        self.store.mark(run_id, "running", spec=run.config.to_dict(), study=self.study.name,
-                        group=run.group, rule=run.rule, data_dir=str(self.data_dir))
-        self.progress.update(run_id, status="running")
+        try:
+            self.store.mark(run_id, status, spec=run.config.to_dict(), study=self.study.name,
+                            group=run.group, rule=run.rule, data_dir=str(self.data_dir))
+        except DiskFullError as exc:  # a run left 'running' is marked interrupted by the next sweep
+            self._stop(str(exc))
+        self.progress.update(run_id, status=status)
+
+    def started(self, run_id: str) -> None:
+        self._mark(run_id, "running")
 
     def point(self, run_id: str, info: dict[str, Any]) -> None:
         tokens, seconds = int(info.get("tokens", 0)), float(info.get("wall_time_s") or 0.0)
@@ -140,6 +163,8 @@ class Session:
         """Write a worker's record (the only place results enter the store)."""
         run = self.runs[run_id]
         record = dict(record, run_id=run_id)
+        if record.get("stop_sweep"):  # the worker hit a full disk: its last checkpoint is intact
+            self._stop(str(record["stop_sweep"]))
         if record.get("status") == "interrupted":
             self.interrupted(run_id)
             return
@@ -148,8 +173,13 @@ class Session:
             record.update(non_embedding_params=non_embedding_params(spec),
                           embedding_params=embedding_params(spec), flops_per_token=forward_flops_per_token(spec),
                           batch_tokens=run.config.batch_tokens)
-        self.store.write_record(record, spec=run.config.to_dict(), study=self.study.name, group=run.group,
-                                rule=run.rule, data_dir=str(self.data_dir))
+        try:
+            self.store.write_record(record, spec=run.config.to_dict(), study=self.study.name, group=run.group,
+                                    rule=run.rule, data_dir=str(self.data_dir))
+        except DiskFullError as exc:  # the record stays in the run's checkpoint: the next sweep reads it
+            self._stop(str(exc))
+            self.progress.update(run_id, status="interrupted")
+            return
         self.result.trained.append(run_id)
         final = record.get("final_test_loss") or {}
         loss = final.get(record.get("train_distribution") or "", next(iter(final.values()), None))
@@ -158,8 +188,7 @@ class Session:
                              loss=loss, tokens_per_second=record.get("tokens_per_second") or None, note=note)
 
     def interrupted(self, run_id: str) -> None:
-        self.store.mark(run_id, "interrupted")
-        self.progress.update(run_id, status="interrupted")
+        self._mark(run_id, "interrupted")
 
     def close(self) -> SweepResult:
         status = self.store.status_of()

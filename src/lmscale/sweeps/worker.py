@@ -2,7 +2,9 @@
 
 Workers never touch the store: the parent (local executor) or the driver
 (Ray) writes what they return. A run that raises becomes a ``failed``
-record; a diverging run comes back from the trainer as ``diverged``.
+record; a diverging run comes back from the trainer as ``diverged``. A full
+disk is not the run's fault: it comes back ``interrupted`` (its last
+checkpoint intact) with ``stop_sweep`` saying why the sweep must stop.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lmscale import __version__
-from lmscale.errors import LmscaleError
+from lmscale.errors import LmscaleError, is_disk_full
 from lmscale.training.config import TrainConfig
 from lmscale.training.record import RunRecord
 
@@ -53,8 +55,9 @@ def train_one(
                 "finished", "early_stopped", "diverged", "failed"):
             out["status"] = STOPPED
     except (Exception, KeyboardInterrupt) as exc:  # a failed run is a result, not a crash of the sweep
-        if isinstance(exc, KeyboardInterrupt):
-            status, error = STOPPED, "interrupted"
+        stop_sweep = str(exc) if is_disk_full(exc) else None
+        if isinstance(exc, KeyboardInterrupt) or stop_sweep:
+            status, error = STOPPED, stop_sweep or "interrupted"
         else:
             status = "failed"
             detail = "" if isinstance(exc, LmscaleError) else "\n" + "".join(
@@ -62,6 +65,8 @@ def train_one(
             error = f"{type(exc).__name__}: {exc}{detail}"
         out = RunRecord(run_id=run_id, config=config, status=status, error=error,
                         versions={"lmscale": __version__, "python": platform.python_version()}).to_dict()
+        if stop_sweep:
+            out["stop_sweep"] = stop_sweep
     out["run_id"] = run_id
     return plain(out)
 

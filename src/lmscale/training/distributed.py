@@ -7,11 +7,28 @@ small-batch norm costs nothing extra: B_small = per-rank batch, B_big = the
 global batch, [K] 5.1). Only rank 0 writes checkpoints and returns the full
 record. Without ``WORLD_SIZE > 1`` in the environment everything here is a
 no-op and a single process trains alone.
+
+Shutting down in order matters: the gloo backend runs worker threads that
+release the tensors of finished collectives, and those tensors hold Python
+objects. If the process group is still alive when the interpreter exits,
+such a thread can try to take the GIL during finalisation and the process
+aborts ("terminate called without an active exception"), after a run that
+succeeded. So :func:`setup` imports ``torch.distributed.nn`` *before* the
+group exists (that module binds ``group.WORLD`` into default arguments at
+import time, and torch imports it lazily the first time an optimizer is
+built, which would keep the group alive after ``destroy_process_group``);
+:func:`teardown` waits at a barrier until every rank is done with its
+collectives, then destroys the group, whose destructor joins the backend's
+threads while Python is still fully alive.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,17 +67,53 @@ def setup(device_type: str) -> DataParallel:
         return DataParallel()
     owns = False
     if not dist.is_initialized():
+        import torch.distributed.nn  # noqa: F401  (binds group.WORLD while it is still None)
+
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
         owns = True
     return DataParallel(rank=dist.get_rank(), world_size=dist.get_world_size(),
                         local_rank=int(os.environ.get("LOCAL_RANK", "0")), owns_group=owns)
 
 
-def teardown(dp: DataParallel) -> None:
+def teardown(dp: DataParallel, *, barrier: bool = True) -> None:
+    """Barrier (no rank leaves while another is mid-collective), then destroy the group.
+
+    ``barrier=False`` after an error: the other ranks may be inside a
+    different collective. Warns if something still holds the group
+    afterwards: its backend threads would outlive the run and could abort
+    the process at exit.
+    """
     import torch.distributed as dist
 
-    if dp.owns_group and dist.is_initialized():
+    if not (dp.owns_group and dist.is_initialized()):
+        return
+    group = dist.group.WORLD
+    try:
+        if barrier:
+            dist.barrier()
+    finally:
         dist.destroy_process_group()
+    holders = sys.getrefcount(group) - 2  # this frame's name and getrefcount's argument
+    if holders > 0:
+        warnings.warn(f"the process group is still referenced {holders} time(s) after "
+                      "destroy_process_group; its threads may abort the process at exit",
+                      RuntimeWarning, stacklevel=2)
+
+
+@contextmanager
+def process_group(device_type: str) -> Iterator[DataParallel]:
+    """The data-parallel group for the duration of a ``with`` block (torchrun), else no-op.
+
+    A caller that also writes the run's record holds the group across
+    training and writing, so the record is out before the teardown starts.
+    """
+    dp = setup(device_type)
+    try:
+        yield dp
+    except BaseException:
+        teardown(dp, barrier=False)
+        raise
+    teardown(dp)
 
 
 def broadcast_parameters(dp: DataParallel, module: torch.nn.Module) -> None:

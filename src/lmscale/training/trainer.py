@@ -76,16 +76,13 @@ def train(config: TrainConfig, *, progress: bool = True,
     if not isinstance(config, TrainConfig):
         raise LmscaleError(f"train() expects a TrainConfig, got {type(config).__name__}")
     device = resolve_device(config.device)
-    dp = distributed.setup(device.type)
-    try:
+    with distributed.process_group(device.type) as dp:
         if device.type == "cuda" and device.index is not None:
             torch.cuda.set_device(device)
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dp.world_size))
         configure_threads(config.threads, local_world)
         run = _Run(config, device, dp, data if data is not None else open_data(config))
         return run.execute(progress=progress, on_point=on_point, stop_event=stop_event)
-    finally:
-        distributed.teardown(dp)
 
 
 class _Run:
@@ -116,6 +113,7 @@ class _Run:
                                                          eval_budget(n))).to(device)
                           for n in names}
         self.train_distribution = data.train_distribution
+        self.data_tokenizer = getattr(data, "tokenizer_hash", None)
         # -- model and optimizer ------------------------------------------------
         torch.manual_seed(config.seed)
         self.model = build_model(spec).to(device)
@@ -158,6 +156,7 @@ class _Run:
             "best_loss": self.best_loss if math.isfinite(self.best_loss) else None,
             "best_step": self.best_step, "bad_evals": self.bad_evals,
             "times": dict(self.times), "curve": [asdict(p) for p in self.curve],
+            "data_tokenizer": self.data_tokenizer,
         }
 
     def save_checkpoint(self) -> None:
@@ -175,6 +174,12 @@ class _Run:
         if "final_record" in state:
             self.resumed_record = RunRecord.from_dict(state["final_record"])
             return
+        saved_tokenizer = state.get("data_tokenizer")
+        if saved_tokenizer and self.data_tokenizer and saved_tokenizer != self.data_tokenizer:
+            raise LmscaleError(
+                f"{self.config.checkpoint_dir}: run {self.run_id} was checkpointed on data tokenized with "
+                f"{saved_tokenizer}, but {self.config.data_dir} now holds tokenizer {self.data_tokenizer}: "
+                "refusing to resume on other data (prepare the data as before, or remove the checkpoint)")
         self.best_weights = checkpoint.unpack(tensors, self.model, self.optimizer)
         if self.best_weights:
             self.best_weights = {k: v.to(self.device) for k, v in self.best_weights.items()}
@@ -439,5 +444,8 @@ def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
 
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, file=sys.stderr, unit="step", dynamic_ncols=True,
-                mininterval=0.5)
+    class Bar(tqdm):  # no monitor thread: it would outlive the run (a daemon left at exit)
+        monitor_interval = 0
+
+    return Bar(total=total, initial=initial, file=sys.stderr, unit="step", dynamic_ncols=True,
+               mininterval=0.5)
