@@ -22,7 +22,7 @@ from lmscale.training.record import RunRecord
 
 
 def build_record(run: Any, status: str, error: str | None, per_position: list[float],
-                 peak: float, packed_with: int = 1) -> RunRecord:
+                 peak: float) -> RunRecord:
     """The record of a run (a ``trainer._Run``) as it stands."""
     spec, plan = run.spec, run.plan
     tokens = run.step * plan.batch_tokens
@@ -56,7 +56,7 @@ def build_record(run: Any, status: str, error: str | None, per_position: list[fl
         error=error, total_steps=plan.total_steps, micro_batch_tokens=plan.micro_batch_tokens,
         world_size=run.dp.world_size, peak_lr=plan.peak_lr, warmup_steps=plan.warmup_steps,
         train_time_s=run.times["train"], eval_time_s=run.times["eval"],
-        precision=run.precision, packed_with=packed_with,
+        precision=run.precision, packed_with=run.packed_with,
     )
 
 

@@ -153,6 +153,8 @@ class _Run:
         self.times = {"wall": 0.0, "train": 0.0, "eval": 0.0, "checkpoint": 0.0}
         self.run_id = config.run_id()
         self.resumed_record: RunRecord | None = None
+        self.packed_with = 1  # runs in its pack (lmscale.training.packed)
+        self.rng_state: torch.Tensor | None = None
 
     # -- checkpoints ----------------------------------------------------------
     def _state(self) -> dict[str, Any]:
