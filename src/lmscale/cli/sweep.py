@@ -196,11 +196,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                        retry_failed=args.retry_failed, progress=not args.quiet)
     if args.json:
         print_json({"store": str(result.store), "counts": result.counts, "trained": result.trained,
-                    "skipped": result.skipped, "interrupted": result.interrupted})
+                    "skipped": result.skipped, "interrupted": result.interrupted,
+                    "precision": result.precision or None})
     else:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items()))
         print(f"{result.store}: {counts} (trained now: {len(result.trained)}, "
               f"already done: {len(result.skipped)})" + (" -- interrupted" if result.interrupted else ""))
+        if result.precision:
+            print(f"precision: {result.precision}")
     if result.interrupted:
         return 130
     return 1 if any(result.counts.get(s) for s in ("failed",)) and result.trained else 0

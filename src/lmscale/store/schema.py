@@ -6,7 +6,7 @@ Tables:
 - ``runs``: one row per run: its specification (canonical ``TrainConfig``
   JSON), sweep tags (group, rule), status, sizes (N by [K]'s formula and the
   exact count, embedding parameters), budget and totals, final losses,
-  speed, machine and versions.
+  speed, precision (``fp32`` or ``bf16``), machine and versions.
 - ``curve_points``: the learning curve of each run (step, tokens, FLOPs, lr,
   train loss, gradient-noise-scale estimate, [K] section 5.1).
 - ``curve_losses``: test loss per distribution at each curve point.
@@ -32,8 +32,13 @@ RUN_COLUMNS = (
     "steps", "tokens", "train_distribution", "final_loss", "best_test_loss",
     "wall_time_s", "tokens_per_second", "mfu", "peak_flops",
     "device", "machine", "lmscale_version", "torch_version", "python_version",
-    "started_at", "finished_at", "error",
+    "started_at", "finished_at", "error", "precision",
 )
+
+#: Columns added to ``runs`` after schema version 1 was first written, with
+#: their SQL types: a store without them gets them when opened (older stores
+#: stay readable; their runs read NULL there).
+ADDED_RUN_COLUMNS = {"precision": "TEXT"}
 
 DDL = """
 CREATE TABLE IF NOT EXISTS schema_info (
@@ -69,7 +74,8 @@ CREATE TABLE IF NOT EXISTS runs (
     device TEXT, machine TEXT,
     lmscale_version TEXT, torch_version TEXT, python_version TEXT,
     started_at TEXT, finished_at TEXT,
-    error TEXT
+    error TEXT,
+    precision TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_group ON runs (grp, rule);
 CREATE TABLE IF NOT EXISTS curve_points (

@@ -22,7 +22,7 @@ from lmscale import __version__
 from lmscale.accounting import training_flops_per_token
 from lmscale.errors import LmscaleError
 from lmscale.models.spec import ModelSpec
-from lmscale.store.schema import DDL, RUN_COLUMNS, SCHEMA_VERSION
+from lmscale.store.schema import ADDED_RUN_COLUMNS, DDL, RUN_COLUMNS, SCHEMA_VERSION
 from lmscale.training.record import STATUSES, RunRecord
 
 if TYPE_CHECKING:
@@ -101,6 +101,12 @@ class Store:
                     "INSERT INTO schema_info (version, lmscale_version, created_at) VALUES (?, ?, ?)",
                     (SCHEMA_VERSION, __version__, now_iso()),
                 )
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(runs)")}
+        missing = {c: t for c, t in ADDED_RUN_COLUMNS.items() if c not in have}
+        if missing:
+            with self.transaction() as db:
+                for column, sql_type in missing.items():
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} {sql_type}")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -308,6 +314,18 @@ class Store:
             ORDER BY r.grp, r.non_embedding_params, p.run_id, p.idx"""
         )
 
+    def precisions(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """``{run_id: precision}`` of those of ``run_ids`` the store holds with a recorded precision."""
+        out: dict[str, str] = {}
+        ids = list(run_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self._db.execute(
+                f"SELECT run_id, precision FROM runs WHERE precision IS NOT NULL AND precision != '' "
+                f"AND run_id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+            out.update(dict(rows))
+        return out
+
     def spec(self, run_id: str) -> dict[str, Any]:
         """The stored specification of one run."""
         row = self._db.execute("SELECT spec_json FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -384,6 +402,7 @@ def _record_columns(rec: RunRecord, spec: dict[str, Any]) -> dict[str, Any]:
         python_version=versions.get("python", platform.python_version()),
         finished_at=now_iso(),
         error=rec.error,
+        precision=rec.precision or None,
     )
     return row
 

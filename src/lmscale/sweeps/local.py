@@ -1,9 +1,12 @@
 """The local executor: runs in parallel worker processes on this machine.
 
 - ``K`` worker processes (spawned, so the parent never imports torch), each
-  training one run at a time with ``threads`` torch threads; by default
-  ``K = min(CPUs, runs)`` and ``threads = CPUs // K`` so runs x threads =
-  cores (on a machine with NVIDIA GPUs: one worker per GPU).
+  training one task at a time with ``threads`` torch threads: a run, or a
+  pack of runs of one shape trained together (:mod:`lmscale.sweeps.packing`);
+  by default ``K = min(CPUs, tasks)`` and ``threads = CPUs // K`` so tasks x
+  threads = cores (on a machine with NVIDIA GPUs: one worker per GPU).
+- ``precision = "auto"`` means one precision for the whole study
+  (``Session.study_precision``), handed to every task.
 - Workers send events (start, learning-curve point, record) to the parent,
   the ONLY writer of the store.
 - Workers run with ``OMP_WAIT_POLICY=PASSIVE`` unless the environment says
@@ -29,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from lmscale.errors import LmscaleError
+from lmscale.sweeps.packing import plan_packs
 from lmscale.sweeps.session import Session
 from lmscale.sweeps.spec import PlannedRun
-from lmscale.sweeps.worker import train_one
+from lmscale.sweeps.worker import train_one, train_pack
 from lmscale.training.hardware import prefer_passive_openmp
 
 #: Seconds between two progress events a worker sends for one run.
@@ -101,10 +105,19 @@ def _worker_main(slot: int, tasks: Any, events: Any, stop: Any, parent_pid: int)
         task = tasks.get()
         if task is None:
             break
-        run_id, config = task
-        events.put(("start", slot, run_id, None))
-        on_point = _throttled(events, slot, run_id)
-        events.put(("done", slot, run_id, train_one(run_id, config, on_point=on_point, stop_event=stop)))
+        runs, precision = task
+        for run_id, _ in runs:
+            events.put(("start", slot, run_id, None))
+        if len(runs) == 1:
+            run_id, config = runs[0]
+            record = train_one(run_id, config, on_point=_throttled(events, slot, run_id), stop_event=stop,
+                               auto_precision=precision)
+            events.put(("done", slot, run_id, record))
+            continue
+        points = {run_id: _throttled(events, slot, run_id) for run_id, _ in runs}
+        train_pack(runs, on_point=lambda run_id, info, points=points: points[run_id](info),
+                   on_record=lambda run_id, record: events.put(("done", slot, run_id, record)),
+                   stop_event=stop, auto_precision=precision)
     events.put(("exit", slot, None, None))
 
 
@@ -116,11 +129,13 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
     from lmscale.training.hardware import available_cpus
 
     gpus = gpu_count() if any(r.config.device != "cpu" for r in todo) else 0
-    n_workers, n_threads = plan_workers(len(todo), available_cpus(), workers, threads, gpus)
+    packs = plan_packs(todo)
+    n_workers, n_threads = plan_workers(len(packs), available_cpus(), workers, threads, gpus)
+    precision = session.study_precision("cuda" if gpus else "cpu", n_threads)
     ctx = mp.get_context("spawn")
     tasks, events, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
-    for run in todo:
-        tasks.put((run.run_id, session.executable(run, n_threads)))
+    for pack in packs:
+        tasks.put(([(run.run_id, session.executable(run, n_threads)) for run in pack], precision))
     for _ in range(n_workers):
         tasks.put(None)
 
@@ -151,19 +166,19 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
         stop.set()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    active: dict[int, str] = {}
+    active: dict[int, set[str]] = {}  # worker slot -> runs it is training
     exited: set[int] = set()
     started_any = [False]
 
     def handle(kind: str | None, slot: int, run_id: str, payload: Any) -> None:
         if kind == "start":
             started_any[0] = True
-            active[slot] = run_id
+            active.setdefault(slot, set()).add(run_id)
             session.started(run_id)
         elif kind == "point":
             session.point(run_id, payload)
         elif kind == "done":
-            active.pop(slot, None)
+            active.get(slot, set()).discard(run_id)
             session.finished(run_id, payload)
         elif kind == "exit":
             exited.add(slot)
@@ -185,17 +200,17 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
                         handle(*events.get_nowait())
                 if slot in exited:
                     continue
-                lost = active.pop(slot, None)
-                if lost is not None:
+                lost = sorted(active.pop(slot, set()))
+                for run_id in lost:
                     if stop.is_set():
-                        session.interrupted(lost)
+                        session.interrupted(run_id)
                     else:
-                        session.finished(lost, {"status": "failed", "config": {}, "run_id": lost,
-                                                "error": f"worker process died (exit code {proc.exitcode})"})
+                        session.finished(run_id, {"status": "failed", "config": {}, "run_id": run_id,
+                                                  "error": f"worker process died (exit code {proc.exitcode})"})
                 if stop.is_set():
                     exited.add(slot)
                     continue
-                if lost is None and not started_any[0]:
+                if not lost and not started_any[0]:
                     raise LmscaleError(f"worker processes exit before any run (exit code {proc.exitcode}); "
                                        "run a sweep from a script only under if __name__ == '__main__'")
                 start(slot)  # its sentinel is still queued for the replacement
@@ -213,7 +228,8 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
             if proc.is_alive():
                 proc.kill()
             proc.join(timeout=5)
-        for run_id in active.values():
-            session.interrupted(run_id)
+        for run_ids in active.values():
+            for run_id in run_ids:
+                session.interrupted(run_id)
         tasks.cancel_join_thread()
         events.cancel_join_thread()

@@ -37,6 +37,8 @@ class SweepResult:
         trained: run ids trained (or resumed) by this call.
         skipped: run ids already done before this call.
         interrupted: the sweep was stopped (signal) before all runs ended.
+        precision: what ``precision = "auto"`` meant for the study, and why
+            (empty when no run trained or none asks for ``auto``).
     """
 
     store: Path
@@ -44,6 +46,7 @@ class SweepResult:
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     interrupted: bool = False
+    precision: str = ""
 
 
 class StoreLock:
@@ -119,6 +122,34 @@ class Session:
             else:
                 todo.append(run)
         return sorted(todo, key=lambda r: -r.C)
+
+    def study_precision(self, device_type: str, threads: int | None = None) -> str | None:
+        """What ``precision = "auto"`` means for every run of this study (``None``: no run asks).
+
+        A study never mixes precisions: the one its runs in the store were
+        trained in, else the one this machine chooses for the study's largest
+        run (:func:`lmscale.training.precision.resolve_elsewhere`).
+        """
+        auto = [r for r in self.study.runs if r.config.precision == "auto"]
+        if not auto:
+            return None
+        recorded = self.store.precisions([r.run_id for r in auto])
+        kinds = sorted(set(recorded.values()))
+        if len(kinds) > 1:
+            example = {k: next(r for r, p in recorded.items() if p == k) for k in kinds}
+            raise LmscaleError(
+                f"{self.store.path}: runs of study {self.study.name!r} with precision = 'auto' were trained "
+                f"in {' and '.join(f'{k} (e.g. run {v})' for k, v in example.items())}; set precision "
+                "explicitly in the sweep file to continue it")
+        if kinds:
+            self.result.precision = f"{kinds[0]} (the study's runs in the store)"
+            return kinds[0]
+        from lmscale.training.precision import resolve_elsewhere
+
+        largest = max(auto, key=lambda r: r.C)
+        precision, reason = resolve_elsewhere(device_type, largest.config.model, threads)
+        self.result.precision = f"{precision} ({reason}; for the study's largest run)"
+        return precision
 
     def executable(self, run: PlannedRun, threads: int | None) -> dict[str, Any]:
         ckpt = checkpoint_root(self.store.path) / run.run_id

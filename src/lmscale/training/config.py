@@ -211,6 +211,22 @@ class TrainConfig:
         "eval_other_tokens": None, "noise_every": 8, "precision": "auto",
     }
 
+    #: Fields runs must agree on to train in one pack (lmscale.training.packed): the
+    #: model shape, the batch, what is evaluated and how they execute; the others
+    #: (seed, lr, schedule, budget, dataset size, early stopping, ...) may differ.
+    PACK_FIELDS = ("model", "data_dir", "batch_tokens", "micro_batch_tokens", "eval_tokens",
+                   "eval_other_tokens", "eval_distributions", "noise_scale", "noise_every", "device",
+                   "compile", "threads", "precision", "checkpoint_every_s")
+
+    def pack_key(self) -> str | None:
+        """Runs with equal keys can train packed; ``None``: this run trains alone (an LSTM,
+        dropout, or ``compile = true``)."""
+        spec = self.model
+        if spec.architecture not in ("transformer", "universal") or spec.dropout > 0 or self.compile:
+            return None
+        data = self.to_dict()
+        return json.dumps({k: data[k] for k in self.PACK_FIELDS}, sort_keys=True)
+
     def run_id(self) -> str:
         """Stable id: hash of everything that determines the run's result."""
         data = self.to_dict()

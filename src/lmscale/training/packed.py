@@ -41,52 +41,48 @@ from lmscale.training.record import CurvePoint, RunRecord
 from lmscale.training.runtime import progress_bar, sync
 from lmscale.training.trainer import Outcome, _Run, open_data
 
-#: Fields that must be equal for runs to share a pack (the model shape, the
-#: batch, what is evaluated and how the runs execute); the others (seed, lr,
-#: schedule, budget, dataset size, early stopping, ...) may differ.
-PACK_FIELDS = ("model", "data_dir", "batch_tokens", "micro_batch_tokens", "eval_tokens",
-               "eval_other_tokens", "eval_distributions", "noise_scale", "noise_every", "device",
-               "compile", "threads", "precision", "checkpoint_every_s")
-
-#: Architectures whose runs can be packed.
-PACKABLE = ("transformer", "universal")
-
-
-def pack_key(config: TrainConfig) -> tuple[Any, ...] | None:
-    """What runs must share to train in one pack; ``None`` if ``config`` trains alone."""
-    spec = config.model
-    if spec.architecture not in PACKABLE or spec.dropout > 0 or config.compile:
-        return None
-    return tuple(repr(getattr(config, name)) for name in PACK_FIELDS)
-
 
 def train_packed(configs: Sequence[TrainConfig], *, progress: bool = False,
                  on_point: Callable[[int, CurvePoint], None] | None = None,
                  on_record: Callable[[int, RunRecord], None] | None = None,
                  stop_event: threading.Event | None = None, data: Any = None,
                  auto_precision: str | None = None) -> list[RunRecord]:
-    """Train ``configs`` (runs of one :func:`pack_key`) together; their records, in order.
+    """Train ``configs`` (runs of one ``TrainConfig.pack_key()``) together; their records, in order.
 
     ``on_point(i, point)`` and ``on_record(i, record)`` report run ``i``'s
     curve points and its record the moment it ends (the others may go on).
+    A run whose set-up fails (an :class:`LmscaleError`: too little data, a
+    bad field) gets a ``failed`` record and the others train without it.
     ``stop_event`` checkpoints every run still training and returns them as
     ``interrupted``. The other arguments are those of :func:`lmscale.training.train`.
     """
     configs = list(configs)
-    keys = {pack_key(c) for c in configs}
+    keys = {c.pack_key() for c in configs}
     if not configs or None in keys or len(keys) > 1:
         raise LmscaleError("train_packed: runs must be Transformers of one shape without dropout that "
-                           f"agree on {', '.join(PACK_FIELDS)}")
+                           f"agree on {', '.join(TrainConfig.PACK_FIELDS)}")
     if distributed.world_size_from_env() > 1:
         raise LmscaleError("train_packed: packed runs train in one process, not under torchrun")
     device = resolve_device(configs[0].device)
     configure_threads(configs[0].threads)
     data = data if data is not None else open_data(configs[0])
     dp = distributed.DataParallel()
+    records: list[RunRecord | None] = [None] * len(configs)
     runs: list[_Run] = []
-    for config in configs:
-        runs.append(_Run(config, device, dp, data, auto_precision))
-        runs[-1].rng_state = torch.get_rng_state()  # what its lone run would checkpoint
+    for i, config in enumerate(configs):
+        try:
+            run = _Run(config, device, dp, data, auto_precision)
+        except LmscaleError as exc:
+            records[i] = RunRecord(run_id=config.run_id(), config=config.to_dict(), status="failed",
+                                   error=f"LmscaleError: {exc}")
+            if on_record is not None:
+                on_record(i, records[i])
+            continue
+        run.rng_state = torch.get_rng_state()  # what its lone run would checkpoint
+        run.index = i
+        runs.append(run)
+    if not runs:
+        return [r for r in records if r is not None]
     check_packable([r.model for r in runs])
     need = sum(r.plan.memory_bytes for r in runs) - (len(runs) - 1) * RUNTIME_BYTES
     free = available_memory(device)
@@ -95,29 +91,27 @@ def train_packed(configs: Sequence[TrainConfig], *, progress: bool = False,
                            f"about {need / 2**30:.2f} GiB, {free / 2**30:.2f} GiB available: pack fewer runs")
     for r in runs[1:]:
         r.test_rows = runs[0].test_rows  # the same sequences (same data and evaluation fields)
-    records: list[RunRecord | None] = [None] * len(runs)
-    groups: dict[tuple[int, str], list[int]] = {}
-    for i, r in enumerate(runs):
+    groups: dict[tuple[int, str], list[_Run]] = {}
+    for r in runs:
         r.try_resume()
         if r.resumed_record is not None:
-            records[i] = r.resumed_record
+            records[r.index] = r.resumed_record
             if on_record is not None:
-                on_record(i, r.resumed_record)
+                on_record(r.index, r.resumed_record)
         else:  # runs resumed at different steps or precisions make separate packs
-            groups.setdefault((r.step, r.precision), []).append(i)
-    for index in groups.values():
-        _Pack(runs, index, on_point, on_record).execute(records, progress, stop_event)
+            groups.setdefault((r.step, r.precision), []).append(r)
+    for members in groups.values():
+        _Pack(members, on_point, on_record).execute(records, progress, stop_event)
     return [r for r in records if r is not None]
 
 
 class _Pack:
-    """The runs ``index`` of ``runs``, at one step and in one precision, stepped together."""
+    """Runs at one step and in one precision, stepped together (``run.index``: its place
+    among the runs given to :func:`train_packed`)."""
 
-    def __init__(self, runs: list[_Run], index: list[int],
-                 on_point: Callable[[int, CurvePoint], None] | None,
+    def __init__(self, members: list[_Run], on_point: Callable[[int, CurvePoint], None] | None,
                  on_record: Callable[[int, RunRecord], None] | None):
-        self.members = [runs[i] for i in index]
-        self.index = {id(r): i for r, i in zip(self.members, index)}
+        self.members = list(members)
         self.on_point, self.on_record = on_point, on_record
         for r in self.members:
             r.packed_with = len(self.members)
@@ -223,7 +217,7 @@ class _Pack:
     def _point_callback(self, run: _Run) -> Callable[[CurvePoint], None] | None:
         if self.on_point is None:
             return None
-        i, report = self.index[id(run)], self.on_point
+        i, report = run.index, self.on_point
         return lambda point: report(i, point)
 
     def finish(self, run: _Run, outcome: Outcome, records: list[RunRecord | None]) -> None:
@@ -233,7 +227,7 @@ class _Pack:
         record = run.finish(*outcome, final_positions=lambda: self.test_losses([run], per_position=True)[0][1])
         self.members.remove(run)
         self.charge("eval", time.perf_counter() - t0)
-        i = self.index[id(run)]
+        i = run.index
         records[i] = record
         if self.on_record is not None:
             self.on_record(i, record)

@@ -25,6 +25,9 @@ the run record; a resumed run keeps it; a sweep keeps one per study.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -63,26 +66,52 @@ def native_bf16(device: Any) -> bool:
     return bool(cpu_flags() & set(CPU_BF16_FLAGS))
 
 
-def resolve_precision(requested: str, device: Any, spec: ModelSpec) -> tuple[str, str]:
-    """``(precision, why)`` for a run: ``fp32`` or ``bf16``, and the reason in words."""
-    from lmscale.training.hardware import matmul_peak
-
+def decide_without_measuring(requested: str, device_type: str, spec: ModelSpec) -> tuple[str, str] | None:
+    """The answer of :func:`resolve_precision` where no measurement (and no torch) is needed."""
     if requested in ("fp32", "bf16"):
         return requested, "set in the run config"
     if requested != "auto":
         raise LmscaleError(f"precision = {requested!r}: expected auto, fp32 or bf16")
+    if device_type == "cpu":
+        if not cpu_flags() & set(CPU_BF16_FLAGS):
+            return "fp32", f"auto: no native bf16 on this CPU (no {' or '.join(CPU_BF16_FLAGS)} flag)"
+        if spec.d_model < CPU_BF16_MIN_D_MODEL:
+            return "fp32", (f"auto: d_model {spec.d_model} < {CPU_BF16_MIN_D_MODEL}, too narrow for bf16 "
+                            "to pay on a CPU")
+    return None
+
+
+def resolve_precision(requested: str, device: Any, spec: ModelSpec) -> tuple[str, str]:
+    """``(precision, why)`` for a run: ``fp32`` or ``bf16``, and the reason in words."""
+    from lmscale.training.hardware import matmul_peak
+
+    known = decide_without_measuring(requested, device.type, spec)
+    if known is not None:
+        return known
     if not native_bf16(device):
-        what = "compute capability < 8.0" if device.type == "cuda" else \
-            f"no {' or '.join(CPU_BF16_FLAGS)} flag"
-        return "fp32", f"auto: no native bf16 on this device ({what})"
-    if device.type == "cpu" and spec.d_model < CPU_BF16_MIN_D_MODEL:
-        return "fp32", (f"auto: d_model {spec.d_model} < {CPU_BF16_MIN_D_MODEL}, too narrow for bf16 "
-                        "to pay on a CPU")
+        return "fp32", "auto: no native bf16 on this GPU (compute capability < 8.0)"
     fp32, bf16 = matmul_peak(device, dtype="fp32"), matmul_peak(device, dtype="bf16")
     ratio = bf16 / fp32 if fp32 > 0 else 0.0
     if ratio < BF16_MIN_SPEEDUP:
         return "fp32", f"auto: bf16 matmul peak only {ratio:.2f}x fp32 here"
     return "bf16", f"auto: native bf16, matmul peak {ratio:.2f}x fp32 here"
+
+
+def resolve_elsewhere(device_type: str, spec: ModelSpec, threads: int | None = None) -> tuple[str, str]:
+    """:func:`resolve_precision` of ``auto`` for a process that must not import torch
+    (a sweep's parent): answered here when no measurement is needed, else by a
+    short child process (the peaks it measures are cached for the runs)."""
+    known = decide_without_measuring("auto", device_type, spec)
+    if known is not None:
+        return known
+    arg = json.dumps({"device": device_type, "model": spec.to_dict(), "threads": threads})
+    proc = subprocess.run([sys.executable, "-m", "lmscale.training.precision", arg],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise LmscaleError(f"could not measure this machine's bf16 and fp32 matmul peaks: "
+                           f"{proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
+    out = json.loads(proc.stdout)
+    return str(out["precision"]), str(out["reason"])
 
 
 def autocast(device: Any, precision: str) -> Any:
@@ -95,3 +124,18 @@ def autocast(device: Any, precision: str) -> Any:
         return torch.autocast(device.type, dtype=torch.bfloat16)
 
     return context
+
+
+def _main(arg: str) -> None:
+    """``python -m lmscale.training.precision JSON``: resolve ``auto``, print the answer as JSON."""
+    from lmscale.training.hardware import configure_threads, resolve_device
+
+    spec = json.loads(arg)
+    configure_threads(spec.get("threads"))
+    precision, reason = resolve_precision("auto", resolve_device(spec["device"]),
+                                          ModelSpec.from_dict(spec["model"]))
+    print(json.dumps({"precision": precision, "reason": reason}))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1])

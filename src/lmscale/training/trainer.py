@@ -155,6 +155,7 @@ class _Run:
         self.resumed_record: RunRecord | None = None
         self.packed_with = 1  # runs in its pack (lmscale.training.packed)
         self.rng_state: torch.Tensor | None = None
+        self.index = 0  # its place among the runs of a pack
 
     # -- checkpoints ----------------------------------------------------------
     def _state(self) -> dict[str, Any]:
