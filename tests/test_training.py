@@ -35,7 +35,7 @@ def text_data(distributions=("stdlib",)) -> ArrayData:
 def tiny_config(**kw) -> TrainConfig:
     spec = kw.pop("model", ModelSpec(n_layer=2, d_model=32, n_head=2, n_ctx=32, n_vocab=256))
     base = {"steps": 60, "batch_tokens": 512, "lr": 3e-3, "eval_tokens": 1024, "device": "cpu",
-            "threads": 1, "data_dir": "<arrays>"}
+            "threads": 1, "data_dir": "<arrays>", "precision": "fp32"}  # the same on every machine
     base.update(kw)
     return TrainConfig(model=spec, **base)
 

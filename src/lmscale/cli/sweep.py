@@ -118,28 +118,40 @@ def cmd_plan(args: argparse.Namespace) -> int:
         Throughput,
         measured_peak,
         run_flops,
+        run_precision,
         run_seconds,
         store_mfu,
+        task_seconds,
         wall_seconds,
     )
     from lmscale.sweeps.local import gpu_count, plan_workers
+    from lmscale.sweeps.packing import plan_packs
+    from lmscale.sweeps.session import study_precision
     from lmscale.training.hardware import available_cpus
 
     study = load_study(args.file)
     done: dict[str, str] = {}
+    store = None
     if args.store:
         from lmscale.store import Store
 
-        done = Store(args.store, create=False).status_of()
+        store = Store(args.store, create=False)
+        done = store.status_of()
+    pending = [r for r in study.runs
+               if done.get(r.run_id, "pending") not in ("finished", "early_stopped", "diverged", "failed")]
+    packs = plan_packs(pending)
     distributions = max(1, len(study.data.sources)) if study.data.path is None else len(
         study.data.open(args.file).distributions)
     tp = None
     if not args.no_estimate and study.runs:
         gpus = gpu_count() if any(r.config.device != "cpu" for r in study.runs) else 0
-        workers, threads = plan_workers(len(study.runs), available_cpus(), args.workers, None, gpus)
+        workers, threads = plan_workers(max(1, len(packs)), available_cpus(), args.workers, None, gpus)
         device = "cuda" if gpus else "cpu"
+        auto, _ = study_precision(study, store, device, threads)
         tp = Throughput(peak_flops=measured_peak(threads, device), threads=threads, workers=workers,
-                        distributions=distributions)
+                        distributions=distributions, precision=auto or "fp32")
+        for precision in {"fp32"} | {run_precision(r, tp) for r in study.runs}:
+            tp.peaks[precision] = measured_peak(threads, device, dtype=precision)
         measured = store_mfu(args.store)
         tp.mfu.update(measured)
         tp.mfu_source = {a: "store" if a in measured else "default" for a in tp.mfu}
@@ -154,13 +166,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
             "batch_tokens": run.config.batch_tokens, "lr": run.config.lr, "seed": run.config.seed,
             "early_stopping": run.config.early_stopping, "axes": run.axes,
             "status": done.get(run.run_id, "pending"),
+            "precision": run_precision(run, tp) if tp else run.config.precision,
+            "pack": next((i for i, p in enumerate(packs) if run in p), None),
             "est_seconds": run_seconds(run, tp) if tp else None,
         })
-    todo = [r["est_seconds"] for r in rows if r["status"] not in ("finished", "early_stopped", "diverged", "failed")]
+    tasks = [task_seconds(p, tp) for p in packs] if tp else []
     total = {
-        "runs": len(rows), "to_train": len(todo), "C": sum(r["C"] for r in rows),
+        "runs": len(rows), "to_train": len(pending), "tasks": len(packs),
+        "packed_runs": sum(len(p) for p in packs if len(p) > 1), "C": sum(r["C"] for r in rows),
         "C_exact": sum(r["C_exact"] for r in rows),
-        "est_wall_seconds": wall_seconds(todo, min(tp.workers, len(todo)), STARTUP_S) if tp and todo
+        "est_wall_seconds": wall_seconds(tasks, min(tp.workers, len(tasks)), STARTUP_S) if tp and tasks
         else (0.0 if tp else None),
         "duplicates": {k: v for k, v in study.duplicates.items()},
     }
@@ -180,7 +195,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"total C = 6ND: {_fmt(total['C'])} FLOPs; with attention/logits/embedding: {_fmt(total['C_exact'])}")
     if tp:
         print(f"estimated wall time for the {total['to_train']} run(s) to train: "
-              f"{total['est_wall_seconds']:.0f} s")
+              f"{total['est_wall_seconds']:.0f} s ({total['tasks']} task(s); {total['packed_runs']} run(s) "
+              f"packed with others of their shape; precision 'auto' = {tp.precision})")
         print(f"  ({tp.method()})")
     if study.duplicates:
         print(f"{len(study.duplicates)} run(s) appear in several groups; each is trained once, "

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmscale.errors import LmscaleError
+from lmscale.models.transformer import causal_attention
 
 
 def check_packable(models: Sequence[nn.Module]) -> None:
@@ -84,8 +85,7 @@ def packed_hidden_states(models: Sequence[nn.Module], idx: torch.Tensor) -> tupl
         a = _layer_norm(x, st(lambda k: k.ln_1.weight), st(lambda k: k.ln_1.bias))
         qkv = _linear(a, st(lambda k: k.attn.c_attn.weight), st(lambda k: k.attn.c_attn.bias))
         q, k_, val = qkv.view(r * b, t, 3, n_head, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        y = F.scaled_dot_product_attention(q, k_, val, is_causal=True)
-        y = y.transpose(1, 2).reshape(r, b * t, d)
+        y = causal_attention(q, k_, val).transpose(1, 2).reshape(r, b * t, d)
         x = x + _linear(y, st(lambda k: k.attn.c_proj.weight), st(lambda k: k.attn.c_proj.bias))
         a = _layer_norm(x, st(lambda k: k.ln_2.weight), st(lambda k: k.ln_2.bias))
         f = F.gelu(_linear(a, st(lambda k: k.mlp.c_fc.weight), st(lambda k: k.mlp.c_fc.bias)))

@@ -6,7 +6,8 @@ Tables:
 - ``runs``: one row per run: its specification (canonical ``TrainConfig``
   JSON), sweep tags (group, rule), status, sizes (N by [K]'s formula and the
   exact count, embedding parameters), budget and totals, final losses,
-  speed, precision (``fp32`` or ``bf16``), machine and versions.
+  speed, precision (``fp32`` or ``bf16``), the size of the pack it trained
+  in (1: alone), machine and versions.
 - ``curve_points``: the learning curve of each run (step, tokens, FLOPs, lr,
   train loss, gradient-noise-scale estimate, [K] section 5.1).
 - ``curve_losses``: test loss per distribution at each curve point.
@@ -32,13 +33,13 @@ RUN_COLUMNS = (
     "steps", "tokens", "train_distribution", "final_loss", "best_test_loss",
     "wall_time_s", "tokens_per_second", "mfu", "peak_flops",
     "device", "machine", "lmscale_version", "torch_version", "python_version",
-    "started_at", "finished_at", "error", "precision",
+    "started_at", "finished_at", "error", "precision", "packed_with",
 )
 
 #: Columns added to ``runs`` after schema version 1 was first written, with
 #: their SQL types: a store without them gets them when opened (older stores
 #: stay readable; their runs read NULL there).
-ADDED_RUN_COLUMNS = {"precision": "TEXT"}
+ADDED_RUN_COLUMNS = {"precision": "TEXT", "packed_with": "INTEGER"}
 
 DDL = """
 CREATE TABLE IF NOT EXISTS schema_info (
@@ -75,7 +76,8 @@ CREATE TABLE IF NOT EXISTS runs (
     lmscale_version TEXT, torch_version TEXT, python_version TEXT,
     started_at TEXT, finished_at TEXT,
     error TEXT,
-    precision TEXT
+    precision TEXT,
+    packed_with INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_by_group ON runs (grp, rule);
 CREATE TABLE IF NOT EXISTS curve_points (

@@ -242,7 +242,7 @@ class Store:
                 tokens, budget_flops, flops_per_token, train_flops_per_token,
                 final_loss AS loss, best_test_loss, batch_tokens, lr, seed,
                 n_layer, d_model, n_head, d_ff, n_ctx, n_vocab, steps, dataset_tokens,
-                train_distribution, wall_time_s, tokens_per_second, mfu
+                train_distribution, wall_time_s, tokens_per_second, mfu, precision, packed_with
             FROM runs WHERE status IN ({marks}) ORDER BY grp, N, D, run_id""",
             statuses,
         )
@@ -403,6 +403,7 @@ def _record_columns(rec: RunRecord, spec: dict[str, Any]) -> dict[str, Any]:
         finished_at=now_iso(),
         error=rec.error,
         precision=rec.precision or None,
+        packed_with=rec.packed_with,
     )
     return row
 

@@ -111,10 +111,25 @@ def _peak_key(device: Any, dtype: str) -> str:
     import torch
 
     if device.type == "cuda":
-        what = f"cuda:{torch.cuda.get_device_name(device)}|{dtype}"
-    else:
-        what = f"cpu:{cpu_model()}|threads={torch.get_num_threads()}|{dtype}"
-    return f"{what}|torch={torch.__version__}"
+        return f"cuda:{torch.cuda.get_device_name(device)}|{dtype}|torch={torch.__version__}"
+    return _cpu_peak_key(torch.get_num_threads(), dtype, torch.__version__)
+
+
+def _cpu_peak_key(threads: int, dtype: str, torch_version: str) -> str:
+    return f"cpu:{cpu_model()}|threads={threads}|{dtype}|torch={torch_version}"
+
+
+def cached_cpu_peak(threads: int, dtype: str) -> float | None:
+    """The cached CPU matmul peak at ``threads`` threads in ``dtype``, read without importing
+    torch (its version from the package metadata); ``None`` if not measured yet."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return None
+    entry = _read_table(cache_dir() / "peak_flops.json").get(_cpu_peak_key(threads, dtype, version))
+    return float(entry["flops"]) if isinstance(entry, dict) and entry.get("flops", 0) > 0 else None
 
 
 def measure_matmul_peak(device: Any, seconds: float = 1.5, dtype: str | None = None) -> float:

@@ -12,10 +12,13 @@
    adds make it slower.
 
 Measured on a 2-core AMD EPYC (Zen 5, ``avx512_bf16``), torch 2.13, one
-thread: bf16 matmul peak 4.2x fp32 (428 vs 103 GFLOP/s at n = 512-1024);
-one training step (2048 tokens, n_ctx 64, vocabulary 512) in bf16 against
-fp32: 0.47x at 2/12, 0.64x at 2/48, 0.74x at 4/80, 1.66x at 2/128 and 2.4x
-at 4/256; 2.35x at 6/384 (n_ctx 256, vocabulary 4096). On CPUs without
+thread, a busy machine: bf16 matmul peak 4.6x fp32 (403 against 88
+GFLOP/s; at the small models' shapes, [2048, 48-128] x [48-128, 192-512],
+about 200 against 40); one training step (2048 tokens, n_ctx 64,
+vocabulary 512) in bf16 against fp32: 0.85-1.04x at 2/12, 0.82x at 2/20,
+1.21x at 2/32, 1.28-1.47x at 2/48, 1.67x at 4/80, and 2.1x at 6/384
+(n_ctx 256, vocabulary 4096), with attention in fp32 (see
+:func:`lmscale.models.transformer.causal_attention`). On CPUs without
 native bf16 (emulated in fp32 arithmetic) bf16 is many times slower.
 
 Under bf16 the softmax of the loss, the optimizer and the weights stay in
@@ -39,7 +42,7 @@ from lmscale.models.spec import ModelSpec
 BF16_MIN_SPEEDUP = 1.5
 
 #: Narrowest model (d_model) that ``auto`` trains in bf16 on a CPU.
-CPU_BF16_MIN_D_MODEL = 128
+CPU_BF16_MIN_D_MODEL = 32
 
 #: CPU instruction-set flags (``/proc/cpuinfo``) that mean native bf16 dot products.
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -90,7 +93,10 @@ def resolve_precision(requested: str, device: Any, spec: ModelSpec) -> tuple[str
         return known
     if not native_bf16(device):
         return "fp32", "auto: no native bf16 on this GPU (compute capability < 8.0)"
-    fp32, bf16 = matmul_peak(device, dtype="fp32"), matmul_peak(device, dtype="bf16")
+    return _by_peaks(matmul_peak(device, dtype="fp32"), matmul_peak(device, dtype="bf16"))
+
+
+def _by_peaks(fp32: float, bf16: float) -> tuple[str, str]:
     ratio = bf16 / fp32 if fp32 > 0 else 0.0
     if ratio < BF16_MIN_SPEEDUP:
         return "fp32", f"auto: bf16 matmul peak only {ratio:.2f}x fp32 here"
@@ -99,11 +105,18 @@ def resolve_precision(requested: str, device: Any, spec: ModelSpec) -> tuple[str
 
 def resolve_elsewhere(device_type: str, spec: ModelSpec, threads: int | None = None) -> tuple[str, str]:
     """:func:`resolve_precision` of ``auto`` for a process that must not import torch
-    (a sweep's parent): answered here when no measurement is needed, else by a
-    short child process (the peaks it measures are cached for the runs)."""
+    (a sweep's parent): answered here when no measurement is needed or the
+    peaks are cached, else by a short child process (the peaks it measures
+    are cached for the runs)."""
     known = decide_without_measuring("auto", device_type, spec)
     if known is not None:
         return known
+    if device_type == "cpu" and threads is not None:
+        from lmscale.training.hardware import cached_cpu_peak
+
+        fp32, bf16 = cached_cpu_peak(threads, "fp32"), cached_cpu_peak(threads, "bf16")
+        if fp32 is not None and bf16 is not None:
+            return _by_peaks(fp32, bf16)
     arg = json.dumps({"device": device_type, "model": spec.to_dict(), "threads": threads})
     proc = subprocess.run([sys.executable, "-m", "lmscale.training.precision", arg],
                           capture_output=True, text=True, timeout=600)
