@@ -92,13 +92,13 @@ KILLED = textwrap.dedent("""
     from test_training import text_data
     from test_training_packed import pack_configs
     from lmscale.training.packed import train_packed
-    train_packed(pack_configs(checkpoint_dir={ckpt!r}, checkpoint_every_s=0.0), data=text_data(("stdlib", "reversed")))
+    train_packed(pack_configs(checkpoint_dir={ckpt!r}, checkpoint_every_s=0.05), data=text_data(("stdlib", "reversed")))
 """)
 
 
 def test_packed_runs_resume_after_a_kill(tmp_path, data, packed):
     ckpt = tmp_path / "ckpt"
-    configs = pack_configs(checkpoint_dir=str(ckpt), checkpoint_every_s=0.0)
+    configs = pack_configs(checkpoint_dir=str(ckpt), checkpoint_every_s=0.05)
     script = tmp_path / "pack.py"
     script.write_text(KILLED.format(tests=str(HERE), ckpt=str(ckpt)))
     proc = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "OMP_NUM_THREADS": "1"})
