@@ -2,6 +2,9 @@
 #   make demo   the main job (creates .venv, installs, runs `lmscale demo`)
 #   make test   the test suite (creates .venv, installs, runs pytest + ruff)
 #
+# Both install every extra (training, Ray, Hugging Face, Lightning, the trackers'
+# clients); `pip install lmscale` alone is the torch-free core.
+#
 # TORCH picks the PyTorch requirement. The default pin installs the CPU build
 # where a local wheel exists (as on the project's CI machines) and the
 # standard build elsewhere. GPU users: make test TORCH="torch>=2.4"
@@ -21,7 +24,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[dev,ray,hf]"
+	$(BIN)/python -m pip install -q -e ".[dev,all]"
 	touch $(STAMP)
 
 setup: $(STAMP) system-packages

@@ -127,7 +127,7 @@ def test_newer_schema_refused(tmp_path):
     db.execute("UPDATE schema_info SET version = ?, lmscale_version = '9.0'", (SCHEMA_VERSION + 1,))
     db.commit()
     db.close()
-    with pytest.raises(LmscaleError, match=r"newer lmscale \(9.0, store schema version 2\).*upgrade"):
+    with pytest.raises(LmscaleError, match=rf"newer lmscale \(9.0, store schema version {SCHEMA_VERSION + 1}\).*upgrade"):
         Store(path)
     proc = subprocess.run([sys.executable, "-m", "lmscale", "sweep", "status", "--store", str(path)],
                           capture_output=True, text=True)
@@ -219,3 +219,26 @@ def test_import_chinchilla_points_via_cli(tmp_path):
     assert list(merged["loss"]) == pytest.approx(list(expect["loss"]))
     assert list(merged["D"]) == pytest.approx(list(expect["D"]), rel=1e-6)
     assert list(merged["C"]) == pytest.approx(list(expect["Training FLOP"]), rel=1e-12)
+
+
+def test_schema_1_store_is_migrated(tmp_path):
+    """A store written before provenance columns existed opens, keeps its runs and gains the columns."""
+    from lmscale.store.schema import PROVENANCE_COLUMNS, TRAINING_COLUMNS
+
+    path = tmp_path / "old.sqlite"
+    with Store(path) as store:
+        store.write_record(make_record(), group="g", rule="plain")
+    db = sqlite3.connect(path)
+    for column in (*PROVENANCE_COLUMNS, *TRAINING_COLUMNS):  # neither existed in schema version 1
+        db.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+    db.execute("UPDATE schema_info SET version = 1")
+    db.commit()
+    db.close()
+    with Store(path, create=False) as store:
+        assert store._db.execute("SELECT version FROM schema_info").fetchone()[0] == SCHEMA_VERSION
+        runs = store.runs()
+        assert set(PROVENANCE_COLUMNS) | set(TRAINING_COLUMNS) <= set(runs.columns)
+        assert runs.loc[0, "source"] == "trained" and runs.loc[0, "group"] == "g"
+        assert len(store.curves()) == 5
+        store.write_record(make_record(run_id="new"))  # and it takes new runs
+        assert len(store.runs()) == 2

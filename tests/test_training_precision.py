@@ -83,11 +83,13 @@ def test_resumed_run_keeps_its_precision(tmp_path, data):
 
 def test_store_records_precision_and_upgrades_old_files(tmp_path):
     old = tmp_path / "old.sqlite"
-    legacy = DDL.replace(",\n    precision TEXT,\n    packed_with INTEGER\n", "\n")
-    assert "precision" not in legacy
+    legacy = DDL.replace(",\n    provenance_json TEXT, imported_at TEXT,\n    precision TEXT, packed_with INTEGER\n",
+                         ",\n    provenance_json TEXT, imported_at TEXT\n")
+    assert "precision" not in legacy  # a store of schema version 2
+
     db = sqlite3.connect(old)
     db.executescript(legacy)
-    db.execute("INSERT INTO schema_info VALUES (1, '0.1.0', 'then')")
+    db.execute("INSERT INTO schema_info VALUES (2, '0.1.0', 'then')")
     db.commit()
     db.close()
     store = Store(old)
@@ -101,10 +103,9 @@ def test_store_records_precision_and_upgrades_old_files(tmp_path):
 
 
 def test_a_study_never_mixes_precisions(tmp_path):
+    from conftest import SMOKE_STUDY
     from lmscale.sweeps import load_study
     from lmscale.sweeps.session import study_precision
-
-    from conftest import SMOKE_STUDY
 
     study = load_study(SMOKE_STUDY)
     store = Store(tmp_path / "s.sqlite")

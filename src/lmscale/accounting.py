@@ -126,10 +126,12 @@ def exact_non_embedding_params(model_or_spec: Any, include_biases_and_norms: boo
     """Count the non-embedding parameters of an instantiated model.
 
     A :class:`ModelSpec` is built on the ``meta`` device (no memory). Left
-    out: parameters of every ``nn.Embedding`` and of the output head
-    ``lm_head`` (tied weights are counted once, as the embedding). With
-    ``include_biases_and_norms=False`` only matrices (``ndim >= 2``) count,
-    which must equal :func:`non_embedding_params`.
+    out: parameters of every ``nn.Embedding`` and of the output head (a
+    module named ``lm_head`` at any depth, or what a Hugging Face model's
+    ``get_output_embeddings()`` returns; tied weights are counted once, as
+    the embedding). With ``include_biases_and_norms=False`` only matrices
+    (``ndim >= 2``) count, which must equal :func:`non_embedding_params`
+    for the Transformers of [K] (lmscale's, or GPT-2's).
     """
     import torch
 
@@ -141,9 +143,15 @@ def exact_non_embedding_params(model_or_spec: Any, include_biases_and_norms: boo
             model = build_model(_check(model_or_spec))
     if not isinstance(model, torch.nn.Module):
         raise LmscaleError(f"expected a ModelSpec or a torch module, got {type(model).__name__}")
+    heads = set()
+    for module in model.modules():
+        output = getattr(module, "get_output_embeddings", None)
+        head = output() if callable(output) else None
+        if isinstance(head, torch.nn.Module):
+            heads.add(id(head))
     excluded = set()
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Embedding) or name == "lm_head":
+        if isinstance(module, torch.nn.Embedding) or name.rsplit(".", 1)[-1] == "lm_head" or id(module) in heads:
             excluded.update(id(p) for p in module.parameters())
     return sum(
         p.numel()
@@ -257,7 +265,7 @@ def describe(
     try:
         exact = exact_non_embedding_params(spec)
         exact_weights = exact_non_embedding_params(spec, include_biases_and_norms=False)
-    except ImportError:  # pragma: no cover - torch is a core dependency
+    except ImportError:  # torch is the 'train' extra: without it only the formulas
         pass
     full = forward_flops_breakdown(spec)
     full_total = sum(full.values())

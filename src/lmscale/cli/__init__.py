@@ -16,7 +16,11 @@ from lmscale import __version__
 from lmscale.errors import LmscaleError
 
 #: Sub-commands in the order ``lmscale --help`` lists them.
-SUBCOMMANDS = ("data", "model", "train", "sweep", "fit", "laws", "plan", "report", "demo")
+SUBCOMMANDS = ("data", "model", "train", "sweep", "import", "fit", "laws", "plan", "next", "simulate", "report",
+               "demo")
+
+#: Sub-commands whose module name differs from the command (``import`` is a keyword).
+MODULES = {"import": "import_"}
 
 DESCRIPTION = """\
 lmscale: train language-model families, fit scaling laws, plan compute.
@@ -26,13 +30,19 @@ The flow of a study, left to right:
   lmscale model describe parameters and FLOPs of a shape ([K] table 1)
   lmscale train          one run -> learning curve, noise scale, losses
   lmscale sweep run      a TOML study -> many runs -> one SQLite store
+  lmscale import         runs from MLflow, TensorBoard, W&B or a CSV -> a store
   lmscale fit            power laws with bootstrap intervals
   lmscale plan           compute-optimal N, D, batch for a budget
+  lmscale next           the runs that buy the most forecast certainty per FLOP
+  lmscale simulate       score study designs on synthetic runs from a known law
   lmscale report         the paper's figures from your own study
   lmscale demo           all of the above at the scale of this machine
 
 Run 'lmscale COMMAND --help' for the options of each. Errors in your
 input exit with status 2 and a message that says what and where.
+
+'pip install lmscale' fits, plans, imports and reports without PyTorch;
+training needs 'pip install "lmscale[train]"' (the commands say so).
 """
 
 
@@ -45,10 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lmscale {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
+        modname = f"lmscale.cli.{MODULES.get(name, name)}"
         try:
-            module = importlib.import_module(f"lmscale.cli.{name}")
+            module = importlib.import_module(modname)
         except ModuleNotFoundError as exc:  # a sub-command not shipped in this build
-            if exc.name == f"lmscale.cli.{name}":
+            if exc.name == modname:
                 continue
             raise
         module.register(sub)
@@ -65,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
     except LmscaleError as exc:
         print(f"lmscale {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:  # an optional extra that is not installed: say which
+        from lmscale.extras import from_import_error
+
+        missing = from_import_error(exc, f"lmscale {args.command}")
+        if missing is None:
+            raise
+        print(f"lmscale {args.command}: error: {missing}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lmscale {args.command}: interrupted", file=sys.stderr)

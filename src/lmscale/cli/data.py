@@ -142,6 +142,10 @@ def _prepare(args: argparse.Namespace) -> int:
 
     from lmscale.data import DataWarning, prepare
     from lmscale.errors import LmscaleError
+    from lmscale.extras import require
+
+    if args.tokenizer != "byte":  # BPE training and encoding: lmscale[train]
+        require("tokenizers", "tiktoken", what="lmscale data prepare")
 
     max_bytes = None
     if args.max_mb_per_source is not None:

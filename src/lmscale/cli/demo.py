@@ -47,6 +47,9 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from lmscale.demo import run_demo
     from lmscale.errors import LmscaleError
+    from lmscale.extras import TRAIN_MODULES, require
+
+    require(*TRAIN_MODULES, what="lmscale demo")
 
     if args.quick and args.study:
         raise LmscaleError("--quick and --study: give one of them")

@@ -178,6 +178,8 @@ def _render(info: dict[str, Any]) -> str:
     ]
     if arch == "universal":
         lines.append("(the C_fwd row counts the shared block n_layer times, so it is not 2N + ...)")
+    if info["exact_non_embedding_params"] is None:
+        lines.append("exact counts (n/a): they build the model with torch: pip install 'lmscale[train]'")
     return "\n".join(lines)
 
 

@@ -97,7 +97,8 @@ def register(sub: Any) -> None:
                    description="Import a CSV of N, D (or C: then D = C / 6N), loss, to fit it with lmscale.\n\n"
                    "  lmscale sweep import chinchilla.csv --store ext.sqlite \\\n"
                    "      --columns 'N=Model Size,C=Training FLOP,loss=loss' --group chinchilla\n\n"
-                   "Columns named N, D, C, loss (any case) are found without --columns.")
+                   "Columns named N, D, C, loss (any case) are found without --columns. For learning\n"
+                   "curves, and runs in MLflow, TensorBoard or W&B, see 'lmscale import --help'.")
     p.add_argument("csv", help="the CSV file")
     p.add_argument("--store", required=True, help="the SQLite results file (created if missing)")
     p.add_argument("--columns", help="FIELD=COLUMN pairs, comma separated (fields: N, D, C, loss)")
@@ -143,7 +144,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     distributions = max(1, len(study.data.sources)) if study.data.path is None else len(
         study.data.open(args.file).distributions)
     tp = None
-    if not args.no_estimate and study.runs:
+    from lmscale.extras import installed
+
+    no_torch = not args.no_estimate and not installed("torch")
+    if not args.no_estimate and study.runs and not no_torch:
         gpus = gpu_count() if any(r.config.device != "cpu" for r in study.runs) else 0
         workers, threads = plan_workers(max(1, len(packs)), available_cpus(), args.workers, None, gpus)
         device = "cuda" if gpus else "cpu"
@@ -198,6 +202,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
               f"{total['est_wall_seconds']:.0f} s ({total['tasks']} task(s); {total['packed_runs']} run(s) "
               f"packed with others of their shape; precision 'auto' = {tp.precision})")
         print(f"  ({tp.method()})")
+    if no_torch:
+        print("no time estimate: it measures this machine with torch (pip install 'lmscale[train]')")
     if study.duplicates:
         print(f"{len(study.duplicates)} run(s) appear in several groups; each is trained once, "
               "tagged with its first group")
@@ -205,7 +211,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from lmscale.extras import TRAIN_MODULES, require
     from lmscale.sweeps import run_sweep
+
+    require(*TRAIN_MODULES, what="lmscale sweep run")
 
     result = run_sweep(args.file, args.store, executor=args.executor, workers=args.workers, threads=args.threads,
                        address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,

@@ -124,7 +124,10 @@ def register(sub: Any) -> None:
 
 def build_config(args: argparse.Namespace) -> Any:
     """The TrainConfig of the command line (opens the data to default n_vocab)."""
+    from lmscale.extras import TRAIN_MODULES, require
     from lmscale.training.hardware import prefer_passive_openmp
+
+    require(*TRAIN_MODULES, what="lmscale train")
 
     prefer_passive_openmp()  # before torch is imported
     from lmscale.data import PreparedData

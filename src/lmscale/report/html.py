@@ -19,6 +19,7 @@ import pandas as pd
 
 from lmscale import __version__
 from lmscale.accounting import PF_DAY
+from lmscale.store.provenance import Provenance
 
 #: Columns of the run table: (store column, heading).
 RUN_COLUMNS = (
@@ -28,7 +29,7 @@ RUN_COLUMNS = (
     ("embedding_params", "embedding params"), ("tokens", "tokens"), ("dataset_tokens", "dataset tokens"),
     ("batch_tokens", "batch (tokens)"), ("lr", "peak lr"), ("steps", "steps"), ("precision", "precision"),
     ("final_loss", "final loss"), ("best_test_loss", "best loss"), ("wall_time_s", "wall time (s)"),
-    ("error", "error"),
+    ("error", "error"), ("source", "from"),
 )
 
 
@@ -238,7 +239,9 @@ def runs_section(runs: pd.DataFrame) -> str:
         row = []
         for c, _ in cols:
             v = rec.get(c)
-            if c in text_cols:
+            if c == "source":  # where the run came from: trained here, or the tracker and run it was read from
+                row.append(td(esc(Provenance.describe(rec, with_uri=False))))  # the URIs are listed above
+            elif c in text_cols:
                 missing = v is None or (isinstance(v, float) and math.isnan(v))
                 text = "" if missing else esc(v)
                 cell = f'<td class="status-{esc(v)}">{text}</td>' if c == "status" else td(text)
@@ -248,6 +251,13 @@ def runs_section(runs: pd.DataFrame) -> str:
         rows.append(row)
     counts = runs["status"].value_counts().to_dict() if "status" in runs else {}
     summary = ", ".join(f"{n} {esc(s)}" for s, n in counts.items())
+    if "source" in runs:
+        where = runs["source"].fillna("trained")
+        if "source_uri" in runs:
+            uri = runs["source_uri"].where(runs["source_uri"].notna(), "")
+            where = where.where(uri == "", where + " " + uri.astype(str))
+        summary += "; " + ", ".join(f"{n} {'trained by lmscale' if s == 'trained' else 'from ' + esc(s)}"
+                                    for s, n in where.value_counts().items())
     runs_table = table([h for _, h in cols], rows, 'id="runs-table"')
     return (f'<h2 id="runs">Runs</h2><p class="note">{len(runs)} runs: {summary}.</p>'
             f'<div class="scroll">{runs_table}</div>')

@@ -14,14 +14,32 @@ Tables:
 - ``final_losses``: test loss per distribution at the end of each run.
 - ``position_losses``: the final per-context-position test loss.
 
+Where each run came from: ``runs.source`` (``trained`` by lmscale, or the
+tracker or trainer it was read from: ``mlflow``, ``tensorboard``, ``wandb``,
+``csv``, ``transformers``, ``lightning``), ``source_uri`` and
+``source_run_id`` (its location and id there), and ``provenance_json``
+(how each of N, tokens, FLOPs and loss was obtained, and which were derived).
+
 Children reference ``runs`` with ``ON DELETE CASCADE``, so deleting a run
 deletes all it owns; re-writing a run is delete + insert in one transaction.
 """
 
 from __future__ import annotations
 
-#: Version of the schema below; a store with a larger one is refused.
-SCHEMA_VERSION = 1
+#: Version of the schema below; a store with a larger one is refused, a smaller one migrated.
+SCHEMA_VERSION = 3
+
+#: Provenance columns of ``runs``, added by schema version 2.
+PROVENANCE_COLUMNS = ("source_uri", "source_run_id", "source_run_name", "provenance_json", "imported_at")
+
+#: How a run trained, added by schema version 3: precision and pack size.
+TRAINING_COLUMNS = {"precision": "TEXT", "packed_with": "INTEGER"}
+
+#: Statements that take a store from version k to k + 1, run in one transaction.
+MIGRATIONS = {
+    1: tuple(f"ALTER TABLE runs ADD COLUMN {c} TEXT" for c in PROVENANCE_COLUMNS),
+    2: tuple(f"ALTER TABLE runs ADD COLUMN {c} {t}" for c, t in TRAINING_COLUMNS.items()),
+}
 
 #: Columns of ``runs`` besides the key, in insertion order.
 RUN_COLUMNS = (
@@ -33,13 +51,8 @@ RUN_COLUMNS = (
     "steps", "tokens", "train_distribution", "final_loss", "best_test_loss",
     "wall_time_s", "tokens_per_second", "mfu", "peak_flops",
     "device", "machine", "lmscale_version", "torch_version", "python_version",
-    "started_at", "finished_at", "error", "precision", "packed_with",
+    "started_at", "finished_at", "error", *PROVENANCE_COLUMNS, *TRAINING_COLUMNS,
 )
-
-#: Columns added to ``runs`` after schema version 1 was first written, with
-#: their SQL types: a store without them gets them when opened (older stores
-#: stay readable; their runs read NULL there).
-ADDED_RUN_COLUMNS = {"precision": "TEXT", "packed_with": "INTEGER"}
 
 DDL = """
 CREATE TABLE IF NOT EXISTS schema_info (
@@ -76,8 +89,9 @@ CREATE TABLE IF NOT EXISTS runs (
     lmscale_version TEXT, torch_version TEXT, python_version TEXT,
     started_at TEXT, finished_at TEXT,
     error TEXT,
-    precision TEXT,
-    packed_with INTEGER
+    source_uri TEXT, source_run_id TEXT, source_run_name TEXT,
+    provenance_json TEXT, imported_at TEXT,
+    precision TEXT, packed_with INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_by_group ON runs (grp, rule);
 CREATE TABLE IF NOT EXISTS curve_points (

@@ -22,7 +22,8 @@ from lmscale import __version__
 from lmscale.accounting import training_flops_per_token
 from lmscale.errors import LmscaleError
 from lmscale.models.spec import ModelSpec
-from lmscale.store.schema import ADDED_RUN_COLUMNS, DDL, RUN_COLUMNS, SCHEMA_VERSION
+from lmscale.store.provenance import Provenance
+from lmscale.store.schema import DDL, MIGRATIONS, RUN_COLUMNS, SCHEMA_VERSION
 from lmscale.training.record import STATUSES, RunRecord
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ class Store:
                     f"{self.path}: written by a newer lmscale ({row[1]}, store schema version {row[0]}); "
                     f"this lmscale {__version__} reads schema versions up to {SCHEMA_VERSION}: upgrade lmscale"
                 )
+            if row[0] < SCHEMA_VERSION:
+                self._migrate(int(row[0]))
         if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
@@ -101,12 +104,19 @@ class Store:
                     "INSERT INTO schema_info (version, lmscale_version, created_at) VALUES (?, ?, ?)",
                     (SCHEMA_VERSION, __version__, now_iso()),
                 )
-        have = {r[1] for r in self._db.execute("PRAGMA table_info(runs)")}
-        missing = {c: t for c, t in ADDED_RUN_COLUMNS.items() if c not in have}
-        if missing:
+
+    def _migrate(self, version: int) -> None:
+        """Bring a store of an older schema up to :data:`SCHEMA_VERSION`, in one transaction."""
+        try:
             with self.transaction() as db:
-                for column, sql_type in missing.items():
-                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} {sql_type}")
+                for v in range(version, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[v]:
+                        db.execute(statement)
+                db.execute("UPDATE schema_info SET version = ?", (SCHEMA_VERSION,))
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc):
+                raise
+            # a read-only file of an older schema still reads; writes would fail anyway
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -173,26 +183,56 @@ class Store:
         rule: str | None = None,
         data_dir: str | None = None,
         started_at: str | None = None,
+        provenance: Provenance | None = None,
+        budget_flops: float | None = None,
     ) -> None:
         """Insert or replace one run and everything it owns, in one transaction.
 
         ``spec`` is the canonical run specification stored as JSON (default:
         the record's config); tags left ``None`` keep the stored values.
+        ``provenance`` says where a run not trained by lmscale came from;
+        ``budget_flops`` is an imported run's total training compute C (when
+        the source logged it; otherwise the store's C is 6 N D).
         """
-        rec = record if isinstance(record, RunRecord) else RunRecord.from_dict(record)
-        if rec.status not in STORE_STATUSES:
-            raise LmscaleError(f"run {rec.run_id}: status {rec.status!r} is not one of {', '.join(STORE_STATUSES)}")
-        row = _record_columns(rec, spec if spec is not None else rec.config)
+        self.write_records([dict(record=record, spec=spec, study=study, group=group, rule=rule,
+                                 data_dir=data_dir, started_at=started_at, provenance=provenance,
+                                 budget_flops=budget_flops)])
+
+    def write_records(self, entries: Sequence[dict[str, Any]]) -> int:
+        """Insert or replace many runs in **one** transaction: all are written or none.
+
+        Each entry holds the keyword arguments of :meth:`write_record`
+        (``record`` required). Returns the number of runs written.
+        """
+        rows = []
+        for entry in entries:
+            unknown = set(entry) - _WRITE_KEYS
+            if unknown:
+                raise LmscaleError(f"write_records: unknown key(s) {', '.join(sorted(unknown))}")
+            record = entry["record"]
+            rec = record if isinstance(record, RunRecord) else RunRecord.from_dict(record)
+            if rec.status not in STORE_STATUSES:
+                raise LmscaleError(f"run {rec.run_id}: status {rec.status!r} is not one of "
+                                   f"{', '.join(STORE_STATUSES)}")
+            spec = entry.get("spec")
+            row = _record_columns(rec, spec if spec is not None else rec.config)
+            provenance = entry.get("provenance")
+            if provenance is not None:
+                row.update(provenance.columns())
+            if entry.get("budget_flops") is not None:
+                row["budget_flops"] = entry["budget_flops"]
+            rows.append((rec, row, {k: entry.get(k) for k in _KEPT_TAGS}))
         with self.transaction() as db:
-            old = db.execute(
-                "SELECT study, grp, rule, data_dir, started_at FROM runs WHERE run_id = ?", (rec.run_id,)
-            ).fetchone()
-            kept = dict(zip(("study", "grp", "rule", "data_dir", "started_at"), old or (None,) * 5))
-            given = {"study": study, "grp": group, "rule": rule, "data_dir": data_dir, "started_at": started_at}
-            row.update({k: given[k] if given[k] is not None else kept[k] for k in given})
-            db.execute("DELETE FROM runs WHERE run_id = ?", (rec.run_id,))
-            _insert_run(db, rec.run_id, row)
-            _insert_children(db, rec)
+            for rec, row, given in rows:
+                old = db.execute(
+                    f"SELECT {', '.join(_KEPT_COLUMNS)} FROM runs WHERE run_id = ?", (rec.run_id,)
+                ).fetchone()
+                kept = dict(zip(_KEPT_TAGS, old or (None,) * len(_KEPT_TAGS)))
+                row.update({_KEPT_TAGS[k]: given[k] if given[k] is not None else kept[k] for k in _KEPT_TAGS})
+                db.execute("DELETE FROM runs WHERE run_id = ?", (rec.run_id,))
+                _insert_run(db, rec.run_id, row)
+                _insert_children(db, rec)
+        return len(rows)
 
     def insert_rows(self, rows: Sequence[tuple[str, dict[str, Any]]]) -> int:
         """Insert or replace runs given as ``(run_id, columns)`` (no children), one transaction."""
@@ -335,6 +375,12 @@ class Store:
 
 
 # -- row builders ---------------------------------------------------------
+#: Tags a re-written run keeps from its stored row when not given: keyword -> column.
+_KEPT_TAGS = {"study": "study", "group": "grp", "rule": "rule", "data_dir": "data_dir", "started_at": "started_at"}
+_KEPT_COLUMNS = tuple(_KEPT_TAGS.values())
+_WRITE_KEYS = {"record", "spec", "provenance", "budget_flops", *_KEPT_TAGS}
+
+
 def _insert_run(db: sqlite3.Connection, run_id: str, row: dict[str, Any]) -> None:
     unknown = set(row) - set(RUN_COLUMNS)
     if unknown:

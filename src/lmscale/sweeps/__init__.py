@@ -48,9 +48,11 @@ def run_sweep(
         retry_failed: train runs recorded as ``failed`` again.
         progress: live progress table on stderr.
     """
+    from lmscale.extras import TRAIN_MODULES, require
     from lmscale.store import Store
     from lmscale.sweeps.progress import ProgressTable
 
+    require(*TRAIN_MODULES, what="training a sweep")
     if executor not in EXECUTORS:
         raise LmscaleError(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
     if workers is not None and workers < 1:

@@ -15,6 +15,9 @@ __all__ = ["CurvePoint", "RunRecord", "TrainConfig", "train"]
 
 def train(config: TrainConfig, **kwargs: Any) -> RunRecord:
     """Train one run and return its record (see ``lmscale.training.trainer``)."""
+    from lmscale.extras import TRAIN_MODULES, require
+
+    require(*TRAIN_MODULES, what="training")
     from lmscale.training.trainer import train as _train
 
     return _train(config, **kwargs)

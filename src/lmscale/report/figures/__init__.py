@@ -66,10 +66,18 @@ def draw_all(frames: Any, fits: Any, out_dir: str | Path, specs: Sequence[Figure
 
 
 def _registry() -> tuple[FigureSpec, ...]:
-    from lmscale.report.figures import allocation, architecture, compute, curves, data_size, shape
+    from lmscale.report.figures import (
+        allocation,
+        architecture,
+        compute,
+        curves,
+        data_size,
+        rounds,
+        shape,
+    )
 
     specs = (*compute.HEADLINE, *compute.FIGURES, *curves.FIGURES, *data_size.FIGURES,
-             *shape.FIGURES, *architecture.FIGURES, *allocation.FIGURES)
+             *shape.FIGURES, *architecture.FIGURES, *allocation.FIGURES, *rounds.FIGURES)
     return tuple(sorted(specs, key=lambda s: s.key))
 
 
