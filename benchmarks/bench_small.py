@@ -18,7 +18,10 @@ cached), alternating in one process, each round:
 - ``packed``: ``--pack`` runs of the shape (other seeds and learning
   rates, as a study's variants) trained together by
   ``lmscale.training.packed.train_packed``: tokens/s per run and in
-  aggregate.
+  aggregate;
+- ``sweep``: as ``lmscale sweep run`` uses the machine, one such pack per
+  CPU in its own process with one thread, all at once: their aggregate
+  tokens/s (all tokens over the longest pack's training time).
 
 Ratios are against the plain loop of the same round; the best round of
 each is kept (others' processes slow some rounds) and every round's ratio
@@ -101,6 +104,27 @@ def packed_run(spec: ModelSpec, data_dir: Path, tokens: int, threads: int, pack:
             "wall_aggregate_tok_s": sum(r.tokens for r in recs) / wall}
 
 
+def _pack_worker(args: tuple) -> tuple[int, float]:
+    spec_dict, data_dir, tokens, pack, offset = args
+    configure_threads(1)
+    spec = ModelSpec.from_dict(spec_dict)
+    lr = paper_learning_rate(applied_non_embedding_params(spec))
+    configs = [config(spec, Path(data_dir), tokens, 1, seed=offset + i, lr=lr * (1.0 + 0.25 * (i % 3 - 1)))
+               for i in range(pack)]
+    recs = train_packed(configs)
+    return sum(r.tokens for r in recs), max(r.train_time_s for r in recs)
+
+
+def sweep_run(spec: ModelSpec, data_dir: Path, tokens: int, pack: int, processes: int) -> dict[str, float]:
+    """One pack per process, ``processes`` at once, one thread each (as a sweep's workers)."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(processes) as pool:
+        out = pool.map(_pack_worker, [(spec.to_dict(), str(data_dir), tokens, pack, 10 * k)
+                                      for k in range(processes)])
+    return {"aggregate_tok_s": sum(t for t, _ in out) / max(s for _, s in out)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", default=",".join(SHAPES), help="n_layer/d_model list (of 2/12, 2/48, 4/80)")
@@ -110,6 +134,9 @@ def main() -> int:
     parser.add_argument("--tokens-scale", type=float, default=1.0, help="multiply the tokens per run")
     args = parser.parse_args()
     threads = configure_threads(args.threads)
+    from lmscale.training.hardware import available_cpus
+
+    processes = available_cpus()
     data_dir = shards()
     from lmscale.data import PreparedData
 
@@ -134,10 +161,13 @@ def main() -> int:
                 "no_noise": lmscale_run(spec, data_dir, tokens, threads, noise_scale=False),
                 "packed": packed_run(spec, data_dir, tokens, threads, args.pack),
             })
+            if processes > 1:
+                rounds[-1]["sweep"] = sweep_run(spec, data_dir, tokens, args.pack, processes)
             load.append(os.getloadavg()[0])
-        best = {k: max(rounds, key=lambda r, k=k: r[k]["tok_s"] / r["plain"]["tok_s"])[k] for k in rounds[0]}
+        best = {k: max(rounds, key=lambda r, k=k: r[k].get("tok_s", r[k].get("aggregate_tok_s")) /
+                       r["plain"]["tok_s"])[k] for k in rounds[0]}
         plain_best = max(r["plain"]["tok_s"] for r in rounds)
-        ratio = {k: [r[k]["tok_s"] / r["plain"]["tok_s"] for r in rounds] for k in rounds[0]}
+        ratio = {k: [r[k]["tok_s"] / r["plain"]["tok_s"] for r in rounds] for k in rounds[0] if k != "sweep"}
         agg = [r["packed"]["aggregate_tok_s"] / r["plain"]["tok_s"] for r in rounds]
         noise_cost = [1.0 - r["lmscale"]["tok_s"] / r["no_noise"]["tok_s"] for r in rounds]
         row = {"shape": item, "tokens": tokens, "threads": threads, "pack": args.pack, "rounds": rounds,
@@ -145,6 +175,9 @@ def main() -> int:
                "ratio_lmscale_wall": max(r["lmscale"]["wall_tok_s"] / r["plain"]["tok_s"] for r in rounds),
                "ratio_packed_per_run": max(ratio["packed"]), "ratio_packed_aggregate": max(agg),
                "noise_scale_cost": min(noise_cost)}
+        sweep = [r["sweep"]["aggregate_tok_s"] / r["plain"]["tok_s"] for r in rounds if "sweep" in r]
+        if sweep:
+            row["ratio_sweep_aggregate"] = max(sweep)
         results.append(row)
         fmt = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
         print(f"{item:>5}: plain {plain_best:8.0f} tok/s (loss {best['plain']['loss']:.3f}) | lmscale "
@@ -157,7 +190,11 @@ def main() -> int:
         print(f"       packed x{args.pack}: {best['packed']['tok_s']:8.0f} tok/s per run "
               f"({row['ratio_packed_per_run']:.2f}x), {best['packed']['aggregate_tok_s']:8.0f} aggregate "
               f"({row['ratio_packed_aggregate']:.2f}x; per round: {fmt(agg)})", flush=True)
-    print(json.dumps({"benchmark": "small", "threads": threads, "torch": torch.__version__,
+        if sweep:
+            print(f"       {processes} packs at once, 1 thread each (as a sweep): "
+                  f"{best['sweep']['aggregate_tok_s']:8.0f} aggregate ({max(sweep):.2f}x; per round: "
+                  f"{fmt(sweep)})", flush=True)
+    print(json.dumps({"benchmark": "small", "threads": threads, "processes": processes, "torch": torch.__version__,
                       "load_average": load, "results": results}))
     return 0
 
