@@ -6,6 +6,7 @@ from pathlib import Path
 
 from lmscale.store import Store
 from lmscale.sweeps import load_study, run_sweep
+from lmscale.sweeps.local import plan_tasks
 from lmscale.sweeps.packing import MAX_PACK, plan_packs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,12 +45,17 @@ def test_kaplan_cpu_packs_runs_of_one_shape_and_batch():
     # the data group's three dataset sizes join the sizes and batch runs of their shape
     assert by_shape == {(2, 20): 5, (2, 48): 5, (4, 64): 4}
     assert all(len(p) == 1 for p in packs if p[0].config.model.architecture == "lstm")
+    # packing pays with several threads per task or on a GPU, not for one-thread CPU workers
+    assert plan_tasks(study.runs, 2, None, None, 0) == ([[r] for r in study.runs], 2, 1)
+    assert plan_tasks(study.runs, 2, None, None, 0, pack=True)[0] == packs
+    assert plan_tasks(study.runs, 8, 2, None, 0)[0] == packs  # 4 threads per worker
+    assert plan_tasks(study.runs, 8, None, None, 1)[0] == packs  # one GPU
 
 
 def test_sweep_trains_packs(tmp_path):
     study_file = tmp_path / "seeds.toml"
     study_file.write_text(SEEDS)
-    result = run_sweep(study_file, tmp_path / "seeds.sqlite", workers=1, progress=False)
+    result = run_sweep(study_file, tmp_path / "seeds.sqlite", workers=1, progress=False, pack=True)
     assert result.counts == {"finished": 4}
     runs = Store(tmp_path / "seeds.sqlite").runs().set_index("run_id")
     study = load_study(study_file)

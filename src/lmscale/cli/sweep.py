@@ -56,6 +56,8 @@ def register(sub: Any) -> None:
     p.add_argument("file", help="the sweep file (TOML)")
     p.add_argument("--store", help="a store whose finished runs give the expected MFU and are marked done")
     p.add_argument("--workers", type=int, help="runs in parallel; None = as 'sweep run' would")
+    p.add_argument("--pack", action=argparse.BooleanOptionalAction, default=None,
+                   help="estimate with runs of one shape packed or not (default: as 'sweep run' would)")
     p.add_argument("--no-estimate", action="store_true", help="skip the time estimate (no torch import)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_plan)
@@ -70,6 +72,9 @@ def register(sub: Any) -> None:
     p.add_argument("--cpus-per-run", type=float, default=1, help="ray: num_cpus of each task (= its threads)")
     p.add_argument("--gpus-per-run", type=float, help="ray: num_gpus of each task; None = 1 if the runs ask for device = cuda")
     p.add_argument("--retry-failed", action="store_true", help="train runs recorded as failed again")
+    p.add_argument("--pack", action=argparse.BooleanOptionalAction, default=None,
+                   help="local: train runs of one shape together, one batched pass for all (default: on a "
+                        "GPU and with 2+ threads per worker, where it pays)")
     p.add_argument("--quiet", action="store_true", help="no progress table")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
     p.set_defaults(func=cmd_run)
@@ -125,8 +130,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         task_seconds,
         wall_seconds,
     )
-    from lmscale.sweeps.local import gpu_count, plan_workers
-    from lmscale.sweeps.packing import plan_packs
+    from lmscale.sweeps.local import gpu_count, plan_tasks
     from lmscale.sweeps.session import study_precision
     from lmscale.training.hardware import available_cpus
 
@@ -140,7 +144,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         done = store.status_of()
     pending = [r for r in study.runs
                if done.get(r.run_id, "pending") not in ("finished", "early_stopped", "diverged", "failed")]
-    packs = plan_packs(pending)
+    gpus = gpu_count() if any(r.config.device != "cpu" for r in study.runs) else 0
+    packs, workers, threads = plan_tasks(pending, available_cpus(), args.workers, None, gpus, args.pack)
     distributions = max(1, len(study.data.sources)) if study.data.path is None else len(
         study.data.open(args.file).distributions)
     tp = None
@@ -148,8 +153,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     no_torch = not args.no_estimate and not installed("torch")
     if not args.no_estimate and study.runs and not no_torch:
-        gpus = gpu_count() if any(r.config.device != "cpu" for r in study.runs) else 0
-        workers, threads = plan_workers(max(1, len(packs)), available_cpus(), args.workers, None, gpus)
         device = "cuda" if gpus else "cpu"
         auto, _ = study_precision(study, store, device, threads)
         tp = Throughput(peak_flops=measured_peak(threads, device), threads=threads, workers=workers,
@@ -218,7 +221,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     result = run_sweep(args.file, args.store, executor=args.executor, workers=args.workers, threads=args.threads,
                        address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                       retry_failed=args.retry_failed, progress=not args.quiet)
+                       retry_failed=args.retry_failed, progress=not args.quiet, pack=args.pack)
     if args.json:
         print_json({"store": str(result.store), "counts": result.counts, "trained": result.trained,
                     "skipped": result.skipped, "interrupted": result.interrupted,

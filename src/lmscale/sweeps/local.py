@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from lmscale.errors import LmscaleError
-from lmscale.sweeps.packing import plan_packs
+from lmscale.sweeps.packing import packing_pays, plan_packs
 from lmscale.sweeps.session import Session
 from lmscale.sweeps.spec import PlannedRun
 from lmscale.sweeps.worker import train_one, train_pack
@@ -121,16 +121,32 @@ def _worker_main(slot: int, tasks: Any, events: Any, stop: Any, parent_pid: int)
     events.put(("exit", slot, None, None))
 
 
+def plan_tasks(todo: list[PlannedRun], cpus: int, workers: int | None, threads: int | None, gpus: int,
+               pack: bool | None = None) -> tuple[list[list[PlannedRun]], int, int]:
+    """``(tasks, workers, threads)``: runs packed where packing pays (``pack``: ``None`` = decide by
+    :func:`lmscale.sweeps.packing.packing_pays`) and the workers that train the tasks."""
+    n_workers, n_threads = plan_workers(len(todo), cpus, workers, threads, gpus)
+    if pack is None:
+        pack = packing_pays("cuda" if gpus else "cpu", n_threads)
+    if not pack:
+        return [[run] for run in todo], n_workers, n_threads
+    packs = plan_packs(todo)
+    return (packs, *plan_workers(len(packs), cpus, workers, threads, gpus))
+
+
 def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None = None,
-              threads: int | None = None) -> None:
-    """Train ``todo`` in worker processes; results go to the store through ``session``."""
+              threads: int | None = None, pack: bool | None = None) -> None:
+    """Train ``todo`` in worker processes; results go to the store through ``session``.
+
+    ``pack``: train runs of one shape together (``None``: where it pays, see
+    :mod:`lmscale.sweeps.packing`).
+    """
     if not todo:
         return
     from lmscale.training.hardware import available_cpus
 
     gpus = gpu_count() if any(r.config.device != "cpu" for r in todo) else 0
-    packs = plan_packs(todo)
-    n_workers, n_threads = plan_workers(len(packs), available_cpus(), workers, threads, gpus)
+    packs, n_workers, n_threads = plan_tasks(todo, available_cpus(), workers, threads, gpus, pack)
     precision = session.study_precision("cuda" if gpus else "cpu", n_threads)
     ctx = mp.get_context("spawn")
     tasks, events, stop = ctx.Queue(), ctx.Queue(), ctx.Event()

@@ -5,6 +5,18 @@ batch, the same evaluation and execution settings; seeds, learning rates,
 schedules, budgets and dataset sizes may differ) are grouped, at most
 :data:`MAX_PACK` runs and :data:`PACK_MEMORY_BYTES` of estimated memory per
 pack; a pack is one task for an executor. Pure Python (no torch).
+
+Packing shares each kernel launch among the runs of a pack: it pays where
+launches cost (a GPU; a CPU task with several threads, whose every
+operation starts and joins a thread team) and not where each operation's
+own arithmetic dominates. Measured on the 2-core AMD EPYC of this project,
+the CPU study's shapes (2/20, 2/48): a pack of 3 at one thread trains in
+0.83-1.15x the CPU time of its runs one after another (no gain, and one
+long task instead of three delays the sweep's last runs); at 2 threads
+a pack of 3 gives 1.2-1.5x the aggregate tokens/s of one run
+(bench_small.py). So :func:`packing_pays` packs on GPUs and for CPU tasks
+of two or more threads; ``lmscale sweep run --pack`` / ``--no-pack``
+decides otherwise.
 """
 
 from __future__ import annotations
@@ -17,6 +29,11 @@ MAX_PACK = 8
 
 #: Estimated memory (weights, optimizer state, activations) one pack may take.
 PACK_MEMORY_BYTES = 4 * 2**30
+
+
+def packing_pays(device_type: str, threads: int) -> bool:
+    """Whether tasks on ``device_type`` with ``threads`` torch threads gain from packing."""
+    return device_type == "cuda" or threads >= 2
 
 
 def pack_size(run: PlannedRun, max_pack: int = MAX_PACK) -> int:
