@@ -2,11 +2,14 @@
 
 AdamW, warm-up then cosine (or WSD) decay, LR(N) of [K] eq. D.1 by default,
 gradient accumulation over micro-batches, gradient clipping, early stopping
-on the test loss. Along the way, at log-spaced steps: learning-curve points
-with test loss per distribution and the gradient noise scale ([K] 5.1); at
-the end, loss per context position, speed and MFU. Checkpoints resume bit
-for bit; a diverging run is recorded, not raised; under ``torchrun`` the
-same code trains data-parallel.
+on the test loss, in fp32 or bf16 autocast (``precision``). Along the way,
+at log-spaced steps: learning-curve points with test loss per distribution
+and the gradient noise scale ([K] 5.1, measured every ``noise_every``
+steps); at the end, loss per context position, speed and MFU. Checkpoints
+resume bit for bit; a diverging run is recorded, not raised; under
+``torchrun`` the same code trains data-parallel. A step is done in parts
+(:meth:`_Run.begin_step` ... :meth:`_Run.end_step`) so that
+:mod:`lmscale.training.packed` can step several runs at once.
 """
 
 from __future__ import annotations
