@@ -19,9 +19,11 @@ cached), alternating in one process, each round:
   rates, as a study's variants) trained together by
   ``lmscale.training.packed.train_packed``: tokens/s per run and in
   aggregate;
-- ``sweep``: as ``lmscale sweep run`` uses the machine, one such pack per
-  CPU in its own process with one thread, all at once: their aggregate
-  tokens/s (all tokens over the longest pack's training time).
+- ``sweep``: one such pack per CPU in its own process with one thread, all
+  at once: their aggregate tokens/s (all tokens over the longest pack's
+  training time); and ``sweep-lone``, the same runs one after another in
+  each process, as ``lmscale sweep run`` trains them with one-thread
+  workers (what packing adds at one thread is the ratio of the two).
 
 Ratios are against the plain loop of the same round; the best round of
 each is kept (others' processes slow some rounds) and every round's ratio
@@ -105,22 +107,26 @@ def packed_run(spec: ModelSpec, data_dir: Path, tokens: int, threads: int, pack:
 
 
 def _pack_worker(args: tuple) -> tuple[int, float]:
-    spec_dict, data_dir, tokens, pack, offset = args
+    spec_dict, data_dir, tokens, pack, offset, packed = args
     configure_threads(1)
     spec = ModelSpec.from_dict(spec_dict)
     lr = paper_learning_rate(applied_non_embedding_params(spec))
     configs = [config(spec, Path(data_dir), tokens, 1, seed=offset + i, lr=lr * (1.0 + 0.25 * (i % 3 - 1)))
                for i in range(pack)]
-    recs = train_packed(configs)
-    return sum(r.tokens for r in recs), max(r.train_time_s for r in recs)
+    if packed:
+        recs = train_packed(configs)
+        return sum(r.tokens for r in recs), max(r.train_time_s for r in recs)
+    recs = [train(c, progress=False) for c in configs]
+    return sum(r.tokens for r in recs), sum(r.train_time_s for r in recs)
 
 
-def sweep_run(spec: ModelSpec, data_dir: Path, tokens: int, pack: int, processes: int) -> dict[str, float]:
-    """One pack per process, ``processes`` at once, one thread each (as a sweep's workers)."""
+def sweep_run(spec: ModelSpec, data_dir: Path, tokens: int, pack: int, processes: int,
+              packed: bool = True) -> dict[str, float]:
+    """``pack`` runs per process (packed, or one after another), ``processes`` at once, one thread each."""
     import multiprocessing as mp
 
     with mp.get_context("spawn").Pool(processes) as pool:
-        out = pool.map(_pack_worker, [(spec.to_dict(), str(data_dir), tokens, pack, 10 * k)
+        out = pool.map(_pack_worker, [(spec.to_dict(), str(data_dir), tokens, pack, 10 * k, packed)
                                       for k in range(processes)])
     return {"aggregate_tok_s": sum(t for t, _ in out) / max(s for _, s in out)}
 
@@ -163,11 +169,13 @@ def main() -> int:
             })
             if processes > 1:
                 rounds[-1]["sweep"] = sweep_run(spec, data_dir, tokens, args.pack, processes)
+                rounds[-1]["sweep_lone"] = sweep_run(spec, data_dir, tokens, args.pack, processes, packed=False)
             load.append(os.getloadavg()[0])
         best = {k: max(rounds, key=lambda r, k=k: r[k].get("tok_s", r[k].get("aggregate_tok_s")) /
                        r["plain"]["tok_s"])[k] for k in rounds[0]}
         plain_best = max(r["plain"]["tok_s"] for r in rounds)
-        ratio = {k: [r[k]["tok_s"] / r["plain"]["tok_s"] for r in rounds] for k in rounds[0] if k != "sweep"}
+        ratio = {k: [r[k]["tok_s"] / r["plain"]["tok_s"] for r in rounds] for k in rounds[0]
+                 if not k.startswith("sweep")}
         agg = [r["packed"]["aggregate_tok_s"] / r["plain"]["tok_s"] for r in rounds]
         noise_cost = [1.0 - r["lmscale"]["tok_s"] / r["no_noise"]["tok_s"] for r in rounds]
         row = {"shape": item, "tokens": tokens, "threads": threads, "pack": args.pack, "rounds": rounds,
@@ -176,8 +184,11 @@ def main() -> int:
                "ratio_packed_per_run": max(ratio["packed"]), "ratio_packed_aggregate": max(agg),
                "noise_scale_cost": min(noise_cost)}
         sweep = [r["sweep"]["aggregate_tok_s"] / r["plain"]["tok_s"] for r in rounds if "sweep" in r]
+        sweep_lone = [r["sweep_lone"]["aggregate_tok_s"] / r["plain"]["tok_s"] for r in rounds if "sweep" in r]
+        pack_gain = [r["sweep"]["aggregate_tok_s"] / r["sweep_lone"]["aggregate_tok_s"] for r in rounds if "sweep" in r]
         if sweep:
-            row["ratio_sweep_aggregate"] = max(sweep)
+            row.update(ratio_sweep_aggregate=max(sweep), ratio_sweep_lone_aggregate=max(sweep_lone),
+                       one_thread_pack_gain=pack_gain)
         results.append(row)
         fmt = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
         print(f"{item:>5}: plain {plain_best:8.0f} tok/s (loss {best['plain']['loss']:.3f}) | lmscale "
@@ -191,9 +202,9 @@ def main() -> int:
               f"({row['ratio_packed_per_run']:.2f}x), {best['packed']['aggregate_tok_s']:8.0f} aggregate "
               f"({row['ratio_packed_aggregate']:.2f}x; per round: {fmt(agg)})", flush=True)
         if sweep:
-            print(f"       {processes} packs at once, 1 thread each (as a sweep): "
-                  f"{best['sweep']['aggregate_tok_s']:8.0f} aggregate ({max(sweep):.2f}x; per round: "
-                  f"{fmt(sweep)})", flush=True)
+            print(f"       {processes} processes at once, 1 thread each: packs {max(sweep):.2f}x aggregate "
+                  f"(per round: {fmt(sweep)}); runs one by one (as a sweep) {max(sweep_lone):.2f}x (per round: "
+                  f"{fmt(sweep_lone)}); packing at one thread {fmt(pack_gain)}x", flush=True)
     print(json.dumps({"benchmark": "small", "threads": threads, "processes": processes, "torch": torch.__version__,
                       "load_average": load, "results": results}))
     return 0
