@@ -12,14 +12,16 @@
    adds make it slower.
 
 Measured on a 2-core AMD EPYC (Zen 5, ``avx512_bf16``), torch 2.13, one
-thread, a busy machine: bf16 matmul peak 4.6x fp32 (403 against 88
-GFLOP/s; at the small models' shapes, [2048, 48-128] x [48-128, 192-512],
-about 200 against 40); one training step (2048 tokens, n_ctx 64,
-vocabulary 512) in bf16 against fp32: 0.85-1.04x at 2/12, 0.82x at 2/20,
-1.21x at 2/32, 1.28-1.47x at 2/48, 1.67x at 4/80, and 2.1x at 6/384
-(n_ctx 256, vocabulary 4096), with attention in fp32 (see
-:func:`lmscale.models.transformer.causal_attention`). On CPUs without
-native bf16 (emulated in fp32 arithmetic) bf16 is many times slower.
+thread, with attention in fp32 (see
+:func:`lmscale.models.transformer.causal_attention`): bf16 matmul peak
+4.6x fp32 (403 against 88 GFLOP/s; at the small models' shapes, [2048,
+48-128] x [48-128, 192-512], about 200 against 40). CPU time of one
+training step (2048 tokens, n_ctx 64, vocabulary 512), fp32 over bf16:
+1.24x at 2/6, 1.08x at 2/12, 1.33x at 2/32, 1.48x at 2/48, 1.88x at 4/80;
+2.47x in tokens/s at 6/384 (n_ctx 256, vocabulary 4096, 2 threads,
+bench_training.py). Below d_model 32 the wall-clock gain on a busy
+machine was not reliably above 1 (0.8-1.04x), hence the threshold. On CPUs
+without native bf16 (emulated in fp32 arithmetic) bf16 is many times slower.
 
 Under bf16 the softmax of the loss, the optimizer and the weights stay in
 fp32 (autocast only lowers matmuls). The resolved precision is recorded in
