@@ -37,7 +37,7 @@ def _free_port() -> int:
 
 
 def test_two_ranks_match_one_process(tmp_path):
-    kw = {"steps": 24, "batch_tokens": 512, "threads": 1}
+    kw = {"steps": 24, "batch_tokens": 512, "threads": 1, "noise_every": 1}  # DDP measures every step
     out = tmp_path / "rank0.json"
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(HERE), kw=json.dumps(kw), out=str(out)))

@@ -223,13 +223,13 @@ def test_import_chinchilla_points_via_cli(tmp_path):
 
 def test_schema_1_store_is_migrated(tmp_path):
     """A store written before provenance columns existed opens, keeps its runs and gains the columns."""
-    from lmscale.store.schema import PROVENANCE_COLUMNS
+    from lmscale.store.schema import PROVENANCE_COLUMNS, TRAINING_COLUMNS
 
     path = tmp_path / "old.sqlite"
     with Store(path) as store:
         store.write_record(make_record(), group="g", rule="plain")
     db = sqlite3.connect(path)
-    for column in PROVENANCE_COLUMNS:
+    for column in (*PROVENANCE_COLUMNS, *TRAINING_COLUMNS):  # neither existed in schema version 1
         db.execute(f"ALTER TABLE runs DROP COLUMN {column}")
     db.execute("UPDATE schema_info SET version = 1")
     db.commit()
@@ -237,7 +237,7 @@ def test_schema_1_store_is_migrated(tmp_path):
     with Store(path, create=False) as store:
         assert store._db.execute("SELECT version FROM schema_info").fetchone()[0] == SCHEMA_VERSION
         runs = store.runs()
-        assert set(PROVENANCE_COLUMNS) <= set(runs.columns)
+        assert set(PROVENANCE_COLUMNS) | set(TRAINING_COLUMNS) <= set(runs.columns)
         assert runs.loc[0, "source"] == "trained" and runs.loc[0, "group"] == "g"
         assert len(store.curves()) == 5
         store.write_record(make_record(run_id="new"))  # and it takes new runs

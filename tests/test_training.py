@@ -35,7 +35,7 @@ def text_data(distributions=("stdlib",)) -> ArrayData:
 def tiny_config(**kw) -> TrainConfig:
     spec = kw.pop("model", ModelSpec(n_layer=2, d_model=32, n_head=2, n_ctx=32, n_vocab=256))
     base = {"steps": 60, "batch_tokens": 512, "lr": 3e-3, "eval_tokens": 1024, "device": "cpu",
-            "threads": 1, "data_dir": "<arrays>"}
+            "threads": 1, "data_dir": "<arrays>", "precision": "fp32"}  # the same on every machine
     base.update(kw)
     return TrainConfig(model=spec, **base)
 
@@ -47,7 +47,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def record(data):
-    return train(tiny_config(), data=data, progress=False)
+    return train(tiny_config(noise_every=1), data=data, progress=False)
 
 
 def test_loss_decreases_on_real_text(record):
@@ -71,14 +71,14 @@ def test_curve_measurements(record):
         assert p.tokens == p.step * 512
         assert p.flops == training_flops_per_token(spec) * p.tokens  # 6 N D
         assert p.flops_exact == training_flops_per_token(spec, exact=True) * p.tokens
-    # noise scale from micro-batch vs accumulated gradients (EMA'd): defined (|G|^2 > 0) at
-    # several points and then positive. With 256-token micro-batches of random contexts the
-    # estimate of |G|^2 is noisy, so not every point has one.
+    # noise scale from half-batch vs whole-batch gradients (EMA'd), measured every step here:
+    # defined (|G|^2 > 0) at several points and then positive. With 256-token halves of random
+    # contexts the estimate of |G|^2 is noisy, so not every point has one.
     late = [p for p in record.curve if p.step >= 10]
     defined = [p for p in late if p.noise_scale is not None]
     assert len(defined) >= 3
     assert all(0 < p.noise_scale < 1e6 and p.grad_sq_small > p.grad_sq_big > 0 for p in defined)
-    assert record.micro_batch_tokens == 256  # B_small = half the batch by default
+    assert record.micro_batch_tokens == 512  # one pass; a measuring step splits it in halves
     assert len(record.per_position_loss) == 32
     assert all(math.isfinite(x) for x in record.per_position_loss)
     # mean over positions is the test loss of the same tokens with the same weights
@@ -90,7 +90,17 @@ def test_record_is_plain_json(record):
     blob = json.dumps(record.to_dict())
     back = RunRecord.from_dict(json.loads(blob))
     assert back.curve == record.curve and back.per_position_loss == record.per_position_loss
-    assert back.run_id == tiny_config().run_id()
+    assert back.run_id == tiny_config(noise_every=1).run_id()
+
+
+def test_noise_scale_measured_every_k_steps(data, tmp_path):
+    """Steps 0, 6, 12, 18 of 20 measure: the EMA's bias correction has seen exactly 4 updates."""
+    cfg = tiny_config(steps=20, noise_every=6, checkpoint_dir=str(tmp_path))
+    rec = train(cfg, data=data, progress=False)
+    state = json.loads((tmp_path / f"{cfg.run_id()}.json").read_text())["checkpoints"][0]["state"]
+    assert state["noise"]["weight"] == pytest.approx(1 - 0.95**4, rel=1e-12)
+    assert rec.curve[0].noise_scale is None or rec.curve[0].grad_sq_small > 0  # measured at step 0
+    assert rec.curve[0].grad_sq_small is not None and rec.micro_batch_tokens == 512
 
 
 def test_lr_curve_follows_schedule(record):

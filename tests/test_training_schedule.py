@@ -59,13 +59,19 @@ def _config(**kw):
 def test_plan_budget_lr_and_micro_batches():
     plan = make_plan(_config(), available_memory=8 * 2**30)
     assert plan.total_steps == 4 and plan.tokens == 4096
-    assert plan.micro_steps >= 2 and plan.noise_batches == (plan.micro_batch_tokens, 1024)
+    # one pass per step; a step that measures the noise scale (every noise_every-th) splits it
+    assert plan.micro_steps == 1 and plan.noise_batches == (512, 1024) and plan.noise_passes == 2
+    assert [plan.passes_at(s) for s in range(10)] == [2, 1, 1, 1, 1, 1, 1, 1, 2, 1]
+    accumulated = make_plan(_config(micro_batch_tokens=256), available_memory=8 * 2**30)
+    assert accumulated.noise_batches == (256, 1024) and accumulated.passes_at(0) == 4
+    odd = make_plan(_config(batch_tokens=3 * 64, tokens=3 * 64 * 4), available_memory=8 * 2**30)
+    assert odd.noise_batches == (64, 192) and odd.noise_passes == 3
     n = 12 * 2 * 64**2
     assert plan.peak_lr == pytest.approx(0.003239 - 0.0001395 * math.log(n))  # [K] eq. D.1
     # FLOPs budget: C // (6 N B) steps
     assert total_steps(_config(tokens=None, flops=6.0 * n * 1024 * 7.5)) == 7
     dp = make_plan(_config(), world_size=2, available_memory=8 * 2**30)
-    assert dp.rank_batch_tokens == 512 and dp.noise_batches == (512, 1024)
+    assert dp.rank_batch_tokens == 512 and dp.noise_batches == (512, 1024) and dp.noise_every == 1
     assert make_plan(_config(noise_scale=False), available_memory=8 * 2**30).micro_steps == 1
     assert make_plan(_config(dataset_tokens=1000), available_memory=8 * 2**30).dataset_tokens == 1000
 

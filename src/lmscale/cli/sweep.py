@@ -56,6 +56,8 @@ def register(sub: Any) -> None:
     p.add_argument("file", help="the sweep file (TOML)")
     p.add_argument("--store", help="a store whose finished runs give the expected MFU and are marked done")
     p.add_argument("--workers", type=int, help="runs in parallel; None = as 'sweep run' would")
+    p.add_argument("--pack", action=argparse.BooleanOptionalAction, default=None,
+                   help="estimate with runs of one shape packed or not (default: as 'sweep run' would)")
     p.add_argument("--no-estimate", action="store_true", help="skip the time estimate (no torch import)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_plan)
@@ -70,6 +72,9 @@ def register(sub: Any) -> None:
     p.add_argument("--cpus-per-run", type=float, default=1, help="ray: num_cpus of each task (= its threads)")
     p.add_argument("--gpus-per-run", type=float, help="ray: num_gpus of each task; None = 1 if the runs ask for device = cuda")
     p.add_argument("--retry-failed", action="store_true", help="train runs recorded as failed again")
+    p.add_argument("--pack", action=argparse.BooleanOptionalAction, default=None,
+                   help="local: train runs of one shape together, one batched pass for all (default: on a "
+                        "GPU and with 2+ threads per worker, where it pays)")
     p.add_argument("--quiet", action="store_true", help="no progress table")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
     p.set_defaults(func=cmd_run)
@@ -119,19 +124,28 @@ def cmd_plan(args: argparse.Namespace) -> int:
         Throughput,
         measured_peak,
         run_flops,
+        run_precision,
         run_seconds,
         store_mfu,
+        task_seconds,
         wall_seconds,
     )
-    from lmscale.sweeps.local import gpu_count, plan_workers
+    from lmscale.sweeps.local import gpu_count, plan_tasks
+    from lmscale.sweeps.session import study_precision
     from lmscale.training.hardware import available_cpus
 
     study = load_study(args.file)
     done: dict[str, str] = {}
+    store = None
     if args.store:
         from lmscale.store import Store
 
-        done = Store(args.store, create=False).status_of()
+        store = Store(args.store, create=False)
+        done = store.status_of()
+    pending = [r for r in study.runs
+               if done.get(r.run_id, "pending") not in ("finished", "early_stopped", "diverged", "failed")]
+    gpus = gpu_count() if any(r.config.device != "cpu" for r in study.runs) else 0
+    packs, workers, threads = plan_tasks(pending, available_cpus(), args.workers, None, gpus, args.pack)
     distributions = max(1, len(study.data.sources)) if study.data.path is None else len(
         study.data.open(args.file).distributions)
     tp = None
@@ -139,11 +153,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     no_torch = not args.no_estimate and not installed("torch")
     if not args.no_estimate and study.runs and not no_torch:
-        gpus = gpu_count() if any(r.config.device != "cpu" for r in study.runs) else 0
-        workers, threads = plan_workers(len(study.runs), available_cpus(), args.workers, None, gpus)
         device = "cuda" if gpus else "cpu"
+        auto, _ = study_precision(study, store, device, threads)
         tp = Throughput(peak_flops=measured_peak(threads, device), threads=threads, workers=workers,
-                        distributions=distributions)
+                        distributions=distributions, precision=auto or "fp32")
+        for precision in {"fp32"} | {run_precision(r, tp) for r in study.runs}:
+            tp.peaks[precision] = measured_peak(threads, device, dtype=precision)
         measured = store_mfu(args.store)
         tp.mfu.update(measured)
         tp.mfu_source = {a: "store" if a in measured else "default" for a in tp.mfu}
@@ -158,13 +173,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
             "batch_tokens": run.config.batch_tokens, "lr": run.config.lr, "seed": run.config.seed,
             "early_stopping": run.config.early_stopping, "axes": run.axes,
             "status": done.get(run.run_id, "pending"),
+            "precision": run_precision(run, tp) if tp else run.config.precision,
+            "pack": next((i for i, p in enumerate(packs) if run in p), None),
             "est_seconds": run_seconds(run, tp) if tp else None,
         })
-    todo = [r["est_seconds"] for r in rows if r["status"] not in ("finished", "early_stopped", "diverged", "failed")]
+    tasks = [task_seconds(p, tp) for p in packs] if tp else []
     total = {
-        "runs": len(rows), "to_train": len(todo), "C": sum(r["C"] for r in rows),
+        "runs": len(rows), "to_train": len(pending), "tasks": len(packs),
+        "packed_runs": sum(len(p) for p in packs if len(p) > 1), "C": sum(r["C"] for r in rows),
         "C_exact": sum(r["C_exact"] for r in rows),
-        "est_wall_seconds": wall_seconds(todo, min(tp.workers, len(todo)), STARTUP_S) if tp and todo
+        "est_wall_seconds": wall_seconds(tasks, min(tp.workers, len(tasks)), STARTUP_S) if tp and tasks
         else (0.0 if tp else None),
         "duplicates": {k: v for k, v in study.duplicates.items()},
     }
@@ -184,7 +202,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"total C = 6ND: {_fmt(total['C'])} FLOPs; with attention/logits/embedding: {_fmt(total['C_exact'])}")
     if tp:
         print(f"estimated wall time for the {total['to_train']} run(s) to train: "
-              f"{total['est_wall_seconds']:.0f} s")
+              f"{total['est_wall_seconds']:.0f} s ({total['tasks']} task(s); {total['packed_runs']} run(s) "
+              f"packed with others of their shape; precision 'auto' = {tp.precision})")
         print(f"  ({tp.method()})")
     if no_torch:
         print("no time estimate: it measures this machine with torch (pip install 'lmscale[train]')")
@@ -202,14 +221,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     result = run_sweep(args.file, args.store, executor=args.executor, workers=args.workers, threads=args.threads,
                        address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                       retry_failed=args.retry_failed, progress=not args.quiet)
+                       retry_failed=args.retry_failed, progress=not args.quiet, pack=args.pack)
     if args.json:
         print_json({"store": str(result.store), "counts": result.counts, "trained": result.trained,
-                    "skipped": result.skipped, "interrupted": result.interrupted})
+                    "skipped": result.skipped, "interrupted": result.interrupted,
+                    "precision": result.precision or None})
     else:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items()))
         print(f"{result.store}: {counts} (trained now: {len(result.trained)}, "
               f"already done: {len(result.skipped)})" + (" -- interrupted" if result.interrupted else ""))
+        if result.precision:
+            print(f"precision: {result.precision}")
     if result.interrupted:
         return 130
     return 1 if any(result.counts.get(s) for s in ("failed",)) and result.trained else 0

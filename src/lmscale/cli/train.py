@@ -30,6 +30,8 @@ Examples:
       --checkpoint-dir ckpt
   # data parallel on 2 processes (gloo on CPU, NCCL on GPUs)
   torchrun --nproc-per-node 2 -m lmscale train --data shards --steps 1000 --json
+  # bf16 autocast with fp32 master weights (auto: where this machine makes it pay)
+  lmscale train --data shards --n-layer 6 --d-model 384 --tokens 1e7 --precision bf16
 
 A run whose loss becomes non-finite or explodes is reported as 'diverged'
 (exit status 1). With --checkpoint-dir, re-running the same command resumes
@@ -96,10 +98,18 @@ def register(sub: Any) -> None:
     meas = p.add_argument_group("measurement")
     meas.add_argument("--eval-tokens", type=_count, default=65536,
                       help="test tokens per distribution per evaluation")
+    meas.add_argument("--eval-other-tokens", type=_count,
+                      help="test tokens per evaluation of the distributions other than the training one "
+                           "(default: --eval-tokens)")
     meas.add_argument("--eval-every", type=_count, help="extra evaluations every this many steps")
     meas.add_argument("--no-noise-scale", action="store_true", help="do not measure B_simple")
+    meas.add_argument("--noise-every", type=_count, default=8,
+                      help="steps between two noise-scale measurements")
     exe = p.add_argument_group("execution")
     exe.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to train")
+    exe.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                     help="fp32, bf16 autocast (fp32 weights), or auto: bf16 where this machine's bf16 "
+                          "matmuls are native and measured faster and the model is wide enough")
     exe.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                      help="torch.compile the model (default: on CUDA only)")
     exe.add_argument("--threads", type=int, help="torch threads (default: every CPU of this process)")
@@ -137,7 +147,8 @@ def build_config(args: argparse.Namespace) -> Any:
         micro_batch_tokens=args.micro_batch_tokens, lr=args.lr, schedule=args.schedule,
         warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         seed=args.seed, early_stopping=args.early_stopping, patience=args.patience,
-        eval_tokens=args.eval_tokens, eval_every=args.eval_every, noise_scale=not args.no_noise_scale,
+        eval_tokens=args.eval_tokens, eval_other_tokens=args.eval_other_tokens, eval_every=args.eval_every,
+        noise_scale=not args.no_noise_scale, noise_every=args.noise_every, precision=args.precision,
         device=args.device, compile=args.compile, threads=args.threads,
         checkpoint_dir=args.checkpoint_dir, checkpoint_every_s=args.checkpoint_every,
     )
@@ -154,7 +165,8 @@ def summary(record: Any, out: str | None) -> dict[str, Any]:
         "noise_scale": last.noise_scale if last else None,
         "tokens_per_second": record.tokens_per_second, "mfu": record.mfu,
         "peak_flops": record.peak_flops, "wall_time_s": record.wall_time_s,
-        "device": record.device, "record": out,
+        "train_time_s": record.train_time_s, "eval_time_s": record.eval_time_s,
+        "precision": record.precision, "device": record.device, "record": out,
     }
 
 
@@ -213,7 +225,7 @@ def _report(record: Any, args: argparse.Namespace) -> None:
           f"{record.tokens:,} tokens (N = {record.non_embedding_params:,})")
     print(f"test loss: {loss}")
     print(f"speed: {record.tokens_per_second:,.0f} tokens/s, MFU {mfu} of "
-          f"{(record.peak_flops or 0) / 1e9:.0f} GFLOP/s on {record.device}")
+          f"{(record.peak_flops or 0) / 1e9:.0f} GFLOP/s ({record.precision}) on {record.device}")
     if record.error:
         print(f"note: {record.error}")
     if args.out:

@@ -27,7 +27,7 @@ RUN_COLUMNS = (
     ("architecture", "arch."), ("n_layer", "layers"), ("d_model", "d_model"), ("n_head", "heads"),
     ("non_embedding_params", "N (formula)"), ("exact_non_embedding_params", "N (exact)"),
     ("embedding_params", "embedding params"), ("tokens", "tokens"), ("dataset_tokens", "dataset tokens"),
-    ("batch_tokens", "batch (tokens)"), ("lr", "peak lr"), ("steps", "steps"),
+    ("batch_tokens", "batch (tokens)"), ("lr", "peak lr"), ("steps", "steps"), ("precision", "precision"),
     ("final_loss", "final loss"), ("best_test_loss", "best loss"), ("wall_time_s", "wall time (s)"),
     ("error", "error"), ("source", "from"),
 )
@@ -233,7 +233,7 @@ def runs_section(runs: pd.DataFrame) -> str:
     if runs.empty:
         return '<h2 id="runs">Runs</h2><p>The store has no runs.</p>'
     cols = [(c, h) for c, h in RUN_COLUMNS if c in runs]
-    text_cols = {"run_id", "group", "rule", "status", "architecture", "error"}
+    text_cols = {"run_id", "group", "rule", "status", "architecture", "precision", "error"}
     rows = []
     for rec in runs.to_dict("records"):
         row = []

@@ -6,7 +6,8 @@ Tables:
 - ``runs``: one row per run: its specification (canonical ``TrainConfig``
   JSON), sweep tags (group, rule), status, sizes (N by [K]'s formula and the
   exact count, embedding parameters), budget and totals, final losses,
-  speed, machine and versions.
+  speed, precision (``fp32`` or ``bf16``), the size of the pack it trained
+  in (1: alone), machine and versions.
 - ``curve_points``: the learning curve of each run (step, tokens, FLOPs, lr,
   train loss, gradient-noise-scale estimate, [K] section 5.1).
 - ``curve_losses``: test loss per distribution at each curve point.
@@ -29,14 +30,18 @@ deletes all it owns; re-writing a run is delete + insert in one transaction.
 from __future__ import annotations
 
 #: Version of the schema below; a store with a larger one is refused, a smaller one migrated.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Provenance columns of ``runs``, added by schema version 2.
 PROVENANCE_COLUMNS = ("source_uri", "source_run_id", "source_run_name", "provenance_json", "imported_at")
 
+#: How a run trained, added by schema version 3: precision and pack size.
+TRAINING_COLUMNS = {"precision": "TEXT", "packed_with": "INTEGER"}
+
 #: Statements that take a store from version k to k + 1, run in one transaction.
 MIGRATIONS = {
     1: tuple(f"ALTER TABLE runs ADD COLUMN {c} TEXT" for c in PROVENANCE_COLUMNS),
+    2: tuple(f"ALTER TABLE runs ADD COLUMN {c} {t}" for c, t in TRAINING_COLUMNS.items()),
 }
 
 #: Columns of ``runs`` besides the key, in insertion order.
@@ -49,7 +54,7 @@ RUN_COLUMNS = (
     "steps", "tokens", "train_distribution", "final_loss", "best_test_loss",
     "wall_time_s", "tokens_per_second", "mfu", "peak_flops",
     "device", "machine", "lmscale_version", "torch_version", "python_version",
-    "started_at", "finished_at", "error", *PROVENANCE_COLUMNS,
+    "started_at", "finished_at", "error", *PROVENANCE_COLUMNS, *TRAINING_COLUMNS,
 )
 
 DDL = """
@@ -88,7 +93,8 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at TEXT, finished_at TEXT,
     error TEXT,
     source_uri TEXT, source_run_id TEXT, source_run_name TEXT,
-    provenance_json TEXT, imported_at TEXT
+    provenance_json TEXT, imported_at TEXT,
+    precision TEXT, packed_with INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_by_group ON runs (grp, rule);
 CREATE TABLE IF NOT EXISTS curve_points (

@@ -314,7 +314,7 @@ class Store:
                 tokens, budget_flops, flops_per_token, train_flops_per_token,
                 final_loss AS loss, best_test_loss, batch_tokens, lr, seed,
                 n_layer, d_model, n_head, d_ff, n_ctx, n_vocab, steps, dataset_tokens,
-                train_distribution, wall_time_s, tokens_per_second, mfu
+                train_distribution, wall_time_s, tokens_per_second, mfu, precision, packed_with
             FROM runs WHERE status IN ({marks}) ORDER BY grp, N, D, run_id""",
             statuses,
         )
@@ -385,6 +385,18 @@ class Store:
             WHERE p.noise_scale IS NOT NULL
             ORDER BY r.grp, r.non_embedding_params, p.run_id, p.idx"""
         )
+
+    def precisions(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """``{run_id: precision}`` of those of ``run_ids`` the store holds with a recorded precision."""
+        out: dict[str, str] = {}
+        ids = list(run_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self._db.execute(
+                f"SELECT run_id, precision FROM runs WHERE precision IS NOT NULL AND precision != '' "
+                f"AND run_id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+            out.update(dict(rows))
+        return out
 
     def spec(self, run_id: str) -> dict[str, Any]:
         """The stored specification of one run."""
@@ -468,6 +480,8 @@ def _record_columns(rec: RunRecord, spec: dict[str, Any]) -> dict[str, Any]:
         python_version=versions.get("python", platform.python_version()),
         finished_at=now_iso(),
         error=rec.error,
+        precision=rec.precision or None,
+        packed_with=rec.packed_with,
     )
     return row
 

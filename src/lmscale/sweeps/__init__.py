@@ -34,6 +34,7 @@ def run_sweep(
     gpus_per_run: float | None = None,
     retry_failed: bool = False,
     progress: bool = True,
+    pack: bool | None = None,
 ) -> SweepResult:
     """Train every run of ``study`` not yet done in ``store``.
 
@@ -48,6 +49,8 @@ def run_sweep(
             resources (``gpus_per_run=None``: 1 if the runs ask for CUDA).
         retry_failed: train runs recorded as ``failed`` again.
         progress: live progress table on stderr.
+        pack: local executor: train runs of one shape together as one task
+            (``None``: where it pays, :mod:`lmscale.sweeps.packing`).
     """
     from lmscale.extras import TRAIN_MODULES, require
     from lmscale.store import Store
@@ -71,7 +74,7 @@ def run_sweep(
             if executor == "local":
                 from lmscale.sweeps.local import run_local
 
-                run_local(session, todo, workers=workers, threads=threads)
+                run_local(session, todo, workers=workers, threads=threads, pack=pack)
             else:
                 from lmscale.sweeps.ray_executor import run_ray
 

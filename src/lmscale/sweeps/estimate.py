@@ -4,26 +4,31 @@ time(run) = (C_train + C_eval) / (peak x MFU), where
 
 - C_train = 3 x forward FLOPs per token (every term of [K] table 1:
   attention, logits, embedding) x D tokens;
-- C_eval = forward FLOPs per token x eval_tokens x distributions x
-  evaluations, with evaluations ~ curve_points_per_decade x log10(steps) + 2;
+- C_eval = forward FLOPs per token x the tokens of one evaluation
+  (``eval_tokens`` on the training distribution, ``eval_other_tokens`` on
+  each other one) x evaluations (the log-spaced curve points, the
+  ``eval_every`` ones, 50 under early stopping, and the final one);
 - peak = the matmul peak measured on this machine at the run's thread count
-  (:func:`lmscale.training.hardware.matmul_peak`, cached per machine);
-- MFU = the median MFU of finished runs of the same architecture in the
-  store when one is given, else :data:`DEFAULT_MFU` (what small models
+  in the run's precision (:func:`lmscale.training.hardware.matmul_peak`,
+  cached per machine; ``auto`` as the sweep will resolve it for the study);
+- MFU = the median MFU of finished lone runs of the same architecture in
+  the store when one is given, else :data:`DEFAULT_MFU` (what small models
   reach on a CPU; a guess, said so in the output).
 
 plus :data:`RUN_OVERHEAD_S` per run (model set-up, final evaluations) and
-:data:`STARTUP_S` once per worker process (importing torch). The sweep's
-wall time packs the runs onto the workers largest-first.
+:data:`STARTUP_S` once per worker process (importing torch). Runs that the
+executor packs (:mod:`lmscale.sweeps.packing`) are one task whose compute
+time is their sum divided by :data:`PACK_GAIN`. The sweep's wall time
+places the tasks onto the workers largest-first.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from lmscale.accounting import forward_flops_per_token
 from lmscale.sweeps.spec import PlannedRun
+from lmscale.training.plan import log_spaced_steps
 
 #: Seconds a worker process needs before its first run (imports), on a CPU.
 STARTUP_S = 5.0
@@ -34,6 +39,16 @@ RUN_OVERHEAD_S = 1.0
 #: Expected model FLOPs utilisation without measurements (tiny models on CPU).
 DEFAULT_MFU = {"transformer": 0.15, "universal": 0.15, "lstm": 0.10}
 
+#: Throughput of a pack of runs over that of the same runs trained one by one,
+#: where the executor packs (2+ threads per task, or a GPU): bench_small.py
+#: measured 1.2-1.5x at 2 threads on the CPU study's shapes.
+PACK_GAIN = 1.2
+
+#: Expected speed of a bf16 run over an fp32 one where the store has no bf16
+#: runs to measure it by (small models on a CPU with native bf16; the matmul
+#: peaks differ far more, but the element-wise work does not shrink).
+BF16_GAIN = 1.3
+
 
 @dataclass
 class Throughput:
@@ -43,9 +58,15 @@ class Throughput:
         peak_flops: measured matmul FLOP/s at ``threads`` threads.
         threads: torch threads per run.
         workers: runs in parallel.
-        mfu: expected MFU per architecture.
-        mfu_source: ``"store"`` or ``"default"`` per architecture.
+        mfu: expected MFU per architecture (fp32, against the fp32 peak) and per
+            ``architecture/bf16`` (against the bf16 peak; when missing, a bf16
+            run takes the fp32 time over :data:`BF16_GAIN`).
+        mfu_source: ``"store"`` or ``"default"`` per key of ``mfu``.
         distributions: test distributions evaluated per run.
+        peaks: measured matmul peak per precision (``fp32``, ``bf16``); a
+            precision missing here uses ``peak_flops``.
+        precision: what ``precision = "auto"`` means for the study.
+        pack_gain: see :data:`PACK_GAIN`.
     """
 
     peak_flops: float
@@ -54,27 +75,53 @@ class Throughput:
     mfu: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MFU))
     mfu_source: dict[str, str] = field(default_factory=dict)
     distributions: int = 1
+    peaks: dict[str, float] = field(default_factory=dict)
+    precision: str = "fp32"
+    pack_gain: float = PACK_GAIN
+    bf16_gain: float = BF16_GAIN
 
     def method(self) -> str:
         parts = ", ".join(f"{a} {m:.0%} ({self.mfu_source.get(a, 'default')})" for a, m in self.mfu.items())
+        peaks = ", ".join(f"{k} {v:.3g}" for k, v in sorted(self.peaks.items())) or f"{self.peak_flops:.3g}"
         return (f"seconds = (3 x forward FLOPs/token x D + evaluation FLOPs) / (peak x MFU); "
-                f"peak {self.peak_flops:.3g} FLOP/s measured at {self.threads} thread(s); MFU {parts}; "
+                f"peak FLOP/s {peaks} measured at {self.threads} thread(s); precision 'auto' = "
+                f"{self.precision}; MFU {parts}; bf16 without a measured MFU {self.bf16_gain:g}x faster "
+                f"than fp32; packed runs {self.pack_gain:g}x faster together; "
                 f"+ {RUN_OVERHEAD_S:g} s per run and {STARTUP_S:g} s per worker start; "
-                f"{self.workers} run(s) in parallel")
+                f"{self.workers} task(s) in parallel")
 
 
 def run_flops(run: PlannedRun, distributions: int) -> tuple[float, float]:
     """(training FLOPs with every term, evaluation FLOPs) of one run."""
-    fwd = forward_flops_per_token(run.config.model)
-    steps = max(1.0, run.D / run.config.batch_tokens)
-    evaluations = run.config.curve_points_per_decade * math.log10(steps) + 2
-    return 3.0 * fwd * run.D, fwd * run.config.eval_tokens * distributions * evaluations
+    cfg = run.config
+    fwd = forward_flops_per_token(cfg.model)
+    steps = max(1, int(run.D // cfg.batch_tokens))
+    evaluations = len(log_spaced_steps(steps, cfg.curve_points_per_decade)) + 1
+    every = cfg.eval_every or (max(1, steps // 50) if cfg.early_stopping else 0)
+    if every:
+        evaluations += steps // every
+    other = cfg.eval_tokens if cfg.eval_other_tokens is None else cfg.eval_other_tokens
+    per_eval = cfg.eval_tokens + other * max(0, distributions - 1)
+    return 3.0 * fwd * run.D, fwd * per_eval * evaluations
+
+
+def run_precision(run: PlannedRun, tp: Throughput) -> str:
+    return tp.precision if run.config.precision == "auto" else run.config.precision
 
 
 def run_seconds(run: PlannedRun, tp: Throughput) -> float:
-    train, evaluation = run_flops(run, tp.distributions)
-    mfu = tp.mfu.get(run.config.model.architecture, 0.1)
-    return (train + evaluation) / (tp.peak_flops * mfu) + RUN_OVERHEAD_S
+    flops = sum(run_flops(run, tp.distributions))
+    arch, precision = run.config.model.architecture, run_precision(run, tp)
+    if precision == "bf16" and f"{arch}/bf16" in tp.mfu:
+        return flops / (tp.peaks.get("bf16", tp.peak_flops) * tp.mfu[f"{arch}/bf16"]) + RUN_OVERHEAD_S
+    seconds = flops / (tp.peaks.get("fp32", tp.peak_flops) * tp.mfu.get(arch, 0.1))
+    return seconds / (tp.bf16_gain if precision == "bf16" else 1.0) + RUN_OVERHEAD_S
+
+
+def task_seconds(pack: list[PlannedRun], tp: Throughput) -> float:
+    """Seconds of one executor task: a run, or a pack of runs trained together."""
+    compute = sum(run_seconds(r, tp) - RUN_OVERHEAD_S for r in pack)
+    return compute / (tp.pack_gain if len(pack) > 1 else 1.0) + RUN_OVERHEAD_S * len(pack)
 
 
 def wall_seconds(seconds: list[float], workers: int, startup: float = 0.0) -> float:
@@ -85,20 +132,23 @@ def wall_seconds(seconds: list[float], workers: int, startup: float = 0.0) -> fl
     return max(slots)
 
 
-def measured_peak(threads: int, device: str = "cpu") -> float:
-    """This machine's matmul peak at ``threads`` threads (imports torch; cached on disk)."""
+def measured_peak(threads: int, device: str = "cpu", dtype: str | None = None) -> float:
+    """This machine's matmul peak at ``threads`` threads in ``dtype`` (imports torch; cached on disk)."""
     from lmscale.training.hardware import configure_threads, matmul_peak, resolve_device
 
     configure_threads(threads)
-    return matmul_peak(resolve_device(device))
+    return matmul_peak(resolve_device(device), dtype=dtype)
 
 
 def store_mfu(store_path: str | None) -> dict[str, float]:
-    """Median MFU of finished runs per architecture in a store (empty if none)."""
+    """Median MFU of finished lone runs in a store per architecture (fp32) and per
+    ``architecture/bf16`` (empty if none)."""
     if not store_path:
         return {}
     from lmscale.store import Store
 
     frame = Store(store_path, create=False).final_points()
-    frame = frame[frame["mfu"].notna() & (frame["mfu"] > 0)]
-    return {str(a): float(g["mfu"].median()) for a, g in frame.groupby("architecture")}
+    lone = frame["packed_with"].isna() | (frame["packed_with"] <= 1)  # a packed run's MFU is its share
+    frame = frame[lone & frame["mfu"].notna() & (frame["mfu"] > 0)]
+    key = frame["architecture"].astype(str) + frame["precision"].map(lambda p: "/bf16" if p == "bf16" else "")
+    return {str(k): float(g["mfu"].median()) for k, g in frame.groupby(key)}

@@ -1,9 +1,12 @@
 """The local executor: runs in parallel worker processes on this machine.
 
 - ``K`` worker processes (spawned, so the parent never imports torch), each
-  training one run at a time with ``threads`` torch threads; by default
+  training one task at a time with ``threads`` torch threads: a run, or a
+  pack of runs of one shape trained together (:mod:`lmscale.sweeps.packing`); by default
   ``K = min(CPUs, runs)`` and ``threads = CPUs // K`` so runs x threads =
   cores (on a machine with NVIDIA GPUs: one worker per GPU).
+- ``precision = "auto"`` means one precision for the whole study
+  (``Session.study_precision``), handed to every task.
 - Workers send events (start, learning-curve point, record) to the parent,
   the ONLY writer of the store.
 - Workers run with ``OMP_WAIT_POLICY=PASSIVE`` unless the environment says
@@ -20,8 +23,10 @@
 - Each worker has its own pair of pipes (tasks in, events out) and the stop
   request is a lock-free shared flag: no lock is shared between processes,
   so a worker killed at any instant (even mid-message) cannot leave one
-  held and hang the others. The parent hands an idle worker its next run,
-  and ``None`` when none is left or the sweep stops.
+  held and hang the others. The parent hands an idle worker its next task,
+  and ``None`` when none is left or the sweep stops. The runs of a pack
+  whose worker died are queued again together (each resumes from its own
+  checkpoint).
 """
 
 from __future__ import annotations
@@ -34,15 +39,16 @@ import signal
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
 from lmscale.errors import LmscaleError
+from lmscale.sweeps.packing import packing_pays, plan_packs
 from lmscale.sweeps.session import Session
 from lmscale.sweeps.spec import PlannedRun
-from lmscale.sweeps.worker import train_one
+from lmscale.sweeps.worker import train_one, train_pack
 from lmscale.training.hardware import prefer_passive_openmp
 
 #: Seconds between two progress events a worker sends for one run.
@@ -136,38 +142,66 @@ def _worker_main(tasks: Any, events: Any, stop: StopFlag, parent_pid: int) -> No
             break
         if task is None:
             break
-        run_id, config = task
-        events.send(("start", run_id, None))
-        record = train_one(run_id, config, on_point=_throttled(events, run_id), stop_event=stop)
-        events.send(("done", run_id, record))
+        runs, precision = task
+        for run_id, _ in runs:
+            events.send(("start", run_id, None))
+        if len(runs) == 1:
+            run_id, config = runs[0]
+            record = train_one(run_id, config, on_point=_throttled(events, run_id), stop_event=stop,
+                               auto_precision=precision)
+            events.send(("done", run_id, record))
+        else:
+            points = {run_id: _throttled(events, run_id) for run_id, _ in runs}
+            train_pack(runs, on_point=lambda run_id, info, points=points: points[run_id](info),
+                       on_record=lambda run_id, record: events.send(("done", run_id, record)),
+                       stop_event=stop, auto_precision=precision)
+        events.send(("ready", None, None))
     events.send(("exit", None, None))
 
 
 @dataclass
 class _Worker:
-    """The parent's side of one worker: its process, its pipes, the run it trains."""
+    """The parent's side of one worker: its process, its pipes, the runs of its task not yet done."""
 
     proc: Any
     tasks: Any  # parent -> worker
     events: Any  # worker -> parent
-    run: str | None = None
+    runs: list[str] = field(default_factory=list)
     idle: bool = False
     exited: bool = False
 
 
+def plan_tasks(todo: list[PlannedRun], cpus: int, workers: int | None, threads: int | None, gpus: int,
+               pack: bool | None = None) -> tuple[list[list[PlannedRun]], int, int]:
+    """``(tasks, workers, threads)``: runs packed where packing pays (``pack``: ``None`` = decide by
+    :func:`lmscale.sweeps.packing.packing_pays`) and the workers that train the tasks."""
+    n_workers, n_threads = plan_workers(len(todo), cpus, workers, threads, gpus)
+    if pack is None:
+        pack = packing_pays("cuda" if gpus else "cpu", n_threads)
+    if not pack:
+        return [[run] for run in todo], n_workers, n_threads
+    packs = plan_packs(todo)
+    return (packs, *plan_workers(len(packs), cpus, workers, threads, gpus))
+
+
 def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None = None,
-              threads: int | None = None) -> None:
-    """Train ``todo`` in worker processes; results go to the store through ``session``."""
+              threads: int | None = None, pack: bool | None = None) -> None:
+    """Train ``todo`` in worker processes; results go to the store through ``session``.
+
+    ``pack``: train runs of one shape together (``None``: where it pays, see
+    :mod:`lmscale.sweeps.packing`).
+    """
     if not todo:
         return
     from lmscale.training.hardware import available_cpus
 
     gpus = gpu_count() if any(r.config.device != "cpu" for r in todo) else 0
-    n_workers, n_threads = plan_workers(len(todo), available_cpus(), workers, threads, gpus)
+    packs, n_workers, n_threads = plan_tasks(todo, available_cpus(), workers, threads, gpus, pack)
+    precision = session.study_precision("cuda" if gpus else "cpu", n_threads)
     ctx = mp.get_context("spawn")
     stop = StopFlag(ctx)
     configs = {run.run_id: session.executable(run, n_threads) for run in todo}
-    pending = deque(run.run_id for run in todo)  # not yet handed to a worker
+    pending = deque([run.run_id for run in p] for p in packs)  # tasks not yet handed to a worker
     remaining = set(configs)  # pending or training: the workers are released once it is empty
     restarts: dict[str, int] = {}
     pool: dict[int, _Worker] = {}
@@ -194,7 +228,7 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
         pool[slot] = _Worker(proc, task_in, event_out)
 
     def feed(w: _Worker) -> None:
-        """Give an idle worker its next run, or release it when there is nothing left."""
+        """Give an idle worker its next task, or release it when there is nothing left."""
         if not w.idle:
             return
         with contextlib.suppress(OSError):
@@ -202,9 +236,9 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
                 w.tasks.send(None)
                 w.idle = False
             elif pending:
-                run_id = pending.popleft()
-                w.tasks.send((run_id, configs[run_id]))
-                w.idle, w.run = False, run_id
+                task = pending.popleft()
+                w.tasks.send(([(run_id, configs[run_id]) for run_id in task], precision))
+                w.idle, w.runs = False, list(task)
 
     signals = {"count": 0, "since": 0.0}
 
@@ -217,16 +251,16 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
     started_any = [False]
 
     def handle(w: _Worker, kind: str, run_id: str | None, payload: Any) -> None:
-        if kind in ("ready", "done"):
+        if kind == "ready":
             w.idle = True
-        if kind == "start":
+        elif kind == "start":
             started_any[0] = True
-            w.run = run_id
             session.started(run_id)
         elif kind == "point":
             session.point(run_id, payload)
         elif kind == "done":
-            w.run = None
+            if run_id in w.runs:
+                w.runs.remove(run_id)
             remaining.discard(run_id)
             session.finished(run_id, payload)
         elif kind == "exit":
@@ -241,25 +275,29 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
             if not isinstance(exc, EOFError | OSError):  # a message cut short by the worker's death
                 w.proc.join(timeout=5)
 
-    def worker_died(run_id: str, code: int | None) -> None:
-        """Queue the run of a dead worker again (it resumes from its checkpoint), or give up."""
-        if stop.is_set():
-            remaining.discard(run_id)
-            session.interrupted(run_id)
-            return
-        n = restarts.get(run_id, 0)
-        if n < MAX_RESTARTS:
-            restarts[run_id] = n + 1
-            session.warn(f"the worker training run {run_id} died (exit code {code}); the run resumes "
-                         f"from its last checkpoint in a new worker (restart {n + 1} of {MAX_RESTARTS})")
-            session.interrupted(run_id)
-            pending.appendleft(run_id)
-            return
-        remaining.discard(run_id)
-        session.warn(f"the worker training run {run_id} died {n + 1} times (last exit code {code}); "
-                     "the run is recorded as failed")
-        session.finished(run_id, {"status": "failed", "config": {}, "run_id": run_id,
-                                  "error": f"worker process died {n + 1} times (exit code {code})"})
+    def worker_died(lost: list[str], code: int | None) -> None:
+        """Queue the runs of a dead worker's task again, together (each resumes from its checkpoint),
+        or give up on those that died too often."""
+        again = []
+        for run_id in lost:
+            n = restarts.get(run_id, 0)
+            if stop.is_set():
+                remaining.discard(run_id)
+                session.interrupted(run_id)
+            elif n < MAX_RESTARTS:
+                restarts[run_id] = n + 1
+                session.warn(f"the worker training run {run_id} died (exit code {code}); the run resumes "
+                             f"from its last checkpoint in a new worker (restart {n + 1} of {MAX_RESTARTS})")
+                session.interrupted(run_id)
+                again.append(run_id)
+            else:
+                remaining.discard(run_id)
+                session.warn(f"the worker training run {run_id} died {n + 1} times (last exit code {code}); "
+                             "the run is recorded as failed")
+                session.finished(run_id, {"status": "failed", "config": {}, "run_id": run_id,
+                                          "error": f"worker process died {n + 1} times (exit code {code})"})
+        if again:
+            pending.appendleft(again)
 
     try:
         for slot in range(n_workers):
@@ -281,12 +319,12 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
                 if w.exited:
                     continue
                 w.exited = True
-                lost, w.run = w.run, None
-                if lost is not None:
+                lost, w.runs = w.runs, []
+                if lost:
                     worker_died(lost, w.proc.exitcode)
                 if stop.is_set() or not remaining:  # nothing for a replacement to do
                     continue
-                if lost is None and not started_any[0]:
+                if not lost and not started_any[0]:
                     raise LmscaleError(f"worker processes exit before any run (exit code {w.proc.exitcode}); "
                                        "run a sweep from a script only under if __name__ == '__main__'")
                 start(slot)  # a replacement, for the run queued again and those still waiting
@@ -307,8 +345,8 @@ def run_local(session: Session, todo: list[PlannedRun], *, workers: int | None =
             if w.proc.is_alive():
                 w.proc.kill()
             w.proc.join(timeout=5)
-            if w.run is not None:
-                session.interrupted(w.run)
+            for run_id in w.runs:
+                session.interrupted(run_id)
             for conn in (w.events, w.tasks):
                 with contextlib.suppress(OSError):
                     conn.close()

@@ -35,7 +35,7 @@ def _ray() -> Any:
     return ray
 
 
-def _task(run_id: str, config: dict[str, Any], events: Any) -> dict[str, Any]:
+def _task(run_id: str, config: dict[str, Any], events: Any, precision: str | None = None) -> dict[str, Any]:
     """Body of the Ray task: train, reporting start and curve points to the driver's queue."""
     last = [0.0]
 
@@ -52,7 +52,7 @@ def _task(run_id: str, config: dict[str, Any], events: Any) -> dict[str, Any]:
             put("point", info)
 
     put("start", None)
-    return train_one(run_id, config, on_point=on_point)
+    return train_one(run_id, config, on_point=on_point, auto_precision=precision)
 
 
 def run_ray(session: Session, todo: list[PlannedRun], *, address: str | None = None,
@@ -71,9 +71,11 @@ def run_ray(session: Session, todo: list[PlannedRun], *, address: str | None = N
     if gpus_per_run is None:
         gpus_per_run = 1 if any(r.config.device == "cuda" for r in todo) else 0
     threads = max(1, int(cpus_per_run))
+    precision = session.study_precision("cuda" if gpus_per_run else "cpu", threads)
     events = Queue(maxsize=10_000)
     remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=MAX_RESTARTS)(_task)
-    pending = {remote.remote(run.run_id, session.executable(run, threads), events): run.run_id for run in todo}
+    pending = {remote.remote(run.run_id, session.executable(run, threads), events, precision): run.run_id
+               for run in todo}
     started: set[str] = set()
     stopping = {"count": 0}
 

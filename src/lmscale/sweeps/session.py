@@ -43,6 +43,8 @@ class SweepResult:
         trained: run ids trained (or resumed) by this call.
         skipped: run ids already done before this call.
         interrupted: the sweep was stopped (signal) before all runs ended.
+        precision: what ``precision = "auto"`` meant for the study, and why
+            (empty when no run trained or none asks for ``auto``).
     """
 
     store: Path
@@ -50,6 +52,37 @@ class SweepResult:
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     interrupted: bool = False
+    precision: str = ""
+
+
+def study_precision(study: Study, store: Store | None, device_type: str,
+                    threads: int | None = None) -> tuple[str | None, str]:
+    """``(precision, why)``: what ``precision = "auto"`` means for every run of ``study``.
+
+    A study never mixes precisions: the one its runs in ``store`` were
+    trained in, else the one this machine chooses for the study's largest
+    run (:func:`lmscale.training.precision.resolve_elsewhere`). ``None``
+    when no run asks for ``auto``; a store whose ``auto`` runs of the study
+    were trained in two precisions is an error.
+    """
+    auto = [r for r in study.runs if r.config.precision == "auto"]
+    if not auto:
+        return None, ""
+    recorded = store.precisions([r.run_id for r in auto]) if store is not None else {}
+    kinds = sorted(set(recorded.values()))
+    if len(kinds) > 1:
+        example = {k: next(r for r, p in recorded.items() if p == k) for k in kinds}
+        raise LmscaleError(
+            f"{store.path if store else ''}: runs of study {study.name!r} with precision = 'auto' were "
+            f"trained in {' and '.join(f'{k} (e.g. run {v})' for k, v in example.items())}; set precision "
+            "explicitly in the sweep file to continue it")
+    if kinds:
+        return kinds[0], f"{kinds[0]} (the study's runs in the store)"
+    from lmscale.training.precision import resolve_elsewhere
+
+    largest = max(auto, key=lambda r: r.C)
+    precision, reason = resolve_elsewhere(device_type, largest.config.model, threads)
+    return precision, f"{precision} ({reason}; for the study's largest run)"
 
 
 class StoreLock:
@@ -135,6 +168,13 @@ class Session:
             else:
                 todo.append(run)
         return sorted(todo, key=lambda r: -r.C)
+
+    def study_precision(self, device_type: str, threads: int | None = None) -> str | None:
+        """What ``precision = "auto"`` means for every run of this study (``None``: no run asks);
+        see :func:`study_precision`."""
+        precision, note = study_precision(self.study, self.store, device_type, threads)
+        self.result.precision = note
+        return precision
 
     def executable(self, run: PlannedRun, threads: int | None) -> dict[str, Any]:
         ckpt = checkpoint_root(self.store.path) / run.run_id

@@ -15,6 +15,7 @@ from lmscale.errors import SpecError, build_from_fields
 from lmscale.models.spec import ModelSpec
 
 SCHEDULES = ("cosine", "wsd", "constant")
+PRECISIONS = ("auto", "fp32", "bf16")
 BUDGET_KINDS = ("tokens", "steps", "flops")
 
 
@@ -56,6 +57,19 @@ class TrainConfig:
             (``None``: every prepared one).
         curve_points_per_decade: learning-curve points per decade of tokens.
         noise_scale: measure the gradient noise scale B_simple ([K] 5.1).
+        noise_every: measure it every this many steps (the EMA of
+            ``noise_ema_decay`` averages the measurements, so its window is
+            about ``noise_every / (1 - noise_ema_decay)`` steps). A measuring
+            step whose batch is one pass splits it in two halves (B_small =
+            B / 2), which costs a second forward/backward at small shapes;
+            a batch accumulated over micro-batches measures for free.
+        precision: ``fp32``; ``bf16`` (autocast with fp32 master weights,
+            fp32 softmax and optimizer); or ``auto``: bf16 where the device
+            has native bf16 matmuls that measured faster than fp32 on this
+            machine and the model is wide enough to gain from them
+            (:func:`lmscale.training.precision.resolve_precision`). The
+            precision used is recorded in the run record; a resumed run
+            keeps the one it started with.
         device: ``auto`` (CUDA if present), ``cpu`` or ``cuda``.
         compile: ``torch.compile`` the model (``None``: on CUDA only).
         threads: torch intra-op threads (``None``: all this process may use).
@@ -100,6 +114,8 @@ class TrainConfig:
     eval_distributions: tuple[str, ...] | None = None
     curve_points_per_decade: int = 8
     noise_scale: bool = True
+    noise_every: int = 8
+    precision: str = "auto"
     device: str = "auto"
     compile: bool | None = None
     threads: int | None = None
@@ -125,7 +141,7 @@ class TrainConfig:
         if len(given) != 1:
             raise SpecError("budget", given or None, "exactly one of tokens, steps, flops", where)
         for name in ("tokens", "steps", "dataset_tokens", "batch_tokens", "micro_batch_tokens",
-                     "eval_every", "eval_other_tokens"):
+                     "eval_every", "eval_other_tokens", "noise_every"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise SpecError(name, value, "a positive integer", where)
@@ -146,6 +162,8 @@ class TrainConfig:
             raise SpecError("lr", self.lr, "a positive learning rate or null for [K] eq. D.1", where)
         if self.schedule not in SCHEDULES:
             raise SpecError("schedule", self.schedule, f"one of {', '.join(SCHEDULES)}", where)
+        if self.precision not in PRECISIONS:
+            raise SpecError("precision", self.precision, f"one of {', '.join(PRECISIONS)}", where)
         if self.device not in ("auto", "cpu", "cuda"):
             raise SpecError("device", self.device, "auto, cpu or cuda", where)
         if not 0.0 <= self.min_lr_ratio <= 1.0:
@@ -184,10 +202,30 @@ class TrainConfig:
 
     #: Fields added after the first release: left out of the id at their
     #: default, so adding a field never changes the id of an existing run.
+    #: ``precision``: an explicit ``fp32`` or ``bf16`` is part of the id (the
+    #: two are different measurements and may share a store); ``auto`` is
+    #: not: it names "the precision this study's machine chose", which the
+    #: record and the store hold, and a sweep keeps one per study.
     ID_OMITTED_DEFAULTS: ClassVar[dict[str, Any]] = {
         "eval_every": None, "noise_ema_decay": 0.95, "loss_ema_decay": 0.9, "divergence_loss": None,
-        "eval_other_tokens": None,
+        "eval_other_tokens": None, "noise_every": 8, "precision": "auto",
     }
+
+    #: Fields runs must agree on to train in one pack (lmscale.training.packed): the
+    #: model shape, the batch, what is evaluated and how they execute; the others
+    #: (seed, lr, schedule, budget, dataset size, early stopping, ...) may differ.
+    PACK_FIELDS = ("model", "data_dir", "batch_tokens", "micro_batch_tokens", "eval_tokens",
+                   "eval_other_tokens", "eval_distributions", "noise_scale", "noise_every", "device",
+                   "compile", "threads", "precision", "checkpoint_every_s")
+
+    def pack_key(self) -> str | None:
+        """Runs with equal keys can train packed; ``None``: this run trains alone (an LSTM,
+        dropout, or ``compile = true``)."""
+        spec = self.model
+        if spec.architecture not in ("transformer", "universal") or spec.dropout > 0 or self.compile:
+            return None
+        data = self.to_dict()
+        return json.dumps({k: data[k] for k in self.PACK_FIELDS}, sort_keys=True)
 
     def run_id(self) -> str:
         """Stable id: hash of everything that determines the run's result."""
@@ -201,4 +239,4 @@ class TrainConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-__all__ = ["TrainConfig", "SCHEDULES", "BUDGET_KINDS", "asdict"]
+__all__ = ["TrainConfig", "SCHEDULES", "BUDGET_KINDS", "PRECISIONS", "asdict"]

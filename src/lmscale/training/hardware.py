@@ -1,12 +1,16 @@
-"""The machine a run executes on: device, threads, matmul peak, memory.
+"""The machine a run executes on: device, threads, matmul peaks, memory.
 
 MFU needs the machine's real matmul peak, not a datasheet number: it is
-measured once per (device, threads, torch version) and cached as JSON in
-``$LMSCALE_CACHE`` (default ``~/.cache/lmscale``), file ``peak_flops.json``.
+measured once per (device, threads, dtype, torch version) and cached as
+JSON in ``$LMSCALE_CACHE`` (default ``~/.cache/lmscale``), file
+``peak_flops.json``: the fp32 and the bf16 peak, which also decide what
+``precision = "auto"`` means here (:mod:`lmscale.training.precision`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -94,32 +98,60 @@ def describe_device(device: Any) -> str:
     return f"cpu ({torch.get_num_threads()} threads, {cpu_model()})"
 
 
-def _peak_key(device: Any) -> str:
+#: Matmul dtypes whose peak can be measured.
+PEAK_DTYPES = ("fp32", "bf16")
+
+
+def default_peak_dtype(device: Any) -> str:
+    """The dtype MFU is quoted against when a run does not say: bf16 on CUDA, fp32 on CPU."""
+    return "bf16" if device.type == "cuda" else "fp32"
+
+
+def _peak_key(device: Any, dtype: str) -> str:
     import torch
 
     if device.type == "cuda":
-        what = f"cuda:{torch.cuda.get_device_name(device)}|bf16"
-    else:
-        what = f"cpu:{cpu_model()}|threads={torch.get_num_threads()}|fp32"
-    return f"{what}|torch={torch.__version__}"
+        return f"cuda:{torch.cuda.get_device_name(device)}|{dtype}|torch={torch.__version__}"
+    return _cpu_peak_key(torch.get_num_threads(), dtype, torch.__version__)
 
 
-def measure_matmul_peak(device: Any, seconds: float = 1.5) -> float:
-    """Best FLOP/s of one square matmul (fp32 on CPU, bf16 on CUDA), over many timed tries.
+def _cpu_peak_key(threads: int, dtype: str, torch_version: str) -> str:
+    return f"cpu:{cpu_model()}|threads={threads}|{dtype}|torch={torch_version}"
+
+
+def cached_cpu_peak(threads: int, dtype: str) -> float | None:
+    """The cached CPU matmul peak at ``threads`` threads in ``dtype``, read without importing
+    torch (its version from the package metadata); ``None`` if not measured yet."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return None
+    entry = _read_table(cache_dir() / "peak_flops.json").get(_cpu_peak_key(threads, dtype, version))
+    return float(entry["flops"]) if isinstance(entry, dict) and entry.get("flops", 0) > 0 else None
+
+
+def measure_matmul_peak(device: Any, seconds: float = 1.5, dtype: str | None = None) -> float:
+    """Best FLOP/s of one square matmul in ``dtype`` (default: fp32 on CPU, bf16 on CUDA),
+    over many timed tries.
 
     The maximum over short tries is what the hardware can do: on a machine
     shared with other processes, some tries run while the cores are free.
     """
     import torch
 
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = dtype or default_peak_dtype(device)
+    if dtype not in PEAK_DTYPES:
+        raise LmscaleError(f"matmul peak dtype {dtype!r}: expected one of {', '.join(PEAK_DTYPES)}")
+    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
     sizes = (8192,) if device.type == "cuda" else (1024, 2048)
     gen = torch.Generator(device="cpu").manual_seed(0)
     mats = []
     for n in sizes:
-        a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
-        b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
-        out = torch.empty(n, n, device=device, dtype=dtype)
+        a = torch.randn(n, n, generator=gen).to(device=device, dtype=torch_dtype)
+        b = torch.randn(n, n, generator=gen).to(device=device, dtype=torch_dtype)
+        out = torch.empty(n, n, device=device, dtype=torch_dtype)
         torch.mm(a, b, out=out)
         mats.append((n, a, b, out))
     best = 0.0
@@ -143,31 +175,59 @@ def _sync(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(device: Any, *, refresh: bool = False) -> float:
-    """The cached matmul peak of this machine (FLOP/s), measured on first use.
+def matmul_peak(device: Any, *, refresh: bool = False, dtype: str | None = None) -> float:
+    """The cached matmul peak of this machine in ``dtype`` (FLOP/s), measured on first use.
 
-    ``refresh`` measures again and keeps the higher of the two values.
+    ``dtype`` is ``fp32`` or ``bf16`` (default: fp32 on CPU, bf16 on CUDA).
+    ``refresh`` measures again and keeps the higher of the two values. The
+    first measurement holds a lock on the cache, so processes starting
+    together measure one at a time (not against each other) and the later
+    ones read the value.
     """
+    dtype = dtype or default_peak_dtype(device)
     path = cache_dir() / "peak_flops.json"
-    key = _peak_key(device)
-    table: dict[str, Any] = {}
-    if path.exists():
+    key = _peak_key(device, dtype)
+    old = _read_table(path).get(key)
+    if not refresh and isinstance(old, dict) and old.get("flops", 0) > 0:
+        return float(old["flops"])
+    with _cache_lock(path):
+        table = _read_table(path)
+        old = table.get(key) if isinstance(table.get(key), dict) else {}
+        if not refresh and old.get("flops", 0) > 0:  # measured by another process meanwhile
+            return float(old["flops"])
+        peak = measure_matmul_peak(device, dtype=dtype)
+        if old.get("flops", 0) >= peak:  # a refresh during a busy spell keeps the better value
+            return float(old["flops"])
+        table[key] = {"flops": peak, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
         try:
-            table = json.loads(path.read_text())
-        except (OSError, ValueError):
-            table = {}
-    old = table.get(key) if isinstance(table.get(key), dict) else {}
-    if not refresh and old.get("flops", 0) > 0:
-        return float(old["flops"])
-    peak = measure_matmul_peak(device)
-    if old.get("flops", 0) >= peak:  # a refresh during a busy spell keeps the better value
-        return float(old["flops"])
-    table[key] = {"flops": peak, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    try:
-        write_text_atomic(path, json.dumps(table, indent=1, sort_keys=True))
-    except OSError:  # a read-only home is not a reason to fail a run
-        pass
+            write_text_atomic(path, json.dumps(table, indent=1, sort_keys=True))
+        except OSError:  # a read-only home is not a reason to fail a run
+            pass
     return peak
+
+
+def _read_table(path: Path) -> dict[str, Any]:
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+@contextlib.contextmanager
+def _cache_lock(path: Path) -> Any:
+    """An exclusive ``flock`` on ``<path>.lock`` (nothing if the cache is not writable)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path.with_name(path.name + ".lock"), "a+")
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+    finally:
+        fh.close()
 
 
 def write_text_atomic(path: Path, text: str, *, durable: bool = False) -> None:

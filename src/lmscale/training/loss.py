@@ -26,41 +26,49 @@ def _chunk_rows(n_vocab: int, chunk_elements: int | None, device: torch.device) 
 
 def _chunk_loss_(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row loss; leaves exp(logits - max) in ``logits`` and returns the row sums."""
-    target_logit = logits.gather(1, targets[:, None]).squeeze(1)
-    row_max = logits.amax(dim=1)
-    logits.sub_(row_max[:, None]).exp_()
-    sums = logits.sum(dim=1)
+    target_logit = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    row_max = logits.amax(dim=-1)
+    logits.sub_(row_max.unsqueeze(-1)).exp_()
+    sums = logits.sum(dim=-1)
     return sums.log().add_(row_max).sub_(target_logit), sums
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
+    """hidden [M, d] and weight [V, d] -> mean loss; or, for packed runs, hidden
+    [R, M, d] and weight [R, V, d] -> the R mean losses."""
+
     @staticmethod
     def forward(ctx, hidden, weight, targets, chunk_rows, compute_dtype):  # type: ignore[override]
-        rows = hidden.shape[0]
+        rows = hidden.shape[-2]
+        packed = hidden.dim() == 3
         needs_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         h_c = hidden.to(compute_dtype)
         w_c = weight.to(compute_dtype)
+        w_t = w_c.transpose(-1, -2)
         acc = torch.promote_types(compute_dtype, torch.float32)  # softmax precision
-        total = torch.zeros((), dtype=acc, device=hidden.device)
+        total = torch.zeros(hidden.shape[:-2], dtype=acc, device=hidden.device)
         grad_h = torch.empty_like(hidden) if needs_grad else None
         grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if needs_grad else None
         scale = 1.0 / rows
         for start in range(0, rows, chunk_rows):
-            h = h_c[start:start + chunk_rows]
-            y = targets[start:start + chunk_rows]
-            logits = (h @ w_c.t()).to(acc)
+            h = h_c[..., start:start + chunk_rows, :]
+            y = targets[..., start:start + chunk_rows]
+            logits = (h @ w_t).to(acc)
             losses, sums = _chunk_loss_(logits, y)
-            total += losses.sum()
+            total += losses.sum(dim=-1)
             if needs_grad:
                 # softmax / M, minus 1/M at the target: the gradient of the mean loss.
-                logits.mul_((sums.reciprocal() * scale)[:, None])
-                logits.scatter_add_(1, y[:, None], torch.full_like(logits[:, :1], -scale))
+                logits.mul_((sums.reciprocal() * scale).unsqueeze(-1))
+                logits.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(logits[..., :1], -scale))
                 g = logits.to(compute_dtype)
-                grad_h[start:start + chunk_rows] = g @ w_c
-                if compute_dtype == acc:
-                    grad_w.addmm_(g.t(), h)
+                grad_h[..., start:start + chunk_rows, :] = g @ w_c
+                g_t = g.transpose(-1, -2)
+                if compute_dtype != acc:
+                    grad_w += (g_t @ h).to(acc)
+                elif packed:
+                    grad_w.baddbmm_(g_t, h)
                 else:
-                    grad_w += (g.t() @ h).to(acc)
+                    grad_w.addmm_(g_t, h)
         if needs_grad:
             ctx.save_for_backward(grad_h, grad_w.to(weight.dtype))
         return total * scale
@@ -68,7 +76,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         grad_h, grad_w = ctx.saved_tensors
-        return grad_h * grad_out, grad_w * grad_out, None, None, None
+        g = grad_out[..., None, None] if grad_out.dim() else grad_out
+        return grad_h * g, grad_w * g, None, None, None
 
 
 def linear_cross_entropy(
@@ -83,18 +92,31 @@ def linear_cross_entropy(
 
     ``hidden`` is [..., d], ``weight`` [n_vocab, d], ``targets`` [...] of
     token ids. Matmuls run in ``compute_dtype`` (default: ``hidden``'s, bf16
-    under CUDA autocast), the softmax in fp32.
+    under bf16 autocast), the softmax in fp32. For R runs trained together
+    (:mod:`lmscale.training.packed`), ``weight`` is [R, n_vocab, d],
+    ``hidden`` [R, ..., d] and ``targets`` [R, ...]: the result is the R
+    mean losses, each run's own.
     """
     d = hidden.shape[-1]
     if compute_dtype is None:
-        compute_dtype = hidden.dtype
-        if hidden.is_cuda and torch.is_autocast_enabled("cuda"):
-            compute_dtype = torch.get_autocast_dtype("cuda")
-    rows = _chunk_rows(weight.shape[0], chunk_elements, hidden.device)
+        compute_dtype = _compute_dtype(hidden)
+    rows = _chunk_rows(weight.shape[-2], chunk_elements, hidden.device)
+    if weight.dim() == 3:
+        r = weight.shape[0]
+        h, y = hidden.reshape(r, -1, d), targets.reshape(r, -1)
+        rows = max(1, rows // r)
+    else:
+        h, y = hidden.reshape(-1, d), targets.reshape(-1)
     with torch.autocast(hidden.device.type, enabled=False):
-        return _LinearCrossEntropy.apply(
-            hidden.reshape(-1, d), weight, targets.reshape(-1), rows, compute_dtype
-        )
+        return _LinearCrossEntropy.apply(h, weight, y, rows, compute_dtype)
+
+
+def _compute_dtype(hidden: torch.Tensor) -> torch.dtype:
+    """``hidden``'s dtype, or the autocast dtype when autocast is on for its device."""
+    kind = hidden.device.type
+    if torch.is_autocast_enabled(kind):
+        return torch.get_autocast_dtype(kind)
+    return hidden.dtype
 
 
 @torch.no_grad()
@@ -105,17 +127,23 @@ def linear_cross_entropy_per_row(
     *,
     chunk_elements: int | None = None,
 ) -> torch.Tensor:
-    """Loss of every row (shape of ``targets``), in fp32 or wider, for evaluation."""
+    """Loss of every row (shape of ``targets``), in fp32 or wider, for evaluation.
+
+    Packed runs: ``weight`` [R, n_vocab, d], ``hidden`` [R, ..., d].
+    """
     d = hidden.shape[-1]
-    h = hidden.reshape(-1, d)
-    y = targets.reshape(-1)
-    w = weight.to(h.dtype)
-    rows = _chunk_rows(weight.shape[0], chunk_elements, h.device)
+    packed = weight.dim() == 3
+    h = hidden.reshape(weight.shape[0], -1, d) if packed else hidden.reshape(-1, d)
+    y = targets.reshape(h.shape[:-1])
+    w_t = weight.to(h.dtype).transpose(-1, -2)
+    rows = _chunk_rows(weight.shape[-2], chunk_elements, h.device)
+    if packed:
+        rows = max(1, rows // weight.shape[0])
     acc = torch.promote_types(h.dtype, torch.float32)
-    out = torch.empty(h.shape[0], dtype=acc, device=h.device)
-    for start in range(0, h.shape[0], rows):
-        logits = (h[start:start + rows] @ w.t()).to(acc)
-        out[start:start + rows] = _chunk_loss_(logits, y[start:start + rows])[0]
+    out = torch.empty(h.shape[:-1], dtype=acc, device=h.device)
+    for start in range(0, h.shape[-2], rows):
+        logits = (h[..., start:start + rows, :] @ w_t).to(acc)
+        out[..., start:start + rows] = _chunk_loss_(logits, y[..., start:start + rows])[0]
     return out.view(targets.shape)
 
 

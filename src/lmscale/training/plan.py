@@ -25,8 +25,7 @@ from lmscale.training.schedule import default_warmup_steps
 
 #: Largest micro-batch (tokens) chosen automatically, per device type: on a
 #: CPU, bigger passes are no faster (the matmuls are already large) and only
-#: add memory, and a batch of 8192 tokens then runs as two passes with or
-#: without the noise scale; on a GPU, memory decides.
+#: add memory; on a GPU, memory decides.
 AUTO_MICRO_TOKENS = {"cpu": 4096, "cuda": 1 << 20}
 
 #: Fraction of the available memory an automatically chosen micro-batch may fill.
@@ -54,6 +53,11 @@ class RunPlan:
         curve_steps: steps after which a learning-curve point is recorded.
         eval_every: extra evaluation interval in steps (0: none).
         noise_batches: (B_small, B_big) in tokens for the noise scale, or None.
+        noise_passes: passes of a step that measures the noise scale: the
+            micro-batches, or, when the batch is one pass, that pass split
+            into ``noise_passes`` equal parts (B_small = B / noise_passes).
+        noise_every: steps between two noise-scale measurements (every step
+            under data parallelism, where they cost nothing).
         memory_bytes: estimated peak memory of one rank.
     """
 
@@ -70,11 +74,21 @@ class RunPlan:
     eval_every: int
     noise_batches: tuple[int, int] | None
     memory_bytes: int
+    noise_passes: int = 1
+    noise_every: int = 1
 
     @property
     def tokens(self) -> int:
         """Training tokens of the whole run: total_steps * B."""
         return self.total_steps * self.batch_tokens
+
+    def measures_noise_at(self, step: int) -> bool:
+        """Whether the step that starts after ``step`` steps measures the noise scale."""
+        return self.noise_batches is not None and step % self.noise_every == 0
+
+    def passes_at(self, step: int) -> int:
+        """Forward/backward passes of the step that starts after ``step`` steps."""
+        return self.noise_passes if self.measures_noise_at(step) else self.micro_steps
 
     def evaluates_at(self, step: int) -> bool:
         """Whether the test loss is measured after ``step`` (a curve point)."""
@@ -144,9 +158,9 @@ def choose_micro_batch(config: TrainConfig, rank_tokens: int, world_size: int, d
                        available: int | None) -> int:
     """Micro-batch tokens per pass: the given one, or the largest that fits.
 
-    Chosen automatically, it is at most ``AUTO_MICRO_TOKENS[device]`` and,
-    when the noise scale is measured on one process, at most half the batch
-    (the first micro-batch gives |g_small|^2).
+    Chosen automatically, it is at most ``AUTO_MICRO_TOKENS[device]``; the
+    noise scale does not constrain it (a step that measures it splits a
+    one-pass batch, see :class:`RunPlan`).
     """
     n_ctx = config.model.n_ctx
     keep_best = config.early_stopping
@@ -158,9 +172,8 @@ def choose_micro_batch(config: TrainConfig, rank_tokens: int, world_size: int, d
                 f"{rank_tokens} = batch_tokens {config.batch_tokens} / {world_size} ranks")
         return micro
     seqs = rank_tokens // n_ctx
-    want_two = config.noise_scale and world_size == 1 and seqs >= 2
     cap = AUTO_MICRO_TOKENS.get(device_type, AUTO_MICRO_TOKENS["cpu"])
-    for parts in range(2 if want_two else 1, seqs + 1):
+    for parts in range(1, seqs + 1):
         if seqs % parts:
             continue
         micro = rank_tokens // parts
@@ -204,18 +217,23 @@ def make_plan(config: TrainConfig, *, world_size: int = 1, device_type: str = "c
         peak_lr = paper_learning_rate(applied_non_embedding_params(spec))
     warmup = default_warmup_steps(steps) if config.warmup_steps is None else config.warmup_steps
     eval_every = config.eval_every or (max(1, steps // 50) if config.early_stopping else 0)
-    if config.noise_scale and world_size > 1:
-        noise: tuple[int, int] | None = (rank_tokens, b)
-    elif config.noise_scale and micro < rank_tokens:
+    micro_steps = rank_tokens // micro
+    noise_passes, noise_every = micro_steps, config.noise_every
+    noise: tuple[int, int] | None = None
+    if config.noise_scale and world_size > 1:  # per-rank against all-reduced gradients, each step
+        noise, noise_every = (rank_tokens, b), 1
+    elif config.noise_scale and micro < rank_tokens:  # the first micro-batch
         noise = (micro, b)
-    else:
-        noise = None
+    elif config.noise_scale and seqs >= 2:  # one pass: measuring steps split it
+        noise_passes = next(p for p in range(2, seqs + 1) if seqs % p == 0)
+        noise = (rank_tokens // noise_passes, b)
     return RunPlan(
         total_steps=steps, batch_tokens=b, rank_batch_tokens=rank_tokens, micro_batch_tokens=micro,
-        micro_steps=rank_tokens // micro, world_size=world_size, dataset_tokens=dataset,
+        micro_steps=micro_steps, world_size=world_size, dataset_tokens=dataset,
         peak_lr=peak_lr, warmup_steps=warmup,
         curve_steps=log_spaced_steps(steps, config.curve_points_per_decade),
         eval_every=eval_every, noise_batches=noise, memory_bytes=need,
+        noise_passes=noise_passes, noise_every=noise_every,
     )
 
 

@@ -67,7 +67,7 @@ class RunRecord:
         batch_tokens: batch size B in tokens.
         wall_time_s, tokens_per_second: speed.
         mfu: model FLOPs utilisation against ``peak_flops``.
-        peak_flops: measured fp32 (CPU) or bf16 (CUDA) matmul peak, FLOP/s.
+        peak_flops: measured matmul peak (FLOP/s) in the run's precision.
         device: what ran it (e.g. ``cpu (2 threads)``, ``NVIDIA H100``).
         versions: lmscale, torch, python versions.
         error: message for failed/diverged runs.
@@ -80,6 +80,12 @@ class RunRecord:
         train_time_s: seconds spent in training steps (``tokens_per_second``
             and ``mfu`` use it; evaluations and checkpoints are left out).
         eval_time_s: seconds spent evaluating the test loss.
+        precision: ``fp32`` or ``bf16`` (autocast), what the run trained in
+            (``precision = "auto"`` resolved; empty in records from before).
+        packed_with: for a run trained packed with others of its shape
+            (:mod:`lmscale.training.packed`), how many runs the pack held
+            at its start (1: alone). Its ``tokens_per_second`` and ``mfu`` are
+            then its own share of the pack's.
     """
 
     run_id: str
@@ -111,6 +117,8 @@ class RunRecord:
     warmup_steps: int = 0
     train_time_s: float = 0.0
     eval_time_s: float = 0.0
+    precision: str = ""
+    packed_with: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -2,36 +2,29 @@
 
 AdamW, warm-up then cosine (or WSD) decay, LR(N) of [K] eq. D.1 by default,
 gradient accumulation over micro-batches, gradient clipping, early stopping
-on the test loss. Along the way, at log-spaced steps: learning-curve points
-with test loss per distribution and the gradient noise scale ([K] 5.1); at
-the end, loss per context position, speed and MFU. Checkpoints resume bit
-for bit; a diverging run is recorded, not raised; under ``torchrun`` the
-same code trains data-parallel.
+on the test loss, in fp32 or bf16 autocast (``precision``). Along the way,
+at log-spaced steps: learning-curve points with test loss per distribution
+and the gradient noise scale ([K] 5.1, measured every ``noise_every``
+steps); at the end, loss per context position, speed and MFU. Checkpoints
+resume bit for bit; a diverging run is recorded, not raised; under
+``torchrun`` the same code trains data-parallel. A step is done in parts
+(:meth:`_Run.begin_step` ... :meth:`_Run.end_step`) so that
+:mod:`lmscale.training.packed` can step several runs at once.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import platform
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import asdict
 from typing import Any
 
-import numpy
 import torch
 
-from lmscale import __version__
-from lmscale.accounting import (
-    embedding_params,
-    exact_non_embedding_params,
-    forward_flops_per_token,
-    non_embedding_params,
-    training_flops_per_token,
-)
+from lmscale.accounting import training_flops_per_token
 from lmscale.errors import LmscaleError
 from lmscale.models import build_model
 from lmscale.training import checkpoint, distributed
@@ -41,17 +34,25 @@ from lmscale.training.evaluate import evaluate, has_head, training_loss
 from lmscale.training.hardware import (
     available_memory,
     configure_threads,
-    describe_device,
     matmul_peak,
     resolve_device,
 )
 from lmscale.training.noise import NoiseScaleEstimator
 from lmscale.training.plan import RunPlan, make_plan
+from lmscale.training.precision import autocast, resolve_precision
 from lmscale.training.record import CurvePoint, RunRecord
+from lmscale.training.runtime import adamw, build_record, grad_sq, progress_bar, sync
 from lmscale.training.schedule import learning_rate
 
 #: Steps between divergence checks (each reads the loss back from the device).
 CHECK_EVERY = 8
+
+#: Test sequences per evaluation pass, as a multiple of the training micro-batch
+#: (no activations are kept for a backward pass, so passes can be larger).
+EVAL_BATCH_FACTOR = 4
+
+#: (status, error) with which a run ends.
+Outcome = tuple[str, str | None]
 
 
 def open_data(config: TrainConfig) -> Any:
@@ -63,7 +64,8 @@ def open_data(config: TrainConfig) -> Any:
 
 def train(config: TrainConfig, *, progress: bool = True,
           on_point: Callable[[CurvePoint], None] | None = None,
-          stop_event: threading.Event | None = None, data: Any = None) -> RunRecord:
+          stop_event: threading.Event | None = None, data: Any = None,
+          auto_precision: str | None = None) -> RunRecord:
     """Train one run; returns its record (rank 0's full record under torchrun).
 
     Input errors raise :class:`LmscaleError` before any training. A run whose
@@ -71,7 +73,9 @@ def train(config: TrainConfig, *, progress: bool = True,
     With ``checkpoint_dir`` set, a checkpoint of the same run id is resumed;
     setting ``stop_event`` checkpoints and returns status ``interrupted``.
     ``data`` replaces ``config.data_dir`` by token arrays already in memory
-    (:class:`lmscale.training.batches.ArrayData`).
+    (:class:`lmscale.training.batches.ArrayData`). ``auto_precision`` is
+    what ``precision = "auto"`` means for this run (a sweep passes the one
+    its study already uses); ``None`` asks the machine.
     """
     if not isinstance(config, TrainConfig):
         raise LmscaleError(f"train() expects a TrainConfig, got {type(config).__name__}")
@@ -81,7 +85,7 @@ def train(config: TrainConfig, *, progress: bool = True,
             torch.cuda.set_device(device)
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dp.world_size))
         configure_threads(config.threads, local_world)
-        run = _Run(config, device, dp, data if data is not None else open_data(config))
+        run = _Run(config, device, dp, data if data is not None else open_data(config), auto_precision)
         return run.execute(progress=progress, on_point=on_point, stop_event=stop_event)
 
 
@@ -89,7 +93,7 @@ class _Run:
     """State of one run between its set-up and its record."""
 
     def __init__(self, config: TrainConfig, device: torch.device, dp: distributed.DataParallel,
-                 data: Any):
+                 data: Any, auto_precision: str | None = None):
         spec = config.model
         self.config, self.device, self.dp, self.spec = config, device, dp, spec
         # -- everything that can be wrong with the input, before any training --
@@ -121,15 +125,18 @@ class _Run:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         decay = [p for p in self.params if p.ndim >= 2]
         no_decay = [p for p in self.params if p.ndim < 2]
-        self.optimizer = _adamw(
+        self.optimizer = adamw(
             [{"params": decay, "weight_decay": config.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}],
             lr=self.plan.peak_lr, betas=(config.beta1, config.beta2), eps=config.eps)
         use_compile = config.compile if config.compile is not None else device.type == "cuda"
         base = self.model.hidden_states if has_head(self.model) else self.model
         self.forward = torch.compile(base) if use_compile else base
-        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) \
-            if device.type == "cuda" else nullcontext
+        if config.precision == "auto" and auto_precision is not None:
+            self.precision, self.precision_reason = auto_precision, "auto: the precision of the study"
+        else:
+            self.precision, self.precision_reason = resolve_precision(config.precision, device, spec)
+        self.autocast = autocast(device, self.precision)
         # -- measurement state --------------------------------------------------
         f64 = {"dtype": torch.float64, "device": device}
         self.loss_ema = torch.zeros((), **f64)
@@ -147,6 +154,9 @@ class _Run:
         self.times = {"wall": 0.0, "train": 0.0, "eval": 0.0, "checkpoint": 0.0}
         self.run_id = config.run_id()
         self.resumed_record: RunRecord | None = None
+        self.packed_with = 1  # runs in its pack (lmscale.training.packed)
+        self.rng_state: torch.Tensor | None = None
+        self.index = 0  # its place among the runs of a pack
 
     # -- checkpoints ----------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -157,6 +167,7 @@ class _Run:
             "best_step": self.best_step, "bad_evals": self.bad_evals,
             "times": dict(self.times), "curve": [asdict(p) for p in self.curve],
             "data_tokenizer": self.data_tokenizer,
+            "precision": self.precision,
         }
 
     def save_checkpoint(self) -> None:
@@ -180,6 +191,10 @@ class _Run:
                 f"{self.config.checkpoint_dir}: run {self.run_id} was checkpointed on data tokenized with "
                 f"{saved_tokenizer}, but {self.config.data_dir} now holds tokenizer {self.data_tokenizer}: "
                 "refusing to resume on other data (prepare the data as before, or remove the checkpoint)")
+        if state.get("precision", self.precision) != self.precision:  # a run keeps its precision
+            self.precision = str(state["precision"])
+            self.precision_reason = "resumed in the precision the run started with"
+            self.autocast = autocast(self.device, self.precision)
         self.best_weights = checkpoint.unpack(tensors, self.model, self.optimizer)
         if self.best_weights:
             self.best_weights = {k: v.to(self.device) for k, v in self.best_weights.items()}
@@ -193,38 +208,48 @@ class _Run:
         self.times.update({k: float(v) for k, v in state["times"].items()})
         self.curve = [CurvePoint(**p) for p in state["curve"]]
 
-    # -- one optimizer step ----------------------------------------------------
-    def train_step(self) -> float:
+    # -- one optimizer step, in parts (a packed step interleaves them, lmscale.training.packed) --
+    def begin_step(self) -> float:
+        """Set and return the learning rate of the step about to run."""
         plan, cfg = self.plan, self.config
         lr = learning_rate(self.step, plan.total_steps, plan.peak_lr, schedule=cfg.schedule,
                            warmup_steps=plan.warmup_steps, decay_fraction=cfg.decay_fraction,
                            min_lr_ratio=cfg.min_lr_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        n_ctx = self.spec.n_ctx
-        micro_rows = plan.micro_batch_tokens // n_ctx
-        first = self.step * (plan.batch_tokens // n_ctx) + self.dp.rank * (plan.rank_batch_tokens // n_ctx)
-        loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
-        g_small_sq = None
-        for m in range(plan.micro_steps):
-            rows = torch.from_numpy(self.batches.rows(first + m * micro_rows, micro_rows))
-            rows = rows.to(self.device, non_blocking=True)
-            with self.autocast():
-                loss = training_loss(self.model, self.forward, rows[:, :-1], rows[:, 1:])
-            (loss / plan.micro_steps).backward()
-            loss_sum += loss.detach().float()
-            if m == 0 and self.noise is not None and not self.dp.active:
-                g_small_sq = _grad_sq(self.params) * plan.micro_steps**2
-        step_loss = loss_sum / plan.micro_steps
+        self.loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
+        self.g_small_sq: torch.Tensor | None = None
+        return lr
+
+    def pass_rows(self, index: int, passes: int) -> torch.Tensor:
+        """Token rows [rows, n_ctx + 1] of pass ``index`` of ``passes`` of this step, on the device."""
+        n_ctx, plan = self.spec.n_ctx, self.plan
+        rank_rows = plan.rank_batch_tokens // n_ctx
+        rows = rank_rows // passes
+        first = self.step * (plan.batch_tokens // n_ctx) + self.dp.rank * rank_rows
+        out = torch.from_numpy(self.batches.rows(first + index * rows, rows))
+        return out.to(self.device, non_blocking=True)
+
+    def after_pass(self, index: int, passes: int, loss: torch.Tensor) -> None:
+        """Account the (detached) loss of one pass whose gradient was just added."""
+        self.loss_sum += loss.float()
+        if index == 0 and not self.dp.active and self.plan.measures_noise_at(self.step):
+            self.g_small_sq = grad_sq(self.params) * passes**2  # grads hold (1/passes) g_small
+
+    def end_step(self, passes: int) -> None:
+        """Clip, measure the noise scale, update the weights and the smoothed loss."""
+        cfg = self.config
+        step_loss = self.loss_sum / passes
+        g_small_sq = self.g_small_sq
         if self.dp.active:
-            extras = torch.stack([step_loss.to(torch.float64), _grad_sq(self.params)])
+            extras = torch.stack([step_loss.to(torch.float64), grad_sq(self.params)])
             reduced = distributed.all_reduce_gradients(self.dp, self.params, extras)
             step_loss, g_small_sq = reduced[0], reduced[1]
         if cfg.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
             g_big_sq = norm.to(torch.float64) ** 2
         else:
-            g_big_sq = _grad_sq(self.params) if self.noise is not None else None
+            g_big_sq = grad_sq(self.params) if g_small_sq is not None else None
         if self.noise is not None and g_small_sq is not None:
             self.noise.update(g_small_sq, g_big_sq)
         self.optimizer.step()
@@ -233,6 +258,18 @@ class _Run:
         self.loss_ema.mul_(d).add_(step_loss.to(torch.float64), alpha=1.0 - d)
         self.loss_weight = d * self.loss_weight + (1.0 - d)
         self.step += 1
+
+    def train_step(self) -> float:
+        """One optimizer step of this run alone; returns its learning rate."""
+        lr = self.begin_step()
+        passes = self.plan.passes_at(self.step)
+        for i in range(passes):
+            rows = self.pass_rows(i, passes)
+            with self.autocast():
+                loss = training_loss(self.model, self.forward, rows[:, :-1], rows[:, 1:])
+            (loss / passes).backward()
+            self.after_pass(i, passes, loss.detach())
+        self.end_step(passes)
         return lr
 
     def smoothed_loss(self) -> float:
@@ -247,18 +284,31 @@ class _Run:
                     f"at step {self.step}")
         return None
 
+    def due_divergence(self) -> str | None:
+        """:meth:`diverged` at the steps that check it (curve points, every few steps, the end)."""
+        step = self.step
+        if self.plan.evaluates_at(step) or step % CHECK_EVERY == 0 or step == self.plan.total_steps:
+            return self.diverged()
+        return None
+
     # -- evaluation ----------------------------------------------------------------
+    def eval_rows(self) -> int:
+        """Test sequences per evaluation pass."""
+        return max(1, EVAL_BATCH_FACTOR * self.plan.micro_batch_tokens // self.spec.n_ctx)
+
+    def eval_names(self, per_position: bool) -> list[str]:
+        """Distributions an evaluation scores: all, or only the main one with its L(t)."""
+        return [self.main_dist] if per_position else list(self.test_rows)
+
     def test_losses(self, per_position: bool = False) -> tuple[dict[str, float], list[float]]:
         """Test loss per distribution; with ``per_position``, only the main one and its L(t)."""
         dp = self.dp
         out: dict[str, float] = {}
         positions: list[float] = []
-        batch_rows = max(1, self.plan.micro_batch_tokens // self.spec.n_ctx)
-        names = [self.main_dist] if per_position else list(self.test_rows)
-        for name in names:
+        for name in self.eval_names(per_position):
             rows = self.test_rows[name]
             mine = rows[dp.rank::dp.world_size]
-            total, pos = evaluate(self.model, self.forward, mine, batch_rows,
+            total, pos = evaluate(self.model, self.forward, mine, self.eval_rows(),
                                   per_position=per_position, autocast=self.autocast)
             sums = torch.cat([total.view(1), pos,
                               torch.tensor([mine.shape[0]], dtype=torch.float64, device=self.device)])
@@ -269,10 +319,7 @@ class _Run:
                 positions = (sums[1:-1] / n_rows).tolist()
         return out, positions
 
-    def record_point(self, lr: float, clock: Callable[[], float]) -> CurvePoint:
-        t0 = time.perf_counter()
-        test, _ = self.test_losses()
-        self.times["eval"] += time.perf_counter() - t0
+    def record_point(self, lr: float, test: dict[str, float]) -> CurvePoint:
         tokens = self.step * self.plan.batch_tokens
         noise = self.noise
         point = CurvePoint(
@@ -283,7 +330,7 @@ class _Run:
             noise_scale=noise.noise_scale() if noise else None,
             grad_sq_small=noise.grad_sq_small if noise else None,
             grad_sq_big=noise.grad_sq_big if noise else None,
-            wall_time_s=clock(),
+            wall_time_s=self.clock(),
         )
         self.curve.append(point)
         return point
@@ -299,45 +346,73 @@ class _Run:
         return self.config.early_stopping and self.bad_evals >= self.config.patience
 
     # -- the loop ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Start (or continue) the run's clock; weights in training mode."""
+        self.peak = matmul_peak(self.device, dtype=self.precision)
+        self.started = time.perf_counter() - self.times["wall"]
+        self.last_checkpoint = time.perf_counter()
+        self.model.train()
+
+    def clock(self) -> float:
+        """Seconds of this run so far (earlier sessions included)."""
+        return time.perf_counter() - self.started
+
+    def after_step(self, lr: float, on_point: Callable[[CurvePoint], None] | None,
+                   test: dict[str, float] | None) -> Outcome | None:
+        """Record the curve point (``test``: the losses measured now, at curve points) and decide
+        whether the run ends; call after :meth:`due_divergence`."""
+        if test is not None:
+            point = self.record_point(lr, test)
+            if on_point is not None and self.dp.is_main:
+                on_point(point)
+            if self.early_stop_check(point):
+                return "early_stopped", None
+        if self.step >= self.plan.total_steps:
+            return "finished", None
+        return None
+
+    def checkpoint_due(self) -> bool:
+        return bool(self.config.checkpoint_dir) and \
+            time.perf_counter() - self.last_checkpoint >= self.config.checkpoint_every_s
+
+    def timed_checkpoint(self) -> float:
+        """Save a checkpoint; returns the seconds it took (also added to this run's times)."""
+        t0 = time.perf_counter()
+        self.save_checkpoint()
+        self.last_checkpoint = time.perf_counter()
+        self.times["checkpoint"] += self.last_checkpoint - t0
+        return self.last_checkpoint - t0
+
     def execute(self, *, progress: bool, on_point: Callable[[CurvePoint], None] | None,
                 stop_event: threading.Event | None) -> RunRecord:
         self.try_resume()
         if self.resumed_record is not None:
             return self.resumed_record
-        peak = matmul_peak(self.device)
-        plan, cfg = self.plan, self.config
-        start = time.perf_counter() - self.times["wall"]
-
-        def clock() -> float:
-            return time.perf_counter() - start
-
-        last_ckpt = time.perf_counter()
-        status, error, lr = "finished", None, 0.0
-        bar = _progress_bar(progress and self.dp.is_main, plan.total_steps, self.step)
+        self.start()
+        plan = self.plan
+        outcome: Outcome | None = None
+        bar = progress_bar(progress and self.dp.is_main, plan.total_steps, self.step)
         bar_time = 0.0
-        self.model.train()
         try:
-            while self.step < plan.total_steps:
+            while outcome is None:
                 lr = self.train_step()
+                problem = self.due_divergence()
+                if problem:
+                    outcome = ("diverged", problem)
+                    break
                 at_point = plan.evaluates_at(self.step)
-                if at_point or self.step % CHECK_EVERY == 0 or self.step == plan.total_steps:
-                    problem = self.diverged()
-                    if problem:
-                        status, error = "diverged", problem
-                        break
+                test = None
                 if at_point:
-                    _sync(self.device)
-                    point = self.record_point(lr, clock)
-                    if on_point is not None and self.dp.is_main:
-                        on_point(point)
-                    if self.early_stop_check(point):
-                        status = "early_stopped"
-                        break
+                    sync(self.device)
+                    t0 = time.perf_counter()
+                    test = self.test_losses()[0]
+                    self.times["eval"] += time.perf_counter() - t0
+                outcome = self.after_step(lr, on_point, test)
                 if bar is not None:
                     bar.update(1)
                     if time.perf_counter() - bar_time > 0.5:
                         bar_time = time.perf_counter()
-                        train_s = clock() - self.times["eval"]
+                        train_s = self.clock() - self.times["eval"]
                         bar.set_postfix(loss=f"{self.smoothed_loss():.3f}",
                                         tok_s=f"{self.step * plan.batch_tokens / max(train_s, 1e-9):.0f}",
                                         refresh=False)
@@ -347,105 +422,41 @@ class _Run:
                     stop = float(distributed.all_reduce_sum(self.dp, flag)) > 0
                 elif self.dp.active:
                     stop = False
-                if stop and self.step < plan.total_steps:
-                    status = "interrupted"
-                    break
-                if cfg.checkpoint_dir and time.perf_counter() - last_ckpt >= cfg.checkpoint_every_s:
-                    t0 = time.perf_counter()
-                    self.save_checkpoint()
-                    last_ckpt = time.perf_counter()
-                    self.times["checkpoint"] += last_ckpt - t0
+                if outcome is None and stop:
+                    outcome = ("interrupted", None)
+                elif outcome is None and self.checkpoint_due():
+                    self.timed_checkpoint()
         finally:
             if bar is not None:
                 bar.close()
-        _sync(self.device)
-        self.times["wall"] = clock()
+        return self.finish(*outcome)
+
+    def finish(self, status: str, error: str | None,
+               final_positions: Callable[[], list[float]] | None = None) -> RunRecord:
+        """Stop the clock, run the final per-position evaluation, checkpoint, return the record.
+
+        ``final_positions`` measures L(t) on the main distribution with the
+        final weights (default: this run's own :meth:`test_losses`).
+        """
+        sync(self.device)
+        self.times["wall"] = self.clock()
         self.times["train"] = self.times["wall"] - self.times["eval"] - self.times["checkpoint"]
         if status == "interrupted":
             self.save_checkpoint()
-            return self.build_record(status, None, [], peak)
+            return build_record(self, status, None, [], self.peak)
         if status == "diverged":
-            record = self.build_record(status, error, [], peak)
+            record = build_record(self, status, error, [], self.peak)
         else:
             if status == "early_stopped" and self.best_weights is not None:
                 with torch.no_grad():
                     for name, p in self.model.named_parameters():
                         p.copy_(self.best_weights[name])
             t0 = time.perf_counter()
-            _, per_position = self.test_losses(per_position=True)
+            per_position = final_positions() if final_positions else self.test_losses(per_position=True)[1]
             self.times["eval"] += time.perf_counter() - t0
             self.save_checkpoint()
-            record = self.build_record(status, None, per_position, peak)
-        if cfg.checkpoint_dir and self.dp.is_main:
-            checkpoint.save_final(cfg.checkpoint_dir, self.run_id, record.to_dict())
+            record = build_record(self, status, None, per_position, self.peak)
+        if self.config.checkpoint_dir and self.dp.is_main:
+            checkpoint.save_final(self.config.checkpoint_dir, self.run_id, record.to_dict())
         return record
 
-    def build_record(self, status: str, error: str | None, per_position: list[float],
-                     peak: float) -> RunRecord:
-        spec, plan = self.spec, self.plan
-        tokens = self.step * plan.batch_tokens
-        train_s = max(self.times["train"], 1e-9)
-        model_flops = training_flops_per_token(spec, exact=True) * tokens
-        final: dict[str, float] = {}
-        if self.curve and status != "diverged":
-            if status == "early_stopped":
-                best = next((p for p in self.curve if p.step == self.best_step), self.curve[-1])
-                final = dict(best.test_loss)
-            else:
-                final = dict(self.curve[-1].test_loss)
-        losses = [p.test_loss.get(self.main_dist) for p in self.curve]
-        losses = [x for x in losses if x is not None]
-        return RunRecord(
-            run_id=self.run_id, config=self.config.to_dict(), status=status,
-            non_embedding_params=non_embedding_params(spec),
-            exact_non_embedding_params=exact_non_embedding_params(self.model),
-            embedding_params=embedding_params(spec),
-            flops_per_token=float(forward_flops_per_token(spec)),
-            train_distribution=self.train_distribution, curve=list(self.curve),
-            final_test_loss=final, best_test_loss=min(losses) if losses else None,
-            per_position_loss=per_position, steps=self.step, tokens=tokens,
-            batch_tokens=plan.batch_tokens, wall_time_s=self.times["wall"],
-            tokens_per_second=tokens / train_s,
-            mfu=model_flops / train_s / (peak * self.dp.world_size) if tokens else None,
-            peak_flops=peak, device=describe_device(self.device)
-            + (f" x {self.dp.world_size} ranks" if self.dp.active else ""),
-            versions={"lmscale": __version__, "torch": torch.__version__,
-                      "python": platform.python_version(), "numpy": numpy.__version__},
-            error=error, total_steps=plan.total_steps, micro_batch_tokens=plan.micro_batch_tokens,
-            world_size=self.dp.world_size, peak_lr=plan.peak_lr, warmup_steps=plan.warmup_steps,
-            train_time_s=self.times["train"], eval_time_s=self.times["eval"],
-        )
-
-
-def _adamw(groups: list[dict[str, Any]], **kw: Any) -> torch.optim.AdamW:
-    """AdamW with the fused kernel (CPU and CUDA: one pass per tensor), else multi-tensor."""
-    try:
-        return torch.optim.AdamW(groups, fused=True, **kw)
-    except (RuntimeError, TypeError):  # a device or torch build without the fused kernel
-        return torch.optim.AdamW(groups, foreach=True, **kw)
-
-
-def _grad_sq(params: list[torch.nn.Parameter]) -> torch.Tensor:
-    """Squared global norm of the gradients, fp64 on the device (no host sync)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    norms = torch._foreach_norm(grads)
-    return torch.stack(norms).to(torch.float64).square().sum()
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
-    if not enabled:
-        return None
-    import sys
-
-    from tqdm import tqdm
-
-    class Bar(tqdm):  # no monitor thread: it would outlive the run (a daemon left at exit)
-        monitor_interval = 0
-
-    return Bar(total=total, initial=initial, file=sys.stderr, unit="step", dynamic_ncols=True,
-               mininterval=0.5)
