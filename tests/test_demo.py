@@ -18,11 +18,28 @@ def test_shipped_studies_plan_and_resolve():
     from lmscale.sweeps import load_study
 
     cpu = load_study(resolve_study("kaplan-cpu"))
-    sizes = [r.N for r in cpu.runs if r.group == "sizes"]
-    assert len(sizes) >= 7 and max(sizes) / min(sizes) >= 10**2.5  # issue: >= 7 sizes over 2.5 decades
-    assert {r.config.model.architecture for r in cpu.runs} >= {"transformer", "lstm"}
-    batches = {(r.N, r.config.batch_tokens) for r in cpu.runs if r.group == "batch"}
+    groups = {g: [r for r in cpu.runs if r.group == g] for g in cpu.groups}
+    # L(N): >= 8 sizes over >= 2.5 decades, each trained on >= 20 tokens per parameter (and >= 1M)
+    sizes = [r.N for r in groups["sizes"]]
+    assert len(sizes) >= 8 and max(sizes) / min(sizes) >= 10**2.5
+    assert all(r.D >= max(20 * r.N, 1e6) * 0.99 for r in groups["sizes"])
+    # L(D): >= 5 dataset sizes, with epochs to early-stop
+    assert len({r.config.dataset_tokens for r in groups["data"]}) >= 5
+    assert all(r.config.early_stopping and r.D >= 10 * r.config.dataset_tokens for r in groups["data"])
+    # approach 2: >= 3 budgets x >= 5 sizes
+    budgets = {}
+    for r in groups["isoflop"]:
+        budgets.setdefault(r.config.flops, set()).add(r.N)
+    assert len(budgets) >= 3 and all(len(n) >= 5 for n in budgets.values())
+    # B_crit: 2 sizes x >= 3 batch sizes, one schedule in steps (constant after the same warm-up)
+    batches = {(r.N, r.config.batch_tokens) for r in groups["batch"]}
     assert len({n for n, _ in batches}) == 2 and len({b for _, b in batches}) >= 3
+    assert {(r.config.schedule, r.config.warmup_steps) for r in groups["batch"]} == {("constant", 20)}
+    # figure 5: shapes at one N (within 5%); figures 7 and 17: LSTMs and Universal Transformers
+    shape_n = [r.N for r in groups["shape"]]
+    assert len(shape_n) >= 5 and max(shape_n) / min(shape_n) < 1.05
+    assert len({r.config.model.n_layer for r in groups["shape"]}) >= 4
+    assert len(groups["lstm"]) >= 3 and len(groups["universal"]) >= 2
 
 
 def test_demo_resumes_fits_and_reports(smoke_store, tmp_path):

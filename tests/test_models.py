@@ -93,12 +93,25 @@ def test_gpt2_initialisation():
     spec = ModelSpec(n_layer=4, d_model=256, n_head=4, n_ctx=64, n_vocab=2000)
     torch.manual_seed(0)
     model = build_model(spec)
-    assert model.wte.weight.std().item() == pytest.approx(0.02, rel=0.03)
+    # the token embedding (tied head) at 0.05: GPT-2's 0.02 keeps small models on the unigram plateau
+    assert model.wte.weight.std().item() == pytest.approx(0.05, rel=0.03)
+    assert model.wpe.weight.std().item() == pytest.approx(0.02, rel=0.05)
     fc = model.blocks[0].mlp.c_fc
     assert fc.weight.std().item() == pytest.approx(0.02, rel=0.03)
     assert torch.count_nonzero(fc.bias) == 0
     proj = model.blocks[0].mlp.c_proj.weight.std().item()
     assert proj == pytest.approx(0.02 / math.sqrt(2 * 4), rel=0.05)
+
+
+def test_lstm_initialisation():
+    """Unit-variance inputs to the gates (the plain nn.Embedding default), PyTorch's recurrent init."""
+    spec = ModelSpec(architecture="lstm", n_layer=2, d_model=64, n_ctx=16, n_vocab=2000)
+    torch.manual_seed(0)
+    model = build_model(spec)
+    assert model.wte.weight.std().item() == pytest.approx(1.0, rel=0.03)
+    assert model.lm_head.weight is model.wte.weight
+    bound = 1 / math.sqrt(64)
+    assert float(model.rnn.weight_hh_l0.abs().max()) <= bound
 
 
 def test_dropout_only_in_training():

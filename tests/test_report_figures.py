@@ -118,9 +118,14 @@ def test_figures_without_runs_say_what_is_missing(ladder, tmp_path):
 
 @pytest.fixture(scope="module")
 def ladder_study():
-    """fit_study on the ladder's learning curves, its runs read as a 'data' grid (N x D)."""
+    """fit_study on the ladder's learning curves, its runs read as an early-stopped 'data' grid
+    (N x D), with the [H] form fitted to the same runs read as single-pass ones."""
     frames = olmo_ladder_frames("data")
-    return frames, fit_study(frames, bootstrap=0, holdout=False)
+    frames.final_points["status"] = "early_stopped"
+    fits = fit_study(frames, bootstrap=0, holdout=False, compare=False)
+    runs = olmo_ladder_frames("plain").final_points
+    fits.add("chinchilla", fit(runs, law="chinchilla"), runs, "every run, one pass")
+    return frames, fits
 
 
 def expected_line(fits, key: str, along: str, x: np.ndarray, fixed: dict) -> np.ndarray:
@@ -161,3 +166,47 @@ def test_every_law_line_of_every_figure(ladder_study):
     assert {"fig01_headline", "fig02_learning_curves", "fig04_loss_vs_n_and_d", "fig14_optimal_size",
             "fig15_contradiction"} <= figures_with_laws
     assert ("fig15_contradiction", "kaplan_cmin@kaplan2020") in seen
+
+
+def test_universal_transformer_figure_by_unique_and_applied_parameters():
+    """[K] figure 17: UT points at N (one block) and at n_layer x N (applied), beside L(N)."""
+    rows = []
+    for i, (arch, layers, d) in enumerate([("transformer", 2, 16), ("transformer", 2, 32), ("transformer", 2, 64),
+                                           ("universal", 4, 24), ("universal", 4, 48)]):
+        n = 12 * d * d * (1 if arch == "universal" else layers)
+        rows.append({"run_id": f"r{i}", "architecture": arch, "N": float(n), "loss": 6.0 * n ** -0.08,
+                     "n_layer": layers, "d_model": d, "n_head": 2, "d_ff": 4 * d, "n_ctx": 64, "n_vocab": 512})
+    frame = pd.DataFrame(rows)
+    t = frame[frame["architecture"] == "transformer"]
+    fits = StudyFits(laws=LawSet("ut"))
+    fits.add("kaplan_n", fit(t, law="kaplan_n"), t, "transformers")
+    with style.style():
+        fig = spec("fig17_universal").draw(StudyFrames(final_points=frame), fits)
+    unique, applied = fig.axes[:2]
+    ut = frame[frame["architecture"] == "universal"]
+    (ut_unique,) = [ln for ln in unique.get_lines() if ln.get_label().startswith("Universal")]
+    (ut_applied,) = [ln for ln in applied.get_lines() if ln.get_label().startswith("Universal")]
+    np.testing.assert_allclose(ut_unique.get_xdata(), ut["N"])
+    np.testing.assert_allclose(ut_applied.get_xdata(), 4 * ut["N"])  # one block applied 4 times
+    for line, key, _, _ in law_lines(fig):
+        np.testing.assert_allclose(line.get_ydata(), fits.laws.get(key).predict(N=line.get_xdata()), rtol=1e-12)
+
+
+def test_critical_batch_figure_shows_both_measurements():
+    L = np.linspace(3.5, 5.0, 12)
+    noise = pd.DataFrame({"run_id": np.repeat(["a", "b"], 6), "step": np.tile(np.arange(6) * 10 + 10, 2),
+                          "loss": L, "noise_scale": 2e5 * L**-4.0, "noise_scale_se": 1e3, "noise_steps": 20})
+    pts = noise.rename(columns={"loss": "L", "noise_scale": "B"})
+    emp = pd.DataFrame({"L": [3.8, 4.2, 4.6], "B": 1.5 * 2e5 * np.array([3.8, 4.2, 4.6]) ** -4.0, "se": 50.0})
+    fits = StudyFits(laws=LawSet("b"))
+    fits.add("bcrit", fit(pts, law="bcrit"), pts, "noise")
+    fits.add("bcrit_empirical", fit(emp, law="bcrit"), emp, "sweep")
+    fits.checks["bcrit_agreement"] = {"ratio_median": 1.5}
+    with style.style():
+        fig = spec("fig10_critical_batch").draw(StudyFrames(noise_scale=noise.assign(architecture="transformer")),
+                                                fits)
+    keys = {key for _, key, _, _ in law_lines(fig)}
+    assert keys == {"bcrit", "bcrit_empirical"}
+    for line, key, _, _ in law_lines(fig):
+        np.testing.assert_allclose(line.get_ydata(), fits.laws.get(key).predict(L=line.get_xdata()), rtol=1e-12)
+    assert "1.50" in fig.axes[0].get_title()

@@ -107,7 +107,29 @@ def test_diverged_nan_and_foreign_keys(tmp_path):
     assert left == 0
     with pytest.raises(sqlite3.IntegrityError):
         with store.transaction() as db:
-            db.execute("INSERT INTO position_losses VALUES ('nope', 1, 2.0)")
+            db.execute("INSERT INTO position_losses (run_id, position, loss) VALUES ('nope', 1, 2.0)")
+
+
+def test_schema_2_store_gains_the_standard_error_columns(tmp_path):
+    from lmscale.store.schema import ADDED_COLUMNS, DDL
+
+    old = DDL.replace("    noise_scale_se REAL, noise_steps INTEGER,\n", "").replace(
+        "    se REAL,\n    se_shape REAL,\n", "")
+    assert old != DDL
+    db = sqlite3.connect(tmp_path / "old.sqlite")
+    db.executescript(old)
+    db.execute("INSERT INTO schema_info VALUES (2, '0.1.0', '2025-01-01')")
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "old.sqlite")
+    assert store._db.execute("SELECT version FROM schema_info").fetchone()[0] == SCHEMA_VERSION
+    for table, column, _ in ADDED_COLUMNS:
+        assert column in {r[1] for r in store._db.execute(f"PRAGMA table_info({table})")}
+    rec = make_record("r1")
+    rec.per_position_loss, rec.per_position_se, rec.per_position_se_shape = [3.0, 2.5], [0.01, 0.02], [0.003, 0.004]
+    store.write_record(rec)
+    assert store.per_position()[["loss", "se", "se_shape"]].values.tolist() == [[3.0, 0.01, 0.003],
+                                                                                [2.5, 0.02, 0.004]]
 
 
 def test_failed_transaction_keeps_old_state(tmp_path):
@@ -223,7 +245,7 @@ def test_import_chinchilla_points_via_cli(tmp_path):
 
 def test_schema_1_store_is_migrated(tmp_path):
     """A store written before provenance columns existed opens, keeps its runs and gains the columns."""
-    from lmscale.store.schema import PROVENANCE_COLUMNS, TRAINING_COLUMNS
+    from lmscale.store.schema import ADDED_COLUMNS, PROVENANCE_COLUMNS, TRAINING_COLUMNS
 
     path = tmp_path / "old.sqlite"
     with Store(path) as store:
@@ -231,6 +253,8 @@ def test_schema_1_store_is_migrated(tmp_path):
     db = sqlite3.connect(path)
     for column in (*PROVENANCE_COLUMNS, *TRAINING_COLUMNS):  # neither existed in schema version 1
         db.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+    for table, column, _ in ADDED_COLUMNS:  # and the columns of schema 4
+        db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     db.execute("UPDATE schema_info SET version = 1")
     db.commit()
     db.close()

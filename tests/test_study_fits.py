@@ -73,9 +73,12 @@ def test_three_frontiers_and_the_allocation(fits):
     assert 0.2 < envelope.a < 1.0
     rows = fits.exponents
     assert {r["published"] for r in rows.values()} >= {0.50, 0.46}
-    # the fitted frontier is the law set's allocation, so the planner can use it
-    alloc = fits.laws.extras["allocation"]["relations"]
-    assert alloc["N_opt"] == {"coef": pytest.approx(envelope.k_N), "exponent": pytest.approx(envelope.a)}
+    # [K]'s frontier in C_min is the law set's allocation (table 6's convention), so the planner
+    # and the [K] 6.3 crossing use it
+    cmin = fits.frontiers["envelope_cmin"]
+    alloc = fits.laws.extras["allocation"]
+    assert alloc["method"] == "envelope_cmin" and alloc["C"].startswith("C_min")
+    assert alloc["relations"]["N_opt"] == {"coef": pytest.approx(cmin.k_N), "exponent": pytest.approx(cmin.a)}
     assert "isoflop" in fits.missing
 
 

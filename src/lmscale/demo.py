@@ -86,7 +86,11 @@ class DemoResult:
             "fits": fits.summary_rows() if fits is not None else [],
             "holdout": fits.holdout.to_dict() if fits is not None and fits.holdout is not None else None,
             "r2": {k: f.stats.get("r2") for k, f in fits.laws.laws.items()} if fits is not None else {},
+            "not_identified": fits.not_identified() if fits is not None else {},
             "not_fitted": dict(fits.missing) if fits is not None else {},
+            "exponents": fits.exponents if fits is not None else {},
+            "checks": fits.checks if fits is not None else {},
+            "crossing": fits.crossing.to_dict() if fits is not None and fits.crossing is not None else None,
         }
 
     def summary(self) -> str:
@@ -95,9 +99,6 @@ class DemoResult:
                  + f" (trained now: {len(self.trained)}, already done: {len(self.skipped)})"]
         if self.fits is not None:
             lines += ["", self.fits.summary()]
-            law_n = self.fits.laws.laws.get("kaplan_n")
-            if law_n is not None:
-                lines.append(f"L(N): R^2 = {law_n.stats.get('r2', float('nan')):.4f} over {law_n.n_points} runs")
         if self.report is not None:
             lines += ["", f"report: {self.report}"]
         lines.append("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.timings.items()))
@@ -113,11 +114,13 @@ def run_demo(
     bootstrap: int = 200,
     report: bool = True,
     progress: bool = True,
+    flops: str = "6N",
 ) -> DemoResult:
     """Run ``study`` into ``store``, fit, report; returns what was found.
 
     Defaults put the store and the report under ``runs/`` of the current
     directory: ``runs/<study>.sqlite`` and ``runs/<study>-report/``.
+    ``flops``: the FLOP accounting of the fits (``"6N"`` or ``"exact"``).
     """
     from lmscale.laws.study import fit_study
     from lmscale.sweeps import load_study, run_sweep
@@ -138,7 +141,7 @@ def run_demo(
                            f"every finished run)")
 
     start = time.perf_counter()
-    fits = fit_study(store_path, bootstrap=bootstrap, holdout=True, progress=progress)
+    fits = fit_study(store_path, bootstrap=bootstrap, holdout=True, progress=progress, flops=flops)
     timings["fit"] = time.perf_counter() - start
 
     index = None
@@ -146,7 +149,8 @@ def run_demo(
         from lmscale.report import ReportOptions, build_report
 
         start = time.perf_counter()
-        built = build_report(store_path, out_dir, ReportOptions(bootstrap=bootstrap, progress=progress), fits=fits)
+        built = build_report(store_path, out_dir, ReportOptions(bootstrap=bootstrap, progress=progress,
+                                                                flops=flops), fits=fits)
         index = Path(built.index)
         timings["report"] = time.perf_counter() - start
     return DemoResult(study=path, store=store_path, report=index, counts=dict(swept.counts), fits=fits,

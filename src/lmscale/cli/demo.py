@@ -13,12 +13,18 @@ Reproduce the method of Kaplan et al. 2020 on this machine, from real text:
   1. prepare token shards (Python's standard library as the training
      distribution; its docstrings and the Debian texts that are installed
      as other distributions),
-  2. train the shipped study kaplan-cpu (Transformers spanning 2.5 decades
-     of N, dataset sizes, batch sizes, an LSTM) into runs/kaplan-cpu.sqlite,
-  3. fit every law the runs support, with bootstrap intervals,
+  2. train the shipped study kaplan-cpu (Transformers spanning 2.6 decades
+     of N, dataset sizes, IsoFLOP budgets, a batch-size sweep, shapes at
+     fixed N, LSTMs and Universal Transformers) into runs/kaplan-cpu.sqlite,
+  3. fit every law the runs support, with bootstrap intervals, and judge
+     whether its runs identify it (enough distinct inputs, exponents known to
+     +-25%, scales to 2 decades); a law they do not identify is listed as
+     "not identified" with the runs it would need, never with its intervals,
   4. write the report (runs/kaplan-cpu-report/index.html) and print each
-     fitted constant beside the paper's, and the held-out check: the largest
-     model's loss predicted from the smaller ones.
+     identified constant beside the paper's, the held-out check (the largest
+     model's loss predicted from the smaller ones, with its interval), the
+     compute-optimal exponent three ways, B_crit two ways, and the [K] 6.3
+     crossing with how far beyond the data it lies.
 
 Resumable: run it again after an interruption and it continues where it
 stopped (finished runs are never trained twice).
@@ -27,6 +33,7 @@ examples:
   lmscale demo                      # the full study, about 30 minutes on 2 cores
   lmscale demo --quick              # a reduced study for a first look (< 3 minutes)
   lmscale demo --study studies/kaplan-gpu.toml --workers 1
+  lmscale demo --quick --flops exact  # compute counted with attention and logits
 """
 
 
@@ -38,6 +45,8 @@ def register(sub: Any) -> None:
     p.add_argument("--out", help="report folder (default runs/<study>-report)")
     p.add_argument("--workers", type=int, help="runs in parallel (default: sized to the machine)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates per law for the intervals")
+    p.add_argument("--flops", choices=("6N", "exact"), default="6N",
+                   help="count training compute as 6 N D or with the attention and logits terms")
     p.add_argument("--no-report", action="store_true", help="fit and summarise only")
     p.add_argument("--open", action="store_true", help="open the report in a browser when done")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -57,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise LmscaleError(f"--bootstrap {args.bootstrap}: expected 0 or more replicates")
     study = "kaplan-quick" if args.quick else (args.study or "kaplan-cpu")
     result = run_demo(study, store=args.store, out=args.out, workers=args.workers,
-                      bootstrap=args.bootstrap, report=not args.no_report, progress=True)
+                      bootstrap=args.bootstrap, report=not args.no_report, progress=True, flops=args.flops)
     if args.json:
         print_json(result.to_dict())
     else:

@@ -26,6 +26,7 @@ Examples:
   lmscale sweep run studies/smoke.toml --store smoke.sqlite
   lmscale report --store smoke.sqlite --out smoke-report --open
   lmscale report --store smoke.sqlite --out smoke-report --bootstrap 0 --json
+  lmscale report --store smoke.sqlite --out smoke-exact --flops exact   # C with attention and logits
   lmscale plan --law smoke-report/fits.json --compute 1e18
 """
 
@@ -38,6 +39,9 @@ def register(sub: Any) -> None:
     p.add_argument("--bootstrap", type=int, default=200, metavar="K",
                    help="bootstrap refits per law for the 95%% intervals (0: none, fastest)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--flops", choices=("6N", "exact"), default="6N",
+                   help="count training compute as C = 6 N D ([K] 2.1) or with every term of [K] table 1 "
+                        "(attention, logits); the page gives the other count too where it differs")
     p.add_argument("--no-holdout", action="store_true",
                    help="skip the held-out check (the largest model predicted from the others)")
     p.add_argument("--link-figures", action="store_true",
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if not store.exists():
         raise LmscaleError(f"--store {store}: no such file (run 'lmscale sweep run STUDY --store {store}')")
     options = ReportOptions(bootstrap=args.bootstrap, holdout=not args.no_holdout, seed=args.seed,
-                            embed=not args.link_figures, progress=not args.json)
+                            embed=not args.link_figures, progress=not args.json, flops=args.flops)
     report = build_report(store, args.out, options)
     if args.json:
         print_json(summary(report))

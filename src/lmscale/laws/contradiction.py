@@ -38,9 +38,18 @@ class Crossing:
     L_star: float
     formula: dict[str, str]
     published: dict[str, Any] | None = None
+    ci: dict[str, tuple[float, float]] | None = None
+    n_replicates: int = 0
+    data_max: float | None = None
+    decades_beyond: float | None = None
+
+    @property
+    def beyond_data(self) -> bool | None:
+        """Whether C* lies above the largest compute the laws were fitted on (None: unknown)."""
+        return None if self.decades_beyond is None else self.decades_beyond > 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "beyond_data": self.beyond_data}
 
 
 def _relation_text(laws: LawSet, key: str) -> str:
@@ -50,9 +59,56 @@ def _relation_text(laws: LawSet, key: str) -> str:
             f" ({alloc.get('where', 'extras.allocation')})")
 
 
-def crossing(law: str | LawSet | FitResult) -> Crossing:
-    """C*, N*, D*, L* where L(C_min) = L(D_opt(C_min)), by a root in ln C."""
+def crossing(law: str | LawSet | FitResult, *, d_opt_samples: Any = None, data_max: float | None = None,
+             level: float = 0.95) -> Crossing:
+    """C*, N*, D*, L* where L(C_min) = L(D_opt(C_min)), by a root in ln C.
+
+    With ``d_opt_samples`` ((k, 2) rows of D_opt's coefficient and exponent,
+    a frontier's bootstrap) and bootstrap samples on the set's
+    ``kaplan_cmin`` and ``kaplan_d`` fits, the crossing is recomputed per
+    replicate (the i-th sample of each) and ``ci`` holds percentile
+    intervals of C*, D* and L*. ``data_max``: the largest C_min the laws saw;
+    ``decades_beyond`` says how far C* lies above it.
+    """
     laws = resolve(law)
+    point = _crossing(laws)
+    if data_max is not None and data_max > 0:
+        point.data_max = float(data_max)
+        point.decades_beyond = math.log10(point.C_star / data_max)
+    cmin, data = laws.laws["kaplan_cmin"], laws.laws["kaplan_d"]
+    if d_opt_samples is None or cmin.bootstrap_params is None or data.bootstrap_params is None:
+        return point
+    d_opt = np.asarray(d_opt_samples, dtype=float)
+    k = min(len(d_opt), len(cmin.bootstrap_params), len(data.bootstrap_params))
+    rows = []
+    for i in range(k):
+        sub = LawSet(name=laws.name, extras={"allocation": _with_d_opt(laws, d_opt[i])}, laws={
+            "kaplan_cmin": FitResult("kaplan_cmin", dict(zip(cmin.form.params, cmin.bootstrap_params[i]))),
+            "kaplan_d": FitResult("kaplan_d", dict(zip(data.form.params, data.bootstrap_params[i]))),
+        })
+        try:
+            c = _crossing(sub)
+        except (LmscaleError, ValueError, OverflowError, ZeroDivisionError):
+            continue
+        rows.append([c.C_star, c.D_star, c.L_star])
+    point.n_replicates = len(rows)
+    if len(rows) >= 2:
+        tail = (1.0 - level) / 2.0 * 100.0
+        lo, hi = np.percentile(np.array(rows), [tail, 100.0 - tail], axis=0)
+        point.ci = {name: (float(a), float(b)) for name, a, b in zip(("C_star", "D_star", "L_star"), lo, hi)}
+    return point
+
+
+def _with_d_opt(laws: LawSet, row: Any) -> dict[str, Any]:
+    alloc = dict(laws.extras["allocation"])
+    relations = dict(alloc["relations"])
+    relations["D_opt"] = {"coef": float(row[0]), "exponent": float(row[1])}
+    relations.pop("N_opt", None)
+    alloc["relations"] = relations
+    return alloc
+
+
+def _crossing(laws: LawSet) -> Crossing:
     purpose = "the L(C_min) / L(D) crossing of [K] 6.3"
     cmin, data = laws.get("kaplan_cmin", purpose), laws.get("kaplan_d", purpose)
     if not has_relation(laws, "D_opt"):

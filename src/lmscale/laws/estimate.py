@@ -18,6 +18,7 @@ from lmscale.laws.bootstrap import bootstrap_stderr, percentile_intervals
 from lmscale.laws.fitting import FitOptions, compute_weights, minimise, start_grid
 from lmscale.laws.forms import LawForm
 from lmscale.laws.goodness import gauss_newton_stderr, goodness
+from lmscale.laws.identification import verdict
 from lmscale.laws.io import Points
 from lmscale.laws.result import FitResult
 
@@ -68,5 +69,8 @@ def fit_points(
         notes["data_range"] = {"N_max": float(points.X["N"].max()), "D_max": float(points.X["D"].max()),
                                "C_max": float((6.0 * points.X["N"] * points.X["D"]).max()),
                                "compute": "6 N D (FLOPs)"}
+    identification = verdict(params, {x: points.X[x] for x in form.inputs}, points.y, ci=ci, stderr=stderr,
+                             samples=samples, n_requested=bootstrap)
     return FitResult(law=form.name, params=params, ci=ci, stderr=stderr, n_points=len(points),
-                     stats=stats, source="fit", notes=notes, ci_level=ci_level, bootstrap_params=samples)
+                     stats=stats, source="fit", notes=notes, ci_level=ci_level, bootstrap_params=samples,
+                     identification=identification)

@@ -390,7 +390,7 @@ class OverfittingLaw(LawForm):
         ln, ld = np.log(X["N"]), np.log(X["D"])
         lnc, ldc, an, ad = (theta[..., i:i + 1] for i in range(4))
         r = (an / ad) * (ln - lnc) + ldc - ld
-        return ad * np.log1p(np.exp(r))
+        return ad * np.logaddexp(0.0, r)  # log(1 + e^r) without overflow for r > 709
 
     to_theta = KaplanNDLaw.to_theta
     _from_theta = KaplanNDLaw._from_theta

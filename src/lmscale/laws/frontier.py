@@ -148,13 +148,22 @@ def parametric_frontier(fit: Any, ci_level: float = 0.95) -> Frontier:
 
     a, k_n, b, k_d = row(fit.params)
     ci = samples = None
+    notes: dict[str, Any] = {"formula": "N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b, "
+                             "G = (alpha A / (beta B))^(1/(alpha+beta))", "fit": dict(fit.params)}
     if fit.bootstrap_params is not None and len(fit.bootstrap_params) > 1:
         names = fit.form.params
-        samples = np.array([row(dict(zip(names, s))) for s in fit.bootstrap_params])
-        ci = _intervals(samples, ci_level)
-    return Frontier("parametric", a, k_n, b, k_d, ci=ci, ci_level=ci_level, samples=samples,
-                    notes={"formula": "N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b, "
-                           "G = (alpha A / (beta B))^(1/(alpha+beta))", "fit": dict(fit.params)})
+        rows = []
+        for s in fit.bootstrap_params:
+            try:  # a replicate without an allocation (alpha or beta <= 0) is counted, not fatal
+                rows.append(row(dict(zip(names, s))))
+            except LmscaleError:
+                continue
+        notes["bootstrap_failed"] = len(fit.bootstrap_params) - len(rows)
+        notes["bootstrap_used"] = len(rows)
+        if len(rows) > 1:
+            samples = np.array(rows)
+            ci = _intervals(samples, ci_level)
+    return Frontier("parametric", a, k_n, b, k_d, ci=ci, ci_level=ci_level, samples=samples, notes=notes)
 
 
 # ---------------------------------------------------------------------------
@@ -249,6 +258,7 @@ def isoflop_frontier(
     C, N, se = (ok[c].to_numpy(dtype=float) for c in ("C", "N_opt", "se_log_n"))
     w = 1.0 / se**2 if weighted else None
     ci = samples = None
+    failed = 0
     if bootstrap:
         rng = np.random.default_rng(seed)
         samples = np.empty((bootstrap, 4))
@@ -258,12 +268,13 @@ def isoflop_frontier(
             try:
                 f = _allocation("isoflop", C[idx], n_r, None if w is None else w[idx])
                 samples[r] = [f.a, f.k_N, f.b, f.k_D]
-            except LmscaleError:  # every draw the same budget
+            except LmscaleError:  # every draw the same budget: counted, left out
                 samples[r] = np.nan
+                failed += 1
         ci = _intervals(samples, ci_level)
     return _allocation(
         "isoflop", C, N, w, ci=ci, points=optima, ci_level=ci_level, samples=samples,
-        notes={"budgets_used": int(len(ok)), "budgets_dropped": int(len(optima) - len(ok)),
+        notes={"budgets_used": int(len(ok)), "budgets_dropped": int(len(optima) - len(ok)), "bootstrap_failed": failed,
                "half_window": half_window, "weighted": weighted,
                "parabola": "loss = p0 + p1 log N + p2 (log N)^2 per budget"},
     )
@@ -276,44 +287,63 @@ def isoflop_frontier(
 
 def envelope_frontier(
     curves: pd.DataFrame, n_grid: int = 100, min_runs: int = 2, bootstrap: int = 200, seed: int = 0,
-    ci_level: float = 0.95,
+    ci_level: float = 0.95, compute: str = "C",
 ) -> Frontier:
-    """[H] approach 1: at each compute C, the run of lowest loss; then N_opt = k C^a.
+    """[H] approach 1: at each compute, the run of lowest loss; then N_opt = k C^a.
 
-    Each run's curve (``run_id``, ``N``, ``loss``, ``C`` or tokens) is
-    interpolated in log-log at ``n_grid`` log-spaced C values inside its range;
-    a C counts where at least ``min_runs`` runs reach it. N_opt(C) is the size
-    of the winning run, D_opt = C / (6 N_opt). Intervals: ``bootstrap``
-    replicates that resample whole runs.
+    Each run's curve (``run_id``, ``N``, ``loss``, and ``compute``: ``C``, or
+    ``C_min`` for [K]'s frontier in C_min) is interpolated in log-log at
+    ``n_grid`` log-spaced values inside its own range: a run counts only where
+    it has data. A grid value is on the envelope when its best run there is
+    also the lowest loss any run reached at that compute or less (the record
+    so far): where the winning run's curve ends, the next run takes over only
+    once it overtakes the loss the ended run reached, never by default. It
+    needs ``min_runs`` runs started at or below it. N_opt(C) is the size of
+    the winning run, D_opt = C / (6 N_opt). Intervals: ``bootstrap``
+    replicates that resample whole runs (failed replicates are counted in
+    ``notes["bootstrap_failed"]`` and left out).
     """
     curves = _with_compute(curves, "envelope")
+    if compute not in curves.columns:
+        raise LmscaleError(f"envelope: needs column {compute}; columns: {', '.join(map(str, curves.columns))}")
     if "run_id" not in curves.columns:
         raise LmscaleError("envelope: needs column run_id (one learning curve per run)")
-    curves = curves[(curves["C"] > 0) & (curves["loss"] > 0)]
+    curves = curves[(curves[compute] > 0) & (curves["loss"] > 0)]
     groups = list(curves.groupby("run_id", sort=True))
     if len(groups) < 2:
         raise LmscaleError(f"envelope: needs at least 2 runs; got {len(groups)}")
-    grid = np.geomspace(curves["C"].min(), curves["C"].max(), n_grid)
+    grid = np.geomspace(curves[compute].min(), curves[compute].max(), n_grid)
     lg = np.log(grid)
-    L = np.full((len(groups), n_grid), np.nan)
+    L = np.full((len(groups), n_grid), np.nan)  # log loss, inside each run's range only
+    record_at = np.full((len(groups), n_grid), np.inf)  # lowest log loss the run reached at <= grid
+    started = np.zeros((len(groups), n_grid), dtype=bool)
     sizes = np.empty(len(groups))
     for i, (_, g) in enumerate(groups):
-        g = g.sort_values("C")
-        lc, ll = np.log(g["C"].to_numpy(dtype=float)), np.log(g["loss"].to_numpy(dtype=float))
+        g = g.sort_values(compute)
+        lc, ll = np.log(g[compute].to_numpy(dtype=float)), np.log(g["loss"].to_numpy(dtype=float))
         inside = (lg >= lc[0]) & (lg <= lc[-1])
         L[i, inside] = np.interp(lg[inside], lc, ll)
+        started[i] = lg >= lc[0]
+        reached = np.minimum.accumulate(ll)  # best loss of the run up to each of its points
+        last = np.searchsorted(lc, lg, side="right") - 1  # its last point at or below each grid value
+        record_at[i] = np.where(last >= 0, reached[np.maximum(last, 0)], np.inf)
+        record_at[i, inside] = np.minimum(record_at[i, inside], L[i, inside])
         sizes[i] = float(g["N"].iloc[0])
 
     def winners(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         sub = L[rows]
-        covered = np.sum(np.isfinite(sub), axis=0) >= min_runs
-        best = np.nanargmin(np.where(np.isfinite(sub[:, covered]), sub[:, covered], np.inf), axis=0)
-        return grid[covered], sizes[rows][best], np.exp(sub[best, np.flatnonzero(covered)])
+        has = np.isfinite(sub).any(axis=0) & (started[rows].sum(axis=0) >= min_runs)
+        best = np.argmin(np.where(np.isfinite(sub), sub, np.inf), axis=0)
+        best_loss = sub[best, np.arange(n_grid)]
+        record = np.minimum.accumulate(record_at[rows].min(axis=0))
+        keep = has & (best_loss <= record + 1e-12)
+        return grid[keep], sizes[rows][best[keep]], np.exp(best_loss[keep])
 
     C, N, loss = winners(np.arange(len(groups)))
     if len(np.unique(N)) < 2:
         raise LmscaleError("envelope: a single run is best at every compute; need runs of several sizes")
     ci = samples = None
+    failed = 0
     if bootstrap:
         rng = np.random.default_rng(seed)
         samples = np.full((bootstrap, 4), np.nan)
@@ -324,12 +354,16 @@ def envelope_frontier(
                 f = _allocation("envelope", c_r, n_r)
                 samples[r] = [f.a, f.k_N, f.b, f.k_D]
             except (LmscaleError, ValueError):
-                continue
+                failed += 1
         ci = _intervals(samples, ci_level)
-    points = pd.DataFrame({"C": C, "N_opt": N, "D_opt": C / (6.0 * N), "loss": loss})
+    points = pd.DataFrame({compute: C, "N_opt": N, "D_opt": C / (6.0 * N), "loss": loss})
+    if compute != "C":
+        points = points.rename(columns={compute: "C"}).assign(compute=compute)
     return _allocation("envelope", C, N, ci=ci, points=points, ci_level=ci_level, samples=samples,
-                       notes={"runs": len(groups), "grid": n_grid, "min_runs": min_runs,
-                              "envelope": "lowest interpolated loss among runs reaching C"})
+                       notes={"runs": len(groups), "grid": n_grid, "min_runs": min_runs, "compute": compute,
+                              "bootstrap_failed": failed,
+                              "envelope": f"lowest interpolated loss in {compute} among runs with data there, "
+                                          "kept where it is the lowest loss reached at that compute or less"})
 
 
 # ---------------------------------------------------------------------------

@@ -56,6 +56,8 @@ class FitResult:
         bootstrap_params: parameter samples from the bootstrap (n, k), kept
             in memory for uncertainty propagation; not written to JSON unless
             asked.
+        identification: whether the points identify the law, by the rule of
+            :mod:`lmscale.laws.identification` (``identified``, ``failures``, ...).
     """
 
     law: str
@@ -68,6 +70,12 @@ class FitResult:
     notes: dict[str, Any] = field(default_factory=dict)
     ci_level: float = 0.95
     bootstrap_params: np.ndarray | None = field(default=None, repr=False)
+    identification: dict[str, Any] | None = None
+
+    @property
+    def identified(self) -> bool | None:
+        """The verdict of :mod:`lmscale.laws.identification` (None when not assessed)."""
+        return None if not self.identification else bool(self.identification.get("identified"))
 
     def __post_init__(self) -> None:
         self.form.check_params(self.params)
@@ -113,6 +121,11 @@ class FitResult:
         shown = {k: v for k, v in self.stats.items() if isinstance(v, int | float | str)}
         if shown:
             lines.append("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+        if self.identification:
+            from lmscale.laws.identification import short
+
+            lines.append(short(self.identification))
+            lines += [f"  - {why}" for why in self.identification.get("failures", [])[3:]]
         return "\n".join(lines)
 
     __str__ = summary
@@ -137,6 +150,8 @@ class FitResult:
             "source": self.source,
             "notes": self.notes,
         }
+        if self.identification is not None:
+            data["identification"] = self.identification
         if include_bootstrap and self.bootstrap_params is not None:
             data["bootstrap_params"] = self.bootstrap_params.tolist()
         return _clean(data)
@@ -191,10 +206,14 @@ class FitResult:
             if boot.ndim != 2 or boot.shape[1] != len(params):
                 raise LmscaleError(f"{where}: bootstrap_params: expected rows of {len(params)} numbers "
                                    f"(one per parameter), got shape {boot.shape}")
+        identification = data.get("identification")
+        if identification is not None and not isinstance(identification, Mapping):
+            raise LmscaleError(f"{where}: identification = {identification!r}: expected an object")
         try:
             return cls(law=law, params=params, ci=ci, stderr=stderr, n_points=int(n_points),
                        stats=dict(data.get("stats") or {}), source=source,
-                       notes=dict(data.get("notes") or {}), ci_level=float(ci_level), bootstrap_params=boot)
+                       notes=dict(data.get("notes") or {}), ci_level=float(ci_level), bootstrap_params=boot,
+                       identification=identification)
         except LmscaleError as exc:
             raise LmscaleError(f"{where}: {exc}") from None
 

@@ -110,7 +110,7 @@ def largest_model_per_data(frame: pd.DataFrame, rtol: float = 0.05) -> pd.DataFr
 
 
 def cmin_envelope(
-    frame: pd.DataFrame, bcrit: Mapping[str, float] | str | None = None,
+    frame: pd.DataFrame, bcrit: Mapping[str, float] | str | None = None, envelope: bool = True,
 ) -> pd.DataFrame:
     """Points for L(C_min) ([K] eq. 1.3): the lower envelope of all learning curves in C_min.
 
@@ -120,7 +120,8 @@ def cmin_envelope(
     a dict of ``bcrit`` law parameters, ``"kaplan"`` ([K]'s B_crit(L) =
     2e8 L^(-1/0.21)), or None (the noise scale where the column has values,
     [K]'s law elsewhere). The envelope keeps the points whose loss is below
-    that of every point with a smaller C_min. Adds a ``C_min`` column.
+    that of every point with a smaller C_min. Adds a ``C_min`` column
+    (``envelope=False``: every point, converted, none dropped).
     """
     rule = "cmin_envelope"
     _need(frame, ["loss", "batch_tokens"], rule)
@@ -150,6 +151,11 @@ def cmin_envelope(
                            "a dict of bcrit parameters, or None")
     pts["C_min"] = min_compute(pts["C"].to_numpy(dtype=float), pts["batch_tokens"].to_numpy(dtype=float), b_crit)
     ok = np.isfinite(pts["C_min"].to_numpy()) & np.isfinite(loss) & (loss > 0)
+    if not envelope:
+        out = pts.loc[ok].copy()
+        out.attrs = dict(frame.attrs)
+        return record(out, rule, criterion="C_min = C / (1 + B / B_crit(L)) ([K] eq. 5.5)", b_crit=source,
+                      kept=int(ok.sum()), dropped=int((~ok).sum()))
     pts = pts.loc[ok].sort_values(["C_min", "loss"], kind="stable")
     running = np.minimum.accumulate(pts["loss"].to_numpy())
     prev = np.concatenate([[np.inf], running[:-1]])

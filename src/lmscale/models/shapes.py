@@ -32,6 +32,10 @@ from lmscale.models.spec import ARCHITECTURES, ModelSpec
 LR_A = 0.003239
 LR_B = 0.0001395
 
+#: An LSTM's learning rate as a multiple of the Transformer's LR(N) at equal N
+#: (see :func:`lstm_learning_rate`).
+LSTM_LR_FACTOR = 10.0
+
 #: Weight of |ln(N / target)| against |ln(aspect / wanted aspect)| in the search.
 N_ERROR_WEIGHT = 10.0
 
@@ -55,6 +59,21 @@ def paper_learning_rate(n_params: float, floor: float = 1e-5) -> float:
     if not floor > 0:
         raise LmscaleError(f"floor = {floor!r}: expected a positive learning rate")
     return max(LR_A - LR_B * math.log(n_params), floor)
+
+
+def lstm_learning_rate(n_params: float, floor: float = 1e-5) -> float:
+    """The LSTM's peak learning rate: ``LSTM_LR_FACTOR`` x [K] eq. D.1 at the same N.
+
+    [K] gives no rule for its LSTM baseline. LSTMs have no layer norm and
+    their gates saturate slowly, so they take far larger steps than a
+    Transformer of the same N: on the 512-id Python BPE (n_ctx 64, batch
+    2048 tokens, the trainer's warm-up and cosine decay, 5e5 to 2e6 tokens)
+    the best of 1e-2, 3e-2, 6e-2 and 1e-1 was 6e-2 to 1e-1 for LSTMs of
+    N = 2e3 to 7e4, 15x to 35x eq. D.1, and 1e-2 lost 0.3 to 0.8 nats.
+    Ten times eq. D.1 is the rule; ``TrainConfig.lr_scale`` multiplies it
+    (and the Transformer's) for short recipes.
+    """
+    return LSTM_LR_FACTOR * paper_learning_rate(n_params, floor)
 
 
 def default_aspect_ratio(target_n: float) -> float:
@@ -195,8 +214,10 @@ def shape_for_params(
 __all__ = [
     "LR_A",
     "LR_B",
+    "LSTM_LR_FACTOR",
     "default_aspect_ratio",
     "default_d_head",
+    "lstm_learning_rate",
     "paper_learning_rate",
     "shape_for_params",
 ]

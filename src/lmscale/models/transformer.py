@@ -21,6 +21,13 @@ from lmscale.models.spec import ModelSpec
 
 #: Standard deviation of the GPT-2 initialisation.
 INIT_STD = 0.02
+#: Standard deviation of the token embedding (the tied output head). GPT-2's
+#: 0.02 leaves models of d_model 8 to 80 on the unigram-loss plateau for 1e5
+#: to 2.5e5 tokens, escaping at a random time (the loss at equal tokens jumped
+#: by up to 20% between neighbouring sizes); 0.05 was as good or better at
+#: every width tried (2 layers, d_model 8, 16, 32, 48, 80; 5e5 tokens of the
+#: 512-id Python BPE: e.g. 3.85 against 4.80 nats at d_model 48).
+EMBED_STD = 0.05
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
@@ -108,6 +115,7 @@ class Transformer(nn.Module):
         if spec.tied_embeddings:
             self.lm_head.weight = self.wte.weight
         self.apply(self._init_weights)
+        nn.init.normal_(self.wte.weight, 0.0, EMBED_STD)
         # GPT-2: residual projections scaled by 1/sqrt(2 n_layer applications).
         for name, param in self.named_parameters():
             if name.endswith("c_proj.weight"):

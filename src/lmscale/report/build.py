@@ -47,6 +47,8 @@ class ReportOptions:
             (otherwise the page reports the error and the other figures are kept).
         progress: a progress bar on stderr.
         title: page title (default: from the store's name).
+        flops: the FLOP accounting of the fits (``"6N"`` or ``"exact"``, see
+            ``lmscale.laws.study.fit_study``).
         forecast: validate the candidate L(N, D) laws at scale and draw the
             forecast figure and audit table (``lmscale.laws.forecast``).
     """
@@ -59,6 +61,7 @@ class ReportOptions:
     strict: bool = False
     progress: bool = False
     title: str | None = None
+    flops: str = "6N"
     forecast: bool = True
 
     def __post_init__(self) -> None:
@@ -103,7 +106,7 @@ def build_report(store_or_frames: Any, out_dir: str | Path, options: ReportOptio
     if fits is None:
         bar.say("fitting the laws the study supports")
         fits = fit_study(frames, bootstrap=options.bootstrap, holdout=options.holdout, seed=options.seed,
-                         progress=options.progress)
+                         progress=options.progress, flops=options.flops)
     fits_json = out / "fits.json"
     fits.laws.to_json(fits_json)
     outcomes = []
@@ -125,6 +128,7 @@ def build_report(store_or_frames: Any, out_dir: str | Path, options: ReportOptio
         html.holdout_card(fits),
         html.laws_section(fits, published_sets(options.published)),
         html.exponents_section(fits),
+        html.checks_section(fits),
         html.figures_section(outcomes, out, options.embed),
         forecast_html,
         html.method_section(fits, fit_settings(fits, options)),

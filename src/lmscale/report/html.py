@@ -97,7 +97,14 @@ def param_value(fit: Any, name: str) -> str:
     return text
 
 
-def params_cell(fit: Any) -> str:
+def params_cell(fit: Any, needs: str | None = None) -> str:
+    """The parameters with their intervals; a law its runs do not identify shows why instead."""
+    if fit.identified is False:
+        values = "".join(f"<li><code>{esc(p)}</code> = {num(fit.params[p])}</li>" for p in fit.form.params)
+        why = "".join(f"<li>{esc(f)}</li>" for f in fit.identification.get("failures", []))
+        more = f'<br><span class="note">would need: {esc(needs)}</span>' if needs else ""
+        return (f'<strong class="bad">not identified</strong> by its runs (intervals not shown)'
+                f'<ul class="params">{values}</ul><ul class="note">{why}</ul>{more}')
     items = "".join(f"<li>{param_value(fit, p)}</li>" for p in fit.form.params)
     return f'<ul class="params">{items}</ul>'
 
@@ -108,6 +115,8 @@ def published_for(key: str, law: str, published: Mapping[str, Any]) -> list[tupl
 
 
 def fit_rows(fits: Any, published: Mapping[str, Any]) -> tuple[list[list[str]], list[str]]:
+    from lmscale.laws.study.results import needs_for
+
     rows, attrs = [], []
     for key, fit in fits.laws.laws.items():
         form = fit.form
@@ -124,7 +133,7 @@ def fit_rows(fits: Any, published: Mapping[str, Any]) -> tuple[list[list[str]], 
         if stats.get("n_bootstrap"):
             quality.append(f"{int(stats['n_bootstrap'])} bootstrap fits ({esc(stats.get('bootstrap_unit', ''))})")
         rule = fits.rules.get(key, "")
-        rows.append([td(law_cell), td(params_cell(fit)), td(pub_cell),
+        rows.append([td(law_cell), td(params_cell(fit, needs_for(key))), td(pub_cell),
                      f'<td class="fitq">{"<br>".join(quality)}</td>', td(esc(rule))])
         attrs.append(f'data-law="{esc(key)}"')
     return rows, attrs
@@ -134,10 +143,14 @@ def laws_section(fits: Any, published: Mapping[str, Any]) -> str:
     parts = ['<h2 id="laws">Fitted laws</h2>']
     if fits.laws.laws:
         rows, attrs = fit_rows(fits, published)
+        from lmscale.laws.identification import RULE
+
         parts.append(
             '<p class="note">Each law fitted to this study, with its 95% bootstrap interval in '
             "brackets where a bootstrap was run, beside the published values of the papers (constants "
-            "in FLOPs are also shown in PF-days, 1 PF-day = 8.64e19 FLOPs).</p>"
+            "in FLOPs are also shown in PF-days, 1 PF-day = 8.64e19 FLOPs). A law is shown with "
+            f"intervals only when its runs identify it: {esc(RULE)}; the others say why and which "
+            "runs would identify them.</p>"
         )
         parts.append('<div class="wide">' + table(["law", "this study (95% interval)", "published", "fit",
                                                     "points used"], rows, 'id="fits" class="fits"', attrs)
@@ -162,27 +175,55 @@ def holdout_card(fits: Any) -> str:
         why = esc(fits.missing.get("holdout", "it needs a fitted L(N) on at least 3 smaller models"))
         return f'<div class="card" id="holdout">Held-out check not run: {why}.</div>'
     rel = h.rel_error
-    cls = "good" if abs(rel) <= 0.03 else "bad"
+    cls = "good" if abs(rel) <= 0.02 else "bad"
+    ci = (f" (95% interval [{num(h.predicted_ci[0])}, {num(h.predicted_ci[1])}])"
+          if getattr(h, "predicted_ci", None) else "")
     return (
         f'<div class="card" id="holdout"><strong>Held-out check.</strong> The largest model '
         f"(<code>{esc(h.run_id)}</code>, N = {num(h.N)}) has loss {num(h.loss)} nats/token; "
-        f"{esc(h.law)} fitted on the other {h.n_fit} points predicts {num(h.predicted)}: "
+        f"{esc(h.law)} fitted on the other {h.n_fit} points predicts {num(h.predicted)}{ci}: "
         f'relative error <span class="{cls}">{rel * 100:+.2f}%</span>.</div>'
     )
+
+
+def checks_section(fits: Any) -> str:
+    """The consistency checks and the extrapolated crossing, one line each."""
+    lines = fits.check_lines() if hasattr(fits, "check_lines") else []
+    other = (getattr(fits, "checks", None) or {}).get("other_accounting")
+    table_html = ""
+    if other and other.get("values"):
+        rows = [[td(f"<code>{esc(k)}</code>"), td(num(v["this"], 4), True), td(num(v["other"], 4), True),
+                 td(f"{(v['other'] / v['this'] - 1) * 100:+.1f}%" if v["this"] else "&mdash;", True)]
+                for k, v in other["values"].items()]
+        table_html = ("<p class=\"note\">The compute laws and frontiers fitted with each count of "
+                      "training FLOPs (the exponent; C = 6N ignores the attention and logits terms "
+                      "that dominate small models).</p>"
+                      + table(["law or frontier", f"with {esc(fits.flops)}", f"with {esc(other['flops'])}",
+                               "difference"], rows, 'id="accounting-table"'))
+    if not lines and not table_html:
+        return ""
+    items = "".join(f"<li>{esc(line)}</li>" for line in lines)
+    return f'<h3 id="checks">Checks and extrapolations</h3><ul id="checks-list">{items}</ul>{table_html}'
+
 
 
 def exponents_section(fits: Any) -> str:
     rows = []
     for name, row in (getattr(fits, "exponents", None) or {}).items():
         ci = row.get("ci")
-        ci_text = f' <span class="ci">[{num(ci[0], 3)}, {num(ci[1], 3)}]</span>' if ci else ""
-        rows.append([td(esc(name)), td(num(row.get("a"), 3) + ci_text, True), td(num(row.get("b"), 3), True),
+        if row.get("identified", True):
+            a_text = num(row.get("a"), 3) + (f' <span class="ci">[{num(ci[0], 3)}, {num(ci[1], 3)}]</span>'
+                                             if ci else "")
+        else:
+            a_text = f'<span class="bad">not identified</span><br><span class="note">{esc(row.get("why"))}</span>'
+        rows.append([td(esc(name)), td(esc(row.get("compute", "C"))), td(a_text, True),
+                     td(num(row.get("b"), 3) if row.get("identified", True) else "&mdash;", True),
                      td(num(row.get("published"), 3), True), td(esc(row.get("how", "")))])
     if not rows:
         return ""
     return ('<h3 id="exponents">Compute-optimal exponents, three ways</h3>'
             '<p class="note">N_opt &prop; C<sup>a</sup>, D_opt &prop; C<sup>b</sup> ([H] section 3).</p>'
-            + table(["approach", "a", "b", "published a", "how"], rows, 'id="exponents-table"'))
+            + table(["approach", "fitted in", "a", "b", "published a", "how"], rows, 'id="exponents-table"'))
 
 
 # ---------------------------------------------------------------------------

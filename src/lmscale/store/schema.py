@@ -9,10 +9,13 @@ Tables:
   speed, precision (``fp32`` or ``bf16``), the size of the pack it trained
   in (1: alone), machine and versions.
 - ``curve_points``: the learning curve of each run (step, tokens, FLOPs, lr,
-  train loss, gradient-noise-scale estimate, [K] section 5.1).
+  train loss, gradient-noise-scale estimate with its standard error and
+  window of steps, [K] section 5.1).
 - ``curve_losses``: test loss per distribution at each curve point.
 - ``final_losses``: test loss per distribution at the end of each run.
-- ``position_losses``: the final per-context-position test loss.
+- ``position_losses``: the final per-context-position test loss and its
+  standard errors (of the loss, and of its difference from the mean over
+  positions).
 - ``data_identity``: the tokenizer hash of each data set (by the name run
   ids give it) when a sweep first used it: a data directory changed under
   a study is refused. Created on first use (older stores lack it).
@@ -30,18 +33,27 @@ deletes all it owns; re-writing a run is delete + insert in one transaction.
 from __future__ import annotations
 
 #: Version of the schema below; a store with a larger one is refused, a smaller one migrated.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Provenance columns of ``runs``, added by schema version 2.
 PROVENANCE_COLUMNS = ("source_uri", "source_run_id", "source_run_name", "provenance_json", "imported_at")
 
 #: How a run trained, added by schema version 3: precision and pack size.
 TRAINING_COLUMNS = {"precision": "TEXT", "packed_with": "INTEGER"}
+#: Columns added by schema version 4: (table, column, type): the noise scale's standard
+#: error and window, the per-position standard errors.
+ADDED_COLUMNS = (
+    ("curve_points", "noise_scale_se", "REAL"),
+    ("curve_points", "noise_steps", "INTEGER"),
+    ("position_losses", "se", "REAL"),
+    ("position_losses", "se_shape", "REAL"),
+)
 
 #: Statements that take a store from version k to k + 1, run in one transaction.
 MIGRATIONS = {
     1: tuple(f"ALTER TABLE runs ADD COLUMN {c} TEXT" for c in PROVENANCE_COLUMNS),
     2: tuple(f"ALTER TABLE runs ADD COLUMN {c} {t}" for c, t in TRAINING_COLUMNS.items()),
+    3: tuple(f"ALTER TABLE {t} ADD COLUMN {c} {k}" for t, c, k in ADDED_COLUMNS),
 }
 
 #: Columns of ``runs`` besides the key, in insertion order.
@@ -106,6 +118,7 @@ CREATE TABLE IF NOT EXISTS curve_points (
     train_loss REAL,
     noise_scale REAL, grad_sq_small REAL, grad_sq_big REAL,
     wall_time_s REAL,
+    noise_scale_se REAL, noise_steps INTEGER,
     PRIMARY KEY (run_id, idx)
 );
 CREATE TABLE IF NOT EXISTS curve_losses (
@@ -126,6 +139,8 @@ CREATE TABLE IF NOT EXISTS position_losses (
     run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
     position INTEGER NOT NULL,
     loss REAL,
+    se REAL,
+    se_shape REAL,
     PRIMARY KEY (run_id, position)
 );
 """

@@ -8,6 +8,7 @@ alongside it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import platform
@@ -367,7 +368,7 @@ class Store:
         """Final test loss at each context position t = 1..n_ctx ([K] figure 20)."""
         return self._frame(
             """SELECT q.run_id, r.grp AS "group", r.rule, r.architecture,
-                r.non_embedding_params AS N, r.tokens AS D, q.position, q.loss
+                r.non_embedding_params AS N, r.tokens AS D, q.position, q.loss, q.se, q.se_shape
             FROM position_losses q JOIN runs r ON r.run_id = q.run_id
             ORDER BY r.grp, r.non_embedding_params, q.run_id, q.position"""
         )
@@ -378,7 +379,7 @@ class Store:
         return self._frame(
             """SELECT p.run_id, r.grp AS "group", r.architecture, r.non_embedding_params AS N,
                 r.batch_tokens, p.idx, p.step, p.tokens AS D, p.flops AS C, p.train_loss,
-                l.loss, p.noise_scale, p.grad_sq_small, p.grad_sq_big
+                l.loss, p.noise_scale, p.grad_sq_small, p.grad_sq_big, p.noise_scale_se, p.noise_steps
             FROM curve_points p JOIN runs r ON r.run_id = p.run_id
             LEFT JOIN curve_losses l ON l.run_id = p.run_id AND l.idx = p.idx
                 AND l.distribution = r.train_distribution
@@ -497,12 +498,12 @@ def _train_flops_per_token(spec: dict[str, Any]) -> float | None:
 def _insert_children(db: sqlite3.Connection, rec: RunRecord) -> None:
     db.executemany(
         """INSERT INTO curve_points (run_id, idx, step, tokens, flops, flops_exact, lr, train_loss,
-            noise_scale, grad_sq_small, grad_sq_big, wall_time_s)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            noise_scale, grad_sq_small, grad_sq_big, wall_time_s, noise_scale_se, noise_steps)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [
             (rec.run_id, i, p.step, p.tokens, _num(p.flops), _num(p.flops_exact), _num(p.lr),
              _num(p.train_loss), _num(p.noise_scale), _num(p.grad_sq_small), _num(p.grad_sq_big),
-             _num(p.wall_time_s))
+             _num(p.wall_time_s), _num(p.noise_scale_se), p.noise_steps)
             for i, p in enumerate(rec.curve)
         ],
     )
@@ -515,6 +516,8 @@ def _insert_children(db: sqlite3.Connection, rec: RunRecord) -> None:
         [(rec.run_id, name, _num(loss)) for name, loss in rec.final_test_loss.items()],
     )
     db.executemany(
-        "INSERT INTO position_losses (run_id, position, loss) VALUES (?, ?, ?)",
-        [(rec.run_id, t + 1, _num(loss)) for t, loss in enumerate(rec.per_position_loss)],
+        "INSERT INTO position_losses (run_id, position, loss, se, se_shape) VALUES (?, ?, ?, ?, ?)",
+        [(rec.run_id, t + 1, _num(loss), _num(se), _num(shape)) for t, (loss, se, shape) in enumerate(
+            itertools.zip_longest(rec.per_position_loss, rec.per_position_se[:len(rec.per_position_loss)],
+                                  rec.per_position_se_shape[:len(rec.per_position_loss)]))],
     )

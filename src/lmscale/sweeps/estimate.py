@@ -7,7 +7,8 @@ time(run) = (C_train + C_eval) / (peak x MFU), where
 - C_eval = forward FLOPs per token x the tokens of one evaluation
   (``eval_tokens`` on the training distribution, ``eval_other_tokens`` on
   each other one) x evaluations (the log-spaced curve points, the
-  ``eval_every`` ones, 50 under early stopping, and the final one);
+  ``eval_every`` ones, 50 under early stopping, and the final one), plus
+  the final per-position evaluation;
 - peak = the matmul peak measured on this machine at the run's thread count
   in the run's precision (:func:`lmscale.training.hardware.matmul_peak`,
   cached per machine; ``auto`` as the sweep will resolve it for the study);
@@ -102,7 +103,7 @@ def run_flops(run: PlannedRun, distributions: int) -> tuple[float, float]:
         evaluations += steps // every
     other = cfg.eval_tokens if cfg.eval_other_tokens is None else cfg.eval_other_tokens
     per_eval = cfg.eval_tokens + other * max(0, distributions - 1)
-    return 3.0 * fwd * run.D, fwd * per_eval * evaluations
+    return 3.0 * fwd * run.D, fwd * (per_eval * evaluations + cfg.final_eval_budget())
 
 
 def run_precision(run: PlannedRun, tp: Throughput) -> str:

@@ -52,6 +52,10 @@ class TrainConfig:
         early_stopping: stop when test loss has not improved for
             ``patience`` evaluations ("trained to convergence" for L(N)).
         patience: evaluations without improvement before stopping.
+        early_stopping_start: fraction of the budget before which evaluations
+            without improvement are not counted: small models sit on the
+            unigram-loss plateau for a while early on, which is not
+            convergence (the best weights are tracked from the start).
         eval_tokens: tokens of each test split used per evaluation.
         eval_distributions: names of the distributions to evaluate
             (``None``: every prepared one).
@@ -78,6 +82,14 @@ class TrainConfig:
         eval_other_tokens: tokens of each test split per evaluation for the
             distributions other than the training one (``None``: ``eval_tokens``);
             smaller values keep the cost of measuring transfer low.
+        final_eval_tokens: tokens of the training distribution's test split
+            scored once at the end for the loss per context position and its
+            standard error (forward only; ``None``: the whole split, at most
+            ``FINAL_EVAL_CAP``).
+        lr_scale: multiplies the default learning-rate rule (LR(N) of [K] eq.
+            D.1 for Transformers, ``lstm_learning_rate`` for LSTMs) for
+            recipes with far fewer steps than [K]'s 2.5e5; ignored when
+            ``lr`` is given.
         eval_every: also evaluate the test loss every this many steps (these
             evaluations join the curve). ``None``: only at the log-spaced
             curve points, or 50 evenly spaced ones with ``early_stopping``.
@@ -126,6 +138,9 @@ class TrainConfig:
     loss_ema_decay: float = 0.9
     divergence_loss: float | None = None
     eval_other_tokens: int | None = None
+    final_eval_tokens: int | None = None
+    lr_scale: float = 1.0
+    early_stopping_start: float = 0.0
     _extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -141,7 +156,7 @@ class TrainConfig:
         if len(given) != 1:
             raise SpecError("budget", given or None, "exactly one of tokens, steps, flops", where)
         for name in ("tokens", "steps", "dataset_tokens", "batch_tokens", "micro_batch_tokens",
-                     "eval_every", "eval_other_tokens", "noise_every"):
+                     "eval_every", "eval_other_tokens", "noise_every", "final_eval_tokens"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise SpecError(name, value, "a positive integer", where)
@@ -160,6 +175,8 @@ class TrainConfig:
             )
         if self.lr is not None and not (isinstance(self.lr, int | float) and self.lr > 0):
             raise SpecError("lr", self.lr, "a positive learning rate or null for [K] eq. D.1", where)
+        if isinstance(self.lr_scale, bool) or not (isinstance(self.lr_scale, int | float) and self.lr_scale > 0):
+            raise SpecError("lr_scale", self.lr_scale, "a positive multiplier of the default learning rate", where)
         if self.schedule not in SCHEDULES:
             raise SpecError("schedule", self.schedule, f"one of {', '.join(SCHEDULES)}", where)
         if self.precision not in PRECISIONS:
@@ -170,6 +187,10 @@ class TrainConfig:
             raise SpecError("min_lr_ratio", self.min_lr_ratio, "a number in [0, 1]", where)
         if not 0.0 < self.decay_fraction <= 1.0:
             raise SpecError("decay_fraction", self.decay_fraction, "a number in (0, 1]", where)
+        if isinstance(self.early_stopping_start, bool) or not (
+            isinstance(self.early_stopping_start, int | float) and 0.0 <= self.early_stopping_start < 1.0
+        ):
+            raise SpecError("early_stopping_start", self.early_stopping_start, "a fraction in [0, 1)", where)
         if self.patience < 1:
             raise SpecError("patience", self.patience, "a positive integer", where)
         for name in ("noise_ema_decay", "loss_ema_decay"):
@@ -208,14 +229,15 @@ class TrainConfig:
     #: record and the store hold, and a sweep keeps one per study.
     ID_OMITTED_DEFAULTS: ClassVar[dict[str, Any]] = {
         "eval_every": None, "noise_ema_decay": 0.95, "loss_ema_decay": 0.9, "divergence_loss": None,
-        "eval_other_tokens": None, "noise_every": 8, "precision": "auto",
+        "eval_other_tokens": None, "noise_every": 8, "precision": "auto", "final_eval_tokens": None,
+        "lr_scale": 1.0, "early_stopping_start": 0.0,
     }
 
     #: Fields runs must agree on to train in one pack (lmscale.training.packed): the
     #: model shape, the batch, what is evaluated and how they execute; the others
     #: (seed, lr, schedule, budget, dataset size, early stopping, ...) may differ.
     PACK_FIELDS = ("model", "data_dir", "batch_tokens", "micro_batch_tokens", "eval_tokens",
-                   "eval_other_tokens", "eval_distributions", "noise_scale", "noise_every", "device",
+                   "eval_other_tokens", "final_eval_tokens", "eval_distributions", "noise_scale", "noise_every", "device",
                    "compile", "threads", "precision", "checkpoint_every_s")
 
     def pack_key(self) -> str | None:
@@ -226,6 +248,13 @@ class TrainConfig:
             return None
         data = self.to_dict()
         return json.dumps({k: data[k] for k in self.PACK_FIELDS}, sort_keys=True)
+
+    #: Largest default final evaluation (tokens) when ``final_eval_tokens`` is None.
+    FINAL_EVAL_CAP: ClassVar[int] = 1 << 18
+
+    def final_eval_budget(self) -> int:
+        """Tokens of the final per-position evaluation (``final_eval_tokens`` or the default cap)."""
+        return self.final_eval_tokens if self.final_eval_tokens is not None else self.FINAL_EVAL_CAP
 
     def run_id(self) -> str:
         """Stable id: hash of everything that determines the run's result."""

@@ -221,10 +221,10 @@ class _Pack:
         return lambda point: report(i, point)
 
     def finish(self, run: _Run, outcome: Outcome, records: list[RunRecord | None]) -> None:
-        """End ``run``: its final evaluation (packed code, like its curve), checkpoint and record."""
+        """End ``run``: its final evaluation (on its own model, as its lone run does), checkpoint and record."""
         t0 = time.perf_counter()
         torch.set_rng_state(run.rng_state)
-        record = run.finish(*outcome, final_positions=lambda: self.test_losses([run], per_position=True)[0][1])
+        record = run.finish(*outcome)
         self.members.remove(run)
         self.charge("eval", time.perf_counter() - t0)
         i = run.index

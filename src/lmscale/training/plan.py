@@ -18,7 +18,7 @@ from lmscale.accounting import (
     training_flops_per_token,
 )
 from lmscale.errors import LmscaleError
-from lmscale.models.shapes import paper_learning_rate
+from lmscale.models.shapes import lstm_learning_rate, paper_learning_rate
 from lmscale.models.spec import ModelSpec
 from lmscale.training.config import TrainConfig
 from lmscale.training.schedule import default_warmup_steps
@@ -131,6 +131,17 @@ def total_steps(config: TrainConfig) -> int:
     return steps
 
 
+def default_learning_rate(config: TrainConfig) -> float:
+    """The peak LR when ``lr`` is not given: ``lr_scale`` x the architecture's rule.
+
+    Transformers (and Universal Transformers, by their applied N): [K] eq.
+    D.1; LSTMs: :func:`lmscale.models.shapes.lstm_learning_rate`.
+    """
+    n = applied_non_embedding_params(config.model)
+    rule = lstm_learning_rate if config.model.architecture == "lstm" else paper_learning_rate
+    return float(config.lr_scale) * rule(n)
+
+
 def estimate_memory(spec: ModelSpec, micro_tokens: int, *, device_type: str = "cpu",
                     keep_best: bool = False) -> int:
     """Bytes one rank needs: fp32 weights, gradients and two AdamW moments (16 per
@@ -211,10 +222,7 @@ def make_plan(config: TrainConfig, *, world_size: int = 1, device_type: str = "c
     if dataset < spec.n_ctx:
         raise LmscaleError(
             f"dataset_tokens = {config.dataset_tokens}: smaller than one sequence of n_ctx = {spec.n_ctx}")
-    if config.lr is not None:
-        peak_lr = float(config.lr)
-    else:
-        peak_lr = paper_learning_rate(applied_non_embedding_params(spec))
+    peak_lr = float(config.lr) if config.lr is not None else default_learning_rate(config)
     warmup = default_warmup_steps(steps) if config.warmup_steps is None else config.warmup_steps
     eval_every = config.eval_every or (max(1, steps // 50) if config.early_stopping else 0)
     micro_steps = rank_tokens // micro
@@ -237,4 +245,4 @@ def make_plan(config: TrainConfig, *, world_size: int = 1, device_type: str = "c
     )
 
 
-__all__ = ["RunPlan", "make_plan", "log_spaced_steps", "total_steps", "estimate_memory"]
+__all__ = ["RunPlan", "default_learning_rate", "make_plan", "log_spaced_steps", "total_steps", "estimate_memory"]

@@ -25,10 +25,15 @@ class CurvePoint:
         lr: learning rate at this step.
         train_loss: smoothed (EMA) training loss, nats/token.
         test_loss: test loss per distribution name, nats/token.
-        noise_scale: B_simple = tr(Sigma)/|G|^2 in tokens ([K] 5.1), or None.
-        grad_sq_small: EMA of |g|^2 at the micro-batch size (for refits).
-        grad_sq_big: EMA of |g|^2 at the full batch size.
+        noise_scale: B_simple = tr(Sigma)/|G|^2 in tokens ([K] 5.1) from the
+            mean squared norms over the current window of steps (closed at
+            each log-spaced curve point), or None.
+        grad_sq_small: mean |g|^2 at the micro-batch size over the window (for refits).
+        grad_sq_big: mean |g|^2 at the full batch size over the window.
         wall_time_s: seconds since the run started.
+        noise_scale_se: standard error of ``noise_scale`` (delta method over the
+            window's steps), or None.
+        noise_steps: steps in the window behind ``noise_scale``.
     """
 
     step: int
@@ -42,6 +47,8 @@ class CurvePoint:
     grad_sq_small: float | None = None
     grad_sq_big: float | None = None
     wall_time_s: float = 0.0
+    noise_scale_se: float | None = None
+    noise_steps: int = 0
 
 
 @dataclass
@@ -62,7 +69,13 @@ class RunRecord:
         final_test_loss: test loss per distribution at the end (or at the
             best point for early-stopped runs).
         best_test_loss: lowest test loss on the training distribution.
-        per_position_loss: test loss at each context position t = 1..n_ctx.
+        per_position_loss: test loss at each context position t = 1..n_ctx, from
+            the final evaluation (``TrainConfig.final_eval_tokens``).
+        per_position_se: standard error of each of those (batch means over
+            contiguous blocks of test sequences, so correlated text counts once).
+        per_position_se_shape: standard error of each position's difference
+            from the mean over positions (the profile L(t), without the
+            document effect shared by every position).
         steps, tokens: totals trained.
         batch_tokens: batch size B in tokens.
         wall_time_s, tokens_per_second: speed.
@@ -119,6 +132,8 @@ class RunRecord:
     eval_time_s: float = 0.0
     precision: str = ""
     packed_with: int = 1
+    per_position_se: list[float] = field(default_factory=list)
+    per_position_se_shape: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

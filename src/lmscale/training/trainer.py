@@ -30,7 +30,14 @@ from lmscale.models import build_model
 from lmscale.training import checkpoint, distributed
 from lmscale.training.batches import SequenceBatches, fixed_rows
 from lmscale.training.config import TrainConfig
-from lmscale.training.evaluate import evaluate, has_head, training_loss
+from lmscale.training.evaluate import (
+    evaluate,
+    evaluate_position_blocks,
+    has_head,
+    position_blocks,
+    position_means,
+    training_loss,
+)
 from lmscale.training.hardware import (
     available_memory,
     configure_threads,
@@ -53,6 +60,9 @@ EVAL_BATCH_FACTOR = 4
 
 #: (status, error) with which a run ends.
 Outcome = tuple[str, str | None]
+
+#: Contiguous blocks of test sequences behind the per-position standard errors.
+POSITION_BLOCKS = 32
 
 
 def open_data(config: TrainConfig) -> Any:
@@ -116,6 +126,8 @@ class _Run:
         self.test_rows = {n: torch.from_numpy(fixed_rows(data.test_tokens(n), spec.n_ctx,
                                                          eval_budget(n))).to(device)
                           for n in names}
+        self.final_rows = torch.from_numpy(fixed_rows(
+            data.test_tokens(self.main_dist), spec.n_ctx, config.final_eval_budget())).to(device)
         self.train_distribution = data.train_distribution
         self.data_tokenizer = getattr(data, "tokenizer_hash", None)
         # -- model and optimizer ------------------------------------------------
@@ -319,19 +331,30 @@ class _Run:
                 positions = (sums[1:-1] / n_rows).tolist()
         return out, positions
 
+    def final_positions(self) -> tuple[list[float], list[float], list[float]]:
+        """Loss per context position and its standard errors over the final evaluation's sequences."""
+        rows, dp = self.final_rows, self.dp
+        blocks = position_blocks(rows, POSITION_BLOCKS)
+        mine = list(range(dp.rank, len(blocks), dp.world_size))
+        batch_rows = max(1, self.plan.micro_batch_tokens // self.spec.n_ctx)
+        table = evaluate_position_blocks(self.model, self.forward, rows, blocks, mine, batch_rows,
+                                         autocast=self.autocast)
+        return position_means(distributed.all_reduce_sum(dp, table))
+
     def record_point(self, lr: float, test: dict[str, float]) -> CurvePoint:
         tokens = self.step * self.plan.batch_tokens
-        noise = self.noise
+        window = self.noise.window() if self.noise else {}
         point = CurvePoint(
             step=self.step, tokens=tokens,
             flops=float(training_flops_per_token(self.spec) * tokens),
             flops_exact=float(training_flops_per_token(self.spec, exact=True) * tokens),
             lr=lr, train_loss=self.smoothed_loss(), test_loss=test,
-            noise_scale=noise.noise_scale() if noise else None,
-            grad_sq_small=noise.grad_sq_small if noise else None,
-            grad_sq_big=noise.grad_sq_big if noise else None,
-            wall_time_s=self.clock(),
+            noise_scale=window.get("noise_scale"), grad_sq_small=window.get("grad_sq_small"),
+            grad_sq_big=window.get("grad_sq_big"), noise_scale_se=window.get("se"),
+            noise_steps=int(window.get("steps", 0)), wall_time_s=self.clock(),
         )
+        if self.noise and self.step in self.plan.curve_steps:  # windows close at log-spaced points
+            self.noise.reset_window()
         self.curve.append(point)
         return point
 
@@ -342,6 +365,8 @@ class _Run:
             if self.config.early_stopping:
                 self.best_weights = {k: v.detach().clone() for k, v in self.model.named_parameters()}
             return False
+        if self.step < self.config.early_stopping_start * self.plan.total_steps:
+            return False  # a plateau early on (the unigram loss) is not convergence
         self.bad_evals += 1
         return self.config.early_stopping and self.bad_evals >= self.config.patience
 
@@ -431,13 +456,9 @@ class _Run:
                 bar.close()
         return self.finish(*outcome)
 
-    def finish(self, status: str, error: str | None,
-               final_positions: Callable[[], list[float]] | None = None) -> RunRecord:
-        """Stop the clock, run the final per-position evaluation, checkpoint, return the record.
-
-        ``final_positions`` measures L(t) on the main distribution with the
-        final weights (default: this run's own :meth:`test_losses`).
-        """
+    def finish(self, status: str, error: str | None) -> RunRecord:
+        """Stop the clock, run the final per-position evaluation (:meth:`final_positions`, on this
+        run's own model, so a packed run's L(t) is that of its lone run), checkpoint, return the record."""
         sync(self.device)
         self.times["wall"] = self.clock()
         self.times["train"] = self.times["wall"] - self.times["eval"] - self.times["checkpoint"]
@@ -452,10 +473,11 @@ class _Run:
                     for name, p in self.model.named_parameters():
                         p.copy_(self.best_weights[name])
             t0 = time.perf_counter()
-            per_position = final_positions() if final_positions else self.test_losses(per_position=True)[1]
+            per_position, per_position_se, per_position_se_shape = self.final_positions()
             self.times["eval"] += time.perf_counter() - t0
             self.save_checkpoint()
             record = build_record(self, status, None, per_position, self.peak)
+            record.per_position_se, record.per_position_se_shape = per_position_se, per_position_se_shape
         if self.config.checkpoint_dir and self.dp.is_main:
             checkpoint.save_final(self.config.checkpoint_dir, self.run_id, record.to_dict())
         return record

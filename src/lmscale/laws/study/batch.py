@@ -1,48 +1,147 @@
-"""Which points identify B_crit(L) and L(N, S_min) ([K] section 5)."""
+"""Which points identify B_crit(L) and L(N, S_min) ([K] section 5), two ways for B_crit.
+
+* the gradient noise scale B_simple ~ B_crit ([K] 5.1), measured along every
+  run: :func:`select_critical_batch` keeps the low-variance estimates (a
+  whole window of steps behind each, a relative standard error below
+  ``MAX_REL_SE``);
+* the empirical B_crit of a batch-size sweep: steps and tokens to reach a
+  set of loss levels at each batch size, fitted to S = S_min + E_min / B
+  ([K] eqs. 5.4-5.5, McCandlish et al. 2018; :mod:`lmscale.laws.critical_batch`):
+  :func:`select_empirical_critical_batch`.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pandas as pd
 
+from lmscale.errors import LmscaleError
 from lmscale.laws.study.frames import (
     StudyFrames,
     after_warmup,
     count_distinct,
     finished_only,
+    first_epoch,
     transformer_curves,
 )
 from lmscale.laws.study.results import NotEnough, StudyFits, enough
 
-#: Share of a run's steps whose noise-scale estimates are left out (warm-up, EMA start).
+#: Share of a run's steps whose noise-scale estimates are left out (warm-up, first windows).
 WARMUP_SHARE = 0.1
+#: Fewest steps in the window behind a noise-scale estimate.
+MIN_NOISE_STEPS = 8
+#: Largest relative standard error of a noise-scale estimate that is fitted.
+MAX_REL_SE = 0.5
+#: Windows are fitted while the learning rate is at least this fraction of its peak: at the
+#: end of a decay the optimiser barely moves, and the estimates there scatter far from the rest.
+MIN_LR_SHARE = 0.3
+
+
+def closing_windows(noise: pd.DataFrame) -> pd.DataFrame:
+    """The estimates at the end of each window of steps (the next point starts a new one).
+
+    Stores without window lengths (``noise_steps``) keep every point.
+    """
+    if "noise_steps" not in noise or not noise["noise_steps"].fillna(0).gt(0).any():
+        return noise
+    noise = noise.sort_values(["run_id", "step"])
+    nxt = noise.groupby("run_id")["noise_steps"].shift(-1)
+    closes = nxt.isna() | (nxt <= noise["noise_steps"])
+    return noise[closes]
 
 
 def select_critical_batch(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
-    """B_crit(L) ([K] eq. 5.3): gradient-noise-scale estimates B_simple ~ B_crit ([K] 5.1).
+    """B_crit(L) ([K] eq. 5.3) from gradient-noise-scale estimates B_simple ~ B_crit ([K] 5.1).
 
-    Every Transformer curve point past the first ``WARMUP_SHARE`` of its run
-    with a positive estimate; the bootstrap resamples whole runs.
+    Every Transformer window of at least ``MIN_NOISE_STEPS`` steps past the
+    first ``WARMUP_SHARE`` of its run, while the learning rate is at least
+    ``MIN_LR_SHARE`` of its peak, whose estimate has a relative standard
+    error below ``MAX_REL_SE``; the bootstrap resamples whole runs.
     """
     noise = finished_only(frames, frames.noise_scale)
     if noise.empty or "noise_scale" not in noise:
         raise NotEnough("needs gradient-noise-scale estimates (runs with noise_scale = true)")
     arch = noise["architecture"].fillna("transformer") if "architecture" in noise else "transformer"
+    noise = noise[(arch == "transformer") & (noise["noise_scale"] > 0) & (noise["loss"] > 0)]
     late = noise["step"] >= WARMUP_SHARE * noise.groupby("run_id")["step"].transform("max")
-    ok = (arch == "transformer") & late & (noise["noise_scale"] > 0) & (noise["loss"] > 0)
-    pts = noise[ok].rename(columns={"loss": "L", "noise_scale": "B"})
+    how = f"past the first {WARMUP_SHARE:.0%} of its steps"
+    curves = frames.curves
+    if not curves.empty and {"lr", "step", "run_id"} <= set(curves) and curves["lr"].notna().any():
+        lr = curves.drop_duplicates(["run_id", "step"]).set_index(["run_id", "step"])["lr"]
+        at = pd.Series(lr.reindex(pd.MultiIndex.from_frame(noise[["run_id", "step"]])).to_numpy(), index=noise.index)
+        peak = noise["run_id"].map(curves.groupby("run_id")["lr"].max())
+        late &= at.isna() | (at >= MIN_LR_SHARE * peak)
+        how += f" with the learning rate at >= {MIN_LR_SHARE:.0%} of its peak"
+    windows = closing_windows(noise[late])
+    if "noise_scale_se" in windows and windows["noise_scale_se"].notna().any():
+        rel = windows["noise_scale_se"] / windows["noise_scale"]
+        long = windows["noise_steps"].fillna(0) >= MIN_NOISE_STEPS
+        windows = windows[long & (rel < MAX_REL_SE)]
+        how += (f", windows of >= {MIN_NOISE_STEPS} steps (one estimate per window) with a relative "
+                f"standard error < {MAX_REL_SE:g}")
+    pts = windows.rename(columns={"loss": "L", "noise_scale": "B"})
     if pts["run_id"].nunique() < 2 or len(pts) < 6:
         raise NotEnough(f"needs noise-scale estimates along 2 or more Transformer runs (the study has "
-                        f"{pts['run_id'].nunique()} runs with {len(pts)} usable estimates)")
+                        f"{pts['run_id'].nunique()} runs with {len(pts)} usable estimates: {how})")
     return pts, (f"B_crit = B_simple = tr(Sigma)/|G|^2, the gradient noise scale ([K] 5.1), at every "
-                 f"Transformer curve point past the first {WARMUP_SHARE:.0%} of its steps "
-                 f"({pts['run_id'].nunique()} runs, {len(pts)} points)")
+                 f"Transformer curve point {how} ({pts['run_id'].nunique()} runs, {len(pts)} points)")
+
+
+def select_empirical_critical_batch(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
+    """B_crit(L) from the batch-size sweep: per group and model size with 3 or more batch sizes,
+    S = S_min + E_min / B at several loss levels, B_crit = E_min / S_min."""
+    from lmscale.laws.critical_batch import critical_batch_levels
+
+    curves = after_warmup(first_epoch(frames, transformer_curves(frames)))
+    if curves.empty or "batch_tokens" not in curves:
+        raise NotEnough("needs a batch-size sweep: one Transformer at 3 or more batch sizes")
+    keys = ["group", "N"] if "group" in curves else ["N"]
+    parts, skipped = [], []
+    for key, g in curves.groupby(keys):
+        if g["batch_tokens"].nunique() < 3:
+            continue
+        try:
+            levels = critical_batch_levels(g)
+        except LmscaleError as exc:
+            skipped.append(f"{key}: {exc}")
+            continue
+        n = float(g["N"].iloc[0])
+        # no run_id: the bootstrap resamples the loss levels (there are only one or two sizes)
+        parts.append(levels.assign(N=n, group=str(key[0]) if len(keys) > 1 else ""))
+    if not parts:
+        raise NotEnough("needs a batch-size sweep: one Transformer (same group and size) at 3 or more batch "
+                        "sizes" + (f" ({'; '.join(skipped)})" if skipped else ""))
+    pts = pd.concat(parts, ignore_index=True)
+    used = pts[pts["status"] == "ok"]
+    if len(used) < 4:
+        raise NotEnough(f"needs the steps/tokens trade-off at 4 or more loss levels (the sweep gives "
+                        f"{len(used)}: " + "; ".join(sorted(set(pts["status"]) - {"ok"}))[:300] + ")")
+    sizes = ", ".join(f"{n:,.0f}" for n in sorted(used["N"].unique()))
+    return used, (f"the batch-size sweep at N = {sizes}: steps S and tokens E = B S to reach each of "
+                  f"{len(used)} loss levels, S = S_min + E_min / B fitted per level ([K] eqs. 5.4-5.5), "
+                  f"B_crit = E_min / S_min")
+
+
+def bcrit_agreement(fits: StudyFits) -> dict[str, Any] | None:
+    """The empirical B_crit against the noise-scale law at the same loss: ratios and whether within 2x."""
+    if "bcrit" not in fits.laws or "bcrit_empirical" not in fits.points:
+        return None
+    pts = fits.points["bcrit_empirical"]
+    law = np.asarray(fits.laws.laws["bcrit"].predict(L=pts["L"].to_numpy(dtype=float)), dtype=float)
+    ratio = pts["B"].to_numpy(dtype=float) / law
+    return {"ratio_median": float(np.median(ratio)), "ratio_min": float(ratio.min()),
+            "ratio_max": float(ratio.max()), "within_2x": bool(np.all((ratio >= 0.5) & (ratio <= 2.0))),
+            "levels": int(len(ratio)),
+            "how": "empirical B_crit (batch sweep) / B_crit(L) fitted to the noise scale, at each level's L"}
 
 
 def select_steps(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
     """L(N, S_min) ([K] eq. 1.6): curve points after warm-up, steps converted to S_min (eq. 5.4)."""
     from lmscale.laws.forms import critical_batch, min_steps
 
-    curves = transformer_curves(frames)
+    curves = first_epoch(frames, transformer_curves(frames))
     if "bcrit" not in fits.laws:
         raise NotEnough("needs the fitted B_crit(L) to convert steps to S_min ([K] eq. 5.4): "
                         + fits.missing.get("bcrit", "not fitted"))
@@ -53,5 +152,5 @@ def select_steps(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, st
     pts = after.assign(S=min_steps(after["step"].to_numpy(dtype=float),
                                    after["batch_tokens"].to_numpy(dtype=float), b_crit))
     enough(pts, "kaplan_ns", 8, "curve points after warm-up")
-    return pts, ("every Transformer curve point after warm-up (after the learning-rate peak), "
+    return pts, ("every Transformer curve point after warm-up (after the learning-rate peak) on fresh data, "
                  "S_min = S / (1 + B_crit(L)/B) with the fitted B_crit(L) ([K] eq. 5.4)")

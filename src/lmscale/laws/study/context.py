@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from lmscale.laws.study.frames import StudyFrames, finished_only
@@ -25,20 +26,29 @@ def select_positions(frames: StudyFrames, run_id: str) -> tuple[pd.DataFrame, st
     """L(t) ([K] figure 20): one run's final loss at each context position t."""
     pos = frames.per_position
     pts = pos[(pos["run_id"] == run_id) & (pos["loss"] > 0) & (pos["position"] > 0)]
-    pts = pts.rename(columns={"position": "t"})
+    pts = pts.rename(columns={"position": "t"}).drop(columns=["run_id"])  # positions resample one by one
     enough(pts, "position", 8, "context positions")
     arch = pts["architecture"].iloc[0] if "architecture" in pts else "transformer"
-    return pts, f"final test loss at each context position of the largest {arch} run ({run_id})"
+    return pts, (f"final test loss at each context position of the largest {arch} run ({run_id}), from its "
+                 "final evaluation")
 
 
 def position_runs(frames: StudyFrames) -> list[str]:
-    """The largest run of each architecture with per-position losses."""
+    """The largest run of each architecture with per-position losses; among runs of that size,
+    the one whose final evaluation was longest (smallest standard errors), else the lowest loss."""
     pos = finished_only(frames, frames.per_position)
     if pos.empty:
         return []
-    sizes = pos.groupby("run_id").agg(N=("N", "first"), architecture=("architecture", "first"))
-    sizes["architecture"] = sizes["architecture"].fillna("transformer")
-    return [str(sizes[sizes["architecture"] == a]["N"].idxmax()) for a in sorted(sizes["architecture"].unique())]
+    has_se = "se" in pos and pos["se"].notna().any()
+    runs = pos.groupby("run_id").agg(N=("N", "first"), architecture=("architecture", "first"),
+                                     loss=("loss", "mean"), se=("se", "mean") if has_se else ("loss", "size"))
+    runs["architecture"] = runs["architecture"].fillna("transformer")
+    out = []
+    for arch in sorted(runs["architecture"].unique()):
+        sel = runs[runs["architecture"] == arch]
+        top = sel[sel["N"] >= sel["N"].max() * (1 - 1e-9)]
+        out.append(str(top.sort_values(["se", "loss"] if has_se else ["loss"]).index[0]))
+    return out
 
 
 def other_distributions(frames: StudyFrames) -> list[str]:
@@ -46,3 +56,43 @@ def other_distributions(frames: StudyFrames) -> list[str]:
     if final.empty or "train_distribution" not in final:
         return []
     return sorted(set(final["distribution"]) - set(final["train_distribution"].dropna()))
+
+
+def position_check(frames: StudyFrames) -> dict | None:
+    """Largest standard error of the per-position losses relative to the loss, per fitted run."""
+    pos = finished_only(frames, frames.per_position)
+    if pos.empty:
+        return None
+    runs = position_runs(frames)
+    sel = pos[pos["run_id"].isin(runs)]
+    if "se" not in sel or not sel["se"].notna().any():
+        return {"max_rel_se": None, "runs": len(runs),
+                "note": "no standard errors stored (runs from before the final evaluation recorded them)"}
+    rel = (sel["se"] / sel["loss"]).groupby(sel["run_id"]).max()
+    out = {"max_rel_se": float(rel.max()), "runs": len(runs), "by_run": {str(k): float(v) for k, v in rel.items()}}
+    if "se_shape" in sel and sel["se_shape"].notna().any():
+        shape = (sel["se_shape"] / sel["loss"]).groupby(sel["run_id"]).max()
+        out.update(max_rel_se_shape=float(shape.max()), by_run_shape={str(k): float(v) for k, v in shape.items()})
+    return out
+
+
+def architecture_check(frames: StudyFrames, fits) -> dict | None:
+    """Each LSTM and Universal Transformer run's loss against the Transformers' L(N) at its N.
+
+    ``ratio`` = loss / L_transformer(N) - 1 (positive: worse than a Transformer of equal
+    non-embedding N); the fitted L(N) is evaluated inside or near its fitted range.
+    """
+    law = fits.laws.laws.get("kaplan_n")
+    pts = frames.final_points
+    if law is None or pts.empty or "architecture" not in pts:
+        return None
+    others = pts[pts["architecture"].fillna("transformer") != "transformer"]
+    if others.empty:
+        return None
+    n = others["N"].to_numpy(dtype=float)
+    ref = np.asarray(law.predict(N=n), dtype=float)
+    rows = [{"architecture": str(a), "N": float(x), "loss": float(y), "transformer": float(r),
+             "ratio": float(y / r - 1.0)}
+            for a, x, y, r in zip(others["architecture"], n, others["loss"].to_numpy(dtype=float), ref)]
+    return {"runs": sorted(rows, key=lambda r: (r["architecture"], r["N"])),
+            "how": "loss / L(N) of the Transformers (fitted) at the same non-embedding N, minus 1"}

@@ -139,3 +139,68 @@ def count_distinct(values: pd.Series, rtol: float = 0.05) -> int:
     """Distinct values, those within ``rtol`` of a neighbour counted once."""
     v = np.sort(np.log(values.to_numpy(dtype=float)))
     return 0 if len(v) == 0 else int(1 + np.sum(np.diff(v) > np.log1p(rtol)))
+
+
+#: Accountings of training compute a study can be fitted in.
+ACCOUNTINGS = {
+    "6N": "C = 6 N x tokens ([K] section 2.1: no attention, logits or embedding terms)",
+    "exact": "C = 3 x forward FLOPs x tokens with every term of [K] table 1 (attention, logits, embedding)",
+}
+
+
+def with_accounting(frames: StudyFrames, flops: str) -> StudyFrames:
+    """The frames with ``C`` counted one way: ``"6N"`` (as stored) or ``"exact"`` (``C_exact``)."""
+    if flops not in ACCOUNTINGS:
+        raise LmscaleError(f"flops = {flops!r}: expected one of {', '.join(ACCOUNTINGS)}")
+    if flops == "6N":
+        return frames
+    tables = {}
+    for name in ("final_points", "curves"):
+        table = getattr(frames, name)
+        if not table.empty and "C_exact" in table:
+            table = table.assign(C=table["C_exact"].where(table["C_exact"] > 0, table["C"]))
+        tables[name] = table
+    return StudyFrames(**{**{n: getattr(frames, n) for n in TABLES}, **tables}, source=frames.source)
+
+
+def reference_batch(frames: StudyFrames) -> int | None:
+    """The batch size (tokens) most Transformer runs use: the study's reference batch."""
+    runs = frames.results("transformer")
+    if runs.empty or "batch_tokens" not in runs or not runs["batch_tokens"].notna().any():
+        return None
+    counts = runs["batch_tokens"].dropna().astype(int).value_counts()
+    return int(counts.index[0])
+
+
+def at_batch(table: pd.DataFrame, batch: int | None, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rows of runs that hold the batch fixed: where the study's runs of one N differ in batch
+    size (a batch-size sweep), only those at ``batch``, the reference.
+
+    ``runs``: the study's runs the variation is judged on (default: ``table``
+    itself). L(C) at fixed batch, approach 1 and the [H] form use these: the
+    batch moves the loss at equal N and D, and the forms have no term for
+    it. A study that scales the batch with N (one batch per size) keeps
+    every run.
+    """
+    runs = table if runs is None else runs
+    if batch is None or table.empty or not {"batch_tokens", "N"} <= set(table) or "batch_tokens" not in runs:
+        return table
+    per_n = runs["batch_tokens"].fillna(batch).astype(int).groupby(runs["N"]).nunique()
+    varied = table["N"].map(per_n).fillna(1) > 1
+    b = table["batch_tokens"].fillna(batch).astype(int)
+    return table[~varied | (b == batch)]
+
+
+def first_epoch(frames: StudyFrames, curves: pd.DataFrame) -> pd.DataFrame:
+    """Curve points on fresh data: for runs repeating a dataset, those within its first pass."""
+    pts = frames.final_points
+    if curves.empty or pts.empty or "dataset_tokens" not in pts or "D" not in curves:
+        return curves
+    size = pd.to_numeric(curves["run_id"].map(pts.set_index("run_id")["dataset_tokens"]), errors="coerce")
+    return curves[size.isna() | (curves["D"] <= size)]
+
+
+def data_limited(runs: pd.DataFrame) -> pd.Series:
+    """Runs whose test loss stopped improving (early-stopped): their loss is limited by their D or N."""
+    status = runs["status"] if "status" in runs else pd.Series("finished", index=runs.index)
+    return status == "early_stopped"

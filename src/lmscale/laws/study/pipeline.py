@@ -2,9 +2,12 @@
 
 Applies the selection of each law (the family modules of this package:
 ``size_data``, ``batch``, ``compute``, ``context``) to choose its runs, fits
-it with bootstrap intervals, finds the compute-optimal frontier three ways,
-runs the held-out check (the largest model predicted from the others), and
-says for every law it could not fit which runs are missing.
+it with bootstrap intervals and its identification verdict
+(:mod:`lmscale.laws.identification`), finds the compute-optimal frontier
+three ways, runs the held-out check (the largest model predicted from the
+others), the [K] 6.3 crossing with its interval, and the consistency checks
+(approach 1 without each group, B_crit two ways, the other FLOP
+accounting), and says for every law it could not fit which runs are missing.
 """
 
 from __future__ import annotations
@@ -20,8 +23,15 @@ from lmscale.errors import LmscaleError
 from lmscale.laws.api import fit
 from lmscale.laws.forms import OffsetPowerLaw, get_form
 from lmscale.laws.result import FitResult, LawSet
-from lmscale.laws.study.batch import select_critical_batch, select_steps
+from lmscale.laws.study.batch import (
+    bcrit_agreement,
+    select_critical_batch,
+    select_empirical_critical_batch,
+    select_steps,
+)
 from lmscale.laws.study.compute import (
+    compute_range,
+    envelope_stability,
     fit_frontiers,
     fit_parametric_frontier,
     select_cmin_envelope,
@@ -29,12 +39,14 @@ from lmscale.laws.study.compute import (
     set_allocation,
 )
 from lmscale.laws.study.context import (
+    architecture_check,
     other_distributions,
+    position_check,
     position_runs,
     select_positions,
     select_transfer,
 )
-from lmscale.laws.study.frames import StudyFrames, count_distinct
+from lmscale.laws.study.frames import ACCOUNTINGS, StudyFrames, count_distinct, with_accounting
 from lmscale.laws.study.results import HoldoutCheck, StudyFits
 from lmscale.laws.study.size_data import (
     select_data_sweep,
@@ -47,6 +59,7 @@ from lmscale.laws.study.size_data import (
 #: (key, law, selection).
 STUDY_LAWS = (
     ("bcrit", "bcrit", select_critical_batch),
+    ("bcrit_empirical", "bcrit", select_empirical_critical_batch),
     ("kaplan_n", "kaplan_n", select_size_sweep),
     ("kaplan_d", "kaplan_d", select_data_sweep),
     ("kaplan_nd", "kaplan_nd", select_nd_grid),
@@ -56,6 +69,9 @@ STUDY_LAWS = (
     ("kaplan_ns", "kaplan_ns", select_steps),
 )
 
+#: The laws and frontiers whose input is training compute (refitted with the other accounting).
+COMPUTE_LAWS = ("kaplan_c", "kaplan_cmin")
+
 
 # ---------------------------------------------------------------------------
 # Fitting a study
@@ -64,7 +80,7 @@ STUDY_LAWS = (
 
 def fit_study(
     store_or_frames: Any, bootstrap: int = 200, holdout: bool = True, seed: int = 0,
-    name: str | None = None, progress: bool = False,
+    name: str | None = None, progress: bool = False, flops: str = "6N", compare: bool = True,
 ) -> StudyFits:
     """Fit every law the study's runs support.
 
@@ -76,15 +92,24 @@ def fit_study(
         seed: seed of every bootstrap.
         name: name of the law set (default: the store's file name).
         progress: progress bars on stderr.
+        flops: how training compute C is counted: ``"6N"`` (C = 6 N x tokens,
+            [K] section 2.1) or ``"exact"`` (every term of [K] table 1: the
+            attention and logits terms a small model is dominated by).
+        compare: also refit the compute laws and approach 1 with the other
+            accounting (``checks["other_accounting"]``: both, where they differ).
 
     Returns:
         :class:`StudyFits`; laws that could not be fitted are in ``missing``
         with the runs they would need.
     """
-    frames = StudyFrames.load(store_or_frames)
+    if flops not in ACCOUNTINGS:
+        raise LmscaleError(f"flops = {flops!r}: expected one of {', '.join(ACCOUNTINGS)}")
+    raw = StudyFrames.load(store_or_frames)
+    frames = with_accounting(raw, flops)
     label = name or (Path(frames.source).stem if frames.source not in ("frames", "") else "study")
-    fits = StudyFits(laws=LawSet(name=label, source="fit", notes={"store": frames.source}))
-    fits.accounting = accounting(frames)
+    fits = StudyFits(laws=LawSet(name=label, source="fit", notes={"store": frames.source, "flops": flops}),
+                     flops=flops)
+    fits.accounting = accounting(frames, flops)
     for key, law, select in STUDY_LAWS:
         if key == "kaplan_c":
             fit_frontiers(frames, fits, bootstrap, seed)
@@ -97,10 +122,22 @@ def fit_study(
         fits.missing["transfer"] = "needs runs evaluated on another distribution besides the training one"
     for run_id in position_runs(frames):
         _fit_one(fits, f"position:{run_id}", "position", lambda r=run_id: select_positions(frames, r), fit,
-                 0, seed, progress)
+                 bootstrap, seed, progress)
     set_allocation(fits)
     if holdout:
-        fits.holdout = holdout_check(fits)
+        fits.holdout = holdout_check(fits, bootstrap=bootstrap, seed=seed)
+    fits.crossing = crossing_check(fits)
+    for key, check in (("envelope_stability", lambda: envelope_stability(frames, fits)),
+                       ("bcrit_agreement", lambda: bcrit_agreement(fits)),
+                       ("positions", lambda: position_check(frames)),
+                       ("architectures", lambda: architecture_check(frames, fits)),
+                       ("other_accounting", lambda: other_accounting(raw, fits, seed) if compare else None)):
+        try:
+            value = check()
+        except (LmscaleError, ArithmeticError, ValueError) as exc:
+            value = {"error": str(exc)}
+        if value is not None:
+            fits.checks[key] = value
     return fits
 
 
@@ -158,11 +195,12 @@ def collapsed_offset(result: FitResult, points: pd.DataFrame) -> str | None:
             f"identify an irreducible loss (a plateau or a pure power law, not {result.form.formula})")
 
 
-def holdout_check(fits: StudyFits, law: str = "kaplan_n") -> HoldoutCheck | None:
-    """Fit ``law`` without the largest model and predict its loss.
+def holdout_check(fits: StudyFits, law: str = "kaplan_n", bootstrap: int = 0, seed: int = 0) -> HoldoutCheck | None:
+    """Fit ``law`` without the largest model and predict its loss, with a 95% interval.
 
     Every point of the largest N is left out of the fit; the check reports
-    the lowest-loss run of that size (the most converged one).
+    the lowest-loss run of that size (the most converged one). The interval
+    is the prediction's percentile band over ``bootstrap`` refits.
     """
     pts = fits.points.get(law)
     if pts is None or law not in fits.laws:
@@ -171,16 +209,66 @@ def holdout_check(fits: StudyFits, law: str = "kaplan_n") -> HoldoutCheck | None
     largest = pts["N"] >= pts["N"].max() * (1.0 - 1e-9)
     train = pts[~largest]
     if count_distinct(train["N"]) < 2 or len(train) < len(get_form(law).params) + 1:
-        fits.missing["holdout"] = f"needs {law} points at 3 or more sizes (has {count_distinct(pts['N'])})"
+        fits.missing["holdout"] = (f"needs {law} points at 4 or more sizes (3 to fit without the largest; "
+                                   f"has {count_distinct(pts['N'])})")
         return None
     held = pts[largest].sort_values("loss").iloc[0]
-    result = fit(train, law=law)
+    result = fit(train, law=law, bootstrap=bootstrap, seed=seed)
+    ci = None
+    if result.bootstrap_params is not None and len(result.bootstrap_params) > 1:
+        lo, hi = result.predict_interval(N=float(held["N"]))
+        ci = (float(lo), float(hi))
     return HoldoutCheck(law=law, run_id=str(held.get("run_id", "")), N=float(held["N"]),
                         D=float(held.get("D", float("nan"))), loss=float(held["loss"]),
-                        predicted=float(result.predict(N=float(held["N"]))), n_fit=len(train))
+                        predicted=float(result.predict(N=float(held["N"]))), n_fit=len(train), predicted_ci=ci,
+                        fitted_max=float(train["N"].max()))
 
 
-def accounting(frames: StudyFrames) -> dict[str, str]:
+def crossing_check(fits: StudyFits) -> Any:
+    """The [K] 6.3 crossing of the study's L(C_min), L(D) and D_opt(C_min), with its interval."""
+    from lmscale.laws.contradiction import crossing
+
+    alloc = fits.laws.extras.get("allocation") or {}
+    if not {"kaplan_cmin", "kaplan_d"} <= set(fits.laws.laws) or alloc.get("method") != "envelope_cmin":
+        fits.missing["crossing"] = ("needs L(C_min), L(D) and the frontier D_opt(C_min): "
+                                    + "; ".join(f"{k}: {fits.missing[k]}" for k in
+                                                ("kaplan_cmin", "kaplan_d", "envelope_cmin") if k in fits.missing))
+        return None
+    front = fits.frontiers["envelope_cmin"]
+    samples = None
+    if front.samples is not None:
+        samples = front.samples[:, [3, 2]]  # (k_D, b)
+        samples = samples[np.all(np.isfinite(samples), axis=1)]
+    span = compute_range(fits)
+    try:
+        return crossing(fits.laws, d_opt_samples=samples, data_max=span[1] if span else None)
+    except LmscaleError as exc:
+        fits.missing["crossing"] = str(exc)
+        return None
+
+
+def other_accounting(raw: StudyFrames, fits: StudyFits, seed: int) -> dict[str, Any] | None:
+    """The compute laws and approach 1 refitted with the other FLOP count (no bootstrap)."""
+    other = "exact" if fits.flops == "6N" else "6N"
+    alt = fit_study(raw, bootstrap=0, holdout=False, seed=seed, flops=other, compare=False)
+    lines, values = [], {}
+    for key in COMPUTE_LAWS:
+        if key in alt.laws and key in fits.laws:
+            mine, theirs = fits.laws.laws[key], alt.laws.laws[key]
+            alpha = mine.form.params[1]
+            values[key] = {"this": mine.params[alpha], "other": theirs.params[alpha]}
+            lines.append(f"{key} {alpha} = {theirs.params[alpha]:.4g} (with {fits.flops}: {mine.params[alpha]:.4g})")
+    for method, front in alt.frontiers.items():
+        mine = fits.frontiers.get(method)
+        if mine is not None and method != "parametric":
+            values[method] = {"this": mine.a, "other": front.a}
+            lines.append(f"{method} a = {front.a:.3g} (with {fits.flops}: {mine.a:.3g})")
+    if not lines:
+        return None
+    return {"flops": other, "values": values, "lines": lines}
+
+
+def accounting(frames: StudyFrames, flops: str = "6N") -> dict[str, str]:
     """How N, D, C and the loss of the fits were counted (from the store's columns)."""
     pts = frames.final_points
     exact = ""
@@ -188,15 +276,20 @@ def accounting(frames: StudyFrames) -> dict[str, str]:
         ratio = (pts["N_exact"] / pts["N"]).replace([np.inf, -np.inf], np.nan).dropna()
         if len(ratio):
             exact = f"; the exact count is {ratio.min():.3g}x to {ratio.max():.3g}x of it in this study"
+    c_ratio = ""
+    if not pts.empty and {"C", "C_exact"} <= set(pts) and flops == "6N":
+        r = (pts["C_exact"] / pts["C"]).replace([np.inf, -np.inf], np.nan).dropna()
+        if len(r):
+            c_ratio = f"; exact FLOPs are {r.min():.3g}x to {r.max():.3g}x of 6N here"
     return {
         "N": "non-embedding parameters by [K]'s formula 2 d_model n_layer (2 d_attn + d_ff) (no biases, "
              "norms or embeddings); the exact count of the instantiated model is in the run table" + exact,
-        "D": "tokens trained, capped at the dataset size for multi-epoch runs",
-        "C": "C = 6 N D, training FLOPs per [K] section 2.1 (no attention or logits terms); the exact "
-             "FLOPs with them are the store's C_exact column, not used by the fits",
+        "D": "unique training tokens: tokens trained, capped at the dataset size for multi-epoch runs",
+        "C": ACCOUNTINGS[flops] + ", training tokens counted with repeats (multi-epoch runs: epochs x D)"
+             + c_ratio + ("; fit_study(flops='exact') counts every term" if flops == "6N" else ""),
         "C_min": "C / (1 + B / B_crit(L)) ([K] eq. 5.5), the compute at a batch far below critical",
         "loss": "final test loss on the training distribution in nats/token (the best one for "
                 "early-stopped runs); curves use the test loss at each evaluation",
         "architectures": "the laws are fitted on Transformer runs; LSTM and Universal Transformer runs "
-                         "appear only in the architecture figure",
+                         "appear only in the architecture figures",
     }

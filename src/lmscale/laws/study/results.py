@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lmscale.errors import LmscaleError
@@ -33,6 +34,8 @@ class HoldoutCheck:
     loss: float
     predicted: float
     n_fit: int
+    predicted_ci: tuple[float, float] | None = None
+    fitted_max: float | None = None
 
     @property
     def rel_error(self) -> float:
@@ -43,7 +46,48 @@ class HoldoutCheck:
         return {
             "law": self.law, "run_id": self.run_id, "N": self.N, "D": self.D, "loss": self.loss,
             "predicted": self.predicted, "rel_error": self.rel_error, "n_fit": self.n_fit,
+            "predicted_ci": list(self.predicted_ci) if self.predicted_ci else None, "fitted_max": self.fitted_max,
         }
+
+    def text(self) -> str:
+        ci = (f" (95% interval [{self.predicted_ci[0]:.4f}, {self.predicted_ci[1]:.4f}])"
+              if self.predicted_ci else "")
+        beyond = (f", {np.log10(self.N / self.fitted_max):.2f} decades beyond the largest N fitted"
+                  if self.fitted_max else "")
+        return (f"held-out check: {self.law} fitted without the largest model (N = {self.N:.3g}) predicts "
+                f"{self.predicted:.4f} nats/token{ci}{beyond}, measured {self.loss:.4f}: {self.rel_error:+.2%}")
+
+
+#: For each law, the runs that would identify it (shown when a law is not fitted or not identified).
+NEEDS = {
+    "kaplan_n": "Transformers trained to convergence (early-stopped, or >= 20 tokens/param) at 8 or more "
+                "sizes spanning 2.5 decades or more (a 'converge' group)",
+    "kaplan_d": "a 'data' group: the largest model early-stopped at 5 or more dataset sizes (enough epochs "
+                "for its test loss to turn up)",
+    "kaplan_nd": "'data' groups: 3 or more model sizes x 3 or more dataset sizes, each early-stopped",
+    "chinchilla": "single-pass runs at the reference batch over a grid of N and D: an 'isoflop' group with "
+                  "3 or more budgets x 5 or more sizes",
+    "kaplan_c": "learning curves at the reference batch of more sizes, spanning more compute",
+    "kaplan_cmin": "learning curves of more sizes spanning more compute, and a fitted B_crit(L)",
+    "kaplan_ns": "learning curves of 3 or more sizes after warm-up, and a fitted B_crit(L)",
+    "bcrit": "noise-scale estimates from longer runs (longer windows of steps) over a wider range of loss",
+    "bcrit_empirical": "a batch-size sweep: one model at 3 or more batch sizes (a factor 4 or more apart), "
+                       "with learning curves dense enough to time each loss level",
+    "transfer": "runs over a wider range of training loss, evaluated on that distribution",
+    "envelope": "learning curves at the reference batch of 5 or more sizes, each running past the compute "
+                "where the next larger one overtakes it",
+    "envelope_cmin": "learning curves of 5 or more sizes, each running past the compute where the next larger "
+                     "one overtakes it, and a fitted B_crit(L)",
+    "isoflop": "an 'isoflop' group: 3 or more budgets, each with 5 or more sizes around its optimum",
+    "parametric": "an identified [H] form (see chinchilla)",
+    "position": "a longer final evaluation (final_eval_tokens, or a larger test split) for lower-noise "
+                "per-position losses",
+}
+
+
+def needs_for(key: str) -> str:
+    """The runs that would identify the law under ``key`` (``transfer:...``: its family)."""
+    return NEEDS.get(key, NEEDS.get(key.split(":")[0], "more runs spanning a wider range of its inputs"))
 
 
 @dataclass
@@ -66,6 +110,13 @@ class StudyFits:
         frontiers: approach (``envelope``, ``isoflop``, ``parametric``) ->
             its ``lmscale.laws.frontier.Frontier``.
         accounting: how N, D, C and the loss were counted.
+        flops: the accounting of C the fits used (``"6N"`` or ``"exact"``).
+        checks: consistency checks: ``envelope_stability`` (approach 1
+            without each group), ``bcrit_agreement`` (empirical against
+            noise-scale B_crit), ``other_accounting`` (the compute laws with
+            the other FLOP count), ``positions`` (per-position standard errors).
+        crossing: the [K] 6.3 crossing with its interval
+            (``lmscale.laws.contradiction.Crossing``), when the laws allow it.
     """
 
     laws: LawSet
@@ -76,6 +127,9 @@ class StudyFits:
     exponents: dict[str, dict[str, Any]] = field(default_factory=dict)
     frontiers: dict[str, Any] = field(default_factory=dict)
     accounting: dict[str, str] = field(default_factory=dict)
+    flops: str = "6N"
+    checks: dict[str, Any] = field(default_factory=dict)
+    crossing: Any = None
 
     def add(self, key: str, fit: FitResult, points: pd.DataFrame, rule: str) -> None:
         """Record one fitted law with its points and selection rule."""
@@ -85,11 +139,24 @@ class StudyFits:
         self.rules[key] = rule
         self.missing.pop(key, None)
 
+    def identified(self, key: str) -> bool:
+        """Whether the law ``key`` was fitted and its runs identify it (no verdict counts as identified)."""
+        fit = self.laws.laws.get(key)
+        return fit is not None and fit.identified is not False
+
+    def not_identified(self) -> dict[str, str]:
+        """Fitted laws the rule does not identify: key -> the reasons."""
+        from lmscale.laws.identification import short
+
+        return {k: short(f.identification) for k, f in self.laws.laws.items() if f.identified is False}
+
     def summary_rows(self, published: tuple[str, ...] = ("kaplan2020", "hoffmann2022")) -> list[dict[str, Any]]:
         """One row per fitted parameter: law, parameter, value, 95% interval, the published value.
 
         ``published`` names catalog law sets (``lmscale.laws.catalog``); the
         first that has the law gives ``published`` and ``published_in``.
+        ``identified`` is the law's verdict; intervals of unidentified laws
+        are left out (``lo``, ``hi`` None).
         """
         from lmscale.laws import catalog
 
@@ -97,29 +164,108 @@ class StudyFits:
         rows = []
         for key, fit in self.laws.laws.items():
             ref = next((s for s in sets if key in s.laws), None)
+            ok = fit.identified is not False
             for name in fit.form.params:
-                lo, hi = (fit.ci or {}).get(name) or (None, None)
+                lo, hi = ((fit.ci or {}).get(name) or (None, None)) if ok else (None, None)
                 rows.append({
                     "law": key, "param": name, "value": fit.params[name], "lo": lo, "hi": hi,
                     "published": ref.laws[key].params.get(name) if ref is not None else None,
                     "published_in": ref.name if ref is not None else None, "n_points": fit.n_points,
+                    "identified": ok,
                 })
         return rows
 
     def summary(self) -> str:
-        """Plain-text table of every fitted constant beside the paper's, and the held-out check."""
+        """Plain text: the identified laws beside the paper's, the others with what they need, the checks."""
         lines = [f"{'law':<26} {'param':<12} {'fitted':>11} {'95% interval':>25} {'published':>11}"]
         for r in self.summary_rows():
+            if not r["identified"]:
+                continue
             ci = f"[{r['lo']:.4g}, {r['hi']:.4g}]" if r["lo"] is not None else "-"
             pub = f"{r['published']:.4g}" if r["published"] is not None else "-"
             lines.append(f"{r['law']:<26} {r['param']:<12} {r['value']:>11.4g} {ci:>25} {pub:>11}")
-        if self.holdout is not None:
-            h = self.holdout
-            lines.append(f"held-out check: {h.law} fitted without the largest model (N = {h.N:.3g}) predicts "
-                         f"{h.predicted:.4f} nats/token, measured {h.loss:.4f}: {h.rel_error:+.2%}")
+        lines += self.check_lines()
+        for key, why in self.not_identified().items():
+            lines.append(f"{key}: {why}; would need: {needs_for(key)}")
         for key, why in self.missing.items():
             lines.append(f"not fitted: {key}: {why}")
         return "\n".join(lines)
+
+    def check_lines(self) -> list[str]:
+        """The held-out check, the frontier exponents, the crossing and the consistency checks, in words."""
+        lines = []
+        law_n = self.laws.laws.get("kaplan_n")
+        if law_n is not None:
+            sizes = self.points["kaplan_n"]["N"]
+            span = np.log10(sizes.max() / sizes.min())
+            lines.append(f"L(N): R^2 = {law_n.stats.get('r2', float('nan')):.4f} over {law_n.n_points} converged "
+                         f"runs, {sizes.nunique()} sizes spanning {span:.2f} decades"
+                         + ("" if law_n.identified is not False else " (not identified, see below)"))
+        if self.holdout is not None:
+            lines.append(self.holdout.text())
+        for name, row in self.exponents.items():
+            ci = row.get("ci")
+            if row.get("identified", True):
+                lines.append(f"{name}: a = {row['a']:.3g} [{ci[0]:.3g}, {ci[1]:.3g}] (N_opt ~ "
+                             f"{row.get('compute', 'C')}^a; published {row['published']:g})")
+            else:
+                lines.append(f"{name}: a not identified: {row.get('why')}; would need: "
+                             f"{needs_for(row.get('method', ''))}")
+        stab = self.checks.get("envelope_stability")
+        if stab:
+            moved = ", ".join(f"without '{g}' {a:.3g}" if isinstance(a, float) else f"without '{g}': {a}"
+                              for g, a in stab["without"].items())
+            off = (f" ('{', '.join(stab['not_on_it'])}' not on it: other batch sizes)"
+                   if stab.get("not_on_it") else "")
+            lines.append(f"approach 1 stability: a = {stab['a']:.3g} [{stab['ci'][0]:.3g}, {stab['ci'][1]:.3g}]; "
+                         f"{moved}: {'inside' if stab['stable'] else 'OUTSIDE'} its interval{off}")
+        agree = self.checks.get("bcrit_agreement")
+        if agree:
+            lines.append(f"B_crit two ways: empirical / noise-scale = {agree['ratio_median']:.2f} (median; "
+                         f"{agree['ratio_min']:.2f} to {agree['ratio_max']:.2f} over {agree['levels']} loss "
+                         f"levels): {'within' if agree['within_2x'] else 'NOT within'} a factor 2")
+        pos = self.checks.get("positions")
+        if pos:
+            if pos.get("max_rel_se") is None:
+                lines.append(f"per-position loss: {pos.get('note')}")
+            else:
+                shape = (f"; of the profile L(t) - mean L: {pos['max_rel_se_shape']:.2%}"
+                         if pos.get("max_rel_se_shape") is not None else "")
+                lines.append(f"per-position loss ({pos['runs']} runs fitted with L(t)): largest standard error "
+                             f"{pos['max_rel_se']:.2%} of the loss (which documents the test split holds "
+                             f"dominates it){shape}")
+        arch = self.checks.get("architectures")
+        if arch and arch.get("runs"):
+            lines.append("vs the Transformers' L(N) at equal N: " + ", ".join(
+                f"{r['architecture']} N = {r['N']:,.0f} {r['ratio']:+.1%}" for r in arch["runs"]))
+        other = self.checks.get("other_accounting")
+        if other:
+            lines += [f"with {other['flops']} FLOPs: {t}" for t in other["lines"]]
+        cross = self.crossing
+        inputs = [k for k in ("kaplan_cmin", "kaplan_d") if not self.identified(k)]
+        if cross is not None and (inputs or not self.exponents.get(
+                "[K] table 6: envelope in C_min", {}).get("identified", True)):
+            lines.append(f"[K] 6.3 crossing: not identified (its laws are not: {', '.join(inputs) or 'envelope_cmin'})")
+        elif cross is not None:
+            ci = cross.ci.get("C_star") if cross.ci else None
+            from lmscale.laws.identification import check_interval
+
+            if ci is None or check_interval("C_star", cross.C_star, *ci)[1]:
+                span = f"{np.log10(ci[1] / ci[0]):.1f} decades" if ci else "no interval"
+                lines.append(f"[K] 6.3 crossing: C* = {cross.C_star:.2g} FLOPs not identified (95% interval: "
+                             f"{span}; more sizes and dataset sizes would narrow it)")
+                return lines
+            ci_text = f" [{ci[0]:.2g}, {ci[1]:.2g}]"
+            if cross.decades_beyond is None:
+                where = ""
+            elif cross.decades_beyond > 0:
+                where = (f", an extrapolation {cross.decades_beyond:.1f} decades beyond the largest C_min "
+                         f"fitted ({cross.data_max:.2g})")
+            else:
+                where = ", inside the compute range fitted"
+            lines.append(f"[K] 6.3 crossing: C* = {cross.C_star:.2g} FLOPs{ci_text}, L* = {cross.L_star:.3g}"
+                         f"{where}")
+        return lines
 
 
 class NotEnough(LmscaleError):

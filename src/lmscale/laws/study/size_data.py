@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lmscale.laws.study.frames import StudyFrames, count_distinct, rule_of
+from lmscale.laws.study.frames import (
+    StudyFrames,
+    at_batch,
+    count_distinct,
+    data_limited,
+    reference_batch,
+    rule_of,
+)
 from lmscale.laws.study.results import NotEnough, StudyFits, enough, rule_text
+
+#: A run that did not early-stop counts as converged for L(N) from this many tokens per parameter.
+CONVERGED_TOKENS_PER_PARAM = 20.0
 
 
 def select_size_sweep(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
-    """L(N) ([K] eq. 1.1): Transformers trained near convergence.
+    """L(N) ([K] eq. 1.1): Transformers trained to convergence.
 
-    Runs of a ``converge`` group (early stopping on, a large budget) count as
-    converged whatever their status; runs of other groups must pass
+    A run of a ``converge`` group counts when it early-stopped on a plateau
+    of its test loss or trained on at least ``CONVERGED_TOKENS_PER_PARAM``
+    tokens per parameter; runs of other groups must pass
     ``selection.converged_runs`` (early stopped, or D >= 5e3 N^0.74), except
     ``data`` and ``isoflop`` groups, whose D is limited on purpose.
     """
@@ -25,8 +36,18 @@ def select_size_sweep(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFram
     declared, others = rule == "converge", ~rule.isin(["converge", "data", "isoflop"])
     parts, rules = [], []
     if declared.any():
-        parts.append(runs[declared])
-        rules.append(f"{int(declared.sum())} runs of 'converge' groups (early stopping on, large budget)")
+        conv = runs[declared]
+        tokens = conv["tokens"] if "tokens" in conv else conv["D"]
+        ok = data_limited(conv) | (tokens >= CONVERGED_TOKENS_PER_PARAM * conv["N"])
+        parts.append(conv[ok])
+        text = (f"{int(ok.sum())} runs of 'converge' groups that early-stopped on a plateau or trained on "
+                f">= {CONVERGED_TOKENS_PER_PARAM:g} tokens per parameter")
+        if (~ok).any():
+            low = conv[~ok]
+            text += (f" ({len(low)} left out, not converged: N = "
+                     + ", ".join(f"{n:,.0f}" for n in low["N"]) + " ended at "
+                     + ", ".join(f"{t / n:.1f}" for t, n in zip(tokens[~ok], low["N"])) + " tokens/param)")
+        rules.append(text)
     if others.any():
         chosen = converged_runs(runs[others])
         parts.append(chosen)
@@ -40,48 +61,75 @@ def select_size_sweep(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFram
     distinct = count_distinct(pts["N"]) if len(pts) else 0
     if distinct < 3:
         raise NotEnough(
-            f"needs Transformers trained near convergence at 3 or more sizes (a 'converge' group, or "
-            f"early-stopped runs); the study has {distinct} size(s)"
+            f"needs Transformers trained to convergence at 3 or more sizes (a 'converge' group whose runs "
+            f"early-stop or reach {CONVERGED_TOKENS_PER_PARAM:g} tokens per parameter); the study has "
+            f"{distinct} size(s): " + "; ".join(rules)
         )
     return pts, "; ".join(rules)
 
 
-def select_data_sweep(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
-    """L(D) ([K] eq. 1.2): the largest model at each dataset size, from ``data`` groups."""
-    from lmscale.laws.selection import largest_model_per_data
-
+def _early_stopped_data_runs(frames: StudyFrames, what: str) -> tuple[pd.DataFrame, str]:
+    """The 'data' groups' Transformer runs that early-stopped (their loss is limited by D)."""
     runs = frames.results("transformer")
     runs = runs[rule_of(runs) == "data"] if not runs.empty else runs
     if runs.empty:
-        raise NotEnough("needs a 'data' group: a large Transformer trained on 3 or more dataset sizes "
-                        "with early stopping (the study has none)")
-    pts = largest_model_per_data(runs)
+        raise NotEnough(f"needs a 'data' group: {what} (the study has none)")
+    stopped = data_limited(runs)
+    note = (f"{int(stopped.sum())} of {len(runs)} 'data' runs early-stopped (test loss turned up: "
+            "limited by D)")
+    if (~stopped).any():
+        note += (f"; {int((~stopped).sum())} left out: they finished their epochs still improving, so "
+                 "their loss follows the tokens processed, not D (give them more epochs)")
+    return runs[stopped], note
+
+
+def select_data_sweep(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
+    """L(D) ([K] eq. 1.2): the largest early-stopped model at each dataset size, from ``data`` groups.
+
+    A run that used up its epochs while its test loss still fell is not
+    data-limited (its loss reflects tokens processed): it is left out.
+    """
+    from lmscale.laws.selection import largest_model_per_data
+
+    runs, note = _early_stopped_data_runs(
+        frames, "a large Transformer early-stopped on 3 or more dataset sizes")
+    pts = largest_model_per_data(runs) if not runs.empty else runs
     if len(pts) < 3:
-        raise NotEnough(f"needs 3 or more dataset sizes in 'data' groups (the study has {len(pts)})")
-    return pts, "runs of 'data' groups; " + rule_text(pts, "largest_model_per_data")
+        raise NotEnough(f"needs early-stopped runs at 3 or more dataset sizes in 'data' groups "
+                        f"(the study has {len(pts)}; {note})")
+    return pts, f"{note}; " + rule_text(pts, "largest_model_per_data")
 
 
 def select_nd_grid(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
-    """L(N, D) ([K] eq. 1.5): every Transformer of the ``data`` groups (a grid of N and D)."""
-    runs = frames.results("transformer")
-    runs = runs[rule_of(runs) == "data"] if not runs.empty else runs
+    """L(N, D) ([K] eq. 1.5): the early-stopped Transformers of the ``data`` groups (a grid of N and D)."""
+    runs, note = _early_stopped_data_runs(frames, "2 or more model sizes x 2 or more dataset sizes")
     n_sizes = count_distinct(runs["N"]) if len(runs) else 0
     d_sizes = count_distinct(runs["D"]) if len(runs) else 0
     if n_sizes < 2 or d_sizes < 2:
-        raise NotEnough(f"needs 'data' groups covering 2 or more model sizes and 2 or more dataset sizes "
-                        f"(the study has {n_sizes} sizes x {d_sizes} dataset sizes)")
-    return enough(runs, "kaplan_nd", 6, "runs in the N x D grid"), \
-        f"every Transformer run of the 'data' groups ({n_sizes} sizes x {d_sizes} dataset sizes)"
+        raise NotEnough(f"needs early-stopped 'data' runs covering 2 or more model sizes and 2 or more "
+                        f"dataset sizes (the study has {n_sizes} sizes x {d_sizes} dataset sizes; {note})")
+    return enough(runs, "kaplan_nd", 6, "early-stopped runs in the N x D grid"), \
+        f"{note}: {n_sizes} sizes x {d_sizes} dataset sizes"
 
 
 def select_parametric(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
-    """[H] eq. 2: every finished Transformer run whose D was set by the study (not early stopping)."""
+    """[H] eq. 2: single-pass runs whose D the study set, at the reference batch size.
+
+    'isoflop' and 'plain' groups (fixed budgets, no early stopping, no
+    repeated data), at the batch size of most runs: the form has no term for
+    the batch, which alone moves the loss at equal N and D.
+    """
     runs = frames.results("transformer")
-    runs = runs[rule_of(runs).isin(["data", "isoflop", "plain"])] if not runs.empty else runs
-    n_sizes = count_distinct(runs["N"]) if len(runs) else 0
-    d_sizes = count_distinct(runs["D"]) if len(runs) else 0
+    runs = runs[rule_of(runs).isin(["isoflop", "plain"])] if not runs.empty else runs
+    batch = reference_batch(frames)
+    kept = at_batch(runs, batch, frames.results("transformer"))
+    n_sizes = count_distinct(kept["N"]) if len(kept) else 0
+    d_sizes = count_distinct(kept["D"]) if len(kept) else 0
     if n_sizes < 3 or d_sizes < 3:
-        raise NotEnough(f"needs runs of 'data', 'isoflop' or 'plain' groups at 3 or more model sizes and "
-                        f"dataset sizes (the study has {n_sizes} sizes x {d_sizes} dataset sizes)")
-    return enough(runs, "chinchilla", 8, "runs of varied N and D"), \
-        f"every finished Transformer run of 'data', 'isoflop' and 'plain' groups ({len(runs)} runs)"
+        raise NotEnough(f"needs runs of 'isoflop' or 'plain' groups at the reference batch ({batch} tokens) "
+                        f"at 3 or more model sizes and dataset sizes (the study has {n_sizes} sizes x "
+                        f"{d_sizes} dataset sizes)")
+    left = len(runs) - len(kept)
+    return enough(kept, "chinchilla", 8, "runs of varied N and D"), \
+        (f"every finished Transformer run of 'isoflop' and 'plain' groups at the reference batch of {batch} "
+         f"tokens ({len(kept)} runs; {left} at other batch sizes left out)")

@@ -33,8 +33,10 @@ def draw_optimal_sizes(frames: Any, fits: Any):
     alloc = _allocation(fits)
     if alloc is None or not (has_relation(fits.laws, "N_opt") and has_relation(fits.laws, "D_opt")):
         raise Missing(why_missing(fits, "allocation", "N_opt(C) and D_opt(C)"))
-    front = next((f.points for m in ("envelope", "isoflop") if (f := fits.frontiers.get(m)) is not None
-                  and f.points is not None), None)
+    method = alloc.get("method", "envelope")
+    compute = "C_min" if method == "envelope_cmin" else "C"
+    found = fits.frontiers.get(method)
+    front = found.points if found is not None else None
     if front is not None and "status" in front:
         front = front[front["status"] == "ok"]
     fig, (ax_n, ax_d) = style.new_figure(ncols=2)
@@ -43,19 +45,20 @@ def draw_optimal_sizes(frames: Any, fits: Any):
     paper = _paper()
     for ax, key, label in ((ax_n, "N_opt", "N"), (ax_d, "D_opt", "D")):
         if front is not None and not front.empty:
-            ax.plot(front["C"], front[key], "o", color="#1f4e79", ms=3, label="compute-optimal points")
+            ax.plot(front["C"], front[key], "o", color="#1f4e79", ms=3,
+                    label=f"lowest loss at each {compute} (the winning run)")
         rel = alloc["relations"][key]
-        y = np.asarray(allocation_relation(fits.laws, key, grid), dtype=float)
-        (line,) = ax.plot(grid, y, "-", color=style.FIT_COLOR,
-                          label=f"fit: {key} ~ C^{rel['exponent']:.2f}")
-        line.set_gid(style.law_gid(f"allocation.{key}", "C"))
+        (line,) = ax.plot(grid, np.asarray(allocation_relation(fits.laws, key, grid), dtype=float), "-",
+                          color=style.FIT_COLOR, label=f"fitted in {compute}: {key} ~ {compute}^{rel['exponent']:.2f}")
+        line.set_gid(style.law_gid(f"allocation.{key}", compute))
         published = paper.extras["allocation"]["relations"][key]["exponent"]
         ax.plot([], [], " ", label=f"[K] table 6: {key} ~ C_min^{published:g}")
-        style.label(ax, "C", "N" if label == "N" else "D")
-        ax.set_ylabel("N_opt, non-embedding parameters" if label == "N" else "D_opt, tokens")
+        style.label(ax, compute, "N" if label == "N" else "D")
+        ax.set_ylabel("N_opt, non-embedding parameters" if label == "N" else
+                      "D_opt, tokens" + (" (E_min = C_min / 6 N_opt)" if compute == "C_min" else ""))
         ax.legend(loc="best")
-    ax_n.set_title("compute-optimal model size")
-    ax_d.set_title("compute-optimal data")
+    ax_n.set_title(f"compute-optimal model size, in {compute}")
+    ax_d.set_title(f"compute-optimal data, in {compute}")
     return fig
 
 
@@ -69,10 +72,12 @@ def draw_contradiction(frames: Any, fits: Any):
         needs.append(why_missing(fits, "allocation", "D_opt(C)"))
     if needs:
         raise Missing(*needs)
-    try:
-        cross = crossing(fits.laws)
-    except LmscaleError as exc:
-        raise Missing(f"the study's L(C_min) and L(D_opt(C_min)) do not cross: {exc}") from None
+    cross = getattr(fits, "crossing", None)
+    if cross is None:
+        try:
+            cross = crossing(fits.laws)
+        except LmscaleError as exc:
+            raise Missing(f"the study's L(C_min) and L(D_opt(C_min)) do not cross: {exc}") from None
     paper = _paper()
     paper_cross = crossing(paper)
     fig, (ax,) = style.new_figure(width=6.0, height=4.0)
@@ -89,11 +94,24 @@ def draw_contradiction(frames: Any, fits: Any):
         y = np.asarray(data.predict(D=d_opt), dtype=float)
         (line,) = ax.plot(grid, y, "--", color=color, label=f"{who}: L(D_opt(C_min)), data-limited")
         line.set_gid(style.law_gid(f"kaplan_d(D_opt){tag}", "C_min"))
+    if cross.ci and "C_star" in cross.ci:
+        lo_c, hi_c = cross.ci["C_star"]
+        ax.errorbar([cross.C_star], [cross.L_star], xerr=[[cross.C_star - lo_c], [hi_c - cross.C_star]],
+                    fmt="none", ecolor=style.FIT_COLOR, capsize=3, lw=1, zorder=5)
+    if cross.data_max:
+        ax.axvline(cross.data_max, color="#1f4e79", ls=":", lw=1)
+        ax.text(cross.data_max, ax.get_ylim()[1], " largest C_min fitted", fontsize=6.5, color="#1f4e79",
+                va="top")
     for c, color, who, dx, ha in ((cross, style.FIT_COLOR, "study", 6, "left"),
                                   (paper_cross, style.PAPER_COLOR, "[K]", -6, "right")):
         ax.plot([c.C_star], [c.L_star], "o", color=color, ms=7, mfc="white", zorder=5)
-        ax.annotate(f"{who}: C* = {c.C_star:.2g} FLOPs\nL* = {c.L_star:.3g}", (c.C_star, c.L_star),
-                    textcoords="offset points", xytext=(dx, 8), ha=ha, fontsize=7, color=color)
+        text = f"{who}: C* = {c.C_star:.2g} FLOPs\nL* = {c.L_star:.3g}"
+        if c is cross and c.ci:
+            text += f"\n95%: [{c.ci['C_star'][0]:.2g}, {c.ci['C_star'][1]:.2g}]"
+        if c is cross and c.decades_beyond is not None and c.decades_beyond > 0:
+            text += f"\n{c.decades_beyond:.1f} decades beyond the data"
+        ax.annotate(text, (c.C_star, c.L_star), textcoords="offset points", xytext=(dx, 8), ha=ha,
+                    fontsize=7, color=color)
     ax.plot(fits.points["kaplan_cmin"]["C_min"], fits.points["kaplan_cmin"]["loss"], "o", color="#1f4e79",
             ms=3, label="study's frontier points")
     style.label(ax, "C_min", "loss")
@@ -103,9 +121,12 @@ def draw_contradiction(frames: Any, fits: Any):
 
 
 def draw_exponents(frames: Any, fits: Any):
-    rows = {k: v for k, v in (fits.exponents if fits is not None else {}).items() if v.get("a") is not None}
+    rows = {k: v for k, v in (fits.exponents if fits is not None else {}).items() if v.get("a") is not None
+            and v.get("identified", True)}
     if not rows:
-        raise Missing(why_missing(fits, "allocation", "compute-optimal exponents"))
+        raise Missing(why_missing(fits, "allocation", "compute-optimal exponents"),
+                      *(f"{k}: a not identified ({v.get('why')})" for k, v in
+                        (fits.exponents if fits is not None else {}).items()))
     fig, (ax,) = style.new_figure(width=6.0, height=3.4)
     names = list(rows)
     y = np.arange(len(names))
@@ -125,7 +146,11 @@ def draw_exponents(frames: Any, fits: Any):
     ax.text(0.5, -0.5, " [H] ~0.5", fontsize=7, color=style.PAPER_COLOR)
     ax.set_yticks(y, [textwrap.fill(n, 22) for n in names])
     ax.set_ylim(-0.6, len(names) - 0.2)
-    ax.set_xlabel("exponent a of N_opt ~ C^a (dimensionless)")
+    hidden = [k for k, v in fits.exponents.items() if not v.get("identified", True)]
+    if hidden:
+        ax.text(0.01, 0.01, "not identified (not drawn): " + "; ".join(hidden), transform=ax.transAxes,
+                fontsize=6.5, color="#555555")
+    ax.set_xlabel("exponent a of N_opt ~ C^a or C_min^a (dimensionless)")
     ax.set_ylabel("approach ([H] section 3)")
     ax.set_title("N_opt ~ C^a: the exponent a by approach")
     ax.legend(loc="lower right")
@@ -139,9 +164,11 @@ FIGURES = (
         title="Compute-optimal model size and data against compute",
         paper="[K] figure 14, table 6",
         caption=(
-            "The runs on the compute-efficient frontier (lowest loss at each C_min) and the power "
-            "laws N_opt ~ C_min^a and D_opt ~ C_min^b fitted to them, beside [K] table 6 "
-            "(N_opt = 1.3e9 C^0.73, D_opt = 2e10 C^0.27 with C in PF-days)."
+            "The runs on the compute-efficient frontier (the lowest loss reached at each compute, "
+            "the winner changing only where a larger model overtakes) and the power laws N_opt and "
+            "D_opt fitted to them, in C_min = C / (1 + B / B_crit(L)) as [K] table 6 (N_opt = "
+            "1.3e9 C_min^0.73, D_opt = 2e10 C_min^0.27 with C_min in PF-days); the axis names what "
+            "was fitted (C when the study has no B_crit(L))."
         ),
         needs="learning curves of 3 or more model sizes spanning the compute range",
         draw=draw_optimal_sizes,
@@ -153,7 +180,9 @@ FIGURES = (
         caption=(
             "L(C_min) along the compute-efficient frontier (solid) falls faster than L(D) allows "
             "for the data the frontier uses, D_opt(C_min) (dashed); past the crossing C* the "
-            "frontier would beat what its data permits. The study's laws in colour, [K]'s in grey."
+            "frontier would beat what its data permits. The study's laws in colour with the 95% "
+            "interval of C* (bootstrap of the three fits) and how far beyond the largest C_min "
+            "fitted (dotted) it lies; [K]'s in grey."
         ),
         needs="L(C_min), L(D) and the D_opt(C) frontier",
         draw=draw_contradiction,
@@ -164,8 +193,9 @@ FIGURES = (
         paper="[H] table 2 and section 3",
         caption=(
             "The exponent a of N_opt ~ C^a from the envelope of learning curves (approach 1), "
-            "IsoFLOP parabolas (approach 2) and the parametric fit of L(N, D) (approach 3), with "
-            "95% intervals, beside the published values ([H]: 0.50, 0.49, 0.46; [K]: 0.73)."
+            "IsoFLOP parabolas (approach 2) and the parametric fit of L(N, D) (approach 3), in C, "
+            "and [K]'s envelope in C_min, with 95% intervals, beside the published values ([H]: "
+            "0.50, 0.49, 0.46; [K]: 0.73). Exponents the runs do not identify are listed, not drawn."
         ),
         needs="learning curves for approach 1, IsoFLOP groups for approach 2, an L(N, D) grid for approach 3",
         draw=draw_exponents,

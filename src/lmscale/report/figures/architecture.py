@@ -46,9 +46,13 @@ def draw_architectures(frames: Any, fits: Any):
         )
     fig, (ax_n, ax_t) = style.new_figure(ncols=2)
     if by_n_ok:
+        converged = fits.points.get("kaplan_n") if fits is not None else None
         for arch in sorted(set(archs)):
             sel = pts[archs == arch].sort_values("N")
-            ax_n.plot(sel["N"], sel["loss"], MARKERS.get(arch, "o"), label=arch, ms=5)
+            label = arch
+            if arch == "transformer" and converged is not None and not converged.empty:
+                sel, label = converged.sort_values("N"), "transformer (the runs L(N) was fitted on)"
+            ax_n.plot(sel["N"], sel["loss"], MARKERS.get(arch, "o"), label=label, ms=5)
         if has_fit(fits, "kaplan_n"):
             grid = style.log_grid(pts["N"])
             style.law_line(ax_n, fits.laws.laws["kaplan_n"], "kaplan_n", grid, along="N",
@@ -67,6 +71,9 @@ def draw_architectures(frames: Any, fits: Any):
 
 def draw_positions(ax: Any, pos: pd.DataFrame, fits: Any) -> None:
     pos = pos[(pos["position"] > 0) & np.isfinite(pos["loss"]) & (pos["loss"] > 0)]
+    fitted = {k.split(":", 1)[1] for k in (fits.laws.laws if fits is not None else {}) if k.startswith("position:")}
+    if fitted:  # the runs L(t) was fitted on: the longest final evaluations, one per architecture
+        pos = pos[pos["run_id"].isin(fitted)]
     archs = _architectures(pos)
     sizes = pos.groupby("run_id")["N"].first()
     colors, _ = style.size_colors(sizes.to_numpy())
@@ -79,12 +86,16 @@ def draw_positions(ax: Any, pos: pd.DataFrame, fits: Any) -> None:
             sel = pos[pos["run_id"] == run_id].sort_values("position")
             ax.plot(sel["position"], sel["loss"], DASHES.get(arch, "-"), color=color_of[run_id], lw=1.0,
                     label=f"{arch}, N = {n:.2g}" if k in (0, len(runs) - 1) else "_nolegend_")
+            if "se" in sel and sel["se"].notna().any():
+                se = sel["se"].fillna(0.0)
+                ax.fill_between(sel["position"], sel["loss"] - 2 * se, sel["loss"] + 2 * se,
+                                color=color_of[run_id], alpha=0.2, lw=0)
             key = position_key(str(run_id))
             if has_fit(fits, key):
                 style.law_line(ax, fits.laws.laws[key], key, sel["position"].to_numpy(float), along="t",
                                label="_nolegend_", color=style.FIT_COLOR)
     style.label(ax, "t", "loss")
-    ax.set_title("loss per context position (solid: Transformer, dashed: LSTM)")
+    ax.set_title("loss per context position (bands: +-2 s.e.)")
     ax.legend(loc="upper right", fontsize=7)
 
 
@@ -140,15 +151,69 @@ def draw_transfer_curves(ax: Any, frames: Any, dists: list, palette: list) -> No
     ax.set_title("along training (every run)")
 
 
+def draw_universal(frames: Any, fits: Any):
+    """Universal Transformers beside Transformers, by unique and by applied parameters ([K] figure 17)."""
+    from lmscale.accounting import applied_non_embedding_params
+    from lmscale.models.spec import ModelSpec
+
+    pts = frames.final_points
+    archs = _architectures(pts) if not pts.empty else pd.Series(dtype=str)
+    if "universal" not in set(archs) or "transformer" not in set(archs):
+        raise Missing("Universal Transformer runs beside Transformer runs (the study has architectures: "
+                      f"{', '.join(sorted(set(archs))) or 'none'})")
+    shape_cols = ("n_layer", "d_model", "n_head", "d_ff")
+    ut = pts[archs == "universal"].dropna(subset=list(shape_cols)).sort_values("N")
+
+    def applied(row: pd.Series) -> float:
+        spec = ModelSpec(architecture="universal", **{c: int(row[c]) for c in shape_cols},
+                         n_ctx=int(row.get("n_ctx", 64) or 64), n_vocab=int(row.get("n_vocab", 512) or 512))
+        return float(applied_non_embedding_params(spec))
+
+    ut = ut.assign(N_applied=[applied(r) for _, r in ut.iterrows()])
+    reference = (fits.points.get("kaplan_n") if fits is not None else None)
+    if reference is None or reference.empty:
+        reference = pts[archs == "transformer"]
+    fig, (ax_u, ax_a) = style.new_figure(ncols=2)
+    for ax, column, title in ((ax_u, "N", "by parameters (shared weights counted once)"),
+                              (ax_a, "N_applied", "by parameters applied (compute per token)")):
+        ax.plot(reference["N"], reference["loss"], "o", color="#1f4e79", ms=4, label="Transformer")
+        ax.plot(ut[column], ut["loss"], "^-", color=style.FRONTIER_COLOR, ms=6,
+                label=f"Universal Transformer ({int(ut['n_layer'].iloc[0])} applications)")
+        if has_fit(fits, "kaplan_n"):
+            style.law_line(ax, fits.laws.laws["kaplan_n"], "kaplan_n",
+                           style.log_grid(pd.concat([reference["N"], ut[column]])), along="N",
+                           label="Transformer L(N), fitted")
+        style.label(ax, "N", "loss")
+        ax.set_xlabel("non-embedding parameters N" if column == "N" else
+                      "non-embedding parameters applied per token (N x reuse)")
+        ax.set_title(title)
+        ax.legend(loc="upper right")
+    return fig
+
+
 FIGURES = (
+    FigureSpec(
+        key="fig17_universal",
+        title="Universal Transformers against Transformers",
+        paper="[K] figure 17",
+        caption=(
+            "Final loss of Universal Transformers (one block applied n_layer times) beside the "
+            "Transformers' L(N), against their unique non-embedding parameters (left) and the "
+            "parameters applied per token, n_layer x one block (right). [K] finds the reuse buys "
+            "a little per parameter and loses per unit of compute."
+        ),
+        needs="Universal Transformer runs at 2 or more sizes beside Transformer runs",
+        draw=draw_universal,
+    ),
     FigureSpec(
         key="fig07_architectures",
         title="Transformers against LSTMs: by size and by context position",
         paper="[K] figure 7",
         caption=(
             "Left: final loss against non-embedding parameters for each architecture, with the "
-            "Transformers' fitted L(N). Right: final loss at each position t of the context; "
-            "LSTMs keep up on early tokens and plateau on late ones."
+            "Transformers' fitted L(N). Right: final loss at each position t of the context, from "
+            "a final evaluation over many test sequences (bands: +-2 standard errors, batch means "
+            "over blocks of sequences); LSTMs keep up on early tokens and plateau on late ones."
         ),
         needs="LSTM (or Universal Transformer) runs beside Transformer runs, per-position losses",
         draw=draw_architectures,

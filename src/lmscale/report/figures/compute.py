@@ -64,17 +64,33 @@ def draw_critical_batch(frames: Any, fits: Any):
     pts = points_of(fits, "bcrit")
     if pts.empty:
         raise Missing("B_crit(L): the fit kept no points")
-    fig, (ax,) = style.new_figure(width=5.2, height=3.8)
+    fig, (ax,) = style.new_figure(width=5.6, height=4.0)
     noise = frames.noise_scale
     if not noise.empty and {"loss", "noise_scale"} <= set(noise):
         raw = noise[(noise["noise_scale"] > 0) & (noise["loss"] > 0)]
-        ax.plot(raw["loss"], raw["noise_scale"], ".", color="#bbbbbb", ms=2, label="noise-scale estimates")
-    ax.plot(pts["L"], pts["B"], "o", color="#1f4e79", ms=4, label="fitted points", zorder=4)
+        ax.plot(raw["loss"], raw["noise_scale"], ".", color="#cccccc", ms=2, label="every noise-scale estimate")
+    se = pts["noise_scale_se"].to_numpy(dtype=float) if "noise_scale_se" in pts else None
+    ax.errorbar(pts["L"], pts["B"], yerr=se, fmt="o", color="#1f4e79", ms=3.5, lw=0.8, zorder=4,
+                label="B_simple, windows fitted (+-1 s.e.)")
     grid = style.log_grid(pts["L"], pad=0.05)
-    style.law_line(ax, fit, "bcrit", grid, along="L")
+    style.law_line(ax, fit, "bcrit", grid, along="L",
+                   label=f"fit to B_simple: B_* = {fit.params['B_star']:.2g}, alpha_B = {fit.params['alpha_B']:.3f}")
+    emp = points_of(fits, "bcrit_empirical")
+    title = "B_crit(L) = B_* / L^(1/alpha_B)"
+    if not emp.empty:
+        ax.errorbar(emp["L"], emp["B"], yerr=emp["se"].fillna(0.0) if "se" in emp else None, fmt="s",
+                    color=style.FRONTIER_COLOR, ms=5, mfc="white", lw=1.0, zorder=5,
+                    label="empirical: S = S_min + E_min / B per loss ([K] 5.1)")
+        if has_fit(fits, "bcrit_empirical"):
+            e = fits.laws.laws["bcrit_empirical"]
+            style.law_line(ax, e, "bcrit_empirical", style.log_grid(emp["L"], pad=0.05), along="L",
+                           color=style.FRONTIER_COLOR, label=f"fit to the empirical: alpha_B = {e.params['alpha_B']:.3f}")
+        agree = (fits.checks or {}).get("bcrit_agreement") if fits is not None else None
+        if agree:
+            title += f"; empirical / noise scale = {agree['ratio_median']:.2f}"
     style.label(ax, "loss", "B")
-    ax.set_title(f"B_crit(L) = B_* / L^(1/alpha_B), alpha_B = {fit.params['alpha_B']:.3f}")
-    ax.legend(loc="best")
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=7)
     return fig
 
 
@@ -101,11 +117,15 @@ FIGURES = (
         title="Critical batch size against loss",
         paper="[K] figure 10",
         caption=(
-            "Critical batch size (tokens) against test loss, with the fitted "
-            "B_crit(L) = B_*/L^(1/alpha_B) ([K] eq. 1.4). Grey: the gradient-noise-scale "
-            "estimates along the runs ([K] section 5.1)."
+            "Critical batch size (tokens) against test loss, measured two ways. Blue: the gradient "
+            "noise scale B_simple ([K] section 5.1), one estimate per window of steps with its "
+            "standard error, and B_crit(L) = B_*/L^(1/alpha_B) ([K] eq. 1.4) fitted to them; grey: "
+            "every estimate. Orange: the empirical critical batch of the batch-size sweep, from the "
+            "steps S and tokens E = B S each batch size needs to reach a loss, fitted to "
+            "S = S_min + E_min / B ((S/S_min - 1)(E/E_min - 1) = 1, McCandlish et al. 2018): "
+            "B_crit = E_min / S_min."
         ),
-        needs="a batch-size sweep at one or more model sizes, or gradient-noise-scale estimates",
+        needs="gradient-noise-scale estimates, and a batch-size sweep (one size at 3 or more batch sizes)",
         draw=draw_critical_batch,
     ),
 )

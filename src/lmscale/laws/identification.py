@@ -1,0 +1,219 @@
+"""Whether a fit's points identify its law: one documented rule for every fit.
+
+A law is *identified* by its points when all of these hold (the rule,
+``RULE``):
+
+1. **inputs**: every input of the form takes at least ``MIN_DISTINCT``
+   distinct values (values within 5% of a neighbour count once, 1% for
+   losses), and there
+   are at least two more points than parameters;
+2. **replicates**: at most ``MAX_FAILED`` (5%) of the bootstrap replicates
+   failed (they are counted and left out of the intervals);
+3. **bounds**: in at most ``MAX_AT_BOUND`` (5%) of the replicates a
+   parameter sits at a bound of its search: an exponent at or below 0 (or
+   above ``EXPONENT_CEIL``), an irreducible loss collapsed below
+   ``COLLAPSE`` of the smallest output, any scale constant beyond
+   1e+-``SCALE_DECADES_CEIL``;
+4. **exponents**: each exponent's 95% interval is narrower than half its
+   value (``EXPONENT_WIDTH``), and each linear coefficient's likewise;
+5. **scales**: each scale constant's 95% interval spans at most
+   ``SCALE_DECADES`` (2) decades.
+
+Intervals are the bootstrap's percentile intervals; a fit without a
+bootstrap uses value +- 1.96 Gauss-Newton standard errors (log-normal for
+scale constants) and says so. :func:`verdict` applies the rule;
+``lmscale.laws.estimate.fit_points`` stores its result on every
+``FitResult`` (``fit.identification``), so ``lmscale fit``, the study fits,
+the report and the demo all read the same verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+#: Distinct values each input needs.
+MIN_DISTINCT = 3
+#: Largest share of failed bootstrap replicates.
+MAX_FAILED = 0.05
+#: Largest share of replicates with a parameter at a search bound.
+MAX_AT_BOUND = 0.05
+#: An exponent's (or coefficient's) 95% interval must be narrower than this fraction of its value.
+EXPONENT_WIDTH = 0.5
+#: A scale constant's 95% interval may span at most this many decades.
+SCALE_DECADES = 2.0
+#: Exponents above this are at the search bound (no law of [K] or [H] comes near it).
+EXPONENT_CEIL = 10.0
+#: An irreducible loss below this fraction of the smallest output has collapsed to 0.
+COLLAPSE = 1e-3
+#: A scale constant beyond 1e+-this has run away.
+SCALE_DECADES_CEIL = 60.0
+
+#: Names of exponents (by prefix), linear coefficients, and irreducible terms.
+EXPONENT_PREFIXES = ("alpha", "beta", "eta", "gamma")
+COEFFICIENTS = ("slope", "offset")
+OFFSETS = ("E", "L_inf")
+
+RULE = (f"identified when every input has >= {MIN_DISTINCT} distinct values and there are >= 2 more "
+        f"points than parameters; <= {MAX_FAILED:.0%} of bootstrap replicates failed; <= "
+        f"{MAX_AT_BOUND:.0%} of replicates have a parameter at a search bound (exponent <= 0 or > "
+        f"{EXPONENT_CEIL:g}, irreducible loss < {COLLAPSE:g} x the smallest loss, scale beyond "
+        f"1e+-{SCALE_DECADES_CEIL:g}); every exponent's 95% interval narrower than "
+        f"{EXPONENT_WIDTH:g} x its value; every scale constant's 95% interval within "
+        f"{SCALE_DECADES:g} decades")
+
+
+def kind(name: str) -> str:
+    """``"exponent"``, ``"coefficient"``, ``"offset"`` or ``"scale"`` for a parameter name."""
+    if name.startswith(EXPONENT_PREFIXES):
+        return "exponent"
+    if name in COEFFICIENTS:
+        return "coefficient"
+    if name in OFFSETS:
+        return "offset"
+    return "scale"
+
+
+#: Inputs that are losses: their values are distinct from 1% apart (others from 5%).
+LOSS_INPUTS = ("L", "L_train")
+
+
+def distinct(values: Any, rtol: float = 0.05) -> int:
+    """Distinct values of a positive array: from the smallest up, a value more than ``rtol``
+    above the first of the current cluster starts a new one (dense data spanning a range
+    counts as many values as that range holds steps of ``rtol``)."""
+    v = np.asarray(values, dtype=float)
+    v = np.sort(v[np.isfinite(v) & (v > 0)])
+    count, start = 0, -np.inf
+    for x in v:
+        if x > start * (1.0 + rtol):
+            count, start = count + 1, x
+    return count
+
+
+def check_interval(name: str, value: float, lo: float, hi: float,
+                   of: str | None = None) -> tuple[str, str | None]:
+    """(the interval's width in words, the failure or None) by rules 4 and 5 for one parameter.
+
+    ``of``: the parameter's kind when its name does not say it (see :func:`kind`).
+    """
+    k = of or kind(name)
+    if k in ("exponent", "coefficient"):
+        rel = (hi - lo) / abs(value) if value != 0 else math.inf
+        if k == "exponent" and value <= 0:
+            return f"{rel:.2f} x value", f"{name} = {value:.3g} is not positive"
+        if not rel < EXPONENT_WIDTH:
+            return f"{rel:.2f} x value", (f"{name}'s 95% interval [{lo:.3g}, {hi:.3g}] is {rel:.2f} x its "
+                                          f"value (needs < {EXPONENT_WIDTH:g})")
+        return f"{rel:.2f} x value", None
+    decades = math.log10(hi / lo) if lo > 0 and hi > 0 else math.inf
+    if not decades <= SCALE_DECADES:
+        span = "a non-positive bound" if decades == math.inf else f"{decades:.1f} decades"
+        return f"{decades:.2f} decades", (f"{name}'s 95% interval [{lo:.3g}, {hi:.3g}] spans {span} "
+                                          f"(needs <= {SCALE_DECADES:g})")
+    return f"{decades:.2f} decades", None
+
+
+def _at_bound(params: list[str], samples: np.ndarray, floor: float) -> np.ndarray:
+    """Per replicate: whether any parameter sits at a search bound."""
+    bad = ~np.all(np.isfinite(samples), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for j, name in enumerate(params):
+            x = samples[:, j]
+            k = kind(name)
+            if k == "exponent":
+                bad |= (x <= 0) | (x > EXPONENT_CEIL)
+            elif k == "offset":
+                bad |= x < COLLAPSE * floor
+            elif k == "scale":
+                bad |= (x <= 0) | (np.abs(np.log10(np.abs(x))) > SCALE_DECADES_CEIL)
+    return bad
+
+
+def _intervals(params: Mapping[str, float], ci: Mapping[str, Any] | None,
+               stderr: Mapping[str, Any] | None) -> tuple[dict[str, tuple[float, float]], str]:
+    if ci:
+        return {k: (float(v[0]), float(v[1])) for k, v in ci.items() if v is not None}, "bootstrap percentile"
+    out = {}
+    for name, value in params.items():
+        se = (stderr or {}).get(name)
+        if se is None or not math.isfinite(float(se)):
+            continue
+        se = float(se)
+        if kind(name) in ("scale", "offset") and value > 0:
+            s = se / value
+            out[name] = (value * math.exp(-1.96 * s), value * math.exp(1.96 * s))
+        else:
+            out[name] = (value - 1.96 * se, value + 1.96 * se)
+    return out, "value +- 1.96 Gauss-Newton standard errors (no bootstrap)"
+
+
+def verdict(params: Mapping[str, float], inputs: Mapping[str, Any], y: Any, *,
+            ci: Mapping[str, Any] | None = None, stderr: Mapping[str, Any] | None = None,
+            samples: np.ndarray | None = None, n_requested: int = 0) -> dict[str, Any]:
+    """Apply :data:`RULE`; returns ``{"identified", "failures", "checks", "intervals", "rule"}``.
+
+    Args:
+        params: the fitted natural parameters, in the form's order.
+        inputs: input name -> values of the fitted points.
+        y: the fitted outputs.
+        ci, stderr: the fit's intervals and standard errors.
+        samples: bootstrap parameter samples (n_ok, k) in the order of ``params``.
+        n_requested: replicates asked for (``n_requested - len(samples)`` failed).
+    """
+    names = list(params)
+    y = np.asarray(y, dtype=float)
+    failures: list[str] = []
+    checks: dict[str, Any] = {}
+    counts = {x: distinct(v, 0.01 if x in LOSS_INPUTS else 0.05) for x, v in inputs.items()}
+    checks["distinct_inputs"] = counts
+    for x, n in counts.items():
+        if n < MIN_DISTINCT:
+            failures.append(f"{x} takes {n} distinct value(s); needs {MIN_DISTINCT} or more")
+    checks["points"] = int(len(y))
+    if len(y) < len(names) + 2:
+        failures.append(f"{len(y)} points for {len(names)} parameters; needs {len(names) + 2} or more")
+    if n_requested:
+        n_ok = 0 if samples is None else len(samples)
+        failed = (n_requested - n_ok) / n_requested
+        checks["bootstrap_failed"] = n_requested - n_ok
+        if failed > MAX_FAILED:
+            failures.append(f"{n_requested - n_ok} of {n_requested} bootstrap replicates failed "
+                            f"({failed:.0%} > {MAX_FAILED:.0%})")
+        if samples is not None and len(samples):
+            floor = float(np.min(y)) if len(y) else 0.0
+            share = float(np.mean(_at_bound(names, np.asarray(samples, dtype=float), floor)))
+            checks["at_bound"] = share
+            if share > MAX_AT_BOUND:
+                failures.append(f"a parameter is at a search bound in {share:.0%} of the bootstrap replicates "
+                                f"(> {MAX_AT_BOUND:.0%})")
+    intervals, how = _intervals(params, ci, stderr)
+    checks["intervals"] = how
+    widths: dict[str, str] = {}
+    for name in names:
+        lo_hi = intervals.get(name)
+        if lo_hi is None:
+            failures.append(f"{name} has no interval")
+            continue
+        width, problem = check_interval(name, float(params[name]), *lo_hi)
+        widths[name] = width
+        if problem:
+            failures.append(problem)
+    checks["widths"] = widths
+    return {"identified": not failures, "failures": failures, "checks": checks,
+            "intervals": {k: list(v) for k, v in intervals.items()}, "rule": RULE}
+
+
+def short(identification: Mapping[str, Any] | None) -> str:
+    """One line: ``identified`` or ``not identified: <first reasons>``."""
+    if not identification:
+        return "identification not assessed"
+    if identification.get("identified"):
+        return "identified"
+    return "not identified: " + "; ".join(identification.get("failures", [])[:3])
+
+
+__all__ = ["RULE", "check_interval", "distinct", "kind", "short", "verdict"]

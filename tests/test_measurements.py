@@ -1,0 +1,131 @@
+"""What the measurements claim: identification verdicts, the empirical critical batch, the
+standard errors of the noise scale and of the per-position loss."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmscale.laws import fit
+from lmscale.laws.critical_batch import critical_batch_levels, fit_min_steps, steps_to_loss
+from lmscale.laws.identification import RULE, distinct, verdict
+from lmscale.training.noise import NoiseScaleEstimator, simple_noise_scale
+
+
+def _chinchilla_points(n_sizes, n_data, seed=0, noise=0.01):
+    rng = np.random.default_rng(seed)
+    N, D = np.meshgrid(np.geomspace(1e6, 1e9, n_sizes), np.geomspace(1e8, 1e11, n_data))
+    loss = 1.7 + 400 / N**0.34 + 410 / D**0.28
+    return pd.DataFrame({"N": N.ravel(), "D": D.ravel(), "loss": loss.ravel() * np.exp(noise * rng.standard_normal(N.size))})
+
+
+def test_a_grid_of_runs_identifies_the_chinchilla_form():
+    result = fit(_chinchilla_points(6, 6, noise=0.002), law="chinchilla", bootstrap=60)
+    assert result.identified, result.identification["failures"]
+    assert result.identification["rule"] == RULE
+    assert result.to_dict()["identification"]["identified"] is True
+
+
+def test_too_few_runs_are_not_identified_and_say_why():
+    result = fit(_chinchilla_points(2, 4), law="chinchilla", bootstrap=40)
+    ident = result.identification
+    assert result.identified is False
+    assert any("N takes 2 distinct value(s)" in f for f in ident["failures"])
+    assert "not identified" in result.summary()
+    # a law fitted without a bootstrap is judged on +-1.96 Gauss-Newton standard errors
+    plain = fit(_chinchilla_points(6, 6, noise=0.002), law="chinchilla")
+    assert "Gauss-Newton" in plain.identification["checks"]["intervals"]
+
+
+def test_verdict_rules_on_known_intervals():
+    inputs = {"N": np.geomspace(1e3, 1e6, 8)}
+    y = np.linspace(5, 3, 8)
+    good = verdict({"N_c": 1e13, "alpha_N": 0.08}, inputs, y, ci={"N_c": (1e12, 5e13), "alpha_N": (0.07, 0.09)})
+    assert good["identified"] and good["checks"]["widths"]["alpha_N"] == "0.25 x value"
+    wide = verdict({"N_c": 1e13, "alpha_N": 0.08}, inputs, y, ci={"N_c": (1e10, 1e16), "alpha_N": (0.05, 0.11)})
+    assert not wide["identified"]
+    assert any("spans 6.0 decades" in f for f in wide["failures"])
+    assert any("0.75 x its value" in f for f in wide["failures"])
+    # replicates with an exponent at its bound (<= 0) beyond 5%
+    samples = np.column_stack([np.full(20, 1e13), np.r_[np.full(18, 0.08), -0.01, 0.0]])
+    bound = verdict({"N_c": 1e13, "alpha_N": 0.08}, inputs, y, ci={"N_c": (1e12, 5e13), "alpha_N": (0.07, 0.09)},
+                    samples=samples, n_requested=20)
+    assert bound["checks"]["at_bound"] == pytest.approx(0.10) and not bound["identified"]
+    assert distinct([1.0, 1.02, 1.04, 1.06, 1.08]) == 2 and distinct([1.0, 1.02, 1.04], rtol=0.01) == 3
+
+
+def test_empirical_critical_batch_recovers_a_known_trade_off():
+    # S(L) = S_min(L) (1 + B_crit(L) / B) exactly ([K] eq. 5.4), B_crit(L) = 2e4 L^-2
+    s_min = lambda L: 100.0 * (5.0 / L) ** 3  # noqa: E731
+    b_crit = lambda L: 2e4 * L**-2.0  # noqa: E731
+    rows = []
+    for b in (256, 1024, 4096, 16384):  # budgets growing with B, the first points after warm-up
+        steps = np.unique(np.geomspace(20, 2e5 * np.sqrt(b), 400).astype(int))
+        # invert S(L) numerically: the loss reached after s steps
+        grid = np.linspace(3.0, 6.0, 20001)
+        need = s_min(grid) * (1 + b_crit(grid) / b)
+        loss = np.interp(steps, need[::-1], grid[::-1])
+        rows.append(pd.DataFrame({"run_id": f"b{b}", "step": steps, "loss": loss, "batch_tokens": b}))
+    levels_fit = critical_batch_levels(pd.concat(rows), n_levels=6)
+    ok = levels_fit[levels_fit["status"] == "ok"]
+    assert len(ok) == 6
+    assert np.allclose(ok["B"], b_crit(ok["L"]), rtol=0.02)
+    assert np.allclose(ok["S_min"], s_min(ok["L"]), rtol=0.02)
+    assert np.all(ok["se_log"] < 0.02)  # an exact trade-off: tiny residuals
+    # the straight line S = S_min + E_min / B written out
+    fitted = fit_min_steps([300.0, 150.0, 112.5], [1000.0, 4000.0, 16000.0])
+    assert fitted["S_min"] == pytest.approx(100.0) and fitted["E_min"] == pytest.approx(2e5)
+    assert fitted["B_crit"] == pytest.approx(2000.0)
+    assert steps_to_loss([1, 10, 100], [5.0, 4.0, 3.0], 3.5) == pytest.approx(10 ** (1 + np.log(4 / 3.5) / np.log(4 / 3)))
+    assert math.isnan(steps_to_loss([1, 10], [5.0, 4.0], 3.0))
+
+
+def test_noise_scale_standard_error_matches_its_spread():
+    # |g_B|^2 = |G|^2 + tr(S)/B + noise: per-step norms scattered around their expectations
+    rng = np.random.default_rng(0)
+    g2, tr, bs, bb = 1.0, 400.0, 16.0, 128.0
+    estimates, ses = [], []
+    for _ in range(300):
+        est = NoiseScaleEstimator(bs, bb)
+        for _ in range(50):
+            small = (g2 + tr / bs) * rng.gamma(8.0, 1 / 8.0)
+            big = (g2 + tr / bb) * rng.gamma(30.0, 1 / 30.0)
+            est.update(small, big)
+        w = est.window()
+        assert w["steps"] == 50
+        estimates.append(w["noise_scale"])
+        ses.append(w["se"])
+        est.reset_window()
+        assert est.window()["steps"] == 0
+    assert np.median(estimates) == pytest.approx(tr / g2, rel=0.1)
+    # the delta-method error is the spread of the window estimates, to about 15%
+    spread = np.diff(np.percentile(estimates, [16, 84]))[0] / 2  # the ratio is skewed: a robust sd
+    assert np.median(ses) == pytest.approx(spread, rel=0.15)
+    assert simple_noise_scale(g2 + tr / bs, g2 + tr / bb, bs, bb) == pytest.approx(tr / g2)
+
+
+def test_per_position_standard_error_is_the_batch_means_error():
+    torch = pytest.importorskip("torch")
+    from lmscale.training.evaluate import position_means
+
+    rng = np.random.default_rng(0)
+    # 16 blocks of 10 rows; each block shares a difficulty offset (a document), rows add noise
+    offsets = rng.normal(0, 0.3, 16)
+    rows = np.concatenate([o + rng.normal(0, 1.0, (10, 4)) + np.array([5, 4, 3.5, 3.2]) for o in offsets])
+    table = torch.zeros(16, 5, dtype=torch.float64)
+    for b in range(16):
+        table[b, :4] = torch.from_numpy(rows[b * 10:(b + 1) * 10].sum(0))
+        table[b, 4] = 10
+    mean, se, se_shape = position_means(table)
+    assert mean == pytest.approx(rows.mean(0).tolist(), rel=1e-12)
+    block_means = rows.reshape(16, 10, 4).mean(1)
+    assert se == pytest.approx((block_means.std(0, ddof=1) / 4).tolist(), rel=1e-9)
+    # larger than the error that treats rows as independent: the shared offsets count
+    assert np.all(np.array(se) > rows.std(0, ddof=1) / np.sqrt(160))
+    # the profile's error leaves the shared offsets out: that of the deviations from each block's mean
+    shape = block_means - block_means.mean(1, keepdims=True)
+    assert se_shape == pytest.approx((shape.std(0, ddof=1) / 4).tolist(), rel=1e-9)
+    assert np.all(np.array(se_shape) < np.array(se))

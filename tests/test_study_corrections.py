@@ -1,0 +1,223 @@
+"""How the laws are drawn from a study's runs: one test per corrected selection or computation.
+
+Synthetic studies whose losses follow the [H] form exactly, so every
+expected value is a closed form: the envelope's record, C_min = C / (1 + B /
+B_crit), the reference batch, early stopping, the FLOP accounting, the
+crossing's interval, and the overfitting law at large arguments.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmscale.accounting import PF_DAY
+from lmscale.errors import LmscaleError
+from lmscale.laws import catalog
+from lmscale.laws.contradiction import crossing
+from lmscale.laws.forms import OVERFITTING, get_form, overfitting
+from lmscale.laws.frontier import envelope_frontier, fit_power_law, parametric_frontier
+from lmscale.laws.planner import allocation_relation, power_allocation
+from lmscale.laws.result import FitResult, LawSet
+from lmscale.laws.study import StudyFrames, fit_study
+from lmscale.laws.study.size_data import select_data_sweep, select_parametric, select_size_sweep
+
+E, A, ALPHA, B, BETA = 1.7, 40.0, 0.34, 400.0, 0.4
+
+
+def loss_of(N, D):
+    return E + A / np.asarray(N, float) ** ALPHA + B / np.asarray(D, float) ** BETA
+
+
+def curve(run_id, N, tokens, batch=2048, group="sizes", rule="converge", noise=None, points=14, **extra):
+    D = np.geomspace(batch, tokens, points)
+    frame = pd.DataFrame({
+        "run_id": run_id, "group": group, "rule": rule, "architecture": "transformer", "N": float(N),
+        "step": np.round(D / batch).astype(int), "D": D, "C": 6.0 * N * D, "C_exact": 9.0 * N * D,
+        "loss": loss_of(N, D), "batch_tokens": batch, "lr": 1e-3, "noise_scale": noise,
+    })
+    return frame.assign(**extra)
+
+
+def final_of(curves, status="finished", dataset=None, loss_shift=0.0):
+    last = curves.iloc[-1]
+    return {"run_id": last["run_id"], "group": last["group"], "rule": last["rule"], "status": status,
+            "architecture": "transformer", "N": last["N"], "D": min(last["D"], dataset or np.inf),
+            "tokens": last["D"], "C": last["C"], "C_exact": last["C_exact"], "loss": last["loss"] + loss_shift,
+            "best_test_loss": last["loss"] + loss_shift, "batch_tokens": last["batch_tokens"],
+            "dataset_tokens": dataset, "n_layer": 2, "d_model": 8, "n_head": 2, "d_ff": 32}
+
+
+def study(batch_sweep=True, data_status="early_stopped", sizes_tokens_per_param=40.0):
+    """Sizes (converge), data (early-stopped), isoflop and a batch sweep at B = 512 that is 0.4 worse."""
+    curves, finals = [], []
+    for n in (1e3, 3e3, 1e4, 3e4, 1e5, 3e5):
+        c = curve(f"s{n:.0f}", n, max(2e5, sizes_tokens_per_param * n), noise=512.0)
+        curves.append(c)
+        finals.append(final_of(c, "early_stopped" if n < 3e4 else "finished"))
+    for d in (1e4, 3e4, 1e5, 3e5, 1e6):
+        for n in (3e4, 1e5, 3e5):
+            c = curve(f"d{n:.0f}-{d:.0f}", n, d, group="data", rule="data", noise=512.0)
+            curves.append(c)
+            finals.append(final_of(c, data_status, dataset=d))
+    for budget in (1e11, 4e11, 1.6e12):
+        for n in np.geomspace(budget / 6 / 1e7, budget / 6 / 1e5, 5):
+            c = curve(f"i{budget:.0g}-{n:.0f}", n, budget / (6 * n), group="isoflop", rule="isoflop")
+            curves.append(c)
+            finals.append(final_of(c))
+    if batch_sweep:
+        for n in (1e4, 1e5):
+            for d in (1e5, 1e6, 1e7):
+                c = curve(f"b{n:.0f}-{d:.0f}", n, d, batch=512, group="batch", rule="plain")
+                c["loss"] += 0.4
+                curves.append(c)
+                finals.append(final_of(c))
+    curves = pd.concat(curves, ignore_index=True)
+    noise = curves.dropna(subset=["noise_scale"]).assign(noise_steps=0)
+    return StudyFrames(final_points=pd.DataFrame(finals), curves=curves, noise_scale=noise)
+
+
+@pytest.fixture(scope="module")
+def fits():
+    return fit_study(study(), bootstrap=20)
+
+
+def test_envelope_winner_changes_only_where_a_larger_model_overtakes():
+    # a small model whose run ends while it is still the best; a larger one overtakes the loss it
+    # reached only later; a third, larger still, covers the same compute from further behind
+    small = curve("small", 1e3, 1e6, points=30)
+    mid = curve("mid", 1e4, 1e7, points=30)
+    big = curve("big", 1e5, 1e6, points=30)
+    front = envelope_frontier(pd.concat([small, mid, big]), bootstrap=0)
+    pts = front.points
+    assert np.all(np.diff(pts["loss"]) <= 1e-12)  # the record only falls
+    end = small["loss"].iloc[-1]
+    taken = pts[pts["N_opt"] == 1e4]
+    assert len(taken) and np.all(taken["loss"] <= end + 1e-12)  # mid wins only once below small's end
+    assert pts[pts["N_opt"] == 1e3]["C"].max() <= small["C"].max()  # a run counts where it has data
+
+
+def test_frontier_and_crossing_are_in_c_min(fits):
+    # B_crit = 512 (the noise scale of every point) at B = 2048: C_min = C / 5 ([K] eq. 5.5)
+    front = fits.frontiers["envelope_cmin"]
+    alloc = fits.laws.extras["allocation"]
+    assert alloc["method"] == "envelope_cmin" and alloc["C"].startswith("C_min")
+    pts = front.points
+    k_d, b = fit_power_law(pts["C"], pts["C"] / (6.0 * pts["N_opt"]))
+    assert alloc["relations"]["D_opt"] == {"coef": pytest.approx(k_d), "exponent": pytest.approx(b)}
+    cmin_pts = fits.points["kaplan_cmin"]
+    ratio = cmin_pts["C"] / cmin_pts["C_min"]
+    assert np.allclose(ratio[cmin_pts["batch_tokens"] == 2048], 5.0)
+    # the relation the [K] 6.3 crossing evaluates at C_min is that D_opt(C_min)
+    x = float(pts["C"].median())
+    assert float(allocation_relation(fits.laws, "D_opt", x)) == pytest.approx(k_d * x**b, rel=1e-9)
+
+
+def test_fixed_batch_laws_use_the_reference_batch(fits):
+    # the batch sweep's B = 512 runs are 0.4 nats worse at equal N and D: kept out of L(C) and the [H] form
+    pts, _ = select_parametric(study(batch_sweep=True), None)
+    assert set(pts["batch_tokens"]) == {2048}
+    assert set(fits.points["chinchilla"]["batch_tokens"]) == {2048}
+    assert fits.frontiers["envelope"].notes["batch_tokens"] == 2048
+    assert "at other batch sizes left out" in fits.rules["chinchilla"]
+    assert len(pts) == 15  # the isoflop runs only
+    # the [H] fit recovers the generating form on them
+    assert fits.laws.laws["chinchilla"].params["alpha"] == pytest.approx(ALPHA, rel=0.05)
+
+
+def test_failed_bootstrap_replicates_are_counted_not_fatal():
+    params = {"E": E, "A": A, "B": B, "alpha": ALPHA, "beta": BETA}
+    rng = np.random.default_rng(0)
+    samples = np.array([[E, A, B, ALPHA, BETA]] * 20) * (1 + 0.01 * rng.standard_normal((20, 5)))
+    samples[3, 3] = -0.014  # one replicate with alpha <= 0: no allocation
+    fit = FitResult("chinchilla", params, bootstrap_params=samples)
+    front = parametric_frontier(fit)
+    assert front.notes["bootstrap_failed"] == 1 and front.notes["bootstrap_used"] == 19
+    assert front.a == pytest.approx(BETA / (ALPHA + BETA))
+    lo, hi = front.ci["a"]
+    assert lo < front.a < hi
+
+
+def test_l_of_d_uses_only_runs_that_early_stopped():
+    pts, rule = select_data_sweep(study(), None)
+    assert set(pts["N"]) == {3e5} and len(pts) == 5
+    with pytest.raises(LmscaleError, match="finished their epochs still improving"):
+        select_data_sweep(study(data_status="finished"), None)
+
+
+def test_l_of_n_uses_only_converged_runs():
+    pts, rule = select_size_sweep(study(batch_sweep=False, sizes_tokens_per_param=8.0), None)
+    # early-stopped (N < 3e4) or >= 20 tokens per parameter; at 8 tokens/param the rest are left out
+    assert sorted(pts["N"]) == [1e3, 3e3, 1e4] and "3 left out, not converged" in rule
+
+
+def test_accounting_switch():
+    frames = study(batch_sweep=False)
+    exact = fit_study(frames, bootstrap=0, flops="exact", compare=False, holdout=False)
+    plain = fit_study(frames, bootstrap=0, compare=True, holdout=False)
+    # C_exact = 1.5 x 6N here: the same exponent, C_c 1.5x larger
+    assert exact.laws.laws["kaplan_c"].params["alpha_C"] == pytest.approx(
+        plain.laws.laws["kaplan_c"].params["alpha_C"], rel=1e-4)
+    assert exact.laws.laws["kaplan_c"].params["C_c"] == pytest.approx(
+        1.5 * plain.laws.laws["kaplan_c"].params["C_c"], rel=1e-3)
+    assert exact.flops == "exact" and "table 1" in exact.accounting["C"]
+    other = plain.checks["other_accounting"]
+    assert other["flops"] == "exact" and other["values"]["kaplan_c"]["other"] == pytest.approx(
+        exact.laws.laws["kaplan_c"].params["alpha_C"])
+    with pytest.raises(LmscaleError, match="flops"):
+        fit_study(frames, flops="5N")
+
+
+def _crossing_laws(rng, n=40):
+    """[K]'s L(C_min), L(D) and table 6's D_opt = k C^b (C in FLOPs), with bootstrap-like samples."""
+    paper = catalog.load("kaplan2020")
+    cmin = tuple(paper.laws["kaplan_cmin"].params.values())
+    data = tuple(paper.laws["kaplan_d"].params.values())
+    d_opt = (2e10 * PF_DAY**-0.27, 0.27)
+
+    def law(name, params, sd):
+        samples = np.array(params) * np.exp(sd * rng.standard_normal((n, 2)))
+        return FitResult(name, dict(zip(get_form(name).params, params)), bootstrap_params=samples)
+
+    laws = LawSet("k", laws={"kaplan_cmin": law("kaplan_cmin", cmin, 0.02),
+                             "kaplan_d": law("kaplan_d", data, 0.02)},
+                  extras={"allocation": power_allocation(N_opt=(1.0, 0.73), D_opt=d_opt)})
+    samples = np.array(d_opt) * np.exp(0.02 * rng.standard_normal((n, 2)))
+    return laws, samples
+
+
+def test_crossing_has_an_interval_and_says_how_far_beyond_the_data():
+    laws, samples = _crossing_laws(np.random.default_rng(1))
+    point = crossing(laws)
+    cross = crossing(laws, d_opt_samples=samples, data_max=1e20)
+    assert cross.C_star == pytest.approx(point.C_star)
+    assert cross.C_star / PF_DAY == pytest.approx(1.1e4, rel=0.3)  # science.md: C* ~ 1.1e4 PF-days
+    lo, hi = cross.ci["C_star"]
+    assert lo < cross.C_star < hi and cross.n_replicates == 40
+    # the interval recomputed replicate by replicate through the public API
+    one_by_one = [crossing(LawSet(f"r{i}", laws={
+        k: FitResult(k, dict(zip(get_form(k).params, laws.laws[k].bootstrap_params[i])))
+        for k in ("kaplan_cmin", "kaplan_d")},
+        extras={"allocation": power_allocation(N_opt=(1.0, 0.73), D_opt=tuple(samples[i]))})).C_star
+        for i in range(40)]
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(one_by_one, [2.5, 97.5])), rel=1e-9)
+    assert cross.decades_beyond == pytest.approx(np.log10(cross.C_star / 1e20)) and cross.beyond_data
+    assert cross.to_dict()["beyond_data"] is True
+
+
+def test_holdout_prediction_has_an_interval(fits):
+    h = fits.holdout
+    lo, hi = h.predicted_ci
+    assert lo <= h.predicted <= hi
+
+
+def test_overfitting_law_does_not_overflow():
+    p = {"N_c": 1e13, "D_c": 1e13, "alpha_N": 0.076, "alpha_D": 0.1}
+    # r = (alpha_N/alpha_D) ln(N/N_c) + ln(D_c/D) ~ 740 at D = 1e-308
+    with np.errstate(over="raise"):
+        ratio = float(OVERFITTING.predict(p, N=1e13, D=1e-308))
+    r = np.log(1e13) - np.log(1e-308)
+    assert np.isfinite(ratio) and np.log(ratio) == pytest.approx(0.1 * r, rel=1e-12)
+    assert float(overfitting(p, N=1e9, D=1e12)) == pytest.approx(
+        (1 + (1e9 / 1e13) ** 0.76 * 1e13 / 1e12) ** 0.1 - 1, rel=1e-12)
