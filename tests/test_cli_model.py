@@ -106,3 +106,27 @@ def test_help_teaches(capsys):
         out = capsys.readouterr().out
         assert "lmscale model describe --n-layer 12" in out
     assert "--target-params" in out and "2N + 2 n_layer n_ctx d_attn" in out
+
+
+def test_every_help_page_renders(capsys):
+    """`lmscale --help` and every sub-command's help format without error
+    (a bare % in a help string breaks argparse's formatting)."""
+    import argparse
+
+    from lmscale.cli import build_parser
+
+    def walk(parser, path):
+        yield path
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, path + [name])
+
+    pages = list(walk(build_parser(), []))
+    assert len(pages) > 15
+    for argv in pages:
+        with pytest.raises(SystemExit) as exc:
+            main(argv + ["--help"])
+        assert exc.value.code == 0, argv
+        out = capsys.readouterr().out
+        assert out.startswith("usage: lmscale"), argv

@@ -38,7 +38,7 @@ Examples:
 
 
 def register(sub: Any) -> None:
-    p = add_parser(sub, "predict", "forecast the loss of new runs, with 80%/95% intervals", DESCRIPTION)
+    p = add_parser(sub, "predict", "forecast the loss of new runs, with 80%%/95%% intervals", DESCRIPTION)
     p.add_argument("runs", metavar="RUNS", help="CSV, Parquet, results store, or a saved forecast (JSON)")
     p.add_argument("--at", required=True, metavar="POINTS",
                    help="CSV/Parquet with N and D (or C), or inline 'N=...,D=...;N=...,D=...'")
