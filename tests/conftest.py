@@ -65,3 +65,15 @@ def scratch(tmp_path):
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def schema_2_ddl() -> str:
+    """The store DDL as schema version 2 wrote it: without the training columns (version 3)
+    and the standard-error columns (version 4)."""
+    from lmscale.store.schema import DDL
+
+    old = (DDL.replace(",\n    precision TEXT, packed_with INTEGER\n", "\n")
+           .replace("    noise_scale_se REAL, noise_steps INTEGER,\n", "")
+           .replace("    se REAL,\n    se_shape REAL,\n", ""))
+    assert all(c not in old for c in ("precision", "packed_with", "noise_scale_se", "se_shape"))
+    return old

@@ -96,8 +96,8 @@ def test_core_fits_plans_imports_and_reports(core_env):
     final = final[final["chinchilla_multiple"].isin(["1xC", "2xC", "5xC"])]
     expected = ls.fit(final, law="chinchilla", columns={"N": "N_params", "D": "total_tokens", "loss": "c4_en_CE"},
                       bootstrap=0).params  # the published final points, fitted here with torch present
-    for key, value in expected.items():
-        assert params[key] == pytest.approx(value, rel=1e-9), key
+    for key, value in expected.items():  # the optimiser's tolerance, not bit equality: the core venv's
+        assert params[key] == pytest.approx(value, rel=1e-6), key  # numpy/scipy builds may differ
 
     report = run_in(core_env, "report", "--store", "s.sqlite", "--out", "rep", "--bootstrap", "0",
                     "--no-holdout", "--json")

@@ -111,11 +111,10 @@ def test_diverged_nan_and_foreign_keys(tmp_path):
 
 
 def test_schema_2_store_gains_the_standard_error_columns(tmp_path):
-    from lmscale.store.schema import ADDED_COLUMNS, DDL
+    from conftest import schema_2_ddl
+    from lmscale.store.schema import ADDED_COLUMNS
 
-    old = DDL.replace("    noise_scale_se REAL, noise_steps INTEGER,\n", "").replace(
-        "    se REAL,\n    se_shape REAL,\n", "")
-    assert old != DDL
+    old = schema_2_ddl()
     db = sqlite3.connect(tmp_path / "old.sqlite")
     db.executescript(old)
     db.execute("INSERT INTO schema_info VALUES (2, '0.1.0', '2025-01-01')")

@@ -2,8 +2,12 @@
 
 Tolerance: packed matmuls are batched and add in another order, so gradients
 differ from a lone run's by about 1e-6 relative; over these runs the
-curves (test and train loss, per-position loss) agree to 1e-5 relative and
-the noise scale (a ratio of differences of squared norms) to 1e-3.
+curves (test and train loss, per-position loss) agree to 1e-5 relative, the
+squared gradient norms to 1e-4, and the noise scale (a ratio whose
+numerator is the difference of those norms, so cancellation magnifies the
+rounding) to 1e-2 where that difference exceeds 1e-2 of the norms (where it
+does not, as in a run whose whole data set is one batch, the noise scale is
+all rounding in a packed and a lone run alike, and may not even be defined).
 """
 
 import json
@@ -26,7 +30,7 @@ from lmscale.training.packed import train_packed  # noqa: E402
 from test_training import text_data, tiny_config  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-REL, NOISE_REL = 1e-5, 1e-3
+REL, NOISE_REL = 1e-5, 1e-2
 
 
 def pack_configs(**kw):
@@ -47,9 +51,18 @@ def assert_same_record(a, b, exact=False):
         assert p.lr == q.lr and p.tokens == q.tokens
         assert p.train_loss == approx(q.train_loss)
         assert p.test_loss == approx(q.test_loss)
-        assert (p.noise_scale is None) == (q.noise_scale is None)
-        if p.noise_scale is not None:
-            assert p.noise_scale == (p.noise_scale if exact else pytest.approx(q.noise_scale, rel=NOISE_REL))
+        if exact:
+            assert p.noise_scale == q.noise_scale
+        elif q.grad_sq_small is not None:  # the measured norms agree as the losses do
+            assert p.grad_sq_small == pytest.approx(q.grad_sq_small, rel=10 * REL)
+            assert p.grad_sq_big == pytest.approx(q.grad_sq_big, rel=10 * REL)
+            resolved = abs(q.grad_sq_small - q.grad_sq_big) / q.grad_sq_small  # tr(Sigma)'s share of |g|^2
+            if resolved > 1e3 * REL:  # where rounding cannot swamp the difference, B agrees too
+                assert (p.noise_scale is None) == (q.noise_scale is None)  # None: |g_small| < |g_big|
+                if q.noise_scale is not None:
+                    assert p.noise_scale == pytest.approx(q.noise_scale, rel=NOISE_REL)
+        else:
+            assert p.grad_sq_small is None and p.noise_scale is None
     assert a.final_test_loss == approx(b.final_test_loss)
     assert a.per_position_loss == approx(b.per_position_loss)
 

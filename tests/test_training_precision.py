@@ -11,7 +11,6 @@ torch = pytest.importorskip("torch")
 from lmscale.errors import LmscaleError  # noqa: E402
 from lmscale.models.spec import ModelSpec  # noqa: E402
 from lmscale.store import Store  # noqa: E402
-from lmscale.store.schema import DDL  # noqa: E402
 from lmscale.training import precision as prec  # noqa: E402
 from lmscale.training import train  # noqa: E402
 from lmscale.training.config import TrainConfig  # noqa: E402
@@ -83,9 +82,9 @@ def test_resumed_run_keeps_its_precision(tmp_path, data):
 
 def test_store_records_precision_and_upgrades_old_files(tmp_path):
     old = tmp_path / "old.sqlite"
-    legacy = DDL.replace(",\n    provenance_json TEXT, imported_at TEXT,\n    precision TEXT, packed_with INTEGER\n",
-                         ",\n    provenance_json TEXT, imported_at TEXT\n")
-    assert "precision" not in legacy  # a store of schema version 2
+    from conftest import schema_2_ddl
+
+    legacy = schema_2_ddl()  # a store of schema version 2
 
     db = sqlite3.connect(old)
     db.executescript(legacy)
