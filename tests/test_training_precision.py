@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 from lmscale.errors import LmscaleError  # noqa: E402
 from lmscale.models.spec import ModelSpec  # noqa: E402
 from lmscale.store import Store  # noqa: E402
+from lmscale.training import hardware as hw  # noqa: E402
 from lmscale.training import precision as prec  # noqa: E402
 from lmscale.training import train  # noqa: E402
 from lmscale.training.config import TrainConfig  # noqa: E402
@@ -49,12 +50,39 @@ def test_auto_rules(monkeypatch):
     with pytest.raises(LmscaleError, match="auto, fp32 or bf16"):
         prec.decide_without_measuring("fp16", "cpu", wide)
     monkeypatch.setattr(prec, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
-    assert prec.decide_without_measuring("auto", "cpu", narrow)[0] == "fp32"  # too narrow to pay
-    assert prec.decide_without_measuring("auto", "cpu", wide) is None  # the peaks decide
+    assert prec.decide_without_measuring("auto", "cpu", narrow) is None  # measured, whatever the width
+    assert prec.decide_without_measuring("auto", "cpu", wide) is None
     assert prec._by_peaks(1e11, 4e11)[0] == "bf16" and prec._by_peaks(1e11, 1.2e11)[0] == "fp32"
+    assert prec._by_step(1.5, wide, 2048)[0] == "bf16" and prec._by_step(0.9, narrow, 2048)[0] == "fp32"
+    assert "0.90x fp32's here at 2/16, 2048-token batches" in prec._by_step(0.9, narrow, 2048)[1]
     monkeypatch.setattr(prec, "cpu_flags", lambda: {"avx2", "avx512f"})
     assert prec.decide_without_measuring("auto", "cpu", wide)[0] == "fp32"  # no native bf16
     assert prec.resolve_precision("auto", CPU, wide)[0] == "fp32"
+
+
+@pytest.mark.skipif(not NATIVE, reason="this CPU has no native bf16: auto never measures a bf16 step here")
+def test_step_speedup_is_measured_once_and_decides(tmp_path, monkeypatch):
+    import json
+    import time
+
+    monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path))
+    spec = ModelSpec(n_layer=1, d_model=16, n_head=2, n_ctx=32, n_vocab=256)
+    t0 = time.perf_counter()
+    first = prec.step_speedup(CPU, spec, 1024)
+    measured = time.perf_counter() - t0
+    assert 0.05 < first < 50  # a ratio of two step times, both positive and finite
+    table = json.loads((tmp_path / prec.STEP_CACHE).read_text())
+    (entry,) = table.values()
+    assert entry["speedup"] == first
+    t0 = time.perf_counter()
+    assert prec.step_speedup(CPU, spec, 1024) == first  # read back, not measured again
+    assert time.perf_counter() - t0 < measured
+    assert prec.cached_step_speedup(spec, 1024, torch.get_num_threads()) == first  # as a sweep reads it
+    assert prec.cached_step_speedup(spec, 2048, torch.get_num_threads()) is None  # another batch
+    expected = "bf16" if first >= prec.CPU_BF16_MIN_STEP_SPEEDUP else "fp32"
+    if prec._by_peaks(hw.matmul_peak(CPU, dtype="fp32"), hw.matmul_peak(CPU, dtype="bf16"))[0] == "fp32":
+        expected = "fp32"  # the matmul peaks already say no
+    assert prec.resolve_precision("auto", CPU, spec, 1024)[0] == expected
 
 
 def test_precision_in_the_run_id():

@@ -81,7 +81,8 @@ def study_precision(study: Study, store: Store | None, device_type: str,
     from lmscale.training.precision import resolve_elsewhere
 
     largest = max(auto, key=lambda r: r.C)
-    precision, reason = resolve_elsewhere(device_type, largest.config.model, threads)
+    precision, reason = resolve_elsewhere(device_type, largest.config.model, threads,
+                                         largest.config.batch_tokens)
     return precision, f"{precision} ({reason}; for the study's largest run)"
 
 

@@ -16,6 +16,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,7 @@ def cached_cpu_peak(threads: int, dtype: str) -> float | None:
         version = metadata.version("torch")
     except metadata.PackageNotFoundError:
         return None
-    entry = _read_table(cache_dir() / "peak_flops.json").get(_cpu_peak_key(threads, dtype, version))
+    entry = read_json_table(cache_dir() / "peak_flops.json").get(_cpu_peak_key(threads, dtype, version))
     return float(entry["flops"]) if isinstance(entry, dict) and entry.get("flops", 0) > 0 else None
 
 
@@ -179,34 +180,46 @@ def matmul_peak(device: Any, *, refresh: bool = False, dtype: str | None = None)
     """The cached matmul peak of this machine in ``dtype`` (FLOP/s), measured on first use.
 
     ``dtype`` is ``fp32`` or ``bf16`` (default: fp32 on CPU, bf16 on CUDA).
-    ``refresh`` measures again and keeps the higher of the two values. The
-    first measurement holds a lock on the cache, so processes starting
-    together measure one at a time (not against each other) and the later
-    ones read the value.
+    ``refresh`` measures again and keeps the higher of the two values (a
+    refresh during a busy spell keeps the better one).
     """
     dtype = dtype or default_peak_dtype(device)
-    path = cache_dir() / "peak_flops.json"
-    key = _peak_key(device, dtype)
-    old = _read_table(path).get(key)
-    if not refresh and isinstance(old, dict) and old.get("flops", 0) > 0:
-        return float(old["flops"])
+    return cached_json_value(cache_dir() / "peak_flops.json", _peak_key(device, dtype), "flops",
+                             lambda: measure_matmul_peak(device, dtype=dtype), refresh=refresh, better=max)
+
+
+def cached_json_value(path: Path, key: str, field: str, measure: Callable[[], float], *,
+                      refresh: bool = False, better: Callable[[float, float], float] | None = None) -> float:
+    """``table[key][field]`` of the JSON cache ``path``, from ``measure()`` on first use.
+
+    The measurement holds a lock on the cache, so processes starting
+    together measure one at a time (not against each other) and the later
+    ones read the value. ``refresh`` measures again; ``better(old, new)``
+    then says which value is kept. A cache that cannot be written (a
+    read-only home) is not a reason to fail: the value is returned.
+    """
+    old = read_json_table(path).get(key)
+    if not refresh and isinstance(old, dict) and old.get(field, 0) > 0:
+        return float(old[field])
     with _cache_lock(path):
-        table = _read_table(path)
+        table = read_json_table(path)
         old = table.get(key) if isinstance(table.get(key), dict) else {}
-        if not refresh and old.get("flops", 0) > 0:  # measured by another process meanwhile
-            return float(old["flops"])
-        peak = measure_matmul_peak(device, dtype=dtype)
-        if old.get("flops", 0) >= peak:  # a refresh during a busy spell keeps the better value
-            return float(old["flops"])
-        table[key] = {"flops": peak, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        try:
-            write_text_atomic(path, json.dumps(table, indent=1, sort_keys=True))
-        except OSError:  # a read-only home is not a reason to fail a run
-            pass
-    return peak
+        if not refresh and old.get(field, 0) > 0:  # measured by another process meanwhile
+            return float(old[field])
+        value = float(measure())
+        if better is not None and old.get(field, 0) > 0:
+            value = float(better(float(old[field]), value))
+        if value != old.get(field):
+            table[key] = {field: value, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            try:
+                write_text_atomic(path, json.dumps(table, indent=1, sort_keys=True))
+            except OSError:
+                pass
+    return value
 
 
-def _read_table(path: Path) -> dict[str, Any]:
+def read_json_table(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; ``{}`` if it is missing, unreadable or not an object."""
     try:
         table = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -7,21 +7,22 @@
 2. the bf16 matmul peak measured here is at least :data:`BF16_MIN_SPEEDUP`
    times the fp32 one (both cached once per machine by
    :func:`lmscale.training.hardware.matmul_peak`), and
-3. on a CPU, the model is at least :data:`CPU_BF16_MIN_D_MODEL` wide: below
-   that the step is element-wise work, not matmuls, and the casts autocast
-   adds make it slower.
+3. on a CPU, a training step of the run's own shape and batch, timed here
+   in both precisions (:func:`step_speedup`, cached once per machine,
+   shape and batch), is at least :data:`CPU_BF16_MIN_STEP_SPEEDUP` times
+   faster in bf16. Small models are element-wise work more than matmuls,
+   and the casts autocast adds can make bf16 slower; where that line falls
+   depends on the CPU, so it is measured, not assumed.
 
-Measured on a 2-core AMD EPYC (Zen 5, ``avx512_bf16``), torch 2.13, one
-thread, with attention in fp32 (see
-:func:`lmscale.models.transformer.causal_attention`): bf16 matmul peak
-4.6x fp32 (403 against 88 GFLOP/s; at the small models' shapes, [2048,
-48-128] x [48-128, 192-512], about 200 against 40). CPU time of one
-training step (2048 tokens, n_ctx 64, vocabulary 512), fp32 over bf16:
-1.24x at 2/6, 1.08x at 2/12, 1.33x at 2/32, 1.48x at 2/48, 1.88x at 4/80;
-2.47x in tokens/s at 6/384 (n_ctx 256, vocabulary 4096, 2 threads,
-bench_training.py). Below d_model 32 the wall-clock gain on a busy
-machine was not reliably above 1 (0.8-1.04x), hence the threshold. On CPUs
-without native bf16 (emulated in fp32 arithmetic) bf16 is many times slower.
+Measured with ``benchmarks/bench_small.py`` (n_ctx 64, vocabulary 512,
+2048-token batches, 2 threads): on a 2-core Intel Xeon with AMX, fp32
+93k tokens/s against bf16 82k at 2/48, 29k against 30k at 4/80 (bf16
+matmul peak several times fp32's there); on a 2-core AMD EPYC (Zen 5,
+``avx512_bf16``) the CPU time of a step, fp32 over bf16, was 1.08x at
+2/12, 1.48x at 2/48, 1.88x at 4/80. At 6/384 (n_ctx 256, vocabulary
+4096) bf16 is 2.5x fp32 in tokens/s on the latter (bench_training.py).
+On CPUs without native bf16 (emulated in fp32 arithmetic) bf16 is many
+times slower and is never chosen.
 
 Under bf16 the softmax of the loss, the optimizer and the weights stay in
 fp32 (autocast only lowers matmuls). The resolved precision is recorded in
@@ -43,8 +44,11 @@ from lmscale.models.spec import ModelSpec
 #: Measured bf16/fp32 matmul peak ratio above which ``auto`` may choose bf16.
 BF16_MIN_SPEEDUP = 1.5
 
-#: Narrowest model (d_model) that ``auto`` trains in bf16 on a CPU.
-CPU_BF16_MIN_D_MODEL = 32
+#: Measured bf16/fp32 speed-up of a CPU training step above which ``auto`` chooses bf16.
+CPU_BF16_MIN_STEP_SPEEDUP = 1.1
+
+#: Timed steps per precision (after :data:`STEP_WARMUP` untimed ones) in :func:`step_speedup`.
+STEP_TRIES, STEP_WARMUP = 5, 2
 
 #: CPU instruction-set flags (``/proc/cpuinfo``) that mean native bf16 dot products.
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -80,13 +84,11 @@ def decide_without_measuring(requested: str, device_type: str, spec: ModelSpec) 
     if device_type == "cpu":
         if not cpu_flags() & set(CPU_BF16_FLAGS):
             return "fp32", f"auto: no native bf16 on this CPU (no {' or '.join(CPU_BF16_FLAGS)} flag)"
-        if spec.d_model < CPU_BF16_MIN_D_MODEL:
-            return "fp32", (f"auto: d_model {spec.d_model} < {CPU_BF16_MIN_D_MODEL}, too narrow for bf16 "
-                            "to pay on a CPU")
     return None
 
 
-def resolve_precision(requested: str, device: Any, spec: ModelSpec) -> tuple[str, str]:
+def resolve_precision(requested: str, device: Any, spec: ModelSpec,
+                      batch_tokens: int = 2048) -> tuple[str, str]:
     """``(precision, why)`` for a run: ``fp32`` or ``bf16``, and the reason in words."""
     from lmscale.training.hardware import matmul_peak
 
@@ -95,7 +97,10 @@ def resolve_precision(requested: str, device: Any, spec: ModelSpec) -> tuple[str
         return known
     if not native_bf16(device):
         return "fp32", "auto: no native bf16 on this GPU (compute capability < 8.0)"
-    return _by_peaks(matmul_peak(device, dtype="fp32"), matmul_peak(device, dtype="bf16"))
+    by_peaks = _by_peaks(matmul_peak(device, dtype="fp32"), matmul_peak(device, dtype="bf16"))
+    if by_peaks[0] == "fp32" or device.type != "cpu":
+        return by_peaks
+    return _by_step(step_speedup(device, spec, batch_tokens), spec, batch_tokens)
 
 
 def _by_peaks(fp32: float, bf16: float) -> tuple[str, str]:
@@ -105,7 +110,89 @@ def _by_peaks(fp32: float, bf16: float) -> tuple[str, str]:
     return "bf16", f"auto: native bf16, matmul peak {ratio:.2f}x fp32 here"
 
 
-def resolve_elsewhere(device_type: str, spec: ModelSpec, threads: int | None = None) -> tuple[str, str]:
+def _by_step(speedup: float, spec: ModelSpec, batch_tokens: int) -> tuple[str, str]:
+    where = f"{spec.n_layer}/{spec.d_model}, {batch_tokens}-token batches"
+    if speedup < CPU_BF16_MIN_STEP_SPEEDUP:
+        return "fp32", f"auto: a bf16 training step is only {speedup:.2f}x fp32's here at {where}"
+    return "bf16", f"auto: a bf16 training step is {speedup:.2f}x fp32's here at {where}"
+
+
+def _step_key(spec: ModelSpec, batch_tokens: int, threads: int, torch_version: str) -> str:
+    from lmscale.training.hardware import cpu_model
+
+    shape = json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
+    return f"cpu:{cpu_model()}|threads={threads}|torch={torch_version}|batch={batch_tokens}|{shape}"
+
+
+def cached_step_speedup(spec: ModelSpec, batch_tokens: int, threads: int) -> float | None:
+    """The cached bf16/fp32 step speed-up, read without importing torch; ``None`` if not measured."""
+    from importlib import metadata
+
+    from lmscale.training.hardware import cache_dir, read_json_table
+
+    try:
+        version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return None
+    entry = read_json_table(cache_dir() / STEP_CACHE).get(_step_key(spec, batch_tokens, threads, version))
+    return float(entry["speedup"]) if isinstance(entry, dict) and entry.get("speedup", 0) > 0 else None
+
+
+#: Cache file (in :func:`lmscale.training.hardware.cache_dir`) of measured step speed-ups.
+STEP_CACHE = "step_speedup.json"
+
+
+def step_speedup(device: Any, spec: ModelSpec, batch_tokens: int) -> float:
+    """fp32 step time over bf16 step time of a training step (forward, backward, AdamW) of
+    ``spec`` on ``batch_tokens``-token batches, measured here once and cached.
+
+    The two precisions alternate step by step and each keeps its fastest
+    step: on a shared machine the fastest tries are the ones the cores ran free.
+    """
+    import torch
+
+    from lmscale.training.hardware import cache_dir, cached_json_value
+
+    key = _step_key(spec, batch_tokens, torch.get_num_threads(), torch.__version__)
+    return cached_json_value(cache_dir() / STEP_CACHE, key, "speedup",
+                             lambda: _measure_step_speedup(device, spec, batch_tokens))
+
+
+def _measure_step_speedup(device: Any, spec: ModelSpec, batch_tokens: int) -> float:
+    import time
+
+    import torch
+
+    from lmscale.models import build_model
+    from lmscale.training.evaluate import training_loss
+    from lmscale.training.runtime import adamw
+
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.randint(0, spec.n_vocab, (max(1, batch_tokens // spec.n_ctx), spec.n_ctx + 1), generator=gen)
+    steps = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = build_model(spec).to(device)
+        forward = model.hidden_states if callable(getattr(model, "hidden_states", None)) else model
+        optimizer = adamw([{"params": list(model.parameters())}], lr=1e-4)
+        steps[precision] = (model, forward, optimizer, autocast(device, precision))
+    best = {"fp32": float("inf"), "bf16": float("inf")}
+    for i in range(STEP_WARMUP + STEP_TRIES):
+        for precision, (model, forward, optimizer, context) in steps.items():
+            t0 = time.perf_counter()
+            with context():
+                loss = training_loss(model, forward, rows[:, :-1], rows[:, 1:])
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            elapsed = time.perf_counter() - t0
+            if i >= STEP_WARMUP:
+                best[precision] = min(best[precision], elapsed)
+    return best["fp32"] / best["bf16"]
+
+
+def resolve_elsewhere(device_type: str, spec: ModelSpec, threads: int | None = None,
+                      batch_tokens: int = 2048) -> tuple[str, str]:
     """:func:`resolve_precision` of ``auto`` for a process that must not import torch
     (a sweep's parent): answered here when no measurement is needed or the
     peaks are cached, else by a short child process (the peaks it measures
@@ -118,8 +205,14 @@ def resolve_elsewhere(device_type: str, spec: ModelSpec, threads: int | None = N
 
         fp32, bf16 = cached_cpu_peak(threads, "fp32"), cached_cpu_peak(threads, "bf16")
         if fp32 is not None and bf16 is not None:
-            return _by_peaks(fp32, bf16)
-    arg = json.dumps({"device": device_type, "model": spec.to_dict(), "threads": threads})
+            by_peaks = _by_peaks(fp32, bf16)
+            speedup = cached_step_speedup(spec, batch_tokens, threads)
+            if by_peaks[0] == "fp32":
+                return by_peaks
+            if speedup is not None:
+                return _by_step(speedup, spec, batch_tokens)
+    arg = json.dumps({"device": device_type, "model": spec.to_dict(), "threads": threads,
+                      "batch_tokens": batch_tokens})
     proc = subprocess.run([sys.executable, "-m", "lmscale.training.precision", arg],
                           capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
@@ -148,7 +241,7 @@ def _main(arg: str) -> None:
     spec = json.loads(arg)
     configure_threads(spec.get("threads"))
     precision, reason = resolve_precision("auto", resolve_device(spec["device"]),
-                                          ModelSpec.from_dict(spec["model"]))
+                                          ModelSpec.from_dict(spec["model"]), int(spec["batch_tokens"]))
     print(json.dumps({"precision": precision, "reason": reason}))
 
 

@@ -147,7 +147,8 @@ class _Run:
         if config.precision == "auto" and auto_precision is not None:
             self.precision, self.precision_reason = auto_precision, "auto: the precision of the study"
         else:
-            self.precision, self.precision_reason = resolve_precision(config.precision, device, spec)
+            self.precision, self.precision_reason = resolve_precision(config.precision, device, spec,
+                                                                      config.batch_tokens)
         self.autocast = autocast(device, self.precision)
         # -- measurement state --------------------------------------------------
         f64 = {"dtype": torch.float64, "device": device}
