@@ -57,7 +57,7 @@ UNITS = {"flop": 1.0, "pf-day": 8.64e19}
 
 
 def register(sub: Any) -> None:
-    from lmscale.laws.planner import DEVICES, REQUIRABLE, PlanOptions
+    from lmscale.laws.plan_options import DEVICES, REQUIRABLE, PlanOptions
 
     defaults = PlanOptions()
     p = add_parser(sub, "plan", "compute-optimal N, D, batch and cost for a budget", DESCRIPTION)

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from lmscale.errors import LmscaleError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def chinchilla_exponents(params: Mapping[str, float]) -> tuple[float, float]:
@@ -238,6 +240,8 @@ def isoflop_optima(frame: pd.DataFrame, half_window: int = 3, rtol: float = 0.02
         n_opt = float(np.exp(v))
         row.update(N_opt=n_opt, D_opt=budget / (6.0 * n_opt), loss=float(np.polyval(p, v)), se_log_n=se)
         rows.append(row)
+    import pandas as pd
+
     return pd.DataFrame(rows)
 
 
@@ -356,6 +360,8 @@ def envelope_frontier(
             except (LmscaleError, ValueError):
                 failed += 1
         ci = _intervals(samples, ci_level)
+    import pandas as pd
+
     points = pd.DataFrame({compute: C, "N_opt": N, "D_opt": C / (6.0 * N), "loss": loss})
     if compute != "C":
         points = points.rename(columns={compute: "C"}).assign(compute=compute)
