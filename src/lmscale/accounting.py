@@ -257,8 +257,6 @@ def describe(
     This is what ``lmscale model describe`` prints. The exact counts need
     torch (``None`` without it).
     """
-    from lmscale.models.shapes import paper_learning_rate
-
     switches = {"attention": attention, "logits": logits, "embedding": embedding}
     n = non_embedding_params(spec)
     exact = exact_weights = None
@@ -289,7 +287,6 @@ def describe(
         "training_flops_per_token_exact": training_flops_per_token(spec, exact=True, **switches),
         "attention_share": full.get("attention_mask", 0) / full_total,
         "logits_share": full["logits"] / full_total,
-        "paper_learning_rate": paper_learning_rate(n),
         "counting": {
             "non_embedding_params": "formula, [K] table 1: weight matrices of the blocks, "
             "no biases, norms or embeddings"
@@ -307,7 +304,6 @@ def describe(
             "training_flops_per_token_exact": f"3 x forward, terms on: {on}",
             "attention_share": "attention-mask FLOPs / forward with every term on",
             "logits_share": "logits FLOPs / forward with every term on",
-            "paper_learning_rate": "[K] eq. D.1 at the formula N",
         },
     }
 

@@ -185,6 +185,7 @@ def _render(info: dict[str, Any]) -> str:
 
 def describe(args: argparse.Namespace) -> int:
     from lmscale.accounting import describe as describe_spec
+    from lmscale.models.shapes import paper_learning_rate
 
     spec = _spec_from_args(args)
     info = describe_spec(
@@ -193,6 +194,8 @@ def describe(args: argparse.Namespace) -> int:
         logits=not args.no_logits,
         embedding=not args.no_embedding,
     )
+    info["paper_learning_rate"] = paper_learning_rate(info["non_embedding_params"])  # the recipe's, beside
+    info["counting"]["paper_learning_rate"] = "[K] eq. D.1 at the formula N"  # the accounting's numbers
     if args.target_params is not None:
         info["target_params"] = args.target_params
         info["target_relative_error"] = info["non_embedding_params"] / args.target_params - 1
