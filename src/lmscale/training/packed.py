@@ -138,30 +138,23 @@ class _Pack:
 
     # -- evaluation of several members at once -----------------------------------------
     @torch.no_grad()
-    def test_losses(self, runs: list[_Run], per_position: bool = False
-                    ) -> list[tuple[dict[str, float], list[float]]]:
+    def test_losses(self, runs: list[_Run]) -> list[dict[str, float]]:
         """:meth:`trainer._Run.test_losses` of each of ``runs``, in one batched pass per chunk."""
         first, n = runs[0], len(runs)
         n_ctx = first.spec.n_ctx
         models = [r.model for r in runs]
-        out: list[tuple[dict[str, float], list[float]]] = [({}, []) for _ in runs]
+        out: list[dict[str, float]] = [{} for _ in runs]
         batch = first.eval_rows()
-        for name in first.eval_names(per_position):
-            rows = first.test_rows[name]
+        for name, rows in first.test_rows.items():
             total = torch.zeros(n, dtype=torch.float64, device=rows.device)
-            positions = torch.zeros(n, n_ctx, dtype=torch.float64, device=rows.device)
             for start in range(0, rows.shape[0], batch):
                 chunk = rows[start:start + batch].expand(n, -1, -1)
                 with self.autocast():
                     hidden, head = packed_hidden_states(models, chunk[..., :-1])
                 losses = linear_cross_entropy_per_row(hidden, head, chunk[..., 1:]).to(torch.float64)
                 total += losses.sum(dim=(1, 2))
-                if per_position:
-                    positions += losses.sum(dim=1)
             for j in range(n):
-                out[j][0][name] = float(total[j]) / (rows.shape[0] * n_ctx)
-                if per_position:
-                    out[j][1].extend((positions[j] / rows.shape[0]).tolist())
+                out[j][name] = float(total[j]) / (rows.shape[0] * n_ctx)
         return out
 
     def charge(self, key: str, seconds: float, skip: _Run | None = None) -> None:
@@ -193,7 +186,7 @@ class _Pack:
                 if at_point:
                     sync(at_point[0].device)
                     t0 = time.perf_counter()
-                    tests = {id(r): t for r, (t, _) in zip(at_point, self.test_losses(at_point))}
+                    tests = {id(r): t for r, t in zip(at_point, self.test_losses(at_point))}
                     self.charge("eval", time.perf_counter() - t0)
                 for r, lr in alive:
                     outcome = r.after_step(lr, self._point_callback(r), tests.get(id(r)))

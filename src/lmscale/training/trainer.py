@@ -309,28 +309,19 @@ class _Run:
         """Test sequences per evaluation pass."""
         return max(1, EVAL_BATCH_FACTOR * self.plan.micro_batch_tokens // self.spec.n_ctx)
 
-    def eval_names(self, per_position: bool) -> list[str]:
-        """Distributions an evaluation scores: all, or only the main one with its L(t)."""
-        return [self.main_dist] if per_position else list(self.test_rows)
-
-    def test_losses(self, per_position: bool = False) -> tuple[dict[str, float], list[float]]:
-        """Test loss per distribution; with ``per_position``, only the main one and its L(t)."""
+    def test_losses(self) -> dict[str, float]:
+        """Test loss per distribution (the curve points; the per-position loss is
+        :meth:`final_positions`)."""
         dp = self.dp
         out: dict[str, float] = {}
-        positions: list[float] = []
-        for name in self.eval_names(per_position):
-            rows = self.test_rows[name]
+        for name, rows in self.test_rows.items():
             mine = rows[dp.rank::dp.world_size]
-            total, pos = evaluate(self.model, self.forward, mine, self.eval_rows(),
-                                  per_position=per_position, autocast=self.autocast)
-            sums = torch.cat([total.view(1), pos,
-                              torch.tensor([mine.shape[0]], dtype=torch.float64, device=self.device)])
+            total, _ = evaluate(self.model, self.forward, mine, self.eval_rows(), autocast=self.autocast)
+            sums = torch.stack([total.reshape(()),
+                                torch.tensor(float(mine.shape[0]), dtype=torch.float64, device=self.device)])
             sums = distributed.all_reduce_sum(dp, sums)
-            n_rows = float(sums[-1])
-            out[name] = float(sums[0]) / (n_rows * self.spec.n_ctx)
-            if per_position:
-                positions = (sums[1:-1] / n_rows).tolist()
-        return out, positions
+            out[name] = float(sums[0]) / (float(sums[1]) * self.spec.n_ctx)
+        return out
 
     def final_positions(self) -> tuple[list[float], list[float], list[float]]:
         """Loss per context position and its standard errors over the final evaluation's sequences."""
@@ -431,7 +422,7 @@ class _Run:
                 if at_point:
                     sync(self.device)
                     t0 = time.perf_counter()
-                    test = self.test_losses()[0]
+                    test = self.test_losses()
                     self.times["eval"] += time.perf_counter() - t0
                 outcome = self.after_step(lr, on_point, test)
                 if bar is not None:
