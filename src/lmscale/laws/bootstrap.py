@@ -166,15 +166,18 @@ def bootstrap(
 
 
 def percentile_intervals(form: LawForm, samples: Array, level: float = 0.95) -> dict[str, tuple[float, float]]:
-    """Percentile interval of each parameter at ``level``."""
+    """Percentile interval of each parameter at ``level``: NaN where replicates ran off to
+    infinity (the identification rule then reports the parameter as not identified)."""
     tail = (1.0 - level) / 2.0 * 100.0
-    lo, hi = np.percentile(samples, [tail, 100.0 - tail], axis=0)
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.percentile(samples, [tail, 100.0 - tail], axis=0)
     return {p: (float(a), float(b)) for p, a, b in zip(form.params, lo, hi)}
 
 
 def bootstrap_stderr(form: LawForm, samples: Array) -> dict[str, float]:
     """Standard deviation of each parameter over the replicates."""
-    sd = np.std(samples, axis=0, ddof=1) if len(samples) > 1 else np.full(len(form.params), np.nan)
+    with np.errstate(invalid="ignore", over="ignore"):  # replicates at infinity: NaN, as above
+        sd = np.std(samples, axis=0, ddof=1) if len(samples) > 1 else np.full(len(form.params), np.nan)
     return {p: float(s) for p, s in zip(form.params, sd)}
 
 
