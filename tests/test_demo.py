@@ -26,11 +26,11 @@ def test_shipped_studies_plan_and_resolve():
     # L(D): >= 5 dataset sizes, with epochs to early-stop
     assert len({r.config.dataset_tokens for r in groups["data"]}) >= 5
     assert all(r.config.early_stopping and r.D >= 10 * r.config.dataset_tokens for r in groups["data"])
-    # approach 2: >= 3 budgets x >= 5 sizes
+    # approach 2: >= 3 budgets x >= 7 sizes (5 left its exponent unidentified on this machine)
     budgets = {}
     for r in groups["isoflop"]:
         budgets.setdefault(r.config.flops, set()).add(r.N)
-    assert len(budgets) >= 3 and all(len(n) >= 5 for n in budgets.values())
+    assert len(budgets) >= 3 and all(len(n) >= 7 for n in budgets.values())
     # B_crit: 2 sizes x >= 3 batch sizes, one schedule in steps (constant after the same warm-up)
     batches = {(r.N, r.config.batch_tokens) for r in groups["batch"]}
     assert len({n for n, _ in batches}) == 2 and len({b for _, b in batches}) >= 3
