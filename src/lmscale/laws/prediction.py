@@ -12,7 +12,6 @@ the planner.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from lmscale.laws.intervals import (
     predictive_draws,
     predictive_quantiles,
 )
-from lmscale.laws.result import FitResult, LawSet, _atomic_write, _clean, _load_json
+from lmscale.laws.result import FitResult, LawSet, _clean, _load_json, dump_json
 
 JSON_KIND = "forecast"
 JSON_VERSION = 1
@@ -233,10 +232,7 @@ class Forecast:
         })
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            _atomic_write(Path(path), text)
-        return text
+        return dump_json(self.to_dict(), path)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "forecast JSON") -> Forecast:

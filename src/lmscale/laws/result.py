@@ -157,10 +157,7 @@ class FitResult:
         return _clean(data)
 
     def to_json(self, path: str | Path | None = None, include_bootstrap: bool = False) -> str:
-        text = json.dumps(self.to_dict(include_bootstrap), indent=2)
-        if path is not None:
-            _atomic_write(Path(path), text)
-        return text
+        return dump_json(self.to_dict(include_bootstrap), path)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "fit JSON") -> FitResult:
@@ -191,12 +188,7 @@ class FitResult:
         ci_level = data.get("ci_level", 0.95)
         if isinstance(ci_level, bool) or not isinstance(ci_level, int | float) or not 0 < ci_level < 1:
             raise LmscaleError(f"{where}: ci_level = {ci_level!r}: expected a number in (0, 1)")
-        for key in ("stats", "notes"):
-            if data.get(key) is not None and not isinstance(data[key], Mapping):
-                raise LmscaleError(f"{where}: {key} = {data[key]!r}: expected an object")
-        source = data.get("source", "fit")
-        if not isinstance(source, str):
-            raise LmscaleError(f"{where}: source = {source!r}: expected a string")
+        source = _checked_objects_and_source(data, ("stats", "notes"), where)
         boot = data.get("bootstrap_params")
         if boot is not None:
             try:
@@ -270,10 +262,7 @@ class LawSet:
         })
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            _atomic_write(Path(path), text)
-        return text
+        return dump_json(self.to_dict(), path)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "law set JSON") -> LawSet:
@@ -290,12 +279,7 @@ class LawSet:
         if not isinstance(laws, Mapping):
             raise LmscaleError(f"{where}: laws = {laws!r}: expected an object of law name -> fit")
         fits = {str(key): FitResult.from_dict(value, f"{where}: laws.{key}") for key, value in laws.items()}
-        for key in ("extras", "notes"):
-            if data.get(key) is not None and not isinstance(data[key], Mapping):
-                raise LmscaleError(f"{where}: {key} = {data[key]!r}: expected an object")
-        source = data.get("source", "fit")
-        if not isinstance(source, str):
-            raise LmscaleError(f"{where}: source = {source!r}: expected a string")
+        source = _checked_objects_and_source(data, ("extras", "notes"), where)
         extras = dict(data.get("extras") or {})
         if "allocation" in extras:
             _check_allocation(extras["allocation"], f"{where}: extras.allocation")
@@ -380,6 +364,26 @@ def _load_json(text_or_path: str | Path) -> tuple[dict[str, Any], str]:
     if not isinstance(data, dict):
         raise LmscaleError(f"{where}: expected a JSON object")
     return data, where
+
+
+def _checked_objects_and_source(data: Mapping[str, Any], objects: tuple[str, ...], where: str) -> str:
+    """Check that each of ``objects`` is absent, null or a JSON object; return ``source``
+    (default ``fit``), checked to be a string."""
+    for key in objects:
+        if data.get(key) is not None and not isinstance(data[key], Mapping):
+            raise LmscaleError(f"{where}: {key} = {data[key]!r}: expected an object")
+    source = data.get("source", "fit")
+    if not isinstance(source, str):
+        raise LmscaleError(f"{where}: source = {source!r}: expected a string")
+    return source
+
+
+def dump_json(data: Mapping[str, Any], path: str | Path | None = None) -> str:
+    """``data`` as indented JSON text, also written atomically to ``path`` when given."""
+    text = json.dumps(data, indent=2)
+    if path is not None:
+        _atomic_write(Path(path), text)
+    return text
 
 
 def _atomic_write(path: Path, text: str) -> None:

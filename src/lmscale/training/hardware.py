@@ -122,15 +122,27 @@ def _cpu_peak_key(threads: int, dtype: str, torch_version: str) -> str:
 
 def cached_cpu_peak(threads: int, dtype: str) -> float | None:
     """The cached CPU matmul peak at ``threads`` threads in ``dtype``, read without importing
-    torch (its version from the package metadata); ``None`` if not measured yet."""
+    torch; ``None`` if not measured yet."""
+    version = installed_torch_version()
+    if version is None:
+        return None
+    return cached_value(cache_dir() / "peak_flops.json", _cpu_peak_key(threads, dtype, version), "flops")
+
+
+def installed_torch_version() -> str | None:
+    """The installed torch's version from the package metadata (torch is not imported)."""
     from importlib import metadata
 
     try:
-        version = metadata.version("torch")
+        return metadata.version("torch")
     except metadata.PackageNotFoundError:
         return None
-    entry = read_json_table(cache_dir() / "peak_flops.json").get(_cpu_peak_key(threads, dtype, version))
-    return float(entry["flops"]) if isinstance(entry, dict) and entry.get("flops", 0) > 0 else None
+
+
+def cached_value(path: Path, key: str, field: str) -> float | None:
+    """``table[key][field]`` of the JSON cache ``path`` if it holds a positive number, else ``None``."""
+    entry = read_json_table(path).get(key)
+    return float(entry[field]) if isinstance(entry, dict) and entry.get(field, 0) > 0 else None
 
 
 def measure_matmul_peak(device: Any, seconds: float = 1.5, dtype: str | None = None) -> float:
@@ -198,9 +210,9 @@ def cached_json_value(path: Path, key: str, field: str, measure: Callable[[], fl
     then says which value is kept. A cache that cannot be written (a
     read-only home) is not a reason to fail: the value is returned.
     """
-    old = read_json_table(path).get(key)
-    if not refresh and isinstance(old, dict) and old.get(field, 0) > 0:
-        return float(old[field])
+    cached = None if refresh else cached_value(path, key, field)
+    if cached is not None:
+        return cached
     with _cache_lock(path):
         table = read_json_table(path)
         old = table.get(key) if isinstance(table.get(key), dict) else {}

@@ -126,16 +126,12 @@ def _step_key(spec: ModelSpec, batch_tokens: int, threads: int, torch_version: s
 
 def cached_step_speedup(spec: ModelSpec, batch_tokens: int, threads: int) -> float | None:
     """The cached bf16/fp32 step speed-up, read without importing torch; ``None`` if not measured."""
-    from importlib import metadata
+    from lmscale.training.hardware import cache_dir, cached_value, installed_torch_version
 
-    from lmscale.training.hardware import cache_dir, read_json_table
-
-    try:
-        version = metadata.version("torch")
-    except metadata.PackageNotFoundError:
+    version = installed_torch_version()
+    if version is None:
         return None
-    entry = read_json_table(cache_dir() / STEP_CACHE).get(_step_key(spec, batch_tokens, threads, version))
-    return float(entry["speedup"]) if isinstance(entry, dict) and entry.get("speedup", 0) > 0 else None
+    return cached_value(cache_dir() / STEP_CACHE, _step_key(spec, batch_tokens, threads, version), "speedup")
 
 
 #: Cache file (in :func:`lmscale.training.hardware.cache_dir`) of measured step speed-ups.
@@ -164,7 +160,7 @@ def _measure_step_speedup(device: Any, spec: ModelSpec, batch_tokens: int) -> fl
     import torch
 
     from lmscale.models import build_model
-    from lmscale.training.evaluate import training_loss
+    from lmscale.training.evaluate import has_head, training_loss
     from lmscale.training.runtime import adamw
 
     gen = torch.Generator().manual_seed(0)
@@ -173,7 +169,7 @@ def _measure_step_speedup(device: Any, spec: ModelSpec, batch_tokens: int) -> fl
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
         model = build_model(spec).to(device)
-        forward = model.hidden_states if callable(getattr(model, "hidden_states", None)) else model
+        forward = model.hidden_states if has_head(model) else model  # as the trainer steps it
         optimizer = adamw([{"params": list(model.parameters())}], lr=1e-4)
         steps[precision] = (model, forward, optimizer, autocast(device, precision))
     best = {"fp32": float("inf"), "bf16": float("inf")}
@@ -206,9 +202,9 @@ def resolve_elsewhere(device_type: str, spec: ModelSpec, threads: int | None = N
         fp32, bf16 = cached_cpu_peak(threads, "fp32"), cached_cpu_peak(threads, "bf16")
         if fp32 is not None and bf16 is not None:
             by_peaks = _by_peaks(fp32, bf16)
-            speedup = cached_step_speedup(spec, batch_tokens, threads)
             if by_peaks[0] == "fp32":
                 return by_peaks
+            speedup = cached_step_speedup(spec, batch_tokens, threads)
             if speedup is not None:
                 return _by_step(speedup, spec, batch_tokens)
     arg = json.dumps({"device": device_type, "model": spec.to_dict(), "threads": threads,
