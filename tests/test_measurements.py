@@ -57,6 +57,15 @@ def test_verdict_rules_on_known_intervals():
     assert distinct([1.0, 1.02, 1.04, 1.06, 1.08]) == 2 and distinct([1.0, 1.02, 1.04], rtol=0.01) == 3
 
 
+def test_a_standard_error_beyond_every_float_is_an_unbounded_interval_not_a_crash():
+    # a scale whose Gauss-Newton standard error is 1e4 times its value: exp(1.96e4) overflows
+    inputs = {"N": np.geomspace(1e3, 1e6, 8)}
+    out = verdict({"N_c": 1e13, "alpha_N": 0.08}, inputs, np.linspace(5, 3, 8),
+                  stderr={"N_c": 1e17, "alpha_N": 0.01})
+    assert list(out["intervals"]["N_c"]) == [0.0, math.inf]
+    assert not out["identified"] and any("N_c" in f for f in out["failures"])
+
+
 def test_empirical_critical_batch_recovers_a_known_trade_off():
     # S(L) = S_min(L) (1 + B_crit(L) / B) exactly ([K] eq. 5.4), B_crit(L) = 2e4 L^-2
     s_min = lambda L: 100.0 * (5.0 / L) ** 3  # noqa: E731

@@ -144,8 +144,9 @@ def _intervals(params: Mapping[str, float], ci: Mapping[str, Any] | None,
             continue
         se = float(se)
         if kind(name) in ("scale", "offset") and value > 0:
-            s = se / value
-            out[name] = (value * math.exp(-1.96 * s), value * math.exp(1.96 * s))
+            s = 1.96 * se / value
+            # a factor past exp(700) is no interval at all: (0, inf), which the rule rejects
+            out[name] = (value * math.exp(-s), value * math.exp(s)) if s < 700 else (0.0, math.inf)
         else:
             out[name] = (value - 1.96 * se, value + 1.96 * se)
     return out, "value +- 1.96 Gauss-Newton standard errors (no bootstrap)"
