@@ -40,3 +40,21 @@ def test_tied_weight_gets_both_gradients():
     got = linear_cross_entropy(torch.tanh(emb(idx)), emb.weight, y)
     (g_got,) = torch.autograd.grad(got, emb.weight)
     torch.testing.assert_close(g_got, g_ref, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("d", [4, 24])
+def test_packed_runs_get_each_their_own_loss_and_gradients(d):
+    # R runs in one call ([R, rows, d] against [R, V, d]); d = 4 is the CPU study's narrowest head
+    gen = torch.Generator().manual_seed(1)
+    runs, rows, vocab = 3, 130, 61
+    h = torch.randn(runs, rows, d, generator=gen, dtype=torch.float64).requires_grad_()
+    w = (torch.randn(runs, vocab, d, generator=gen, dtype=torch.float64) * 0.3).requires_grad_()
+    y = torch.randint(0, vocab, (runs, rows), generator=gen)
+    got = linear_cross_entropy(h, w, y, chunk_elements=1 << 12)
+    ref = torch.stack([F.cross_entropy(h[r] @ w[r].t(), y[r]) for r in range(runs)])
+    torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-12)
+    weights = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    got_h, got_w = torch.autograd.grad((weights * got).sum(), (h, w))
+    ref_h, ref_w = torch.autograd.grad((weights * ref).sum(), (h, w))
+    torch.testing.assert_close(got_h, ref_h, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(got_w, ref_w, rtol=1e-9, atol=1e-12)
