@@ -130,3 +130,6 @@ def test_every_help_page_renders(capsys):
         assert exc.value.code == 0, argv
         out = capsys.readouterr().out
         assert out.startswith("usage: lmscale"), argv
+        # argparse's "(default: ...)" only where it says something
+        flat = " ".join(out.split())
+        assert not any(f"(default: {v})" in flat for v in ("None", "False", "[]")), argv

@@ -10,7 +10,18 @@ from typing import Any
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the layout of descriptions and shows defaults."""
+    """Keeps the layout of descriptions and shows defaults that say something.
+
+    An option whose help already names its default, or whose default is
+    None, False or empty (a flag off, a value chosen at run time), gets no
+    "(default: ...)" of argparse's.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False or action.default == []:
+            return text
+        return super()._get_help_string(action) or text
 
 
 def add_parser(sub: Any, name: str, help: str, description: str) -> argparse.ArgumentParser:
