@@ -94,10 +94,14 @@ def test_core_fits_plans_imports_and_reports(core_env):
     params = json.loads(fitted.stdout)["params"]
     final = pd.read_csv(SHARED_DATA / "olmo_ladder_final_points.csv")
     final = final[final["chinchilla_multiple"].isin(["1xC", "2xC", "5xC"])]
-    expected = ls.fit(final, law="chinchilla", columns={"N": "N_params", "D": "total_tokens", "loss": "c4_en_CE"},
-                      bootstrap=0).params  # the published final points, fitted here with torch present
-    for key, value in expected.items():  # the optimiser's tolerance, not bit equality: the core venv's
-        assert params[key] == pytest.approx(value, rel=1e-6), key  # numpy/scipy builds may differ
+    here = ls.fit(final, law="chinchilla", columns={"N": "N_params", "D": "total_tokens", "loss": "c4_en_CE"},
+                  bootstrap=0)  # the published final points, fitted here with torch present
+    # the same optimum, not bit equality: the core venv's numpy/scipy builds may differ, and along
+    # the fit's flat directions (A's standard error is 0.7 x A) that moves a parameter by 1e-6 of
+    # itself; each parameter agrees to 1e-3 of its standard error, the objective to 1e-6
+    for key, value in here.params.items():
+        assert abs(params[key] - value) <= 1e-3 * here.stderr[key], key
+    assert json.loads(fitted.stdout)["stats"]["objective"] == pytest.approx(here.stats["objective"], rel=1e-6)
 
     report = run_in(core_env, "report", "--store", "s.sqlite", "--out", "rep", "--bootstrap", "0",
                     "--no-holdout", "--json")

@@ -40,7 +40,6 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, chunk_rows, compute_dtype):  # type: ignore[override]
         rows = hidden.shape[-2]
-        packed = hidden.dim() == 3
         needs_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         h_c = hidden.to(compute_dtype)
         w_c = weight.to(compute_dtype)
