@@ -16,6 +16,7 @@ checkpoint; a full disk stops the sweep as with the local executor.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from typing import Any
@@ -25,6 +26,7 @@ from lmscale.sweeps.local import MAX_RESTARTS
 from lmscale.sweeps.session import Session
 from lmscale.sweeps.spec import PlannedRun
 from lmscale.sweeps.worker import train_one
+from lmscale.training.hardware import OPENMP_ENV
 
 
 def _ray() -> Any:
@@ -73,7 +75,12 @@ def run_ray(session: Session, todo: list[PlannedRun], *, address: str | None = N
     threads = max(1, int(cpus_per_run))
     precision = session.study_precision("cuda" if gpus_per_run else "cpu", threads)
     events = Queue(maxsize=10_000)
-    remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=MAX_RESTARTS)(_task)
+    # the tasks' workers start torch with OpenMP threads that sleep when idle, as the local
+    # executor's do (hardware.OPENMP_ENV; the user's own setting wins): spinning threads of
+    # other processes steal the cores of a shared machine
+    openmp = {key: os.environ.get(key, value) for key, value in OPENMP_ENV.items()}
+    remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=MAX_RESTARTS,
+                        runtime_env={"env_vars": openmp})(_task)
     pending = {remote.remote(run.run_id, session.executable(run, threads), events, precision): run.run_id
                for run in todo}
     started: set[str] = set()
