@@ -16,7 +16,6 @@ checkpoint; a full disk stops the sweep as with the local executor.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from typing import Any
@@ -26,7 +25,7 @@ from lmscale.sweeps.local import MAX_RESTARTS
 from lmscale.sweeps.session import Session
 from lmscale.sweeps.spec import PlannedRun
 from lmscale.sweeps.worker import train_one
-from lmscale.training.hardware import OPENMP_ENV
+from lmscale.training.hardware import openmp_env
 
 
 def _ray() -> Any:
@@ -76,11 +75,9 @@ def run_ray(session: Session, todo: list[PlannedRun], *, address: str | None = N
     precision = session.study_precision("cuda" if gpus_per_run else "cpu", threads)
     events = Queue(maxsize=10_000)
     # the tasks' workers start torch with OpenMP threads that sleep when idle, as the local
-    # executor's do (hardware.OPENMP_ENV; the user's own setting wins): spinning threads of
-    # other processes steal the cores of a shared machine
-    openmp = {key: os.environ.get(key, value) for key, value in OPENMP_ENV.items()}
+    # executor's do: spinning threads of other processes steal the cores of a shared machine
     remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=MAX_RESTARTS,
-                        runtime_env={"env_vars": openmp})(_task)
+                        runtime_env={"env_vars": openmp_env()})(_task)
     pending = {remote.remote(run.run_id, session.executable(run, threads), events, precision): run.run_id
                for run in todo}
     started: set[str] = set()

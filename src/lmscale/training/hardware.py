@@ -39,9 +39,13 @@ def prefer_passive_openmp() -> bool:
 
     if "torch" in sys.modules:
         return False
-    for key, value in OPENMP_ENV.items():
-        os.environ.setdefault(key, value)
+    os.environ.update(openmp_env())
     return True
+
+
+def openmp_env() -> dict[str, str]:
+    """:data:`OPENMP_ENV` under the user's own settings (theirs win): for processes started elsewhere."""
+    return {key: os.environ.get(key, value) for key, value in OPENMP_ENV.items()}
 
 
 def cache_dir() -> Path:
