@@ -40,6 +40,7 @@ from typing import Any
 
 from lmscale.errors import LmscaleError
 from lmscale.models.spec import ModelSpec
+from lmscale.training.step_timing import best_step_times, step_key
 
 #: Measured bf16/fp32 matmul peak ratio above which ``auto`` may choose bf16.
 BF16_MIN_SPEEDUP = 1.5
@@ -47,8 +48,6 @@ BF16_MIN_SPEEDUP = 1.5
 #: Measured bf16/fp32 speed-up of a CPU training step above which ``auto`` chooses bf16.
 CPU_BF16_MIN_STEP_SPEEDUP = 1.1
 
-#: Timed steps per precision (after :data:`STEP_WARMUP` untimed ones) in :func:`step_speedup`.
-STEP_TRIES, STEP_WARMUP = 5, 2
 
 #: CPU instruction-set flags (``/proc/cpuinfo``) that mean native bf16 dot products.
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -117,13 +116,6 @@ def _by_step(speedup: float, spec: ModelSpec, batch_tokens: int) -> tuple[str, s
     return "bf16", f"auto: a bf16 training step is {speedup:.2f}x fp32's here at {where}"
 
 
-def _step_key(spec: ModelSpec, batch_tokens: int, threads: int, torch_version: str) -> str:
-    from lmscale.training.hardware import cpu_model
-
-    shape = json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
-    return f"cpu:{cpu_model()}|threads={threads}|torch={torch_version}|batch={batch_tokens}|{shape}"
-
-
 def cached_step_speedup(spec: ModelSpec, batch_tokens: int, threads: int) -> float | None:
     """The cached bf16/fp32 step speed-up, read without importing torch; ``None`` if not measured."""
     from lmscale.training.hardware import cache_dir, cached_value, installed_torch_version
@@ -131,7 +123,7 @@ def cached_step_speedup(spec: ModelSpec, batch_tokens: int, threads: int) -> flo
     version = installed_torch_version()
     if version is None:
         return None
-    return cached_value(cache_dir() / STEP_CACHE, _step_key(spec, batch_tokens, threads, version), "speedup")
+    return cached_value(cache_dir() / STEP_CACHE, step_key(spec, batch_tokens, threads, version), "speedup")
 
 
 #: Cache file (in :func:`lmscale.training.hardware.cache_dir`) of measured step speed-ups.
@@ -149,42 +141,15 @@ def step_speedup(device: Any, spec: ModelSpec, batch_tokens: int) -> float:
 
     from lmscale.training.hardware import cache_dir, cached_json_value
 
-    key = _step_key(spec, batch_tokens, torch.get_num_threads(), torch.__version__)
+    key = step_key(spec, batch_tokens, torch.get_num_threads(), torch.__version__)
     return cached_json_value(cache_dir() / STEP_CACHE, key, "speedup",
                              lambda: _measure_step_speedup(device, spec, batch_tokens))
 
 
 def _measure_step_speedup(device: Any, spec: ModelSpec, batch_tokens: int) -> float:
-    import time
-
-    import torch
-
-    from lmscale.models import build_model
-    from lmscale.training.evaluate import has_head, training_loss
-    from lmscale.training.runtime import adamw
-
-    gen = torch.Generator().manual_seed(0)
-    rows = torch.randint(0, spec.n_vocab, (max(1, batch_tokens // spec.n_ctx), spec.n_ctx + 1), generator=gen)
-    steps = {}
-    for precision in ("fp32", "bf16"):
-        torch.manual_seed(0)
-        model = build_model(spec).to(device)
-        forward = model.hidden_states if has_head(model) else model  # as the trainer steps it
-        optimizer = adamw([{"params": list(model.parameters())}], lr=1e-4)
-        steps[precision] = (model, forward, optimizer, autocast(device, precision))
-    best = {"fp32": float("inf"), "bf16": float("inf")}
-    for i in range(STEP_WARMUP + STEP_TRIES):
-        for precision, (model, forward, optimizer, context) in steps.items():
-            t0 = time.perf_counter()
-            with context():
-                loss = training_loss(model, forward, rows[:, :-1], rows[:, 1:])
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            elapsed = time.perf_counter() - t0
-            if i >= STEP_WARMUP:
-                best[precision] = min(best[precision], elapsed)
-    return best["fp32"] / best["bf16"]
+    times = best_step_times(device, spec, batch_tokens,
+                            {p: (autocast(device, p), None) for p in ("fp32", "bf16")})
+    return times["fp32"] / times["bf16"]
 
 
 def resolve_elsewhere(device_type: str, spec: ModelSpec, threads: int | None = None,

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import torch
@@ -39,6 +39,7 @@ from lmscale.training.evaluate import (
     training_loss,
 )
 from lmscale.training.hardware import (
+    available_cpus,
     available_memory,
     configure_threads,
     matmul_peak,
@@ -50,6 +51,7 @@ from lmscale.training.precision import autocast, resolve_precision
 from lmscale.training.record import CurvePoint, RunRecord
 from lmscale.training.runtime import adamw, build_record, grad_sq, progress_bar, sync
 from lmscale.training.schedule import learning_rate
+from lmscale.training.step_timing import choose_threads
 
 #: Steps between divergence checks (each reads the loss back from the device).
 CHECK_EVERY = 8
@@ -94,9 +96,29 @@ def train(config: TrainConfig, *, progress: bool = True,
         if device.type == "cuda" and device.index is not None:
             torch.cuda.set_device(device)
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dp.world_size))
-        configure_threads(config.threads, local_world)
+        threads = config.threads
+        if threads is None and device.type == "cpu" and local_world == 1:
+            # a lone CPU run: 1 thread or all, whichever steps its shape faster here
+            threads, _ = choose_threads(config.model, config.batch_tokens, available_cpus(),
+                                        lambda n: _seconds_per_step(config, n, data))
+        configure_threads(threads, local_world)
         run = _Run(config, device, dp, data if data is not None else open_data(config), auto_precision)
         return run.execute(progress=progress, on_point=on_point, stop_event=stop_event)
+
+
+#: Steps of the short runs that time a thread count (:func:`_seconds_per_step`).
+THREAD_TRIAL_STEPS = 12
+
+
+def _seconds_per_step(config: TrainConfig, threads: int, data: Any = None) -> float:
+    """Seconds per training step of ``config`` on ``threads`` threads: a short run of it,
+    evaluating as little as it can and saving nothing."""
+    n_ctx = config.model.n_ctx
+    trial = replace(config, tokens=None, flops=None, steps=THREAD_TRIAL_STEPS, threads=threads,
+                    checkpoint_dir=None, early_stopping=False, eval_every=None, curve_points_per_decade=1,
+                    eval_tokens=n_ctx, eval_other_tokens=n_ctx, final_eval_tokens=n_ctx)
+    record = train(trial, progress=False, data=data)
+    return record.train_time_s / max(1, record.steps)
 
 
 class _Run:

@@ -1,0 +1,133 @@
+"""Timing one training step of a shape in several settings, and the CPU thread count it runs best with.
+
+:func:`best_step_times` times a step (forward, backward, AdamW) of a model
+shape on one batch in each of several settings, a precision and a thread
+count, alternating step by step; each setting keeps its fastest step (on a
+shared machine the fastest tries are the ones the cores ran free). It is
+what ``precision = "auto"`` (:mod:`lmscale.training.precision`) and the
+thread count of a lone CPU run (:func:`choose_threads`) measure.
+
+Threads: a small model's step is short operations on small tensors, and
+splitting them over cores costs more than it gains. Measured with
+``benchmarks/bench_small.py`` on a 2-core Intel Xeon (n_ctx 64, vocabulary
+512, 2048-token batches), ``lmscale train`` ran 186k tokens/s at 2/12 on 1
+thread against 130k on 2, 107k against 78k at 2/48, 34k against 31k at
+4/80. Where the line falls depends on the CPU, so a run that does not set
+``threads`` trains a few steps of itself at each count once per machine
+(cached) and uses the faster; models whose step is long enough to be
+matmul-bound (:data:`MEASURE_BELOW_FLOPS`) use every CPU without measuring.
+The whole step is timed, not a bare forward and backward: at 4/80 a bare
+step was 1.2x faster on 2 threads, the trainer's step (clipping, the noise
+scale, the smoothed loss: many small operations, each waking the sleeping
+OpenMP thread) 1.1x faster on 1.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+from lmscale.models.spec import ModelSpec
+
+#: Timed steps per setting, after :data:`STEP_WARMUP` untimed ones.
+STEP_TRIES, STEP_WARMUP = 5, 2
+
+#: Training FLOPs of a step (6 N tokens, with attention and logits) below which a
+#: lone CPU run measures its thread count; above it, every CPU (matmul-bound).
+MEASURE_BELOW_FLOPS = 2e10
+
+#: Cache file (in :func:`lmscale.training.hardware.cache_dir`) of the measured thread counts.
+THREADS_CACHE = "step_threads.json"
+
+
+def step_key(spec: ModelSpec, batch_tokens: int, threads: int, torch_version: str) -> str:
+    """The cache key of a step measurement: CPU model, threads, torch, batch and shape."""
+    from lmscale.training.hardware import cpu_model
+
+    shape = json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
+    return f"cpu:{cpu_model()}|threads={threads}|torch={torch_version}|batch={batch_tokens}|{shape}"
+
+
+def best_step_times(device: Any, spec: ModelSpec, batch_tokens: int,
+                    settings: dict[str, tuple[Callable[[], AbstractContextManager], int | None]],
+                    ) -> dict[str, float]:
+    """Fastest step time in seconds of each setting ``name -> (context, threads)``.
+
+    ``context`` makes the context the forward pass runs in (the
+    precision's autocast, or ``contextlib.nullcontext``); ``threads`` None
+    leaves torch's thread count as it is. The thread count in force on
+    entry is restored on return.
+    """
+    import torch
+
+    from lmscale.models import build_model
+    from lmscale.training.evaluate import has_head, training_loss
+    from lmscale.training.runtime import adamw
+
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.randint(0, spec.n_vocab, (max(1, batch_tokens // spec.n_ctx), spec.n_ctx + 1), generator=gen)
+    rows = rows.to(device)
+    threads_before = torch.get_num_threads()
+    steps = {}
+    for name, (context, threads) in settings.items():
+        torch.manual_seed(0)
+        model = build_model(spec).to(device)
+        forward = model.hidden_states if has_head(model) else model  # as the trainer steps it
+        optimizer = adamw([{"params": list(model.parameters())}], lr=1e-4)
+        steps[name] = (model, forward, optimizer, context, threads)
+    best = dict.fromkeys(settings, float("inf"))
+    try:
+        for i in range(STEP_WARMUP + STEP_TRIES):
+            for name, (model, forward, optimizer, context, threads) in steps.items():
+                if threads is not None and torch.get_num_threads() != threads:
+                    torch.set_num_threads(threads)
+                t0 = time.perf_counter()
+                with context():
+                    loss = training_loss(model, forward, rows[:, :-1], rows[:, 1:])
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                elapsed = time.perf_counter() - t0
+                if i >= STEP_WARMUP:
+                    best[name] = min(best[name], elapsed)
+    finally:
+        torch.set_num_threads(threads_before)
+    return best
+
+
+def choose_threads(spec: ModelSpec, batch_tokens: int, available: int,
+                   seconds_per_step: Callable[[int], float]) -> tuple[int, str]:
+    """``(threads, why)`` for a lone CPU run that did not set its thread count.
+
+    One thread or all ``available`` CPUs, whichever trains this shape
+    faster here: ``seconds_per_step(threads)`` trains a few steps of the run
+    itself at that count (the trainer's whole step, as the run will take it)
+    and returns the seconds per step; each count is tried twice, alternately,
+    and keeps its faster try. Measured once per machine, shape and batch,
+    and cached; every CPU without measuring when there is one or when the
+    step is matmul-bound (:data:`MEASURE_BELOW_FLOPS`).
+    """
+    from lmscale.accounting import training_flops_per_token
+    from lmscale.training.hardware import cache_dir, cached_json_value, installed_torch_version
+
+    if available <= 1:
+        return available, "every CPU"
+    flops = training_flops_per_token(spec, exact=True) * batch_tokens
+    if flops >= MEASURE_BELOW_FLOPS:
+        return available, f"every CPU ({flops:.2g} FLOPs a step: matmul-bound)"
+    key = step_key(spec, batch_tokens, available, installed_torch_version() or "")
+
+    def measure() -> float:
+        best = {1: float("inf"), available: float("inf")}
+        for _ in range(2):
+            for threads in best:
+                best[threads] = min(best[threads], seconds_per_step(threads))
+        return best[1] / best[available]
+
+    ratio = cached_json_value(cache_dir() / THREADS_CACHE, key, "one_over_all", measure)
+    if ratio <= 1.0:
+        return 1, f"1 thread: this shape trains {1.0 / ratio:.2f}x faster than on {available} here"
+    return available, f"{available} threads: this shape trains {ratio:.2f}x faster than on 1 here"

@@ -1,0 +1,65 @@
+"""The thread count of a lone CPU run: 1 or every CPU, whichever trains the shape faster here."""
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lmscale.models.spec import ModelSpec  # noqa: E402
+from lmscale.training import step_timing, train  # noqa: E402
+from lmscale.training.hardware import available_cpus  # noqa: E402
+from test_training import text_data, tiny_config  # noqa: E402
+
+SMALL = ModelSpec(n_layer=2, d_model=16, n_head=2, n_ctx=32, n_vocab=256)
+
+
+def _timings(seconds):
+    """A seconds-per-step function from a table {threads: seconds}, counting its calls."""
+    calls = []
+
+    def seconds_per_step(threads):
+        calls.append(threads)
+        return seconds[threads]
+
+    return seconds_per_step, calls
+
+
+def test_the_faster_count_wins_and_is_measured_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path))
+    one_faster, calls = _timings({1: 0.010, 4: 0.013})
+    threads, why = step_timing.choose_threads(SMALL, 1024, 4, one_faster)
+    assert threads == 1 and "1.30x faster than on 4" in why
+    assert calls == [1, 4, 1, 4]  # each count twice, alternately
+    again, calls_again = _timings({1: 1.0, 4: 0.001})  # the cache answers: not measured again
+    assert step_timing.choose_threads(SMALL, 1024, 4, again)[0] == 1 and calls_again == []
+    (entry,) = json.loads((tmp_path / step_timing.THREADS_CACHE).read_text()).values()
+    assert entry["one_over_all"] == pytest.approx(0.010 / 0.013)
+    # another batch is another measurement; there, every CPU is faster
+    all_faster, calls = _timings({1: 0.030, 4: 0.012})
+    threads, why = step_timing.choose_threads(SMALL, 2048, 4, all_faster)
+    assert threads == 4 and "2.50x faster than on 1" in why and len(calls) == 4
+
+
+def test_a_matmul_bound_step_or_one_cpu_is_not_measured(tmp_path, monkeypatch):
+    monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path))
+    never, calls = _timings({})
+    big = ModelSpec(n_layer=6, d_model=384, n_head=6, n_ctx=256, n_vocab=4096)
+    threads, why = step_timing.choose_threads(big, 8192, 2, never)
+    assert threads == 2 and "matmul-bound" in why
+    assert step_timing.choose_threads(SMALL, 1024, 1, never)[0] == 1
+    assert calls == [] and not (tmp_path / step_timing.THREADS_CACHE).exists()
+
+
+@pytest.mark.skipif(available_cpus() < 2, reason="one CPU: there is no thread count to choose")
+def test_a_lone_run_trains_on_the_count_it_measured(tmp_path, monkeypatch):
+    monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path))
+    data = text_data(("stdlib",))
+    config = tiny_config(model=SMALL, threads=None, steps=20)
+    record = train(config, data=data, progress=False)
+    (entry,) = json.loads((tmp_path / step_timing.THREADS_CACHE).read_text()).values()
+    expected = 1 if entry["one_over_all"] <= 1.0 else available_cpus()
+    assert record.status == "finished" and record.device.startswith(f"cpu ({expected} threads")
+    # the run itself is the run of that thread count: the same losses as when it is set
+    fixed = train(tiny_config(model=SMALL, threads=expected, steps=20), data=data, progress=False)
+    assert [p.train_loss for p in record.curve] == [p.train_loss for p in fixed.curve]
