@@ -112,7 +112,8 @@ def register(sub: Any) -> None:
                           "matmuls are native and measured faster and the model is wide enough")
     exe.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                      help="torch.compile the model (default: on CUDA only)")
-    exe.add_argument("--threads", type=int, help="torch threads (default: every CPU of this process)")
+    exe.add_argument("--threads", type=int, help="torch threads (default: 1 or every CPU of this process, whichever "
+                     "a short trial of this shape measured faster here; cached)")
     exe.add_argument("--checkpoint-dir", help="checkpoint here and resume from here")
     exe.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
                      help="seconds between checkpoints")

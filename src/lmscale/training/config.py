@@ -76,7 +76,10 @@ class TrainConfig:
             keeps the one it started with.
         device: ``auto`` (CUDA if present), ``cpu`` or ``cuda``.
         compile: ``torch.compile`` the model (``None``: on CUDA only).
-        threads: torch intra-op threads (``None``: all this process may use).
+        threads: torch intra-op threads (``None``: on a CPU, 1 or all this
+            process may use, whichever a short trial of the run measured
+            faster here for its shape, cached per machine; see
+            :mod:`lmscale.training.step_timing`).
         checkpoint_dir: where checkpoints go (``None``: no checkpoints).
         checkpoint_every_s: seconds between checkpoints.
         eval_other_tokens: tokens of each test split per evaluation for the
