@@ -45,11 +45,7 @@ import os
 import sys
 from pathlib import Path
 
-from lmscale.training.hardware import prefer_passive_openmp
-
-prefer_passive_openmp()  # as 'lmscale train' does; applies to both loops alike
-
-import torch  # noqa: E402
+import torch  # OpenMP's default (spinning) waits, as `lmscale train` and nanoGPT run
 
 from lmscale.accounting import applied_non_embedding_params  # noqa: E402
 from lmscale.models import ModelSpec  # noqa: E402

@@ -95,6 +95,21 @@ def configure_threads(threads: int | None, world_size: int = 1) -> int:
     return n
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block on ``threads`` torch threads (``None``: as they are), then restore the count."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None and threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def describe_device(device: Any) -> str:
     import torch
 

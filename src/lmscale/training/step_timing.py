@@ -8,23 +8,27 @@ what ``precision = "auto"`` (:mod:`lmscale.training.precision`) and the
 thread count of a lone CPU run (:func:`choose_threads`) measure.
 
 Threads: a small model's step is short operations on small tensors, and
-splitting them over cores costs more than it gains. Measured with
-``benchmarks/bench_small.py`` on a 2-core Intel Xeon (n_ctx 64, vocabulary
-512, 2048-token batches), ``lmscale train`` ran 186k tokens/s at 2/12 on 1
-thread against 130k on 2, 107k against 78k at 2/48, 34k against 31k at
-4/80; the trials (below) measured 1.34x, 1.21x and 1.12x. Where the line falls depends on the CPU, so a run that does not set
-``threads`` trains a few steps of itself at each count once per machine
-(cached) and uses the faster; models whose step is long enough to be
-matmul-bound (:data:`MEASURE_BELOW_FLOPS`) use every CPU without measuring.
-The whole step is timed, not a bare forward and backward: at 4/80 a bare
-step was 1.2x faster on 2 threads, the trainer's step (clipping, the noise
-scale, the smoothed loss: many small operations, each waking the sleeping
-OpenMP thread) 1.1x faster on 1.
+splitting them over cores can cost more than it gains, by how much depends
+on the CPU and on how idle OpenMP threads wait. On a quiet 2-core Intel
+Xeon (n_ctx 64, vocabulary 512, 2048-token batches) with OpenMP's default
+spinning waits, as a lone ``lmscale train`` runs, 2 threads won at 2/12,
+2/48 and 4/80 (trials 1.23x, 1.43x, 1.22x; a 2/48 run: 141k tokens/s
+against 95k on 1); with
+``OMP_WAIT_POLICY=PASSIVE``, as sweep workers run, every small operation
+wakes a sleeping thread and 1 thread won at all three (trials 1.34x,
+1.21x, 1.12x). So a run that does not set ``threads`` trains a few steps
+of itself at each count once per machine (cached, per wait policy) and
+uses the faster; models whose step is long enough to be matmul-bound
+(:data:`MEASURE_BELOW_FLOPS`) use every CPU without measuring. The whole
+step is timed, not a bare forward and backward: under PASSIVE at 4/80 a
+bare step was 1.2x faster on 2 threads, the trainer's step (clipping, the
+noise scale, the smoothed loss: more small operations) 1.1x faster on 1.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -118,7 +122,9 @@ def choose_threads(spec: ModelSpec, batch_tokens: int, available: int,
     flops = training_flops_per_token(spec, exact=True) * batch_tokens
     if flops >= MEASURE_BELOW_FLOPS:
         return available, f"every CPU ({flops:.2g} FLOPs a step: matmul-bound)"
-    key = step_key(spec, batch_tokens, available, installed_torch_version() or "")
+    # how idle OpenMP threads wait changes the answer (a sleeping thread is slow to wake)
+    policy = os.environ.get("OMP_WAIT_POLICY", "default").lower()
+    key = f"{step_key(spec, batch_tokens, available, installed_torch_version() or '')}|omp_wait={policy}"
 
     def measure() -> float:
         best = {1: float("inf"), available: float("inf")}

@@ -44,6 +44,7 @@ from lmscale.training.hardware import (
     configure_threads,
     matmul_peak,
     resolve_device,
+    torch_threads,
 )
 from lmscale.training.noise import NoiseScaleEstimator
 from lmscale.training.plan import RunPlan, make_plan
@@ -96,13 +97,16 @@ def train(config: TrainConfig, *, progress: bool = True,
         if device.type == "cuda" and device.index is not None:
             torch.cuda.set_device(device)
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dp.world_size))
-        threads = config.threads
+        threads, eval_threads = config.threads, None
         if threads is None and device.type == "cpu" and local_world == 1:
             # a lone CPU run: 1 thread or all, whichever steps its shape faster here
             threads, _ = choose_threads(config.model, config.batch_tokens, available_cpus(),
                                         lambda n: _seconds_per_step(config, n, data))
+            if threads < available_cpus():  # the evaluations' larger forward passes still use them all
+                eval_threads = available_cpus()
         configure_threads(threads, local_world)
         run = _Run(config, device, dp, data if data is not None else open_data(config), auto_precision)
+        run.eval_threads = eval_threads
         return run.execute(progress=progress, on_point=on_point, stop_event=stop_event)
 
 
@@ -190,6 +194,7 @@ class _Run:
         self.run_id = config.run_id()
         self.resumed_record: RunRecord | None = None
         self.packed_with = 1  # runs in its pack (lmscale.training.packed)
+        self.eval_threads: int | None = None  # torch threads of the evaluations (None: the run's)
         self.rng_state: torch.Tensor | None = None
         self.index = 0  # its place among the runs of a pack
 
@@ -444,7 +449,8 @@ class _Run:
                 if at_point:
                     sync(self.device)
                     t0 = time.perf_counter()
-                    test = self.test_losses()
+                    with torch_threads(self.eval_threads):
+                        test = self.test_losses()
                     self.times["eval"] += time.perf_counter() - t0
                 outcome = self.after_step(lr, on_point, test)
                 if bar is not None:
@@ -487,7 +493,8 @@ class _Run:
                     for name, p in self.model.named_parameters():
                         p.copy_(self.best_weights[name])
             t0 = time.perf_counter()
-            per_position, per_position_se, per_position_se_shape = self.final_positions()
+            with torch_threads(self.eval_threads):
+                per_position, per_position_se, per_position_se_shape = self.final_positions()
             self.times["eval"] += time.perf_counter() - t0
             self.save_checkpoint()
             record = build_record(self, status, None, per_position, self.peak)
