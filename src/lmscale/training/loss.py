@@ -38,8 +38,9 @@ class _ChunkBuffers:
 
     Under bf16 the matmul writes bf16 logits that are widened for the softmax
     and narrowed again for the gradient's matmuls; two buffers reused for
-    every chunk (instead of new tensors each time) halve a bf16 step's
-    output-head time at 6/384 on a CPU (fresh 16 MB tensors fault their pages in).
+    every chunk instead of new tensors each time (fresh 16 MB tensors fault
+    their pages in): on a 2-core Intel Xeon at 6/384 a bf16 step's widening
+    and narrowing copies fell from 194 to 12 ms and the head from 284 to 209 ms.
     """
 
     def __init__(self, acc: torch.dtype):
@@ -95,10 +96,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 # [rows, d] and [V, d], which BLAS runs several times faster when d is small
                 # (0.4 and 0.35 ms against 1.8 and 5.4 ms at d = 4, V = 512, 2048 rows, 1 thread)
                 grad_h[..., start:start + chunk_rows, :] = (w_t @ g.mT).mT
-                if g.dtype == acc:
-                    grad_wt.baddbmm_(h.mT, g) if g.dim() == 3 else grad_wt.addmm_(h.mT, g)
-                else:
+                if g.dtype != acc:  # bf16 products, summed in fp32
                     grad_wt += h.mT @ g
+                elif g.dim() == 3:  # packed runs
+                    grad_wt.baddbmm_(h.mT, g)
+                else:
+                    grad_wt.addmm_(h.mT, g)
         if needs_grad:
             ctx.save_for_backward(grad_h, grad_wt.mT.to(weight.dtype, memory_format=torch.contiguous_format))
         return total * scale

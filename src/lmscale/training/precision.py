@@ -147,8 +147,7 @@ def step_speedup(device: Any, spec: ModelSpec, batch_tokens: int) -> float:
 
 
 def _measure_step_speedup(device: Any, spec: ModelSpec, batch_tokens: int) -> float:
-    times = best_step_times(device, spec, batch_tokens,
-                            {p: (autocast(device, p), None) for p in ("fp32", "bf16")})
+    times = best_step_times(device, spec, batch_tokens, {p: autocast(device, p) for p in ("fp32", "bf16")})
     return times["fp32"] / times["bf16"]
 
 

@@ -1,11 +1,12 @@
-"""Timing one training step of a shape in several settings, and the CPU thread count it runs best with.
+"""Timing a training step of a shape in several precisions, and the CPU thread count it runs best with.
 
-:func:`best_step_times` times a step (forward, backward, AdamW) of a model
-shape on one batch in each of several settings, a precision and a thread
-count, alternating step by step; each setting keeps its fastest step (on a
-shared machine the fastest tries are the ones the cores ran free). It is
-what ``precision = "auto"`` (:mod:`lmscale.training.precision`) and the
-thread count of a lone CPU run (:func:`choose_threads`) measure.
+:func:`best_step_times` times a bare step (forward, backward, AdamW) of a
+model shape on one batch under several contexts (precisions), alternating
+step by step; each keeps its fastest step (on a shared machine the fastest
+tries are the ones the cores ran free): what ``precision = "auto"``
+(:mod:`lmscale.training.precision`) measures. :func:`choose_threads` times
+the trainer's own steps instead (below). :func:`step_key` names both
+measurements in their caches.
 
 Threads: a small model's step is short operations on small tensors, and
 splitting them over cores can cost more than it gains, by how much depends
@@ -56,15 +57,9 @@ def step_key(spec: ModelSpec, batch_tokens: int, threads: int, torch_version: st
 
 
 def best_step_times(device: Any, spec: ModelSpec, batch_tokens: int,
-                    settings: dict[str, tuple[Callable[[], AbstractContextManager], int | None]],
-                    ) -> dict[str, float]:
-    """Fastest step time in seconds of each setting ``name -> (context, threads)``.
-
-    ``context`` makes the context the forward pass runs in (the
-    precision's autocast, or ``contextlib.nullcontext``); ``threads`` None
-    leaves torch's thread count as it is. The thread count in force on
-    entry is restored on return.
-    """
+                    contexts: dict[str, Callable[[], AbstractContextManager]]) -> dict[str, float]:
+    """Fastest step time in seconds under each of ``contexts`` (name -> a factory of the
+    context the forward pass runs in: a precision's autocast, ``contextlib.nullcontext``)."""
     import torch
 
     from lmscale.models import build_model
@@ -74,31 +69,25 @@ def best_step_times(device: Any, spec: ModelSpec, batch_tokens: int,
     gen = torch.Generator().manual_seed(0)
     rows = torch.randint(0, spec.n_vocab, (max(1, batch_tokens // spec.n_ctx), spec.n_ctx + 1), generator=gen)
     rows = rows.to(device)
-    threads_before = torch.get_num_threads()
     steps = {}
-    for name, (context, threads) in settings.items():
+    for name, context in contexts.items():
         torch.manual_seed(0)
         model = build_model(spec).to(device)
         forward = model.hidden_states if has_head(model) else model  # as the trainer steps it
         optimizer = adamw([{"params": list(model.parameters())}], lr=1e-4)
-        steps[name] = (model, forward, optimizer, context, threads)
-    best = dict.fromkeys(settings, float("inf"))
-    try:
-        for i in range(STEP_WARMUP + STEP_TRIES):
-            for name, (model, forward, optimizer, context, threads) in steps.items():
-                if threads is not None and torch.get_num_threads() != threads:
-                    torch.set_num_threads(threads)
-                t0 = time.perf_counter()
-                with context():
-                    loss = training_loss(model, forward, rows[:, :-1], rows[:, 1:])
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                elapsed = time.perf_counter() - t0
-                if i >= STEP_WARMUP:
-                    best[name] = min(best[name], elapsed)
-    finally:
-        torch.set_num_threads(threads_before)
+        steps[name] = (model, forward, optimizer, context)
+    best = dict.fromkeys(contexts, float("inf"))
+    for i in range(STEP_WARMUP + STEP_TRIES):
+        for name, (model, forward, optimizer, context) in steps.items():
+            t0 = time.perf_counter()
+            with context():
+                loss = training_loss(model, forward, rows[:, :-1], rows[:, 1:])
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            elapsed = time.perf_counter() - t0
+            if i >= STEP_WARMUP:
+                best[name] = min(best[name], elapsed)
     return best
 
 

@@ -97,6 +97,7 @@ def train(config: TrainConfig, *, progress: bool = True,
         if device.type == "cuda" and device.index is not None:
             torch.cuda.set_device(device)
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dp.world_size))
+        data = data if data is not None else open_data(config)  # opened once: the thread trials use it too
         threads, eval_threads = config.threads, None
         if threads is None and device.type == "cpu" and local_world == 1:
             # a lone CPU run: 1 thread or all, whichever steps its shape faster here
@@ -105,7 +106,7 @@ def train(config: TrainConfig, *, progress: bool = True,
             if threads < available_cpus():  # the evaluations' larger forward passes still use them all
                 eval_threads = available_cpus()
         configure_threads(threads, local_world)
-        run = _Run(config, device, dp, data if data is not None else open_data(config), auto_precision)
+        run = _Run(config, device, dp, data, auto_precision)
         run.eval_threads = eval_threads
         return run.execute(progress=progress, on_point=on_point, stop_event=stop_event)
 
@@ -114,7 +115,7 @@ def train(config: TrainConfig, *, progress: bool = True,
 THREAD_TRIAL_STEPS = 12
 
 
-def _seconds_per_step(config: TrainConfig, threads: int, data: Any = None) -> float:
+def _seconds_per_step(config: TrainConfig, threads: int, data: Any) -> float:
     """Seconds per training step of ``config`` on ``threads`` threads: a short run of it,
     evaluating as little as it can and saving nothing."""
     n_ctx = config.model.n_ctx
