@@ -122,3 +122,33 @@ def test_collapsed_offset_is_not_reported_as_a_fit():
     assert good.params["alpha_t"] == pytest.approx(0.6, rel=1e-2)
     assert collapsed_offset(good, offset) is None
     assert collapsed_offset(fit(offset.rename(columns={"t": "N"}), law="kaplan_n"), offset) is None
+
+
+def test_bcrit_agreement_judges_only_levels_the_sweep_determines():
+    """Levels whose own 95% interval is wider than 2x are reported but do not decide the verdict."""
+    import pandas as pd
+
+    from lmscale.laws import fit
+    from lmscale.laws.study.batch import bcrit_agreement
+    from lmscale.laws.study.results import StudyFits
+
+    L = np.linspace(3.5, 5.0, 12)
+    noise = pd.DataFrame({"L": L, "B": 2e5 * L**-4.0, "run_id": np.repeat(["a", "b"], 6)})
+    levels = np.array([3.8, 4.1, 4.4, 4.7])
+    truth = 2e5 * levels**-4.0
+    fits = StudyFits(laws=LawSet("b"))
+    fits.add("bcrit", fit(noise, law="bcrit"), noise, "noise")
+
+    def agreement(se_log_of_outlier: float) -> dict:
+        emp = pd.DataFrame({"L": levels, "B": truth * np.array([1.2, 0.8, 1.1, 3.0]),
+                            "se_log": [0.1, 0.1, 0.1, se_log_of_outlier]})
+        fits.points["bcrit_empirical"] = emp
+        return bcrit_agreement(fits)
+
+    loose = agreement(0.5)  # x/2.7 at 95%: says nothing about a factor 2
+    assert loose["within_2x"] and loose["levels"] == 3
+    assert loose["ratio_max"] == pytest.approx(1.2, rel=1e-3) and loose["ratio_median"] == pytest.approx(1.1, rel=1e-3)
+    (out,) = loose["left_out"]
+    assert out["ratio"] == pytest.approx(3.0, rel=1e-3) and out["factor"] == pytest.approx(np.exp(1.96 * 0.5))
+    tight = agreement(0.1)  # the same 3x, now measured to x/1.2: a real disagreement
+    assert not tight["within_2x"] and tight["levels"] == 4 and not tight["left_out"]

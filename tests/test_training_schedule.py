@@ -76,6 +76,24 @@ def test_plan_budget_lr_and_micro_batches():
     assert make_plan(_config(dataset_tokens=1000), available_memory=8 * 2**30).dataset_tokens == 1000
 
 
+def test_lr_reference_batch_applies_the_square_root_rule():
+    from lmscale.errors import SpecError
+
+    n = 12 * 2 * 64**2
+    rule = 0.003239 - 0.0001395 * math.log(n)  # [K] eq. D.1
+    for batch in (256, 1024, 4096):
+        cfg = _config(batch_tokens=batch, tokens=batch * 8, lr_reference_batch=1024, lr_scale=3.0)
+        assert make_plan(cfg, available_memory=8 * 2**30).peak_lr == pytest.approx(3.0 * rule * math.sqrt(batch / 1024))
+    # unset: the rule at every batch; set, another run
+    assert make_plan(_config(batch_tokens=4096, tokens=4096 * 8), available_memory=8 * 2**30).peak_lr == pytest.approx(rule)
+    assert _config(lr_reference_batch=2048).run_id() != _config().run_id()
+    # an explicit lr wins
+    assert make_plan(_config(lr=1e-3, lr_reference_batch=256), available_memory=8 * 2**30).peak_lr == 1e-3
+    for bad in (0, -5, 1.5, True):
+        with pytest.raises(SpecError, match="lr_reference_batch"):
+            _config(lr_reference_batch=bad)
+
+
 @pytest.mark.parametrize("kw, match", [
     ({"tokens": 512}, "smaller than one step"),
     ({"tokens": None, "flops": 1e6}, "smaller than one step"),

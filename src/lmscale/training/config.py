@@ -93,6 +93,14 @@ class TrainConfig:
             D.1 for Transformers, ``lstm_learning_rate`` for LSTMs) for
             recipes with far fewer steps than [K]'s 2.5e5; ignored when
             ``lr`` is given.
+        lr_reference_batch: batch size (tokens) at which the default rule
+            holds; at another ``batch_tokens`` it is multiplied by
+            sqrt(batch_tokens / lr_reference_batch), the square-root rule for
+            Adam (Malladi et al. 2022). A batch-size sweep sets it so each
+            batch trains near its own best rate, as the steps/tokens
+            trade-off of [K] 5.1 (McCandlish et al. 2018) assumes; at one
+            rate for all, large batches are slowed and B_crit comes out low.
+            ``None``: the rule at every batch; ignored when ``lr`` is given.
         eval_every: also evaluate the test loss every this many steps (these
             evaluations join the curve). ``None``: only at the log-spaced
             curve points, or 50 evenly spaced ones with ``early_stopping``.
@@ -144,6 +152,7 @@ class TrainConfig:
     final_eval_tokens: int | None = None
     lr_scale: float = 1.0
     early_stopping_start: float = 0.0
+    lr_reference_batch: int | None = None
     _extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -180,6 +189,9 @@ class TrainConfig:
             raise SpecError("lr", self.lr, "a positive learning rate or null for [K] eq. D.1", where)
         if isinstance(self.lr_scale, bool) or not (isinstance(self.lr_scale, int | float) and self.lr_scale > 0):
             raise SpecError("lr_scale", self.lr_scale, "a positive multiplier of the default learning rate", where)
+        ref = self.lr_reference_batch
+        if ref is not None and (isinstance(ref, bool) or not isinstance(ref, int) or ref < 1):
+            raise SpecError("lr_reference_batch", ref, "a batch size in tokens (a positive integer) or null", where)
         if self.schedule not in SCHEDULES:
             raise SpecError("schedule", self.schedule, f"one of {', '.join(SCHEDULES)}", where)
         if self.precision not in PRECISIONS:
@@ -233,7 +245,7 @@ class TrainConfig:
     ID_OMITTED_DEFAULTS: ClassVar[dict[str, Any]] = {
         "eval_every": None, "noise_ema_decay": 0.95, "loss_ema_decay": 0.9, "divergence_loss": None,
         "eval_other_tokens": None, "noise_every": 8, "precision": "auto", "final_eval_tokens": None,
-        "lr_scale": 1.0, "early_stopping_start": 0.0,
+        "lr_scale": 1.0, "early_stopping_start": 0.0, "lr_reference_batch": None,
     }
 
     #: Fields runs must agree on to train in one pack (lmscale.training.packed): the

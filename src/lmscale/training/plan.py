@@ -9,6 +9,7 @@ does not fit in memory. Pure Python (no torch).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from lmscale.accounting import (
@@ -135,11 +136,16 @@ def default_learning_rate(config: TrainConfig) -> float:
     """The peak LR when ``lr`` is not given: ``lr_scale`` x the architecture's rule.
 
     Transformers (and Universal Transformers, by their applied N): [K] eq.
-    D.1; LSTMs: :func:`lmscale.models.shapes.lstm_learning_rate`.
+    D.1; LSTMs: :func:`lmscale.models.shapes.lstm_learning_rate`. With
+    ``lr_reference_batch`` set, times sqrt(batch_tokens / lr_reference_batch)
+    (the square-root rule for Adam, Malladi et al. 2022).
     """
     n = applied_non_embedding_params(config.model)
     rule = lstm_learning_rate if config.model.architecture == "lstm" else paper_learning_rate
-    return float(config.lr_scale) * rule(n)
+    batch = 1.0
+    if config.lr_reference_batch is not None:
+        batch = math.sqrt(config.batch_tokens / config.lr_reference_batch)
+    return float(config.lr_scale) * batch * rule(n)
 
 
 def estimate_memory(spec: ModelSpec, micro_tokens: int, *, device_type: str = "cpu",

@@ -37,6 +37,8 @@ MAX_REL_SE = 0.5
 #: Windows are fitted while the learning rate is at least this fraction of its peak: at the
 #: end of a decay the optimiser barely moves, and the estimates there scatter far from the rest.
 MIN_LR_SHARE = 0.3
+#: z of the 95% interval that decides whether a sweep level determines B_crit to a factor 2.
+AGREEMENT_Z = 1.96
 
 
 def closing_windows(noise: pd.DataFrame) -> pd.DataFrame:
@@ -125,16 +127,30 @@ def select_empirical_critical_batch(frames: StudyFrames, fits: StudyFits) -> tup
 
 
 def bcrit_agreement(fits: StudyFits) -> dict[str, Any] | None:
-    """The empirical B_crit against the noise-scale law at the same loss: ratios and whether within 2x."""
+    """The empirical B_crit against the noise-scale law at the same loss: ratios and whether within 2x.
+
+    The verdict counts the levels where the sweep determines B_crit to a
+    factor 2 (1.96 se_log <= ln 2): where its own 95% interval is wider, a
+    factor-2 comparison says nothing. The others are reported, not hidden.
+    """
     if "bcrit" not in fits.laws or "bcrit_empirical" not in fits.points:
         return None
     pts = fits.points["bcrit_empirical"]
     law = np.asarray(fits.laws.laws["bcrit"].predict(L=pts["L"].to_numpy(dtype=float)), dtype=float)
     ratio = pts["B"].to_numpy(dtype=float) / law
-    return {"ratio_median": float(np.median(ratio)), "ratio_min": float(ratio.min()),
-            "ratio_max": float(ratio.max()), "within_2x": bool(np.all((ratio >= 0.5) & (ratio <= 2.0))),
-            "levels": int(len(ratio)),
-            "how": "empirical B_crit (batch sweep) / B_crit(L) fitted to the noise scale, at each level's L"}
+    se_log = pts["se_log"].to_numpy(dtype=float) if "se_log" in pts else np.full(len(ratio), np.nan)
+    determined = ~(AGREEMENT_Z * se_log > np.log(2.0))  # NaN (no error known) counts
+    if not determined.any():
+        determined = np.ones(len(ratio), dtype=bool)
+    used = ratio[determined]
+    return {"ratio_median": float(np.median(used)), "ratio_min": float(used.min()),
+            "ratio_max": float(used.max()), "within_2x": bool(np.all((used >= 0.5) & (used <= 2.0))),
+            "levels": int(len(used)),
+            "left_out": [{"L": float(lv), "ratio": float(r), "se_log": float(s),
+                          "factor": float(np.exp(AGREEMENT_Z * s))}
+                         for lv, r, s, d in zip(pts["L"], ratio, se_log, determined) if not d],
+            "how": "empirical B_crit (batch sweep) / B_crit(L) fitted to the noise scale, at each level's L, "
+                   "over the levels the sweep determines to a factor 2 (95%)"}
 
 
 def select_steps(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:

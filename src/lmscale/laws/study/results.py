@@ -223,7 +223,8 @@ class StudyFits:
         if agree:
             lines.append(f"B_crit two ways: empirical / noise-scale = {agree['ratio_median']:.2f} (median; "
                          f"{agree['ratio_min']:.2f} to {agree['ratio_max']:.2f} over {agree['levels']} loss "
-                         f"levels): {'within' if agree['within_2x'] else 'NOT within'} a factor 2")
+                         f"levels): {'within' if agree['within_2x'] else 'NOT within'} a factor 2"
+                         + _left_out_levels(agree.get("left_out") or []))
         pos = self.checks.get("positions")
         if pos:
             if pos.get("max_rel_se") is None:
@@ -289,3 +290,11 @@ def enough(frame: pd.DataFrame, law: str, need: int, what: str) -> pd.DataFrame:
     if len(frame) < max(need, n_params + 1):
         raise NotEnough(f"needs {what}: at least {max(need, n_params + 1)} (the study has {len(frame)})")
     return frame
+
+
+def _left_out_levels(left: list[dict[str, float]]) -> str:
+    """The B_crit levels the agreement leaves out, in words (their own interval exceeds a factor 2)."""
+    if not left:
+        return ""
+    each = ", ".join(f"L = {x['L']:.3f}: {x['ratio']:.2f} (x/{x['factor']:.1f})" for x in left)
+    return f"; {len(left)} level(s) left out, the sweep's own 95% interval wider than 2x: {each}"
