@@ -152,3 +152,84 @@ def test_bcrit_agreement_judges_only_levels_the_sweep_determines():
     assert out["ratio"] == pytest.approx(3.0, rel=1e-3) and out["factor"] == pytest.approx(np.exp(1.96 * 0.5))
     tight = agreement(0.1)  # the same 3x, now measured to x/1.2: a real disagreement
     assert not tight["within_2x"] and tight["levels"] == 4 and not tight["left_out"]
+
+
+def _hoffmann_grid(rng):
+    """Single-pass runs over 3 budgets x 5 sizes of a known [H] law, and 4 shape variants at one N and D."""
+    import pandas as pd
+
+    true = {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.35, "beta": 0.3}
+    rows = []
+    for c in (1e15, 1e16, 1e17):
+        for n in np.geomspace(1e6, 1e8, 5) * (c / 1e16) ** 0.5:
+            d = c / (6 * n)
+            loss = true["E"] + true["A"] / n ** true["alpha"] + true["B"] / d ** true["beta"]
+            rows.append({"group": "isoflop", "rule": "isoflop", "N": n, "D": d, "loss": loss * (1 + 1e-3 * rng.standard_normal())})
+    for i, shift in enumerate((0.0, 0.03, 0.06, 0.09)):  # depth and head variants at one size move the loss
+        rows.append({"group": "shape", "rule": "plain", "N": 1e7 * (1 + 0.01 * i), "D": 2e8, "loss": 3.0 * (1 + shift)})
+    runs = pd.DataFrame(rows).assign(run_id=lambda f: [f"r{i}" for i in range(len(f))], status="finished",
+                                     architecture="transformer", batch_tokens=2048)
+    runs["tokens"] = runs["D"]
+    runs["C"] = 6 * runs["N"] * runs["D"]
+    return true, StudyFrames(final_points=runs, runs=runs)
+
+
+def test_parametric_fit_leaves_out_a_group_at_one_size():
+    """Shape variants at one N and D say nothing of N or D: the [H] fit leaves their group out
+    and recovers the law the grid was drawn from."""
+    from lmscale.laws.api import fit
+    from lmscale.laws.study.size_data import select_parametric
+
+    true, frames = _hoffmann_grid(np.random.default_rng(0))
+    pts, rule = select_parametric(frames, None)
+    assert set(pts["group"]) == {"isoflop"} and len(pts) == 15
+    assert "'shape' left out" in rule
+    fitted = fit(pts[["N", "D", "loss"]], law="chinchilla").params
+    assert fitted["alpha"] == pytest.approx(true["alpha"], rel=0.1)
+    assert fitted["beta"] == pytest.approx(true["beta"], rel=0.1)
+
+
+def test_approach_3_is_judged_on_the_interval_of_its_own_exponent():
+    """a = beta / (alpha + beta) is judged by its bootstrap interval, as every exponent is: an [H]
+    form whose E wanders over decades can still fix a; one whose exponents wander cannot."""
+    from lmscale.laws.frontier import parametric_frontier
+    from lmscale.laws.result import FitResult
+    from lmscale.laws.study.compute import exponent_verdict
+    from lmscale.laws.study.results import StudyFits
+
+    rng = np.random.default_rng(1)
+    params = {"E": 1.0, "A": 8.0, "B": 600.0, "alpha": 0.15, "beta": 0.45}
+    n = 200
+    E = 10.0 ** rng.uniform(-30, 0.2, n)  # E not identified
+    alpha = 0.15 * np.exp(0.1 * rng.standard_normal(n))
+    tight = np.column_stack([E, np.full(n, 8.0), np.full(n, 600.0), alpha, 3.0 * alpha * np.exp(0.02 * rng.standard_normal(n))])
+    loose = tight.copy()
+    loose[:, 4] = 0.45 * np.exp(0.8 * rng.standard_normal(n))
+    verdicts = []
+    for draws in (tight, loose):
+        fit = FitResult(law="chinchilla", params=params, bootstrap_params=draws,
+                        identification={"identified": False, "failures": ["E's interval spans 30 decades"]})
+        fits = StudyFits(laws=LawSet(name="t", laws={"chinchilla": fit}))
+        front = parametric_frontier(fit)
+        assert front.a == pytest.approx(0.75)
+        lo, hi = np.quantile(draws[:, 4] / (draws[:, 3] + draws[:, 4]), [0.025, 0.975])
+        assert front.ci["a"] == pytest.approx((lo, hi), rel=0.02)
+        verdicts.append(exponent_verdict(front, fits))
+    assert verdicts[0]["identified"] is True and "not identified" in verdicts[0]["note"]
+    assert verdicts[1]["identified"] is False and "a's 95% interval" in verdicts[1]["why"]
+
+
+def test_the_approaches_intervals_are_intersected_in_c_only():
+    from lmscale.laws.study.results import _common_interval
+
+    rows = {"approach 1: envelope": {"ci": (0.62, 0.73), "compute": "C"},
+            "approach 2: isoflop": {"ci": (0.59, 0.96), "compute": "C"},
+            "approach 3: parametric": {"ci": (0.63, 0.90), "compute": "C"},
+            "[K] table 6: envelope in C_min": {"ci": (0.10, 0.20), "compute": "C_min"}}
+    assert _common_interval(rows) == (["1", "2", "3"], 0.63, 0.73)
+    rows["approach 2: isoflop"] = {"ci": (0.80, 0.96), "compute": "C"}
+    names, lo, hi = _common_interval(rows)
+    assert lo > hi  # no overlap: said, not hidden
+    rows["approach 2: isoflop"]["identified"] = False
+    rows["approach 3: parametric"]["identified"] = False
+    assert _common_interval(rows) is None

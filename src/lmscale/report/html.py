@@ -214,6 +214,8 @@ def exponents_section(fits: Any) -> str:
         if row.get("identified", True):
             a_text = num(row.get("a"), 3) + (f' <span class="ci">[{num(ci[0], 3)}, {num(ci[1], 3)}]</span>'
                                              if ci else "")
+            if row.get("note"):
+                a_text += f'<br><span class="note">{esc(row["note"])}</span>'
         else:
             a_text = f'<span class="bad">not identified</span><br><span class="note">{esc(row.get("why"))}</span>'
         rows.append([td(esc(name)), td(esc(row.get("compute", "C"))), td(a_text, True),

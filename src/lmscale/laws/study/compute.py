@@ -106,19 +106,29 @@ def _frontier(fits: StudyFits, method: str, make: Any) -> None:
 
 
 def exponent_verdict(front: Any, fits: StudyFits | None = None) -> dict[str, Any]:
-    """``identified`` and ``why`` for a frontier's exponent a, by the rule of ``lmscale.laws.identification``."""
+    """``identified`` and ``why`` for a frontier's exponent a, by the rule of ``lmscale.laws.identification``.
+
+    The exponent is judged on its own bootstrap interval, as any exponent
+    is. For approach 3 (``fits`` given) that interval comes from the [H]
+    form's replicates, a = beta / (alpha + beta) of each: a ratio of the two
+    exponents can be determined where E and B are not (a flat direction of
+    E against A and alpha leaves the ratio nearly fixed); ``note`` then
+    says that the form itself is not identified, so that only a, not the
+    form's N_opt coefficient or its losses, is read from it.
+    """
     from lmscale.laws.identification import MAX_FAILED, check_interval
 
+    note = None
     if fits is not None and not fits.identified("chinchilla"):
-        return {"identified": False, "why": "the [H] form it comes from is not identified"}
+        note = "a = beta / (alpha + beta) from the [H] form's replicates; the form itself is not identified (see chinchilla)"
     if not front.ci or not np.all(np.isfinite(front.ci["a"])):
-        return {"identified": False, "why": "no interval (no bootstrap)"}
+        return {"identified": False, "why": "no interval (no bootstrap)", "note": note}
     _, problem = check_interval("a", float(front.a), *front.ci["a"], of="exponent")
     n = 0 if front.samples is None else len(front.samples)
     failed = int(front.notes.get("bootstrap_failed", 0) or 0)
     if problem is None and n and failed / (n + (failed if front.method == "parametric" else 0)) > MAX_FAILED:
         problem = f"{failed} bootstrap replicates failed (> {MAX_FAILED:.0%})"
-    return {"identified": problem is None, "why": problem}
+    return {"identified": problem is None, "why": problem, "note": note}
 
 
 def fit_parametric_frontier(fits: StudyFits) -> None:

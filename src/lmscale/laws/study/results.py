@@ -66,7 +66,9 @@ NEEDS = {
                 "for its test loss to turn up)",
     "kaplan_nd": "'data' groups: 3 or more model sizes x 3 or more dataset sizes, each early-stopped",
     "chinchilla": "single-pass runs at the reference batch over a grid of N and D: an 'isoflop' group with "
-                  "3 or more budgets x 5 or more sizes",
+                  "3 or more budgets x 5 or more sizes; the irreducible loss E and B also need D over 2 "
+                  "decades or more (runs far past the compute-optimal tokens per parameter), where the "
+                  "loss at fixed N levels off",
     "kaplan_c": "learning curves at the reference batch of more sizes, spanning more compute",
     "kaplan_cmin": "learning curves of more sizes spanning more compute, and a fitted B_crit(L)",
     "kaplan_ns": "learning curves of 3 or more sizes after warm-up, and a fitted B_crit(L)",
@@ -79,10 +81,23 @@ NEEDS = {
     "envelope_cmin": "learning curves of 5 or more sizes, each running past the compute where the next larger "
                      "one overtakes it, and a fitted B_crit(L)",
     "isoflop": "an 'isoflop' group: 3 or more budgets, each with 5 or more sizes around its optimum",
-    "parametric": "an identified [H] form (see chinchilla)",
+    "parametric": "an [H] fit whose exponents alpha and beta are determined (see chinchilla)",
     "position": "a longer final evaluation (final_eval_tokens, or a larger test split) for lower-noise "
                 "per-position losses",
 }
+
+
+def _common_interval(exponents: dict[str, dict[str, Any]]) -> tuple[list[str], float, float] | None:
+    """The [H] approaches fitted in C whose a is identified, and the intersection of their intervals.
+
+    None with fewer than two; ``lo > hi`` when the intervals do not overlap.
+    """
+    rows = [(name.split(":")[0].replace("approach ", ""), row["ci"]) for name, row in exponents.items()
+            if name.startswith("approach") and row.get("compute", "C") == "C" and row.get("identified", True)
+            and row.get("ci") is not None]
+    if len(rows) < 2:
+        return None
+    return [n for n, _ in rows], max(ci[0] for _, ci in rows), min(ci[1] for _, ci in rows)
 
 
 def needs_for(key: str) -> str:
@@ -207,10 +222,17 @@ class StudyFits:
             ci = row.get("ci")
             if row.get("identified", True):
                 lines.append(f"{name}: a = {row['a']:.3g} [{ci[0]:.3g}, {ci[1]:.3g}] (N_opt ~ "
-                             f"{row.get('compute', 'C')}^a; published {row['published']:g})")
+                             f"{row.get('compute', 'C')}^a; published {row['published']:g})"
+                             + (f"; {row['note']}" if row.get("note") else ""))
             else:
                 lines.append(f"{name}: a not identified: {row.get('why')}; would need: "
                              f"{needs_for(row.get('method', ''))}")
+        common = _common_interval(self.exponents)
+        if common is not None:
+            names, lo, hi = common
+            lines.append(f"approaches {', '.join(names)} in C: the 95% intervals of a "
+                         + (f"overlap on [{lo:.3g}, {hi:.3g}]" if lo <= hi else
+                            f"do NOT overlap (gap {lo:.3g} to {hi:.3g})"))
         stab = self.checks.get("envelope_stability")
         if stab:
             moved = ", ".join(f"without '{g}' {a:.3g}" if isinstance(a, float) else f"without '{g}': {a}"

@@ -117,10 +117,17 @@ def select_parametric(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFram
 
     'isoflop' and 'plain' groups (fixed budgets, no early stopping, no
     repeated data), at the batch size of most runs: the form has no term for
-    the batch, which alone moves the loss at equal N and D.
+    the batch, which alone moves the loss at equal N and D. A group whose
+    runs all sit at one N and one D (shape variants at fixed size, [K]
+    figure 5; or seeds) is left out too: it says nothing of N or D, and the
+    form has no term for the shape, which moves the loss at fixed N (by up to 9% in
+    kaplan-cpu's shape group).
     """
     runs = frames.results("transformer")
     runs = runs[rule_of(runs).isin(["isoflop", "plain"])] if not runs.empty else runs
+    one_point = [str(g) for g in fixed_size_groups(runs)]
+    if one_point:
+        runs = runs[~runs["group"].astype(str).isin(one_point)]
     batch = reference_batch(frames)
     kept = at_batch(runs, batch, frames.results("transformer"))
     n_sizes = count_distinct(kept["N"]) if len(kept) else 0
@@ -130,6 +137,20 @@ def select_parametric(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFram
                         f"at 3 or more model sizes and dataset sizes (the study has {n_sizes} sizes x "
                         f"{d_sizes} dataset sizes)")
     left = len(runs) - len(kept)
+    fixed = (f"; group(s) {', '.join(repr(g) for g in one_point)} left out (every run at one N and D: "
+             "shape or seed variants)" if one_point else "")
     return enough(kept, "chinchilla", 8, "runs of varied N and D"), \
         (f"every finished Transformer run of 'isoflop' and 'plain' groups at the reference batch of {batch} "
-         f"tokens ({len(kept)} runs; {left} at other batch sizes left out)")
+         f"tokens ({len(kept)} runs; {left} at other batch sizes left out{fixed})")
+
+
+def fixed_size_groups(runs: pd.DataFrame) -> list[str]:
+    """Groups of 2 or more runs that all share one N and one D (within 5%): variants at one size."""
+    if runs.empty or "group" not in runs:
+        return []
+    tokens = runs["tokens"] if "tokens" in runs else runs["D"]
+    out = []
+    for group, idx in runs.groupby(runs["group"].astype(str)).groups.items():
+        if len(idx) >= 2 and count_distinct(runs.loc[idx, "N"]) == 1 and count_distinct(tokens.loc[idx]) == 1:
+            out.append(group)
+    return out
