@@ -125,9 +125,8 @@ def select_parametric(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFram
     """
     runs = frames.results("transformer")
     runs = runs[rule_of(runs).isin(["isoflop", "plain"])] if not runs.empty else runs
-    one_point = [str(g) for g in fixed_size_groups(runs)]
-    if one_point:
-        runs = runs[~runs["group"].astype(str).isin(one_point)]
+    one_point = fixed_size_groups(runs)
+    runs = runs[~runs["group"].astype(str).isin(one_point)] if one_point else runs
     batch = reference_batch(frames)
     kept = at_batch(runs, batch, frames.results("transformer"))
     n_sizes = count_distinct(kept["N"]) if len(kept) else 0
@@ -148,9 +147,5 @@ def fixed_size_groups(runs: pd.DataFrame) -> list[str]:
     """Groups of 2 or more runs that all share one N and one D (within 5%): variants at one size."""
     if runs.empty or "group" not in runs:
         return []
-    tokens = runs["tokens"] if "tokens" in runs else runs["D"]
-    out = []
-    for group, idx in runs.groupby(runs["group"].astype(str)).groups.items():
-        if len(idx) >= 2 and count_distinct(runs.loc[idx, "N"]) == 1 and count_distinct(tokens.loc[idx]) == 1:
-            out.append(group)
-    return out
+    return [group for group, g in runs.groupby(runs["group"].astype(str))
+            if len(g) >= 2 and count_distinct(g["N"]) == 1 and count_distinct(g["D"]) == 1]
