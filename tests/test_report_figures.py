@@ -168,6 +168,30 @@ def test_every_law_line_of_every_figure(ladder_study):
     assert ("fig15_contradiction", "kaplan_cmin@kaplan2020") in seen
 
 
+def test_a_law_its_runs_do_not_identify_is_drawn_dashed_and_says_so():
+    """A fitted line is not a result where the identification rule says so: its legend and the
+    compute panel's title end in '(not identified)', its line is dashed; identified laws unchanged."""
+    L = np.linspace(3.5, 5.0, 12)
+    pts = pd.DataFrame({"L": L, "B": 2e5 * L**-4.0})
+    judged = fit(pts, law="bcrit")
+    fits = StudyFits(laws=LawSet("b"))
+    fits.add("bcrit", judged, pts, "noise")
+    noise = pts.rename(columns={"L": "loss", "B": "noise_scale"}).assign(architecture="transformer")
+    drawn = {}
+    for verdict in (True, False):
+        judged.identification = {"identified": verdict, "failures": [] if verdict else ["alpha_B too wide"]}
+        with style.style():
+            fig = spec("fig10_critical_batch").draw(StudyFrames(noise_scale=noise), fits)
+        (line, key, _, _), = law_lines(fig)
+        np.testing.assert_allclose(line.get_ydata(), judged.predict(L=line.get_xdata()), rtol=1e-12)
+        drawn[verdict] = (line.get_linestyle(), line.get_label())
+    assert drawn[True][0] == "-" and not drawn[True][1].endswith("(not identified)")
+    assert drawn[False][0] == "--" and drawn[False][1] == drawn[True][1] + " (not identified)"
+    assert style.law_text(judged).endswith(" (not identified)")
+    judged.identification = None  # not judged (a published law): drawn as before
+    assert style.line_style(judged) == "-" and "not identified" not in style.law_text(judged)
+
+
 def test_universal_transformer_figure_by_unique_and_applied_parameters():
     """[K] figure 17: UT points at N (one block) and at n_layer x N (applied), beside L(N)."""
     rows = []

@@ -162,6 +162,10 @@ def log_grid(values: Sequence[float] | np.ndarray, pad: float = 0.15, n: int = 2
     return np.logspace(lo, hi, n)
 
 
+#: What the legend of a law line adds when the law's runs do not identify it.
+NOT_IDENTIFIED = " (not identified)"
+
+
 def law_line(ax, fit, key: str, x: np.ndarray, along: str, label: str | None = None,
              color: str = FIT_COLOR, **fixed: Any):
     """Draw ``fit.predict(**{along: x}, **fixed)`` against ``x``; returns the Line2D.
@@ -169,11 +173,13 @@ def law_line(ax, fit, key: str, x: np.ndarray, along: str, label: str | None = N
     ``fixed`` gives the other inputs (e.g. ``D=1e9`` for a slice of L(N, D)).
     The line's gid is ``law:<key>;along=<input>`` followed by ``;<input>=<value>``
     for each fixed input (see :func:`parse_gid`); its label is the law's formula
-    with the fitted constants unless ``label`` is given.
+    with the fitted constants unless ``label`` is given. A law its runs do not
+    identify (``fit.identified is False``) is drawn dashed, its label ending in
+    :data:`NOT_IDENTIFIED`: its constants are not a result.
     """
     y = np.asarray(fit.predict(**{along: x}, **fixed), dtype=float)
-    text = label if label is not None else law_text(fit)
-    (line,) = ax.plot(x, y, "-", color=color, label=text, zorder=3)
+    text = marked(fit, label) if label is not None else law_text(fit)
+    (line,) = ax.plot(x, y, line_style(fit), color=color, label=text, zorder=3)
     line.set_gid(law_gid(key, along, **fixed))
     return line
 
@@ -199,7 +205,22 @@ def law_text(fit) -> str:
     """Short legend text for a fitted law: its formula with the fitted constants."""
     form = fit.form
     parts = ", ".join(f"{p}={fit.params[p]:.3g}" for p in form.params)
-    return f"{form.title}: {parts}"
+    return marked(fit, f"{form.title}: {parts}")
+
+
+def unidentified(fit) -> bool:
+    """Whether the law's runs were judged and do not identify it (``lmscale.laws.identification``)."""
+    return getattr(fit, "identified", None) is False
+
+
+def marked(fit, text: str) -> str:
+    """``text`` + :data:`NOT_IDENTIFIED` when the runs do not identify ``fit``."""
+    return text + NOT_IDENTIFIED if unidentified(fit) else text
+
+
+def line_style(fit) -> str:
+    """Solid for an identified (or unjudged) law, dashed for one its runs do not identify."""
+    return "--" if unidentified(fit) else "-"
 
 
 def size_colors(values: Sequence[float]):

@@ -54,7 +54,7 @@ def draw_headline(frames: Any, fits: Any):
         scale, alpha = fit.form.params
         style.law_line(ax, fit, key, style.log_grid(xs), along=column,
                        label=f"({scale} / {column})^{alpha}: {scale} = {fit.params[scale]:.2g}")
-        ax.set_title(f"{fit.form.title}: {alpha} = {fit.params[alpha]:.3f}")
+        ax.set_title(style.marked(fit, f"{fit.form.title}: {alpha} = {fit.params[alpha]:.3f}"))
         ax.legend(loc="best")
     return fig
 

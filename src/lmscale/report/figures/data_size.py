@@ -47,7 +47,8 @@ def draw_loss_vs_n_per_d(frames: Any, fits: Any):
     x_grid = style.log_grid(x_pts)
     d_grid = n_ref**ratio / x_grid
     curve = np.asarray(OVERFITTING.predict(p, N=n_ref, D=d_grid), dtype=float) - 1.0
-    (line,) = ax_over.plot(x_grid, curve, "-", color=style.FIT_COLOR, label="[K] eq. 4.3 from the fit")
+    (line,) = ax_over.plot(x_grid, curve, style.line_style(fit), color=style.FIT_COLOR,
+                           label=style.marked(fit, "[K] eq. 4.3 from the fit"))
     line.set_gid(style.law_gid("overfitting", "D", N=n_ref))
     ax_over.axhline(0.0, color="#999999", lw=0.8)
     ax_over.set_xscale("log")
