@@ -233,3 +233,42 @@ def test_the_approaches_intervals_are_intersected_in_c_only():
     rows["approach 2: isoflop"]["identified"] = False
     rows["approach 3: parametric"]["identified"] = False
     assert _common_interval(rows) is None
+
+
+def test_bcrit_uncertainty_is_carried_into_the_laws_it_converts(ladder):
+    """L(C_min) is fitted in C_min = C / (1 + B / B_crit(L)): its interval must carry B_crit(L)'s.
+
+    B_crit's replicates here are two laws two decades apart in B_*; the propagated
+    interval of alpha_C_min covers the point fits under each (each computed
+    independently with the public ``fit``), where the law's own bootstrap, at
+    one B_crit, covers only its own."""
+    from lmscale.laws.api import fit
+    from lmscale.laws.result import FitResult
+    from lmscale.laws.study.compute import select_cmin_envelope
+    from lmscale.laws.study.propagation import propagate_bcrit
+    from lmscale.laws.study.results import StudyFits
+
+    laws = [{"B_star": 2e8, "alpha_B": 0.21}, {"B_star": 2e6, "alpha_B": 0.21}]  # [K] eq. 5.3, and 1/100 of it
+    point_fits = []
+    for params in laws:
+        one = StudyFits(laws=LawSet("one"))
+        one.laws.laws["bcrit"] = FitResult(law="bcrit", params=params)
+        pts, _ = select_cmin_envelope(ladder, one)
+        point_fits.append(fit(pts, law="kaplan_cmin").params["alpha_C_min"])
+    assert abs(point_fits[1] - point_fits[0]) > 0.03 * point_fits[0]  # the conversion matters here
+
+    study = StudyFits(laws=LawSet("study"))
+    study.laws.laws["bcrit"] = FitResult(law="bcrit", params=laws[0], bootstrap_params=np.array(
+        [[p["B_star"], p["alpha_B"]] for p in laws] * 10))
+    pts, rule = select_cmin_envelope(ladder, study)
+    study.add("kaplan_cmin", fit(pts, law="kaplan_cmin", bootstrap=40), pts, rule)
+    own = study.laws.laws["kaplan_cmin"].ci["alpha_C_min"]
+    assert not own[0] <= point_fits[1] <= own[1]  # one B_crit: the other's fit lies outside
+
+    propagate_bcrit(ladder, study, bootstrap=40, seed=0)
+    law = study.laws.laws["kaplan_cmin"]
+    lo, hi = law.ci["alpha_C_min"]
+    assert lo <= min(point_fits) and max(point_fits) <= hi
+    assert law.params["alpha_C_min"] == pytest.approx(point_fits[0], rel=1e-9)  # the point estimate stays
+    assert len(law.bootstrap_params) == 40 and "B_crit(L)" in law.notes["bcrit_propagated"]
+    assert law.identification["intervals"]["alpha_C_min"] == [lo, hi]  # judged on the propagated interval

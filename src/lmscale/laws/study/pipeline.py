@@ -47,6 +47,7 @@ from lmscale.laws.study.context import (
     select_transfer,
 )
 from lmscale.laws.study.frames import ACCOUNTINGS, StudyFrames, count_distinct, with_accounting
+from lmscale.laws.study.propagation import propagate_bcrit
 from lmscale.laws.study.results import HoldoutCheck, StudyFits
 from lmscale.laws.study.size_data import (
     select_data_sweep,
@@ -114,6 +115,7 @@ def fit_study(
         if key == "kaplan_c":
             fit_frontiers(frames, fits, bootstrap, seed)
         _fit_one(fits, key, law, lambda s=select: s(frames, fits), fit, bootstrap, seed, progress)
+    propagate_bcrit(frames, fits, bootstrap, seed)
     fit_parametric_frontier(fits)
     for dist in other_distributions(frames):
         _fit_one(fits, f"transfer:{dist}", "transfer", lambda d=dist: select_transfer(frames, d), fit,

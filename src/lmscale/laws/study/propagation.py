@@ -1,0 +1,98 @@
+"""B_crit(L)'s uncertainty carried into the laws whose inputs it converts.
+
+L(C_min) ([K] eq. 1.3) is fitted in C_min = C / (1 + B / B_crit(L)) ([K]
+eq. 5.5) and L(N, S_min) ([K] eq. 1.6) in S_min = S / (1 + B_crit(L) / B)
+(eq. 5.4), both with the B_crit(L) fitted to the same study. Fitted at the
+point estimate of B_crit alone, their intervals leave out how uncertain
+B_crit(L) is (on the kaplan-cpu study its alpha_B is known only to +-31%).
+
+:func:`propagate_bcrit` replaces their bootstrap by a two-stage one: for
+each of ``draws`` replicates of the B_crit(L) fit, the points are
+converted again with that replicate's B_* and alpha_B, and the law is
+refitted on ``bootstrap / draws`` resamples of them (runs resampled, as in
+the law's own bootstrap). The intervals are percentiles of all those
+refits, and the identification rule judges the law on them. The two
+stages resample independently, although the noise-scale estimates and the
+learning curves come from the same runs: an approximation that leaves out
+their covariance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lmscale.errors import LmscaleError
+from lmscale.laws.bootstrap import bootstrap as run_bootstrap
+from lmscale.laws.bootstrap import bootstrap_stderr, percentile_intervals
+from lmscale.laws.fitting import FitOptions
+from lmscale.laws.identification import verdict
+from lmscale.laws.io import prepare_points
+from lmscale.laws.result import FitResult, LawSet
+from lmscale.laws.study.batch import select_steps
+from lmscale.laws.study.compute import select_cmin_envelope
+from lmscale.laws.study.frames import StudyFrames
+from lmscale.laws.study.results import StudyFits
+
+#: The laws fitted on inputs converted with the fitted B_crit(L), and the rules that convert them.
+BCRIT_DEPENDENT = {"kaplan_cmin": select_cmin_envelope, "kaplan_ns": select_steps}
+
+#: Replicates of the B_crit(L) fit the points are converted with (each refitted bootstrap / draws times).
+PROPAGATION_DRAWS = 20
+
+
+def propagate_bcrit(frames: StudyFrames, fits: StudyFits, bootstrap: int, seed: int = 0,
+                    draws: int = PROPAGATION_DRAWS) -> None:
+    """Refit the intervals of :data:`BCRIT_DEPENDENT` laws with B_crit(L)'s replicates (in place).
+
+    Does nothing without a bootstrapped B_crit(L) fit; the point estimates
+    (fitted at B_crit's own point estimate) do not change.
+    """
+    source = fits.laws.laws.get("bcrit")
+    if not bootstrap or source is None or source.bootstrap_params is None or len(source.bootstrap_params) < 2:
+        return
+    replicates = np.asarray(source.bootstrap_params, dtype=float)
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(replicates), size=min(draws, len(replicates)), replace=False)
+    per_draw = max(1, bootstrap // len(picks))
+    for key, select in BCRIT_DEPENDENT.items():
+        law = fits.laws.laws.get(key)
+        if law is not None:
+            _refit_intervals(frames, fits, key, law, select, source, replicates[picks], per_draw, seed)
+
+
+def _refit_intervals(frames: StudyFrames, fits: StudyFits, key: str, law: FitResult, select: Any,
+                     source: FitResult, replicates: np.ndarray, per_draw: int, seed: int) -> None:
+    form = law.form
+    options = FitOptions(huber_delta=law.stats.get("huber_delta", FitOptions.huber_delta),
+                         reduction=law.stats.get("reduction", FitOptions.reduction))
+    center = form.to_theta(law.params)
+    samples, failed_draws = [], 0
+    for i, row in enumerate(replicates):
+        trial = StudyFits(laws=LawSet("bcrit-replicate"))
+        trial.laws.laws["bcrit"] = FitResult(law=source.law, params=dict(zip(source.form.params, row)))
+        try:
+            pts, _ = select(frames, trial)
+            points = prepare_points(pts, form)
+            boot = run_bootstrap(form, points.X, points.y, options, center, per_draw, seed=seed + 1 + i,
+                                 groups=points.groups, n_jobs=1)
+        except (LmscaleError, ArithmeticError, ValueError, np.linalg.LinAlgError):
+            failed_draws += 1
+            continue
+        samples.append(boot.params)
+    requested = per_draw * len(replicates)
+    pooled = np.vstack(samples) if samples else np.empty((0, len(form.params)))
+    ci = percentile_intervals(form, pooled, law.ci_level) if len(pooled) >= 2 else None
+    stderr = bootstrap_stderr(form, pooled) if len(pooled) >= 2 else law.stderr
+    points = prepare_points(fits.points[key], form)
+    law.ci, law.stderr, law.bootstrap_params = ci, stderr, pooled
+    law.identification = verdict(law.params, {x: points.X[x] for x in form.inputs}, points.y, ci=ci,
+                                 stderr=stderr, samples=pooled, n_requested=requested)
+    law.stats.update(n_bootstrap=requested, bootstrap_failed=requested - len(pooled),
+                     ci_method="percentile, B_crit(L) propagated")
+    law.notes["bcrit_propagated"] = (
+        f"intervals over {len(replicates)} replicates of the B_crit(L) fit x {per_draw} resamples each "
+        f"({len(pooled)} of {requested} refits succeeded; {failed_draws} conversions failed): the points "
+        "converted again with each replicate's B_* and alpha_B")
+    fits.rules[key] = f"{fits.rules.get(key, '')}; {law.notes['bcrit_propagated']}"
