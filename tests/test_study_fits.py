@@ -243,18 +243,26 @@ def test_bcrit_uncertainty_is_carried_into_the_laws_it_converts(ladder):
     independently with the public ``fit``), where the law's own bootstrap, at
     one B_crit, covers only its own."""
     from lmscale.laws.api import fit
+    from lmscale.laws.frontier import envelope_frontier
     from lmscale.laws.result import FitResult
-    from lmscale.laws.study.compute import select_cmin_envelope
+    from lmscale.laws.study.compute import (
+        _frontier,
+        frontier_curves,
+        select_cmin_envelope,
+        with_cmin,
+    )
     from lmscale.laws.study.propagation import propagate_bcrit
     from lmscale.laws.study.results import StudyFits
 
     laws = [{"B_star": 2e8, "alpha_B": 0.21}, {"B_star": 2e6, "alpha_B": 0.21}]  # [K] eq. 5.3, and 1/100 of it
-    point_fits = []
+    point_fits, frontier_a = [], []
     for params in laws:
         one = StudyFits(laws=LawSet("one"))
         one.laws.laws["bcrit"] = FitResult(law="bcrit", params=params)
         pts, _ = select_cmin_envelope(ladder, one)
         point_fits.append(fit(pts, law="kaplan_cmin").params["alpha_C_min"])
+        curves, _ = with_cmin(frontier_curves(ladder), one)
+        frontier_a.append(envelope_frontier(curves, bootstrap=0, compute="C_min").a)
     assert abs(point_fits[1] - point_fits[0]) > 0.03 * point_fits[0]  # the conversion matters here
 
     study = StudyFits(laws=LawSet("study"))
@@ -263,6 +271,10 @@ def test_bcrit_uncertainty_is_carried_into_the_laws_it_converts(ladder):
     pts, rule = select_cmin_envelope(ladder, study)
     study.add("kaplan_cmin", fit(pts, law="kaplan_cmin", bootstrap=40), pts, rule)
     own = study.laws.laws["kaplan_cmin"].ci["alpha_C_min"]
+    curves, _ = with_cmin(frontier_curves(ladder), study)
+    _frontier(study, "envelope_cmin", lambda: envelope_frontier(curves, bootstrap=40, compute="C_min"))
+    entry = study.exponents["[K] table 6: envelope in C_min"]
+    assert entry["a"] == pytest.approx(frontier_a[0], rel=1e-12)
     assert not own[0] <= point_fits[1] <= own[1]  # one B_crit: the other's fit lies outside
 
     propagate_bcrit(ladder, study, bootstrap=40, seed=0)
@@ -272,3 +284,7 @@ def test_bcrit_uncertainty_is_carried_into_the_laws_it_converts(ladder):
     assert law.params["alpha_C_min"] == pytest.approx(point_fits[0], rel=1e-9)  # the point estimate stays
     assert len(law.bootstrap_params) == 40 and "B_crit(L)" in law.notes["bcrit_propagated"]
     assert law.identification["intervals"]["alpha_C_min"] == [lo, hi]  # judged on the propagated interval
+    a_lo, a_hi = entry["ci"]  # the frontier in C_min ([K] table 6) likewise
+    assert a_lo <= min(frontier_a) and max(frontier_a) <= a_hi
+    front = study.frontiers["envelope_cmin"]
+    assert tuple(entry["ci"]) == front.ci["a"] and len(front.samples) == 40 and "B_crit(L)" in entry["how"]

@@ -127,7 +127,8 @@ def _allocation(method: str, C, N, weights=None, **kw: Any) -> Frontier:
     return Frontier(method, a, k_n, b, k_d, **kw)
 
 
-def _intervals(samples: np.ndarray, level: float) -> dict[str, tuple[float, float]]:
+def sample_intervals(samples: np.ndarray, level: float) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of a, k_N, b, k_D from replicates (n, 4); failed (NaN) rows left out."""
     tail = (1.0 - level) / 2.0 * 100.0
     lo, hi = np.nanpercentile(samples, [tail, 100.0 - tail], axis=0)
     return {name: (float(x), float(y)) for name, x, y in zip(("a", "k_N", "b", "k_D"), lo, hi)}
@@ -164,7 +165,7 @@ def parametric_frontier(fit: Any, ci_level: float = 0.95) -> Frontier:
         notes["bootstrap_used"] = len(rows)
         if len(rows) > 1:
             samples = np.array(rows)
-            ci = _intervals(samples, ci_level)
+            ci = sample_intervals(samples, ci_level)
     return Frontier("parametric", a, k_n, b, k_d, ci=ci, ci_level=ci_level, samples=samples, notes=notes)
 
 
@@ -275,7 +276,7 @@ def isoflop_frontier(
             except LmscaleError:  # every draw the same budget: counted, left out
                 samples[r] = np.nan
                 failed += 1
-        ci = _intervals(samples, ci_level)
+        ci = sample_intervals(samples, ci_level)
     return _allocation(
         "isoflop", C, N, w, ci=ci, points=optima, ci_level=ci_level, samples=samples,
         notes={"budgets_used": int(len(ok)), "budgets_dropped": int(len(optima) - len(ok)), "bootstrap_failed": failed,
@@ -359,7 +360,7 @@ def envelope_frontier(
                 samples[r] = [f.a, f.k_N, f.b, f.k_D]
             except (LmscaleError, ValueError):
                 failed += 1
-        ci = _intervals(samples, ci_level)
+        ci = sample_intervals(samples, ci_level)
     import pandas as pd
 
     points = pd.DataFrame({compute: C, "N_opt": N, "D_opt": C / (6.0 * N), "loss": loss})

@@ -1,17 +1,18 @@
 """B_crit(L)'s uncertainty carried into the laws whose inputs it converts.
 
-L(C_min) ([K] eq. 1.3) is fitted in C_min = C / (1 + B / B_crit(L)) ([K]
-eq. 5.5) and L(N, S_min) ([K] eq. 1.6) in S_min = S / (1 + B_crit(L) / B)
-(eq. 5.4), both with the B_crit(L) fitted to the same study. Fitted at the
-point estimate of B_crit alone, their intervals leave out how uncertain
-B_crit(L) is (on the kaplan-cpu study its alpha_B is known only to +-31%).
+L(C_min) ([K] eq. 1.3) and [K]'s compute-optimal frontier N_opt(C_min)
+(table 6) are found in C_min = C / (1 + B / B_crit(L)) ([K] eq. 5.5), and
+L(N, S_min) ([K] eq. 1.6) in S_min = S / (1 + B_crit(L) / B) (eq. 5.4),
+all with the B_crit(L) fitted to the same study. Found at the point
+estimate of B_crit alone, their intervals leave out how uncertain B_crit(L)
+is (on the kaplan-cpu study its alpha_B is known only to +-31%).
 
 :func:`propagate_bcrit` replaces their bootstrap by a two-stage one: for
-each of ``draws`` replicates of the B_crit(L) fit, the points are
-converted again with that replicate's B_* and alpha_B, and the law is
-refitted on ``bootstrap / draws`` resamples of them (runs resampled, as in
-the law's own bootstrap). The intervals are percentiles of all those
-refits, and the identification rule judges the law on them. The two
+each of ``draws`` replicates of the B_crit(L) fit, the points (the curves)
+are converted again with that replicate's B_* and alpha_B, and the law (the
+frontier) is refitted on ``bootstrap / draws`` resamples of them (runs
+resampled, as in its own bootstrap). The intervals are percentiles of all
+those refits, and the identification rule judges them. The two
 stages resample independently, although the noise-scale estimates and the
 learning curves come from the same runs: an approximation that leaves out
 their covariance.
@@ -27,11 +28,18 @@ from lmscale.errors import LmscaleError
 from lmscale.laws.bootstrap import bootstrap as run_bootstrap
 from lmscale.laws.bootstrap import bootstrap_stderr, percentile_intervals
 from lmscale.laws.fitting import FitOptions
+from lmscale.laws.frontier import envelope_frontier, sample_intervals
 from lmscale.laws.identification import verdict
 from lmscale.laws.io import prepare_points
 from lmscale.laws.result import FitResult, LawSet
 from lmscale.laws.study.batch import select_steps
-from lmscale.laws.study.compute import select_cmin_envelope
+from lmscale.laws.study.compute import (
+    APPROACHES,
+    exponent_verdict,
+    frontier_curves,
+    select_cmin_envelope,
+    with_cmin,
+)
 from lmscale.laws.study.frames import StudyFrames
 from lmscale.laws.study.results import StudyFits
 
@@ -56,22 +64,60 @@ def propagate_bcrit(frames: StudyFrames, fits: StudyFits, bootstrap: int, seed: 
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(replicates), size=min(draws, len(replicates)), replace=False)
     per_draw = max(1, bootstrap // len(picks))
+    trials = []
+    for row in replicates[picks]:
+        trial = StudyFits(laws=LawSet("bcrit-replicate"))
+        trial.laws.laws["bcrit"] = FitResult(law=source.law, params=dict(zip(source.form.params, row)))
+        trials.append(trial)
     for key, select in BCRIT_DEPENDENT.items():
         law = fits.laws.laws.get(key)
         if law is not None:
-            _refit_intervals(frames, fits, key, law, select, source, replicates[picks], per_draw, seed)
+            _refit_intervals(frames, fits, key, law, select, trials, per_draw, seed)
+    if "envelope_cmin" in fits.frontiers:
+        _refit_cmin_frontier(frames, fits, trials, per_draw, seed)
+
+
+def _note(draws: int, per_draw: int, ok: int, failed_draws: int) -> str:
+    return (f"intervals over {draws} replicates of the B_crit(L) fit x {per_draw} resamples each "
+            f"({ok} of {draws * per_draw} refits succeeded; {failed_draws} conversions failed): the points "
+            "converted again with each replicate's B_* and alpha_B")
+
+
+def _refit_cmin_frontier(frames: StudyFrames, fits: StudyFits, trials: list[StudyFits], per_draw: int,
+                         seed: int) -> None:
+    """The envelope in C_min ([K] table 6) with B_crit(L)'s replicates: its a, k_N, b, k_D intervals."""
+    front = fits.frontiers["envelope_cmin"]
+    curves = frontier_curves(frames)
+    samples, failed_draws = [], 0
+    for i, trial in enumerate(trials):
+        try:
+            converted, _ = with_cmin(curves, trial)
+            again = envelope_frontier(converted, bootstrap=per_draw, seed=seed + 1 + i, compute="C_min")
+        except (LmscaleError, ArithmeticError, ValueError):
+            failed_draws += 1
+            continue
+        samples.append(again.samples)
+    pooled = np.vstack(samples) if samples else np.full((0, 4), np.nan)
+    ok = int(np.all(np.isfinite(pooled), axis=1).sum())
+    front.samples = pooled
+    front.ci = sample_intervals(pooled, front.ci_level) if ok >= 2 else None
+    front.notes["bootstrap_failed"] = len(trials) * per_draw - ok
+    front.notes["bcrit_propagated"] = _note(len(trials), per_draw, ok, failed_draws)
+    entry = fits.exponents.get(APPROACHES["envelope_cmin"])
+    if entry is not None:
+        entry.update(ci=front.ci.get("a") if front.ci else None, **exponent_verdict(front))
+        entry["how"] = f"{entry.get('how', '')}; {front.notes['bcrit_propagated']}"
 
 
 def _refit_intervals(frames: StudyFrames, fits: StudyFits, key: str, law: FitResult, select: Any,
-                     source: FitResult, replicates: np.ndarray, per_draw: int, seed: int) -> None:
+                     trials: list[StudyFits], per_draw: int, seed: int) -> None:
+    """One law's intervals and verdict over B_crit(L)'s replicates (``trials``), in place."""
     form = law.form
     options = FitOptions(huber_delta=law.stats.get("huber_delta", FitOptions.huber_delta),
                          reduction=law.stats.get("reduction", FitOptions.reduction))
     center = form.to_theta(law.params)
     samples, failed_draws = [], 0
-    for i, row in enumerate(replicates):
-        trial = StudyFits(laws=LawSet("bcrit-replicate"))
-        trial.laws.laws["bcrit"] = FitResult(law=source.law, params=dict(zip(source.form.params, row)))
+    for i, trial in enumerate(trials):
         try:
             pts, _ = select(frames, trial)
             points = prepare_points(pts, form)
@@ -81,7 +127,7 @@ def _refit_intervals(frames: StudyFrames, fits: StudyFits, key: str, law: FitRes
             failed_draws += 1
             continue
         samples.append(boot.params)
-    requested = per_draw * len(replicates)
+    requested = per_draw * len(trials)
     pooled = np.vstack(samples) if samples else np.empty((0, len(form.params)))
     ci = percentile_intervals(form, pooled, law.ci_level) if len(pooled) >= 2 else None
     stderr = bootstrap_stderr(form, pooled) if len(pooled) >= 2 else law.stderr
@@ -91,8 +137,5 @@ def _refit_intervals(frames: StudyFrames, fits: StudyFits, key: str, law: FitRes
                                  stderr=stderr, samples=pooled, n_requested=requested)
     law.stats.update(n_bootstrap=requested, bootstrap_failed=requested - len(pooled),
                      ci_method="percentile, B_crit(L) propagated")
-    law.notes["bcrit_propagated"] = (
-        f"intervals over {len(replicates)} replicates of the B_crit(L) fit x {per_draw} resamples each "
-        f"({len(pooled)} of {requested} refits succeeded; {failed_draws} conversions failed): the points "
-        "converted again with each replicate's B_* and alpha_B")
+    law.notes["bcrit_propagated"] = _note(len(trials), per_draw, len(pooled), failed_draws)
     fits.rules[key] = f"{fits.rules.get(key, '')}; {law.notes['bcrit_propagated']}"
