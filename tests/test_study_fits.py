@@ -288,3 +288,39 @@ def test_bcrit_uncertainty_is_carried_into_the_laws_it_converts(ladder):
     assert a_lo <= min(frontier_a) and max(frontier_a) <= a_hi
     front = study.frontiers["envelope_cmin"]
     assert tuple(entry["ci"]) == front.ci["a"] and len(front.samples) == 40 and "B_crit(L)" in entry["how"]
+
+
+def test_noise_scale_fit_keeps_only_fresh_data():
+    """B_crit(L) ([K] eq. 5.3) from B_simple on fresh data: windows past the first pass of a
+    repeated dataset (a 'data' run on 1e5 unique tokens) are left out, and the fit recovers
+    the law the fresh-data windows follow exactly (B_* = 2e5, alpha_B = 1/4)."""
+    import pandas as pd
+
+    from lmscale.laws.api import fit
+    from lmscale.laws.study.batch import select_critical_batch
+    from lmscale.laws.study.results import StudyFits
+
+    rows = []
+    for run, (unique, steps) in {"a": (np.nan, 100), "b": (np.nan, 100), "c": (np.nan, 100),
+                                 "rep": (1e5, 200)}.items():
+        limit = np.inf if np.isnan(unique) else unique
+        for step in range(20, steps + 1, 10):
+            tokens = 1024.0 * step
+            loss = 5.5 - 0.01 * step + (0.2 if run == "b" else 0.0)
+            b = 2e5 * loss**-4.0 * (10.0 if tokens > limit else 1.0)  # repeated text: another noise scale
+            rows.append({"run_id": run, "group": "data" if run == "rep" else "sizes",
+                         "architecture": "transformer", "N": 1e4, "batch_tokens": 1024, "step": step,
+                         "D": tokens, "loss": loss, "noise_scale": b, "noise_scale_se": 0.01 * b,
+                         "noise_steps": 10})
+    noise = pd.DataFrame(rows)
+    final = pd.DataFrame({"run_id": ["a", "b", "c", "rep"], "status": "finished", "group": ["sizes"] * 3 + ["data"],
+                          "architecture": "transformer", "N": 1e4, "dataset_tokens": [np.nan] * 3 + [1e5]})
+    frames = StudyFrames(final_points=final, noise_scale=noise)
+    pts, rule = select_critical_batch(frames, StudyFits(laws=LawSet("x")))
+    rep = noise[(noise["run_id"] == "rep")]
+    assert len(pts) == len(noise) - int((rep["D"] > 1e5).sum())  # every repeated-data window, no other
+    assert pts[pts["run_id"] == "rep"]["D"].max() <= 1e5
+    assert "fresh data" in rule and f"{int((rep['D'] > 1e5).sum())} estimates" in rule
+    law = fit(pts, law="bcrit")
+    assert law.params["alpha_B"] == pytest.approx(0.25, rel=1e-6)
+    assert law.params["B_star"] == pytest.approx(2e5, rel=1e-5)

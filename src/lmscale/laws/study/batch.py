@@ -57,18 +57,25 @@ def closing_windows(noise: pd.DataFrame) -> pd.DataFrame:
 def select_critical_batch(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
     """B_crit(L) ([K] eq. 5.3) from gradient-noise-scale estimates B_simple ~ B_crit ([K] 5.1).
 
-    Every Transformer window of at least ``MIN_NOISE_STEPS`` steps past the
-    first ``WARMUP_SHARE`` of its run, while the learning rate is at least
-    ``MIN_LR_SHARE`` of its peak, whose estimate has a relative standard
-    error below ``MAX_REL_SE``; the bootstrap resamples whole runs.
+    Every Transformer window on fresh data (the first pass of a repeated
+    dataset: past it, the gradients are those of text the model has seen,
+    and [K] 5.1 measures B_crit where data is not repeated) of at least
+    ``MIN_NOISE_STEPS`` steps past the first ``WARMUP_SHARE`` of its run,
+    while the learning rate is at least ``MIN_LR_SHARE`` of its peak, whose
+    estimate has a relative standard error below ``MAX_REL_SE``; the
+    bootstrap resamples whole runs.
     """
     noise = finished_only(frames, frames.noise_scale)
     if noise.empty or "noise_scale" not in noise:
         raise NotEnough("needs gradient-noise-scale estimates (runs with noise_scale = true)")
     arch = noise["architecture"].fillna("transformer") if "architecture" in noise else "transformer"
     noise = noise[(arch == "transformer") & (noise["noise_scale"] > 0) & (noise["loss"] > 0)]
+    repeated = len(noise)
+    noise = first_epoch(frames, noise)
+    repeated -= len(noise)
     late = noise["step"] >= WARMUP_SHARE * noise.groupby("run_id")["step"].transform("max")
-    how = f"past the first {WARMUP_SHARE:.0%} of its steps"
+    how = (f"on fresh data ({repeated} estimates past the first pass of a repeated dataset left out), "
+           f"past the first {WARMUP_SHARE:.0%} of its steps")
     curves = frames.curves
     if not curves.empty and {"lr", "step", "run_id"} <= set(curves) and curves["lr"].notna().any():
         lr = curves.drop_duplicates(["run_id", "step"]).set_index(["run_id", "step"])["lr"]
