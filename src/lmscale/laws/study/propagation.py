@@ -5,7 +5,7 @@ L(C_min) ([K] eq. 1.3) and [K]'s compute-optimal frontier N_opt(C_min)
 L(N, S_min) ([K] eq. 1.6) in S_min = S / (1 + B_crit(L) / B) (eq. 5.4),
 all with the B_crit(L) fitted to the same study. Found at the point
 estimate of B_crit alone, their intervals leave out how uncertain B_crit(L)
-is (on the kaplan-cpu study its alpha_B is known only to +-31%).
+is (on the kaplan-cpu demo's runs its alpha_B is known to about +-24%).
 
 :func:`propagate_bcrit` replaces their bootstrap by a two-stage one: for
 each of ``draws`` replicates of the B_crit(L) fit, the points (the curves)
