@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,16 +26,24 @@ def ray_session():
 
 
 def test_ray_matches_local(smoke_store, ray_session, tmp_path):
-    """``smoke_store`` is the smoke study run by ``lmscale sweep run`` (local executor)."""
-    study = load_study(SMOKE)
-    _, threads = plan_workers(len(study.runs), available_cpus())  # as the local run had them
+    """``smoke_store`` is the smoke study run by ``lmscale sweep run`` (local executor); Ray trains
+    the first run of each architecture of it (a Transformer and an LSTM: every code path, a third
+    of the time) on the threads the local run gave each."""
+    full = load_study(SMOKE)
+    _, threads = plan_workers(len(full.runs), available_cpus())  # as the local run had them
+    first: dict[str, object] = {}
+    for run in full.runs:
+        first.setdefault(run.config.model.architecture, run)
+    study = replace(full, runs=list(first.values()))
+    assert len(study.runs) == 2
     ray_store = tmp_path / "ray.sqlite"
     r = run_sweep(study, ray_store, executor="ray", cpus_per_run=min(threads, 2), progress=False)
     assert not r.interrupted and sorted(r.trained) == sorted(x.run_id for x in study.runs)
 
     a = Store(ray_store).final_points().set_index("run_id").sort_index()
     b = Store(smoke_store).final_points().set_index("run_id").sort_index()
-    assert list(a.index) == list(b.index) == sorted(x.run_id for x in study.runs)
+    assert list(a.index) == sorted(x.run_id for x in study.runs) and set(a.index) <= set(b.index)
+    b = b.loc[a.index]
     if threads <= 2:  # the same threads per run: the same floating-point sums
         assert list(a["loss"]) == pytest.approx(list(b["loss"]), rel=1e-5)
     else:
