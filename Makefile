@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.lmscale-installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
-# pytest-xdist processes for make test (the suite: about 6 minutes with 2 on 2 cores, 10 with 1)
+# pytest-xdist processes for make test (the suite on 2 cores with 2: 8 to 10 minutes, by the machine)
 TEST_WORKERS ?= 2
 
 .PHONY: demo test bench setup system-packages clean
