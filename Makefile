@@ -17,7 +17,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.lmscale-installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
-# pytest-xdist processes for make test (the suite on 2 cores with 2: 8 to 10 minutes, by the machine)
+# pytest-xdist processes for make test (the suite on 2 cores with 2: 8 to 10 minutes, by the machine);
+# --dist worksteal: an idle worker takes queued tests from the other (541 s against 593 s with the default)
 TEST_WORKERS ?= 2
 
 .PHONY: demo test bench setup system-packages clean
@@ -38,7 +39,7 @@ demo: setup
 	$(BIN)/lmscale demo $(DEMO_ARGS)
 
 test: setup
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
