@@ -70,9 +70,8 @@ def select_critical_batch(frames: StudyFrames, fits: StudyFits) -> tuple[pd.Data
         raise NotEnough("needs gradient-noise-scale estimates (runs with noise_scale = true)")
     arch = noise["architecture"].fillna("transformer") if "architecture" in noise else "transformer"
     noise = noise[(arch == "transformer") & (noise["noise_scale"] > 0) & (noise["loss"] > 0)]
-    repeated = len(noise)
-    noise = first_epoch(frames, noise)
-    repeated -= len(noise)
+    fresh = first_epoch(frames, noise)
+    repeated, noise = len(noise) - len(fresh), fresh
     late = noise["step"] >= WARMUP_SHARE * noise.groupby("run_id")["step"].transform("max")
     how = (f"on fresh data ({repeated} estimates past the first pass of a repeated dataset left out), "
            f"past the first {WARMUP_SHARE:.0%} of its steps")
