@@ -19,7 +19,7 @@ from lmscale.laws.forms import CHINCHILLA, chinchilla_params, get_form, overtrai
 from lmscale.laws.intervals import ExtrapolationError
 from lmscale.laws.plan_uncertainty import optimal_allocation, plan_uncertainty
 from lmscale.laws.synthetic import TRUE_LAWS, simulate_runs
-from lmscale.laws.validation import cut_thresholds, distinct_sizes
+from lmscale.laws.validation import CUT_SPAN_SHARE, choose, cut_thresholds, distinct_sizes
 
 SEEDS = range(4)
 C_PLAN = 1e21
@@ -86,6 +86,44 @@ def test_cuts_hold_out_whole_sizes_and_say_how_many_are_needed():
     runs = simulate_runs("chinchilla", sizes=(1e7, 1e8, 1e9))
     with pytest.raises(LmscaleError, match="3 distinct model sizes; 4 are needed"):
         ls.forecast(runs, bootstrap=0)
+
+
+def test_cuts_are_spaced_in_log_size_not_by_count():
+    # two decades of sizes, the three largest 2% apart (digitised points): counting sizes would
+    # test extrapolations of 0.01 decades; the cuts hold out the top 15%, 30%, 45% of the span
+    values = np.concatenate([np.geomspace(1e7, 5e8, 8), [9.6e8, 9.8e8, 1e9]])
+    edges = distinct_sizes(values)
+    decades = np.log10(edges[-1] / edges)
+    expected = [edges[decades <= k * CUT_SPAN_SHARE * 2.0 + 1e-9].min() for k in (1, 2, 3)]
+    assert cut_thresholds(values) == pytest.approx(expected)
+    assert cut_thresholds(values)[1] < 3e8  # not 9.8e8, the second largest
+    # a sparse ladder: every cut one size deeper, as the k-th largest size
+    assert list(cut_thresholds(np.array([1e8, 2e8, 4e8, 8e8, 1.6e9, 3.2e9]))) == [3.2e9, 1.6e9, 8e8]
+
+
+def test_one_cut_is_too_few_to_leave_the_reference_fit():
+    cands = [make_candidate("chinchilla"), make_candidate("kaplan_nd")]
+    scores = {"chinchilla": 0.010, "kaplan_nd": 0.005}
+    pick, why = choose(scores, cands, n_cuts=1)
+    assert pick.name == "chinchilla" and "on 1 cut" in why and "2 or more cuts" in why
+    pick, why = choose(scores, cands, n_cuts=2)
+    assert pick.name == "kaplan_nd" and why.startswith("lowest validated error")
+    assert choose(scores, cands)[0].name == "kaplan_nd"  # without the cuts: the lowest score
+
+
+def test_forecast_of_the_olmo_ladder_is_not_worse_than_the_naive_fit():
+    from conftest import SHARED_DATA
+
+    from lmscale.laws import datasets
+
+    runs = datasets.load("olmo-ladder-final", data_dir=SHARED_DATA)
+    held = runs["N"] == runs["N"].max()
+    train, test = runs.loc[~held, ["N", "D", "loss"]], runs.loc[held, ["N", "D", "loss"]]
+    naive = ls.fit(train, law="chinchilla").predict(N=test["N"].to_numpy(), D=test["D"].to_numpy())
+    fc = ls.forecast(train, bootstrap=0)
+    err = np.mean(np.abs(fc.table(test, levels=())["loss"].to_numpy() / test["loss"].to_numpy() - 1))
+    assert err <= np.mean(np.abs(naive / test["loss"].to_numpy() - 1)) + 1e-6
+    assert fc.law == "chinchilla" and "on 1 cut" in fc.reason  # 4 sizes below the holdout: 1 cut
 
 
 def test_candidates_follow_the_columns():

@@ -1,7 +1,13 @@
 """Validation by scale: rolling cuts through the model sizes, an audit of every candidate, the choice.
 
-Cut k (k = 1..K) fits the runs below the k-th largest model size and holds
-out every run at or above it, all runs of one size on the same side. Sizes
+Cut k (k = 1..K) fits the runs below a threshold size and holds out every
+run at or above it, all runs of one size on the same side. The thresholds
+are spaced in log size, not by count: cut k holds out the sizes in the top
+``k x CUT_SPAN_SHARE`` (15% per cut) of the decades the sizes span, and at
+least one more size than cut k - 1. On a sparse ladder this is the k-th
+largest size; on densely spaced sizes (digitised points a few percent
+apart) it keeps the cuts from testing extrapolations of a few hundredths
+of a decade, which reward fits that are merely local. Sizes
 are the distinct values of N (values within 1% are one size, as digitised
 points are), or of the compute C where the table has no N or ``by="C"``.
 Each cut reports the mean and the worst |predicted / measured - 1| of the
@@ -15,7 +21,11 @@ The score of a candidate is the mean over the cuts of the cut's mean
 |relative error|. The choice (:func:`choose`): the lowest score; candidates
 within ``tie_rtol`` (10%) of it are tied, and the simplest of them wins
 (fewer parameters, then the default fitting variant), so an extra
-parameter has to earn its place on the held-out runs.
+parameter has to earn its place on the held-out runs. With fewer than
+:data:`MIN_CUTS_TO_SWITCH` cuts the reference fit, [H]'s form fitted as
+[H] did (:data:`REFERENCE`), stays: one cut is one comparison, and on the
+OLMo ladder the ranking of the forms at its one cut is the reverse of
+their ranking on the next size up.
 """
 
 from __future__ import annotations
@@ -41,6 +51,12 @@ DEFAULT_CUTS = 3
 MIN_TRAIN_SIZES = 3
 #: Values within this relative distance are one size.
 SIZE_RTOL = 0.01
+#: Share of the log-size span each further cut holds out (cut k: at least k x 15%).
+CUT_SPAN_SHARE = 0.15
+#: The candidate that stays chosen when the cuts are too few to choose by.
+REFERENCE = "chinchilla"
+#: Fewest cuts on which the choice may leave the reference.
+MIN_CUTS_TO_SWITCH = 2
 #: Grid starts screened per cut fit (``FitOptions.n_screen``); the previous cut's minimum is one more start.
 CUT_SCREEN = 8
 
@@ -80,10 +96,14 @@ def distinct_sizes(values: np.ndarray, rtol: float = SIZE_RTOL) -> np.ndarray:
 
 def cut_thresholds(values: np.ndarray, n_cuts: int | None = None, min_train_sizes: int = MIN_TRAIN_SIZES,
                    what: str = "model sizes") -> np.ndarray:
-    """Thresholds of cuts 1..K: the lower edges of the K largest sizes, largest first.
+    """Thresholds of cuts 1..K, largest first: lower edges of sizes, spaced in log size.
 
-    ``n_cuts=None``: up to :data:`DEFAULT_CUTS`, as many as leave ``min_train_sizes``
-    sizes to fit on; an explicit count that the sizes cannot give is an error.
+    Cut k's threshold is the smallest size within the top ``k x CUT_SPAN_SHARE``
+    of the log-size span, moved down where needed so that every cut holds out
+    at least one more size than the one before and leaves ``min_train_sizes``
+    sizes below the deepest. ``n_cuts=None``: up to :data:`DEFAULT_CUTS`, as many
+    as leave ``min_train_sizes`` sizes to fit on; an explicit count that the
+    sizes cannot give is an error.
     """
     edges = distinct_sizes(values)
     m, most = len(edges), len(edges) - min_train_sizes
@@ -96,7 +116,15 @@ def cut_thresholds(values: np.ndarray, n_cuts: int | None = None, min_train_size
             f"({asked} cut(s), and {min_train_sizes} sizes below the cuts to fit on): add runs at more "
             "sizes" + (" or ask for fewer cuts" if asked > 1 else ""))
     n_cuts = min(DEFAULT_CUTS, most) if n_cuts is None else asked
-    return edges[::-1][:n_cuts]
+    logs = np.log10(edges)
+    span = logs[-1] - logs[0]
+    index, previous = [], m
+    for k in range(1, n_cuts + 1):
+        i = int(np.searchsorted(logs, logs[-1] - k * CUT_SPAN_SHARE * span - 1e-12))
+        i = max(min(i, previous - 1), min_train_sizes + n_cuts - k)
+        index.append(i)
+        previous = i
+    return edges[index]
 
 
 @dataclass
@@ -179,8 +207,26 @@ def score(results: Sequence[CutResult]) -> float:
 
 
 def choose(scores: Mapping[str, float], candidates: Sequence[Candidate], tie_rtol: float = 0.1,
-           ) -> tuple[Candidate, str]:
-    """The candidate to forecast with, and why (see the module docstring)."""
+           n_cuts: int | None = None) -> tuple[Candidate, str]:
+    """The candidate to forecast with, and why (see the module docstring).
+
+    ``n_cuts``: the cuts the scores are means over; fewer than
+    :data:`MIN_CUTS_TO_SWITCH` keep the :data:`REFERENCE` candidate.
+    """
+    pick, reason = _lowest(scores, candidates, tie_rtol)
+    ref = next((c for c in candidates if c.name == REFERENCE), None)
+    if n_cuts is None or ref is None or pick.name == REFERENCE or not np.isfinite(scores.get(REFERENCE, np.inf)):
+        return pick, reason
+    if n_cuts < MIN_CUTS_TO_SWITCH:
+        return ref, (f"the reference fit, kept: {pick.name} validated lower ({scores[pick.name]:.3%} against "
+                     f"{scores[REFERENCE]:.3%}) but on {n_cuts} cut; leaving the reference takes "
+                     f"{MIN_CUTS_TO_SWITCH} or more cuts (runs at more model sizes)")
+    return pick, reason
+
+
+def _lowest(scores: Mapping[str, float], candidates: Sequence[Candidate], tie_rtol: float,
+            ) -> tuple[Candidate, str]:
+    """The lowest score, the simplest among those within ``tie_rtol`` of it."""
     finite = {c.name: scores[c.name] for c in candidates if np.isfinite(scores.get(c.name, np.inf))}
     if not finite:
         raise LmscaleError("validation by scale: no candidate gave finite predictions on the held-out runs")
@@ -244,7 +290,7 @@ def audit_text(data: Mapping[str, Any]) -> str:
     """An audit (``Audit.to_dict()`` form) as a fixed-width table, one line per candidate and cut."""
     what = "model size N" if data["by"] == "N" else "compute C"
     lines = [f"validation by scale: {len(data['thresholds'])} cut(s) by {what} ({data['n_sizes']} distinct sizes); "
-             "cut k fits the runs below the k-th largest size and predicts the rest",
+             "cut k fits the runs below its threshold size (spaced in log size) and predicts the rest",
              f"{'candidate':<34} {'k':>2} {'held out >=':>11} {'fit':>4} {'held':>4} "
              f"{'mean |err|':>10} {'worst':>8} {'bias':>8} {'score':>8}"]
     for row in data["table"]:
@@ -284,7 +330,7 @@ def audit(
     if not kept:
         raise LmscaleError("validation by scale: no candidate could be scored: "
                            + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    chosen, reason = choose(scores, kept, tie_rtol)
+    chosen, reason = choose(scores, kept, tie_rtol, n_cuts=len(thresholds))
     return Audit(by, thresholds, results, scores, kept, chosen, reason, skipped,
                  n_sizes=len(distinct_sizes(values))), points_of
 
