@@ -85,6 +85,29 @@ def test_step_speedup_is_measured_once_and_decides(tmp_path, monkeypatch):
     assert prec.resolve_precision("auto", CPU, spec, 1024)[0] == expected
 
 
+def test_a_peak_below_the_one_at_fewer_threads_is_measured_again(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path))
+    monkeypatch.setattr(hw, "_REMEASURED", set())
+    before = torch.get_num_threads()
+    key = lambda t: hw._cpu_peak_key(t, "fp32", torch.__version__)  # noqa: E731
+    # 1 thread: 1 GFLOP/s (any real CPU beats it); 2 threads: a busy-spell 1 MFLOP/s, below the floor
+    (tmp_path / "peak_flops.json").write_text(json.dumps({key(1): {"flops": 1e9}, key(2): {"flops": 1e6}}))
+    try:
+        torch.set_num_threads(2)
+        assert hw.cached_cpu_peak(2, "fp32") is None  # not trusted without torch either
+        assert hw.fewer_threads_floor(2, "fp32", torch.__version__) == 1e9
+        measured = hw.matmul_peak(CPU, dtype="fp32")
+        assert measured > 1e9  # measured again, the higher kept
+        assert json.loads((tmp_path / "peak_flops.json").read_text())[key(2)]["flops"] == measured
+        # a plausible cached peak is read, not measured: a made-up value comes back as it is
+        (tmp_path / "peak_flops.json").write_text(json.dumps({key(1): {"flops": 1e9}, key(2): {"flops": 3e9}}))
+        assert hw.matmul_peak(CPU, dtype="fp32") == 3e9 and hw.cached_cpu_peak(2, "fp32") == 3e9
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_precision_in_the_run_id():
     auto = tiny_config(precision="auto")
     legacy = {k: v for k, v in auto.to_dict().items() if k not in ("precision", "noise_every")}

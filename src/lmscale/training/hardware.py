@@ -141,11 +141,28 @@ def _cpu_peak_key(threads: int, dtype: str, torch_version: str) -> str:
 
 def cached_cpu_peak(threads: int, dtype: str) -> float | None:
     """The cached CPU matmul peak at ``threads`` threads in ``dtype``, read without importing
-    torch; ``None`` if not measured yet."""
+    torch; ``None`` if not measured yet or not plausible (:func:`fewer_threads_floor`)."""
     version = installed_torch_version()
     if version is None:
         return None
-    return cached_value(cache_dir() / "peak_flops.json", _cpu_peak_key(threads, dtype, version), "flops")
+    value = cached_value(cache_dir() / "peak_flops.json", _cpu_peak_key(threads, dtype, version), "flops")
+    if value is not None and value < fewer_threads_floor(threads, dtype, version):
+        return None
+    return value
+
+
+def fewer_threads_floor(threads: int, dtype: str, torch_version: str) -> float:
+    """The highest cached peak of this CPU in ``dtype`` at fewer threads (0 if none).
+
+    A large square matmul is never slower on more threads of an idle machine,
+    so a cached peak below this floor was measured while other processes held
+    the cores: one such measurement (a 2-thread bf16 peak of 210 GFLOP/s
+    beside a 1-thread one of 979) would make ``precision = "auto"`` choose
+    fp32 on every later run and quote MFU above 100%.
+    """
+    path = cache_dir() / "peak_flops.json"
+    values = (cached_value(path, _cpu_peak_key(t, dtype, torch_version), "flops") for t in range(1, threads))
+    return max((v for v in values if v is not None), default=0.0)
 
 
 def installed_torch_version() -> str | None:
@@ -212,11 +229,26 @@ def matmul_peak(device: Any, *, refresh: bool = False, dtype: str | None = None)
 
     ``dtype`` is ``fp32`` or ``bf16`` (default: fp32 on CPU, bf16 on CUDA).
     ``refresh`` measures again and keeps the higher of the two values (a
-    refresh during a busy spell keeps the better one).
+    refresh during a busy spell keeps the better one). A cached CPU peak
+    below the one at fewer threads (:func:`fewer_threads_floor`) is measured
+    again, once per process.
     """
     dtype = dtype or default_peak_dtype(device)
-    return cached_json_value(cache_dir() / "peak_flops.json", _peak_key(device, dtype), "flops",
-                             lambda: measure_matmul_peak(device, dtype=dtype), refresh=refresh, better=max)
+    key = _peak_key(device, dtype)
+    path = cache_dir() / "peak_flops.json"
+    if device.type == "cpu" and not refresh and key not in _REMEASURED:
+        import torch
+
+        cached = cached_value(path, key, "flops")
+        if cached is not None and cached < fewer_threads_floor(torch.get_num_threads(), dtype, torch.__version__):
+            refresh = True  # measured on a busy machine: once more (per process), the higher kept
+            _REMEASURED.add(key)
+    return cached_json_value(path, key, "flops", lambda: measure_matmul_peak(device, dtype=dtype),
+                             refresh=refresh, better=max)
+
+
+#: Cache keys whose implausible peak this process has measured again (once is enough).
+_REMEASURED: set[str] = set()
 
 
 def cached_json_value(path: Path, key: str, field: str, measure: Callable[[], float], *,
