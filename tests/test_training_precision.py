@@ -89,7 +89,6 @@ def test_a_peak_below_the_one_at_fewer_threads_is_measured_again(tmp_path, monke
     import json
 
     monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path))
-    monkeypatch.setattr(hw, "_REMEASURED", set())
     before = torch.get_num_threads()
     key = lambda t: hw._cpu_peak_key(t, "fp32", torch.__version__)  # noqa: E731
     # 1 thread: 1 GFLOP/s (any real CPU beats it); 2 threads: a busy-spell 1 MFLOP/s, below the floor
@@ -101,6 +100,12 @@ def test_a_peak_below_the_one_at_fewer_threads_is_measured_again(tmp_path, monke
         measured = hw.matmul_peak(CPU, dtype="fp32")
         assert measured > 1e9  # measured again, the higher kept
         assert json.loads((tmp_path / "peak_flops.json").read_text())[key(2)]["flops"] == measured
+        # still below a floor from a faster host: measured once, then trusted (checked against that floor)
+        (tmp_path / "peak_flops.json").write_text(json.dumps({key(1): {"flops": 1e15}, key(2): {"flops": 1e6}}))
+        first = hw.matmul_peak(CPU, dtype="fp32")
+        entry = json.loads((tmp_path / "peak_flops.json").read_text())[key(2)]
+        assert first == entry["flops"] > 1e6 and entry["checked_floor"] == 1e15
+        assert hw.matmul_peak(CPU, dtype="fp32") == first and hw.cached_cpu_peak(2, "fp32") == first
         # a plausible cached peak is read, not measured: a made-up value comes back as it is
         (tmp_path / "peak_flops.json").write_text(json.dumps({key(1): {"flops": 1e9}, key(2): {"flops": 3e9}}))
         assert hw.matmul_peak(CPU, dtype="fp32") == 3e9 and hw.cached_cpu_peak(2, "fp32") == 3e9

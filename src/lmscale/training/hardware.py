@@ -145,20 +145,31 @@ def cached_cpu_peak(threads: int, dtype: str) -> float | None:
     version = installed_torch_version()
     if version is None:
         return None
-    value = cached_value(cache_dir() / "peak_flops.json", _cpu_peak_key(threads, dtype, version), "flops")
-    if value is not None and value < fewer_threads_floor(threads, dtype, version):
+    key = _cpu_peak_key(threads, dtype, version)
+    value = cached_value(cache_dir() / "peak_flops.json", key, "flops")
+    if value is not None and _implausible(key, value, fewer_threads_floor(threads, dtype, version)):
         return None
     return value
+
+
+def _implausible(key: str, value: float, floor: float) -> bool:
+    """A cached peak below ``floor`` that was not measured again since that floor was cached."""
+    entry = read_json_table(cache_dir() / "peak_flops.json").get(key)
+    checked = entry.get("checked_floor", 0.0) if isinstance(entry, dict) else 0.0
+    return value < floor and not (isinstance(checked, int | float) and checked >= floor)
 
 
 def fewer_threads_floor(threads: int, dtype: str, torch_version: str) -> float:
     """The highest cached peak of this CPU in ``dtype`` at fewer threads (0 if none).
 
     A large square matmul is never slower on more threads of an idle machine,
-    so a cached peak below this floor was measured while other processes held
-    the cores: one such measurement (a 2-thread bf16 peak of 210 GFLOP/s
-    beside a 1-thread one of 979) would make ``precision = "auto"`` choose
-    fp32 on every later run and quote MFU above 100%.
+    so a cached peak below this floor was likely measured while other
+    processes held the cores: one such measurement (a 2-thread bf16 peak of
+    210 GFLOP/s beside a 1-thread one of 979) would make ``precision = "auto"``
+    choose fp32 on every later run and quote MFU above 100%. It is measured
+    once more, the higher value kept, and marked checked against the floor
+    (``checked_floor``): a host slower than the one the floor came from
+    measures once, not at every run.
     """
     path = cache_dir() / "peak_flops.json"
     values = (cached_value(path, _cpu_peak_key(t, dtype, torch_version), "flops") for t in range(1, threads))
@@ -236,30 +247,29 @@ def matmul_peak(device: Any, *, refresh: bool = False, dtype: str | None = None)
     dtype = dtype or default_peak_dtype(device)
     key = _peak_key(device, dtype)
     path = cache_dir() / "peak_flops.json"
-    if device.type == "cpu" and not refresh and key not in _REMEASURED:
+    extra = None
+    if device.type == "cpu" and not refresh:
         import torch
 
         cached = cached_value(path, key, "flops")
-        if cached is not None and cached < fewer_threads_floor(torch.get_num_threads(), dtype, torch.__version__):
-            refresh = True  # measured on a busy machine: once more (per process), the higher kept
-            _REMEASURED.add(key)
+        floor = fewer_threads_floor(torch.get_num_threads(), dtype, torch.__version__)
+        if cached is not None and _implausible(key, cached, floor):
+            refresh, extra = True, {"checked_floor": floor}  # once more, the higher kept
     return cached_json_value(path, key, "flops", lambda: measure_matmul_peak(device, dtype=dtype),
-                             refresh=refresh, better=max)
-
-
-#: Cache keys whose implausible peak this process has measured again (once is enough).
-_REMEASURED: set[str] = set()
+                             refresh=refresh, better=max, extra=extra)
 
 
 def cached_json_value(path: Path, key: str, field: str, measure: Callable[[], float], *,
-                      refresh: bool = False, better: Callable[[float, float], float] | None = None) -> float:
+                      refresh: bool = False, better: Callable[[float, float], float] | None = None,
+                      extra: dict[str, Any] | None = None) -> float:
     """``table[key][field]`` of the JSON cache ``path``, from ``measure()`` on first use.
 
     The measurement holds a lock on the cache, so processes starting
     together measure one at a time (not against each other) and the later
     ones read the value. ``refresh`` measures again; ``better(old, new)``
-    then says which value is kept. A cache that cannot be written (a
-    read-only home) is not a reason to fail: the value is returned.
+    then says which value is kept; ``extra`` fields are stored with it. A
+    cache that cannot be written (a read-only home) is not a reason to fail:
+    the value is returned.
     """
     cached = None if refresh else cached_value(path, key, field)
     if cached is not None:
@@ -272,8 +282,11 @@ def cached_json_value(path: Path, key: str, field: str, measure: Callable[[], fl
         value = float(measure())
         if better is not None and old.get(field, 0) > 0:
             value = float(better(float(old[field]), value))
-        if value != old.get(field):
-            table[key] = {field: value, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if value != old.get(field) or extra:
+            entry = {field: value, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            if value == old.get(field) and "measured_at" in old:
+                entry["measured_at"] = old["measured_at"]
+            table[key] = {**entry, **(extra or {})}
             try:
                 write_text_atomic(path, json.dumps(table, indent=1, sort_keys=True))
             except OSError:
