@@ -113,7 +113,6 @@ def test_one_cut_is_too_few_to_leave_the_reference_fit():
 
 def test_forecast_of_the_olmo_ladder_is_not_worse_than_the_naive_fit():
     from conftest import SHARED_DATA
-
     from lmscale.laws import datasets
 
     runs = datasets.load("olmo-ladder-final", data_dir=SHARED_DATA)

@@ -51,7 +51,7 @@ DEFAULT_CUTS = 3
 MIN_TRAIN_SIZES = 3
 #: Values within this relative distance are one size.
 SIZE_RTOL = 0.01
-#: Share of the log-size span each further cut holds out (cut k: at least k x 15%).
+#: Share of the log-size span per cut: cut k holds out the sizes in the top k x 15% (and one more than cut k - 1).
 CUT_SPAN_SHARE = 0.15
 #: The candidate that stays chosen when the cuts are too few to choose by.
 REFERENCE = "chinchilla"

@@ -242,7 +242,7 @@ def matmul_peak(device: Any, *, refresh: bool = False, dtype: str | None = None)
     ``refresh`` measures again and keeps the higher of the two values (a
     refresh during a busy spell keeps the better one). A cached CPU peak
     below the one at fewer threads (:func:`fewer_threads_floor`) is measured
-    again, once per process.
+    again, once for that floor.
     """
     dtype = dtype or default_peak_dtype(device)
     key = _peak_key(device, dtype)

@@ -27,9 +27,9 @@ from lmscale.report.figures.base import FigureSpec
 KEY = "fig_forecast"
 TITLE = "Forecast: validated at scale, with calibrated intervals"
 CAPTION = ("Left: each validation cut fits the runs below a threshold size (cuts spaced in log size) and "
-           "predicts the rest; bars are the 80% intervals of the calibrated extrapolation error. Right: the forecast beyond the "
-           "largest run (at its tokens per parameter), with 80% and 95% intervals; crosses are cut 1's "
-           "predictions of the largest model size from the smaller ones.")
+           "predicts the rest; bars are the 80% intervals of the calibrated extrapolation error. Right: the "
+           "forecast beyond the largest run (at its tokens per parameter), with 80% and 95% intervals; "
+           "crosses are cut 1's predictions of the largest model size from the smaller ones.")
 SPEC = FigureSpec(key=KEY, title=TITLE, paper="beyond [K]: validation by scale", caption=CAPTION,
                   needs="runs at 4 or more model sizes with N, D and loss", draw=lambda frames, fits: None)
 
