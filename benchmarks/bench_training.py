@@ -54,7 +54,6 @@ from lmscale.training.hardware import (  # noqa: E402
     cache_dir,
     configure_threads,
     matmul_peak,
-    measure_matmul_peak,
 )
 from lmscale.training.precision import native_bf16  # noqa: E402
 from plain_gpt import run_plain  # noqa: E402
@@ -126,7 +125,7 @@ def main() -> int:
     load = [os.getloadavg()[0]]
     cpu = torch.device("cpu")
     # the machine's peak: measured now, or the cached one if higher (a busy spell lowers it)
-    peak = max(measure_matmul_peak(cpu, seconds=3.0), matmul_peak(cpu, refresh=True))
+    peak = matmul_peak(cpu, refresh=True, seconds=3.0)
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s on {threads} threads; OpenMP {openmp}; denormals "
           f"{'flushed' if args.flush_denormal else 'kept'} on both sides "
           f"(load average {load[0]:.2f}; other processes on this machine slow every number)",
@@ -176,8 +175,7 @@ def main() -> int:
 def bf16_against_fp32(data_dir: Path, args: argparse.Namespace, load: list[float]) -> dict:
     """lmscale at 6/384 in bf16 and in fp32: tokens/s (alternating) and the loss after N steps."""
     cpu = torch.device("cpu")
-    # as the fp32 peak: measured now, or the cached one if higher
-    peak16 = max(measure_matmul_peak(cpu, seconds=3.0, dtype="bf16"), matmul_peak(cpu, refresh=True, dtype="bf16"))
+    peak16 = matmul_peak(cpu, refresh=True, dtype="bf16", seconds=3.0)  # as the fp32 peak
     spec = ModelSpec(n_layer=6, d_model=384, n_head=6, n_ctx=N_CTX, n_vocab=VOCAB)
     steps = max(2, int(STEPS[(6, 384)] * args.steps_scale))
     speed: dict[str, list[float]] = {"fp32": [], "bf16": []}

@@ -96,7 +96,7 @@ def test_a_peak_below_the_one_at_fewer_threads_is_measured_again(tmp_path, monke
     try:
         torch.set_num_threads(2)
         assert hw.cached_cpu_peak(2, "fp32") is None  # not trusted without torch either
-        assert hw.fewer_threads_floor(2, "fp32", torch.__version__) == 1e9
+        assert hw.cpu_peak_check(2, "fp32", torch.__version__) == (1e6, 1e9)
         measured = hw.matmul_peak(CPU, dtype="fp32")
         assert measured > 1e9  # measured again, the higher kept
         assert json.loads((tmp_path / "peak_flops.json").read_text())[key(2)]["flops"] == measured

@@ -141,39 +141,43 @@ def _cpu_peak_key(threads: int, dtype: str, torch_version: str) -> str:
 
 def cached_cpu_peak(threads: int, dtype: str) -> float | None:
     """The cached CPU matmul peak at ``threads`` threads in ``dtype``, read without importing
-    torch; ``None`` if not measured yet or not plausible (:func:`fewer_threads_floor`)."""
+    torch; ``None`` if not measured yet or not plausible (:func:`cpu_peak_check`)."""
     version = installed_torch_version()
     if version is None:
         return None
-    key = _cpu_peak_key(threads, dtype, version)
-    value = cached_value(cache_dir() / "peak_flops.json", key, "flops")
-    if value is not None and _implausible(key, value, fewer_threads_floor(threads, dtype, version)):
-        return None
-    return value
+    value, floor = cpu_peak_check(threads, dtype, version)
+    return value if floor is None else None
 
 
-def _implausible(key: str, value: float, floor: float) -> bool:
-    """A cached peak below ``floor`` that was not measured again since that floor was cached."""
-    entry = read_json_table(cache_dir() / "peak_flops.json").get(key)
-    checked = entry.get("checked_floor", 0.0) if isinstance(entry, dict) else 0.0
-    return value < floor and not (isinstance(checked, int | float) and checked >= floor)
+def cpu_peak_check(threads: int, dtype: str, torch_version: str) -> tuple[float | None, float | None]:
+    """``(cached peak, floor)`` of this CPU at ``threads`` in ``dtype``; the floor is ``None``
+    unless the cached peak is implausible (one read of the cache).
 
-
-def fewer_threads_floor(threads: int, dtype: str, torch_version: str) -> float:
-    """The highest cached peak of this CPU in ``dtype`` at fewer threads (0 if none).
-
-    A large square matmul is never slower on more threads of an idle machine,
-    so a cached peak below this floor was likely measured while other
-    processes held the cores: one such measurement (a 2-thread bf16 peak of
-    210 GFLOP/s beside a 1-thread one of 979) would make ``precision = "auto"``
-    choose fp32 on every later run and quote MFU above 100%. It is measured
-    once more, the higher value kept, and marked checked against the floor
+    The floor is the highest cached peak at fewer threads. A large square
+    matmul is never slower on more threads of an idle machine, so a cached
+    peak below it was likely measured while other processes held the cores:
+    one such measurement (a 2-thread bf16 peak of 210 GFLOP/s beside a
+    1-thread one of 979) would make ``precision = "auto"`` choose fp32 on every
+    later run and quote MFU above 100%. :func:`matmul_peak` measures it once
+    more, keeps the higher value and marks it checked against the floor
     (``checked_floor``): a host slower than the one the floor came from
     measures once, not at every run.
     """
-    path = cache_dir() / "peak_flops.json"
-    values = (cached_value(path, _cpu_peak_key(t, dtype, torch_version), "flops") for t in range(1, threads))
-    return max((v for v in values if v is not None), default=0.0)
+    table = read_json_table(cache_dir() / "peak_flops.json")
+
+    def flops(t: int) -> float:
+        entry = table.get(_cpu_peak_key(t, dtype, torch_version))
+        value = entry.get("flops", 0) if isinstance(entry, dict) else 0
+        return float(value) if isinstance(value, int | float) and value > 0 else 0.0
+
+    value = flops(threads)
+    if not value:
+        return None, None
+    floor = max((flops(t) for t in range(1, threads)), default=0.0)
+    checked = table[_cpu_peak_key(threads, dtype, torch_version)].get("checked_floor", 0.0)
+    if value >= floor or (isinstance(checked, int | float) and checked >= floor):
+        return value, None
+    return value, floor
 
 
 def installed_torch_version() -> str | None:
@@ -235,27 +239,25 @@ def _sync(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(device: Any, *, refresh: bool = False, dtype: str | None = None) -> float:
+def matmul_peak(device: Any, *, refresh: bool = False, dtype: str | None = None, seconds: float = 1.5) -> float:
     """The cached matmul peak of this machine in ``dtype`` (FLOP/s), measured on first use.
 
     ``dtype`` is ``fp32`` or ``bf16`` (default: fp32 on CPU, bf16 on CUDA).
-    ``refresh`` measures again and keeps the higher of the two values (a
-    refresh during a busy spell keeps the better one). A cached CPU peak
-    below the one at fewer threads (:func:`fewer_threads_floor`) is measured
-    again, once for that floor.
+    ``refresh`` measures again (for ``seconds``) and keeps the higher of the
+    two values (a refresh during a busy spell keeps the better one). A cached
+    CPU peak below the one at fewer threads (:func:`cpu_peak_check`) is
+    measured again, once for that floor.
     """
     dtype = dtype or default_peak_dtype(device)
-    key = _peak_key(device, dtype)
-    path = cache_dir() / "peak_flops.json"
     extra = None
     if device.type == "cpu" and not refresh:
         import torch
 
-        cached = cached_value(path, key, "flops")
-        floor = fewer_threads_floor(torch.get_num_threads(), dtype, torch.__version__)
-        if cached is not None and _implausible(key, cached, floor):
+        _, floor = cpu_peak_check(torch.get_num_threads(), dtype, torch.__version__)
+        if floor is not None:
             refresh, extra = True, {"checked_floor": floor}  # once more, the higher kept
-    return cached_json_value(path, key, "flops", lambda: measure_matmul_peak(device, dtype=dtype),
+    return cached_json_value(cache_dir() / "peak_flops.json", _peak_key(device, dtype), "flops",
+                             lambda: measure_matmul_peak(device, seconds=seconds, dtype=dtype),
                              refresh=refresh, better=max, extra=extra)
 
 
@@ -283,10 +285,9 @@ def cached_json_value(path: Path, key: str, field: str, measure: Callable[[], fl
         if better is not None and old.get(field, 0) > 0:
             value = float(better(float(old[field]), value))
         if value != old.get(field) or extra:
-            entry = {field: value, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            if value == old.get(field) and "measured_at" in old:
-                entry["measured_at"] = old["measured_at"]
-            table[key] = {**entry, **(extra or {})}
+            table[key] = {**old, **(extra or {}), field: value}
+            if value != old.get(field):
+                table[key]["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             try:
                 write_text_atomic(path, json.dumps(table, indent=1, sort_keys=True))
             except OSError:
