@@ -110,6 +110,40 @@ def test_noise_scale_measured_every_k_steps(data, tmp_path):
     assert rec.curve[0].grad_sq_small is not None and rec.micro_batch_tokens == 512
 
 
+@pytest.mark.parametrize("architecture", ["transformer", "universal", "lstm"])
+def test_small_batch_norm_is_the_mean_over_the_parts_of_the_batch(data, architecture):
+    """|g_small|^2 of a measuring step is the mean of |grad L_part|^2 over the step's parts, each
+    computed here on its own with torch.autograd.grad on a copy of the model: the noise scale's
+    tr(Sigma) is then |g_0 - g_1|^2 / 4 (never negative), |G|^2 the product <g_0, g_1>."""
+    import copy
+
+    from lmscale.training import distributed
+    from lmscale.training.trainer import _Run
+
+    spec = ModelSpec(architecture=architecture, n_layer=2, d_model=16, n_head=2, n_ctx=32, n_vocab=256)
+    run = _Run(tiny_config(model=spec, noise_every=1), torch.device("cpu"), distributed.DataParallel(), data)
+    passes = run.plan.noise_passes
+    assert passes == 2 and run.plan.noise_batches == (256, 512)
+    rows, model = run.pass_rows(0, 1), copy.deepcopy(run.model)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def grad_sq(part: torch.Tensor) -> float:
+        logits = model(part[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 256), part[:, 1:].reshape(-1))
+        return sum(float(g.double().square().sum()) for g in torch.autograd.grad(loss, params))
+
+    parts = rows.chunk(passes)
+    expected_small = sum(grad_sq(p) for p in parts) / passes
+    expected_big = grad_sq(rows)
+    run.train_step()
+    window = run.noise.window()
+    assert window["steps"] == 1
+    assert window["grad_sq_small"] == pytest.approx(expected_small, rel=1e-5)
+    assert window["grad_sq_big"] == pytest.approx(expected_big, rel=1e-5)
+    assert window["grad_sq_small"] > window["grad_sq_big"]  # |g_0 - g_1|^2 > 0
+    assert not any(p._backward_hooks for p in run.params)  # the measuring hooks are gone
+
+
 def test_lr_curve_follows_schedule(record):
     from lmscale.training.schedule import learning_rate
 

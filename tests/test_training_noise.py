@@ -62,3 +62,31 @@ def test_state_round_trip_and_undefined_cases():
     assert simple_noise_scale(1.0, 2.0, 4, 32) is None
     with pytest.raises(ValueError):
         NoiseScaleEstimator(32, 4)
+
+
+def test_averaging_the_parts_halves_the_spread_of_the_estimate():
+    """The trainer's |g_small|^2 is the mean over both halves of the batch, not the first half's:
+    on the linear regression (B_noise known) windows of 20 steps then spread half as widely."""
+    rng = np.random.default_rng(1)
+    dim, b, sigma = 20, 16, 2.0
+    offset = np.full(dim, 1.0 / np.sqrt(dim))
+    expected = (dim + 1) + sigma**2 * dim
+    first, both = [], []
+    for _ in range(400):
+        x = rng.standard_normal((20, 2 * b, dim))
+        residual = x @ offset - sigma * rng.standard_normal((20, 2 * b))
+        per_example = x * residual[..., None]
+        g0, g1, g = per_example[:, :b].mean(1), per_example[:, b:].mean(1), per_example.mean(1)
+        sq0, sq1, sq = (g0 * g0).sum(1), (g1 * g1).sum(1), (g * g).sum(1)
+        first.append(simple_noise_scale(sq0.mean(), sq.mean(), b, 2 * b))
+        both.append(simple_noise_scale(((sq0 + sq1) / 2).mean(), sq.mean(), b, 2 * b))
+
+    def spread(values):
+        v = np.array([e for e in values if e is not None])
+        q25, q50, q75 = np.percentile(v, [25, 50, 75])
+        return (q75 - q25) / q50, q50, len(v)
+
+    (s_first, _, n_first), (s_both, median, n_both) = spread(first), spread(both)
+    assert median == pytest.approx(expected, rel=0.05)
+    assert s_both < 0.65 * s_first
+    assert n_both > n_first  # fewer windows without an estimate (tr(Sigma) < 0 or |G|^2 < 0)

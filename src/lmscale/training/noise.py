@@ -6,7 +6,12 @@ squared norms of their mean gradients give unbiased estimates
     |G|^2     ~= (B_big |g_big|^2 - B_small |g_small|^2) / (B_big - B_small)
     tr(Sigma) ~= (|g_small|^2 - |g_big|^2) / (1 / B_small - 1 / B_big)
 
-and ``B_simple = tr(Sigma) / |G|^2``. Each squared norm is averaged with a
+and ``B_simple = tr(Sigma) / |G|^2``. The trainer measures |g_small|^2 on
+every part of a measuring step's batch (each pass's gradient, read by a hook
+before it is accumulated) and averages them: with two parts g_0, g_1 and
+B_big = 2 B_small the estimates become ``tr(Sigma) ~ B_small |g_0 - g_1|^2 / 2``
+(never negative) and ``|G|^2 ~ <g_0, g_1>``, of lower variance than from
+one part. Each squared norm is averaged with a
 bias-corrected exponential moving average *before* the ratio is taken (the
 ratio of noisy estimates is biased and often negative).
 

@@ -56,7 +56,8 @@ class RunPlan:
         noise_batches: (B_small, B_big) in tokens for the noise scale, or None.
         noise_passes: passes of a step that measures the noise scale: the
             micro-batches, or, when the batch is one pass, that pass split
-            into ``noise_passes`` equal parts (B_small = B / noise_passes).
+            into ``noise_passes`` equal parts (B_small = B / noise_passes);
+            |g_small|^2 is averaged over all of them (``trainer._Run``).
         noise_every: steps between two noise-scale measurements (every step
             under data parallelism, where they cost nothing).
         memory_bytes: estimated peak memory of one rank.
@@ -236,7 +237,7 @@ def make_plan(config: TrainConfig, *, world_size: int = 1, device_type: str = "c
     noise: tuple[int, int] | None = None
     if config.noise_scale and world_size > 1:  # per-rank against all-reduced gradients, each step
         noise, noise_every = (rank_tokens, b), 1
-    elif config.noise_scale and micro < rank_tokens:  # the first micro-batch
+    elif config.noise_scale and micro < rank_tokens:  # B_small: one micro-batch
         noise = (micro, b)
     elif config.noise_scale and seqs >= 2:  # one pass: measuring steps split it
         noise_passes = next(p for p in range(2, seqs + 1) if seqs % p == 0)

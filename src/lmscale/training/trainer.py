@@ -260,7 +260,14 @@ class _Run:
             group["lr"] = lr
         self.loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
         self.g_small_sq: torch.Tensor | None = None
+        self.part_norms: list[torch.Tensor] = []
+        if not self.dp.active and self.plan.measures_noise_at(self.step):
+            self.part_hooks = [p.register_hook(self._part_norm) for p in self.params]
         return lr
+
+    def _part_norm(self, grad: torch.Tensor) -> None:
+        """Hook on a parameter: the norm of the gradient one pass adds (before it is accumulated)."""
+        self.part_norms.append(torch.linalg.vector_norm(grad, dtype=torch.float64))
 
     def pass_rows(self, index: int, passes: int) -> torch.Tensor:
         """Token rows [rows, n_ctx + 1] of pass ``index`` of ``passes`` of this step, on the device."""
@@ -274,8 +281,12 @@ class _Run:
     def after_pass(self, index: int, passes: int, loss: torch.Tensor) -> None:
         """Account the (detached) loss of one pass whose gradient was just added."""
         self.loss_sum += loss.float()
-        if index == 0 and not self.dp.active and self.plan.measures_noise_at(self.step):
-            self.g_small_sq = grad_sq(self.params) * passes**2  # grads hold (1/passes) g_small
+        if index == passes - 1 and self.part_norms:
+            for hook in self.part_hooks:
+                hook.remove()
+            # each pass added (1/passes) g_i, the gradient of its part's mean loss; the mean over
+            # the parts of |g_i|^2 is passes^2 sum_i |g_i / passes|^2 / passes
+            self.g_small_sq = torch.stack(self.part_norms).square().sum() * passes
 
     def end_step(self, passes: int) -> None:
         """Clip, measure the noise scale, update the weights and the smoothed loss."""
