@@ -323,3 +323,24 @@ def test_noise_scale_fit_keeps_only_fresh_data():
     law = fit(pts, law="bcrit")
     assert law.params["alpha_B"] == pytest.approx(0.25, rel=1e-6)
     assert law.params["B_star"] == pytest.approx(2e5, rel=1e-5)
+
+
+def test_a_window_reported_at_two_curve_points_counts_once():
+    """A dense evaluation two steps before a window closes reports the same window (same estimate,
+    same steps) as the closing point: B_crit(L) is fitted to it once, at the closing point. Windows
+    that merely have as many steps as the one before (equal counts, other estimates) all count."""
+    import pandas as pd
+
+    from lmscale.laws.study.batch import closing_windows
+
+    # run "a": windows of 3 and 6 steps close at 20 and 50; step 48 (a dense evaluation, no
+    # measurement since) repeats the second window; run "b": one-measurement windows, all distinct
+    noise = pd.DataFrame({
+        "run_id": ["a"] * 6 + ["b"] * 3,
+        "step": [10, 20, 30, 40, 48, 50, 8, 16, 24],
+        "noise_steps": [2, 3, 2, 4, 6, 6, 1, 1, 1],
+        "noise_scale": [900.0, 1000.0, 1500.0, 1700.0, 1800.0, 1800.0, 70.0, 80.0, 90.0],
+    })
+    kept = closing_windows(noise)
+    assert kept["step"].tolist() == [20, 50, 8, 16, 24]
+    assert kept["noise_scale"].tolist() == [1000.0, 1800.0, 70.0, 80.0, 90.0]

@@ -42,15 +42,21 @@ AGREEMENT_Z = 1.96
 
 
 def closing_windows(noise: pd.DataFrame) -> pd.DataFrame:
-    """The estimates at the end of each window of steps (the next point starts a new one).
+    """The estimates at the end of each window of steps (the next point starts a new one), once each.
 
-    Stores without window lengths (``noise_steps``) keep every point.
+    A curve point between two noise measurements (a dense evaluation a step
+    or two before the window closes) reports the same window as the point
+    after it, the same estimate over the same steps: the window is kept at
+    its last point only, not counted twice. Stores without window lengths
+    (``noise_steps``) keep every point.
     """
     if "noise_steps" not in noise or not noise["noise_steps"].fillna(0).gt(0).any():
         return noise
     noise = noise.sort_values(["run_id", "step"])
-    nxt = noise.groupby("run_id")["noise_steps"].shift(-1)
-    closes = nxt.isna() | (nxt <= noise["noise_steps"])
+    by_run = noise.groupby("run_id")
+    nxt, nxt_value = by_run["noise_steps"].shift(-1), by_run["noise_scale"].shift(-1)
+    same_window = (nxt == noise["noise_steps"]) & (nxt_value == noise["noise_scale"])
+    closes = (nxt.isna() | (nxt <= noise["noise_steps"])) & ~same_window
     return noise[closes]
 
 
