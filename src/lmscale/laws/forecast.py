@@ -96,6 +96,8 @@ def forecast(
         weights = _average_weights(result, points_of, max_members)
         reason = (f"average of {len(weights)} candidates weighted by validated error^-2 (within 1.5x of the "
                   f"lowest, {min(result.scores.values()):.3%})")
+    if result.axis_note:
+        reason += f" (cuts by compute: {result.axis_note})"
     members = {}
     for name in weights:
         cand = next(c for c in result.candidates if c.name == name)
