@@ -49,6 +49,10 @@ def test_verdict_rules_on_known_intervals():
     assert not wide["identified"]
     assert any("spans 6.0 decades" in f for f in wide["failures"])
     assert any("0.75 x its value" in f for f in wide["failures"])
+    # a failed interval is described by its width, never printed: no 1e+16, no 0.11
+    assert not any("1e+16" in f or "0.11" in f for f in wide["failures"])
+    absurd = verdict({"t_0": 1.0}, inputs, y, ci={"t_0": (5.12e-115, 3.29e296)})
+    assert absurd["failures"] == ["t_0's 95% interval spans more than 300 decades (needs <= 2 decades)"]
     # replicates with an exponent at its bound (<= 0) beyond 5%
     samples = np.column_stack([np.full(20, 1e13), np.r_[np.full(18, 0.08), -0.01, 0.0]])
     bound = verdict({"N_c": 1e13, "alpha_N": 0.08}, inputs, y, ci={"N_c": (1e12, 5e13), "alpha_N": (0.07, 0.09)},

@@ -106,14 +106,16 @@ def check_interval(name: str, value: float, lo: float, hi: float,
         if k == "exponent" and value <= 0:
             return f"{rel:.2f} x value", f"{name} = {value:.3g} is not positive"
         if not rel < EXPONENT_WIDTH:
-            return f"{rel:.2f} x value", (f"{name}'s 95% interval [{lo:.3g}, {hi:.3g}] is {rel:.2f} x its "
-                                          f"value (needs < {EXPONENT_WIDTH:g})")
+            # the width only: an interval that fails the rule is not a result to print
+            return f"{rel:.2f} x value", (f"{name}'s 95% interval is {rel:.2f} x its value "
+                                          f"(needs < {EXPONENT_WIDTH:g})")
         return f"{rel:.2f} x value", None
-    decades = math.log10(hi / lo) if lo > 0 and hi > 0 else math.inf
+    with np.errstate(over="ignore", divide="ignore"):
+        decades = float(np.log10(hi / lo)) if lo > 0 and hi > 0 else math.inf
     if not decades <= SCALE_DECADES:
-        span = "a non-positive bound" if decades == math.inf else f"{decades:.1f} decades"
-        return f"{decades:.2f} decades", (f"{name}'s 95% interval [{lo:.3g}, {hi:.3g}] spans {span} "
-                                          f"(needs <= {SCALE_DECADES:g})")
+        span = ("reaches 0 or below" if not lo > 0 else "spans more than 300 decades" if not math.isfinite(decades)
+                else f"spans {decades:.1f} decades")
+        return f"{decades:.2f} decades", f"{name}'s 95% interval {span} (needs <= {SCALE_DECADES:g} decades)"
     return f"{decades:.2f} decades", None
 
 
