@@ -85,6 +85,37 @@ def test_step_speedup_is_measured_once_and_decides(tmp_path, monkeypatch):
     assert prec.resolve_precision("auto", CPU, spec, 1024)[0] == expected
 
 
+def test_step_trial_times_each_setting_long_enough_and_old_trials_are_not_read(tmp_path, monkeypatch):
+    """The bf16/fp32 step trial alternates until each setting has STEP_MIN_SECONDS of timed steps
+    (five steps of a 1/16 model are a few milliseconds, which a busy machine decides), and a
+    speed-up cached by the earlier five-step trial is not read back."""
+    import contextlib
+    import json
+
+    from lmscale.training import step_timing
+
+    entered = {"a": 0, "b": 0}
+
+    def counting(name):
+        @contextlib.contextmanager
+        def context():
+            entered[name] += 1
+            yield
+        return context
+
+    spec = ModelSpec(n_layer=1, d_model=16, n_head=2, n_ctx=32, n_vocab=256)
+    best = step_timing.best_step_times(CPU, spec, 256, {"a": counting("a"), "b": counting("b")})
+    tries = step_timing.STEP_WARMUP + step_timing.STEP_TRIES
+    assert entered["a"] == entered["b"] > tries  # a step of this model is far below 0.3 s / 5
+    assert entered["a"] <= step_timing.STEP_WARMUP + step_timing.STEP_MAX_TRIES and best["a"] > 0
+    monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path))
+    version, threads = torch.__version__, torch.get_num_threads()
+    old_key = prec.step_key(spec, 1024, threads, version)
+    (tmp_path / prec.STEP_CACHE).write_text(json.dumps({old_key: {"speedup": 1.37}}))
+    assert prec.cached_step_speedup(spec, 1024, threads) is None
+    assert prec.speedup_key(spec, 1024, threads, version) == old_key + "|trial=timed"
+
+
 def test_a_peak_below_the_one_at_fewer_threads_is_measured_again(tmp_path, monkeypatch):
     import json
 

@@ -123,11 +123,19 @@ def cached_step_speedup(spec: ModelSpec, batch_tokens: int, threads: int) -> flo
     version = installed_torch_version()
     if version is None:
         return None
-    return cached_value(cache_dir() / STEP_CACHE, step_key(spec, batch_tokens, threads, version), "speedup")
+    return cached_value(cache_dir() / STEP_CACHE, speedup_key(spec, batch_tokens, threads, version), "speedup")
 
 
 #: Cache file (in :func:`lmscale.training.hardware.cache_dir`) of measured step speed-ups.
 STEP_CACHE = "step_speedup.json"
+#: Marks the keys of the trial as it is now (every setting timed for STEP_MIN_SECONDS):
+#: speed-ups cached by the earlier five-step trial are measured again.
+SPEEDUP_TRIAL = "timed"
+
+
+def speedup_key(spec: ModelSpec, batch_tokens: int, threads: int, torch_version: str) -> str:
+    """The cache key of a bf16/fp32 step speed-up (the step's key and the trial's)."""
+    return f"{step_key(spec, batch_tokens, threads, torch_version)}|trial={SPEEDUP_TRIAL}"
 
 
 def step_speedup(device: Any, spec: ModelSpec, batch_tokens: int) -> float:
@@ -141,7 +149,7 @@ def step_speedup(device: Any, spec: ModelSpec, batch_tokens: int) -> float:
 
     from lmscale.training.hardware import cache_dir, cached_json_value
 
-    key = step_key(spec, batch_tokens, torch.get_num_threads(), torch.__version__)
+    key = speedup_key(spec, batch_tokens, torch.get_num_threads(), torch.__version__)
     return cached_json_value(cache_dir() / STEP_CACHE, key, "speedup",
                              lambda: _measure_step_speedup(device, spec, batch_tokens))
 
