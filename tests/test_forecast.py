@@ -151,6 +151,9 @@ def test_a_ladder_of_four_sizes_is_cut_by_compute():
     err = np.mean(np.abs(fc.point(N=big_N, D=big_D) / truth - 1))
     assert err < 0.5 * np.mean(np.abs(reference.point(N=big_N, D=big_D) / truth - 1))
     assert "cut by compute: the 4 distinct model sizes leave 1 cut" in audit_text(fc.audit)
+    from lmscale.report.figures.forecast import audit_html
+
+    assert "held out C &ge;" in audit_html(fc, None) and "held out N &ge;" in audit_html(reference, None)
 
 
 def test_candidates_follow_the_columns():

@@ -60,6 +60,7 @@ def draw_forecast(fc: Any, runs: pd.DataFrame | None = None):
     fig, (ax_cut, ax_far) = style.new_figure(ncols=2)
     z80 = float(norm.ppf(0.9))
     details = fc.audit.get("detail", {}).get(fc.law, [])
+    axis = fc.audit.get("by", "N")  # the cuts' axis: model size N, or compute C
     colors, _ = style.size_colors(np.arange(1, len(details) + 2, dtype=float))
     for cut, color in zip(details, colors):
         N, pred, meas = (np.asarray(cut[k], dtype=float) for k in ("N", "predicted", "measured"))
@@ -68,7 +69,7 @@ def draw_forecast(fc: Any, runs: pd.DataFrame | None = None):
         ax_cut.errorbar(N, 100 * rel, yerr=100 * np.vstack([rel - (pred * np.exp(-half) / meas - 1.0),
                                                            pred * np.exp(half) / meas - 1.0 - rel]),
                         fmt="o", ms=4, color=color, capsize=2, lw=0.8,
-                        label=f"cut {cut['cut']}: N >= {cut['threshold']:.3g}")
+                        label=f"cut {cut['cut']}: {axis} >= {cut['threshold']:.3g}")
     ax_cut.axhline(0.0, color="#999999", lw=0.8)
     ax_cut.set_xscale("log")
     ax_cut.set_xlabel(style.LABELS["N"])
@@ -118,7 +119,7 @@ def audit_html(fc: Any, why_not: str | None) -> str:
             f"Intervals: bootstrap draws plus the extrapolation error s(d) = sqrt({e.s0:.4f}<sup>2</sup> + "
             f"({e.k:.4f} d)<sup>2</sup>) in log loss, d in decades beyond the data, calibrated on "
             f"{e.n_residuals} held-out runs of {e.n_cuts} cut(s).</p>"
-            + table(["candidate", "cut", "held out N &ge;", "fit", "held", "mean |error|", "worst", "score"],
+            + table(["candidate", "cut", f"held out {esc(fc.audit.get('by', 'N'))} &ge;", "fit", "held", "mean |error|", "worst", "score"],
                     rows, 'id="audit-table"'))
 
 
