@@ -1,8 +1,10 @@
 """Precision: bf16 against fp32 on a tiny model, what ``auto`` chooses, resumes, run ids, the store."""
 
 import dataclasses
+import os
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -66,6 +68,7 @@ def test_step_speedup_is_measured_once_and_decides(tmp_path, monkeypatch):
     import time
 
     monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path))
+    monkeypatch.setattr(prec, "BUSY_SHARE", 2.0)  # any load: the busy case is the next test's
     spec = ModelSpec(n_layer=1, d_model=16, n_head=2, n_ctx=32, n_vocab=256)
     t0 = time.perf_counter()
     first = prec.step_speedup(CPU, spec, 1024)
@@ -83,6 +86,35 @@ def test_step_speedup_is_measured_once_and_decides(tmp_path, monkeypatch):
     if prec._by_peaks(hw.matmul_peak(CPU, dtype="fp32"), hw.matmul_peak(CPU, dtype="bf16"))[0] == "fp32":
         expected = "fp32"  # the matmul peaks already say no
     assert prec.resolve_precision("auto", CPU, spec, 1024)[0] == expected
+
+
+@pytest.mark.skipif(not NATIVE, reason="this CPU has no native bf16: auto never measures a bf16 step here")
+def test_a_trial_on_a_busy_machine_is_not_cached_and_keeps_fp32(tmp_path, monkeypatch):
+    """Other processes' share of the CPUs during the trial comes from /proc/stat; above BUSY_SHARE
+    (here: any share at all) the trial caches nothing and auto keeps fp32, saying why."""
+    from lmscale.training.hardware import others_cpu_share
+
+    monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path))
+    # a competing process of one busy thread: at least a fifth of this machine's CPUs is theirs
+    import subprocess
+    import sys
+
+    hog = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 5: pass"])
+    try:
+        time.sleep(0.3)
+        _, share = others_cpu_share(lambda: time.sleep(1.0))
+    finally:
+        hog.kill()
+    assert share >= 0.9 / (os.cpu_count() or 1)
+    monkeypatch.setattr(prec, "BUSY_SHARE", -1.0)
+    spec = ModelSpec(n_layer=1, d_model=16, n_head=2, n_ctx=32, n_vocab=256)
+    with pytest.raises(prec.BusyTrial):
+        prec.step_speedup(CPU, spec, 1024)
+    assert prec.cached_step_speedup(spec, 1024, torch.get_num_threads()) is None
+    precision, why = prec.resolve_precision("auto", CPU, spec, 1024)
+    assert precision == "fp32"
+    if prec._by_peaks(hw.matmul_peak(CPU, dtype="fp32"), hw.matmul_peak(CPU, dtype="bf16"))[0] == "bf16":
+        assert "other processes used" in why and "quieter machine" in why
 
 
 def test_step_trial_times_each_setting_long_enough_and_old_trials_are_not_read(tmp_path, monkeypatch):
@@ -113,7 +145,7 @@ def test_step_trial_times_each_setting_long_enough_and_old_trials_are_not_read(t
     old_key = prec.step_key(spec, 1024, threads, version)
     (tmp_path / prec.STEP_CACHE).write_text(json.dumps({old_key: {"speedup": 1.37}}))
     assert prec.cached_step_speedup(spec, 1024, threads) is None
-    assert prec.speedup_key(spec, 1024, threads, version) == old_key + "|trial=timed"
+    assert prec.speedup_key(spec, 1024, threads, version) == old_key + "|trial=quiet"
 
 
 def test_a_peak_below_the_one_at_fewer_threads_is_measured_again(tmp_path, monkeypatch):

@@ -61,6 +61,34 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU-seconds every process on this machine has used since boot (Linux ``/proc/stat``; None elsewhere)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        ticks = [int(v) for v in fields[1:]]
+        idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle and iowait
+        return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def others_cpu_share(work: Callable[[], Any]) -> tuple[Any, float]:
+    """``(work(), share)``: the share of this machine's CPUs that *other* processes used while it ran.
+
+    The machine's busy CPU-seconds over the interval, less this process's
+    own (every thread's), over wall time x CPUs; 0.0 where ``/proc/stat``
+    cannot be read. A timing trial that other processes shared the CPUs
+    with measures them as much as itself.
+    """
+    busy0, own0, wall0 = machine_busy_seconds(), time.process_time(), time.perf_counter()
+    result = work()
+    busy1, own1, wall1 = machine_busy_seconds(), time.process_time(), time.perf_counter()
+    if busy0 is None or busy1 is None or wall1 <= wall0:
+        return result, 0.0
+    others = (busy1 - busy0) - (own1 - own0)
+    return result, max(0.0, others / ((wall1 - wall0) * (os.cpu_count() or 1)))
+
+
 def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux)."""
     try:

@@ -47,6 +47,9 @@ BF16_MIN_SPEEDUP = 1.5
 
 #: Measured bf16/fp32 speed-up of a CPU training step above which ``auto`` chooses bf16.
 CPU_BF16_MIN_STEP_SPEEDUP = 1.1
+#: Share of the CPUs other processes may use during that step trial; above it ``auto`` keeps
+#: fp32 for now and caches nothing (the next run measures again).
+BUSY_SHARE = 0.2
 
 
 #: CPU instruction-set flags (``/proc/cpuinfo``) that mean native bf16 dot products.
@@ -99,7 +102,11 @@ def resolve_precision(requested: str, device: Any, spec: ModelSpec,
     by_peaks = _by_peaks(matmul_peak(device, dtype="fp32"), matmul_peak(device, dtype="bf16"))
     if by_peaks[0] == "fp32" or device.type != "cpu":
         return by_peaks
-    return _by_step(step_speedup(device, spec, batch_tokens), spec, batch_tokens)
+    try:
+        return _by_step(step_speedup(device, spec, batch_tokens), spec, batch_tokens)
+    except BusyTrial as busy:
+        return "fp32", (f"auto: {busy} of a bf16 step against fp32 at {spec.n_layer}/{spec.d_model}; fp32 "
+                        "until a trial on a quieter machine")
 
 
 def _by_peaks(fp32: float, bf16: float) -> tuple[str, str]:
@@ -128,9 +135,9 @@ def cached_step_speedup(spec: ModelSpec, batch_tokens: int, threads: int) -> flo
 
 #: Cache file (in :func:`lmscale.training.hardware.cache_dir`) of measured step speed-ups.
 STEP_CACHE = "step_speedup.json"
-#: Marks the keys of the trial as it is now (every setting timed for STEP_MIN_SECONDS):
-#: speed-ups cached by the earlier five-step trial are measured again.
-SPEEDUP_TRIAL = "timed"
+#: Marks the keys of the trial as it is now (every setting timed for STEP_MIN_SECONDS, on a
+#: machine other processes left alone): speed-ups cached by earlier trials are measured again.
+SPEEDUP_TRIAL = "quiet"
 
 
 def speedup_key(spec: ModelSpec, batch_tokens: int, threads: int, torch_version: str) -> str:
@@ -138,20 +145,36 @@ def speedup_key(spec: ModelSpec, batch_tokens: int, threads: int, torch_version:
     return f"{step_key(spec, batch_tokens, threads, torch_version)}|trial={SPEEDUP_TRIAL}"
 
 
+class BusyTrial(Exception):
+    """The step trial shared the CPUs with other processes (``share`` of them): not a measurement."""
+
+    def __init__(self, share: float):
+        super().__init__(f"other processes used {share:.0%} of the CPUs during the trial")
+        self.share = share
+
+
 def step_speedup(device: Any, spec: ModelSpec, batch_tokens: int) -> float:
     """fp32 step time over bf16 step time of a training step (forward, backward, AdamW) of
     ``spec`` on ``batch_tokens``-token batches, measured here once and cached.
 
     The two precisions alternate step by step and each keeps its fastest
-    step: on a shared machine the fastest tries are the ones the cores ran free.
+    step. Raises :class:`BusyTrial`, caching nothing, when other processes
+    used more than :data:`BUSY_SHARE` of the CPUs meanwhile: on 2 cores a
+    competing process made a 1/16 step look 1.2x faster in bf16 (quiet:
+    0.83-1.02x), and a cached answer outlives the load that made it.
     """
     import torch
 
-    from lmscale.training.hardware import cache_dir, cached_json_value
+    from lmscale.training.hardware import cache_dir, cached_json_value, others_cpu_share
+
+    def measure() -> float:
+        speedup, share = others_cpu_share(lambda: _measure_step_speedup(device, spec, batch_tokens))
+        if share > BUSY_SHARE:
+            raise BusyTrial(share)
+        return speedup
 
     key = speedup_key(spec, batch_tokens, torch.get_num_threads(), torch.__version__)
-    return cached_json_value(cache_dir() / STEP_CACHE, key, "speedup",
-                             lambda: _measure_step_speedup(device, spec, batch_tokens))
+    return cached_json_value(cache_dir() / STEP_CACHE, key, "speedup", measure)
 
 
 def _measure_step_speedup(device: Any, spec: ModelSpec, batch_tokens: int) -> float:
