@@ -68,7 +68,7 @@ def test_step_speedup_is_measured_once_and_decides(tmp_path, monkeypatch):
     import time
 
     monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path))
-    monkeypatch.setattr(prec, "BUSY_SHARE", 2.0)  # any load: the busy case is the next test's
+    monkeypatch.setattr(hw, "BUSY_SHARE", 2.0)  # any load: the busy case is the next test's
     spec = ModelSpec(n_layer=1, d_model=16, n_head=2, n_ctx=32, n_vocab=256)
     t0 = time.perf_counter()
     first = prec.step_speedup(CPU, spec, 1024)
@@ -106,9 +106,9 @@ def test_a_trial_on_a_busy_machine_is_not_cached_and_keeps_fp32(tmp_path, monkey
     finally:
         hog.kill()
     assert share >= 0.9 / (os.cpu_count() or 1)
-    monkeypatch.setattr(prec, "BUSY_SHARE", -1.0)
+    monkeypatch.setattr(hw, "BUSY_SHARE", -1.0)
     spec = ModelSpec(n_layer=1, d_model=16, n_head=2, n_ctx=32, n_vocab=256)
-    with pytest.raises(prec.BusyTrial):
+    with pytest.raises(hw.BusyTrial):
         prec.step_speedup(CPU, spec, 1024)
     assert prec.cached_step_speedup(spec, 1024, torch.get_num_threads()) is None
     precision, why = prec.resolve_precision("auto", CPU, spec, 1024)

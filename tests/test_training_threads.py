@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from lmscale.models.spec import ModelSpec  # noqa: E402
+from lmscale.training import hardware as hw  # noqa: E402
 from lmscale.training import step_timing, train  # noqa: E402
 from lmscale.training.hardware import available_cpus  # noqa: E402
 from test_training import text_data, tiny_config  # noqa: E402
@@ -54,6 +55,7 @@ def test_a_matmul_bound_step_or_one_cpu_is_not_measured(tmp_path, monkeypatch):
 @pytest.mark.skipif(available_cpus() < 2, reason="one CPU: there is no thread count to choose")
 def test_a_lone_run_trains_on_the_count_it_measured(tmp_path, monkeypatch):
     monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path))
+    monkeypatch.setattr(hw, "BUSY_SHARE", 2.0)  # cached whatever the load (the busy case: below)
     data = text_data(("stdlib",))
     config = tiny_config(model=SMALL, threads=None, steps=20)
     record = train(config, data=data, progress=False)
@@ -63,3 +65,25 @@ def test_a_lone_run_trains_on_the_count_it_measured(tmp_path, monkeypatch):
     # the run itself is the run of that thread count: the same losses as when it is set
     fixed = train(tiny_config(model=SMALL, threads=expected, steps=20), data=data, progress=False)
     assert [p.train_loss for p in record.curve] == [p.train_loss for p in fixed.curve]
+
+
+def test_a_thread_trial_on_a_busy_machine_serves_the_run_and_is_not_cached(tmp_path, monkeypatch):
+    """Where other processes shared the CPUs during the trial (here: any share counts), its answer
+    decides this run, says so, and is measured again next time."""
+    import time
+
+    monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path))
+    monkeypatch.setattr(hw, "BUSY_SHARE", -1.0)
+
+    def slow(seconds):
+        def seconds_per_step(threads):
+            time.sleep(0.06)  # the trial lasts past MIN_SHARE_SECONDS, so its share is measured
+            return seconds[threads]
+        return seconds_per_step
+
+    threads, why = step_timing.choose_threads(SMALL, 1024, 4, slow({1: 0.010, 4: 0.013}))
+    assert threads == 1 and "not cached" in why and "1.30x faster" in why
+    assert not (tmp_path / step_timing.THREADS_CACHE).exists() or not json.loads(
+        (tmp_path / step_timing.THREADS_CACHE).read_text())
+    threads, why = step_timing.choose_threads(SMALL, 1024, 4, slow({1: 0.030, 4: 0.010}))
+    assert threads == 4 and "not cached" in why  # measured again, not read back

@@ -72,21 +72,49 @@ def machine_busy_seconds() -> float | None:
         return None
 
 
+#: Shortest work whose CPU share :func:`others_cpu_share` measures.
+MIN_SHARE_SECONDS = 0.2
+
+
 def others_cpu_share(work: Callable[[], Any]) -> tuple[Any, float]:
     """``(work(), share)``: the share of this machine's CPUs that *other* processes used while it ran.
 
     The machine's busy CPU-seconds over the interval, less this process's
     own (every thread's), over wall time x CPUs; 0.0 where ``/proc/stat``
-    cannot be read. A timing trial that other processes shared the CPUs
-    with measures them as much as itself.
+    cannot be read or the work took under :data:`MIN_SHARE_SECONDS` (the
+    kernel counts in ticks of 10 ms). A timing trial that other processes
+    shared the CPUs with measures them as much as itself.
     """
     busy0, own0, wall0 = machine_busy_seconds(), time.process_time(), time.perf_counter()
     result = work()
     busy1, own1, wall1 = machine_busy_seconds(), time.process_time(), time.perf_counter()
-    if busy0 is None or busy1 is None or wall1 <= wall0:
+    if busy0 is None or busy1 is None or wall1 - wall0 < MIN_SHARE_SECONDS:
         return result, 0.0
     others = (busy1 - busy0) - (own1 - own0)
     return result, max(0.0, others / ((wall1 - wall0) * (os.cpu_count() or 1)))
+
+
+#: Share of the CPUs other processes may use while a timing trial runs; above it the trial
+#: measured them as much as itself, and its answer is not cached (:func:`quiet_trial`).
+BUSY_SHARE = 0.2
+
+
+class BusyTrial(Exception):
+    """A timing trial shared the CPUs with other processes (``share`` of them); ``value`` is what
+    it measured, good for the run at hand at most, not for a cache."""
+
+    def __init__(self, share: float, value: float):
+        super().__init__(f"other processes used {share:.0%} of the CPUs during the trial")
+        self.share, self.value = share, value
+
+
+def quiet_trial(measure: Callable[[], float]) -> float:
+    """``measure()``, or :class:`BusyTrial` when other processes used more than :data:`BUSY_SHARE`
+    of the CPUs meanwhile (inside :func:`cached_json_value`, nothing is cached then)."""
+    value, share = others_cpu_share(measure)
+    if share > BUSY_SHARE:
+        raise BusyTrial(share, value)
+    return value
 
 
 def cpu_model() -> str:

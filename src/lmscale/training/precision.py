@@ -47,9 +47,6 @@ BF16_MIN_SPEEDUP = 1.5
 
 #: Measured bf16/fp32 speed-up of a CPU training step above which ``auto`` chooses bf16.
 CPU_BF16_MIN_STEP_SPEEDUP = 1.1
-#: Share of the CPUs other processes may use during that step trial; above it ``auto`` keeps
-#: fp32 for now and caches nothing (the next run measures again).
-BUSY_SHARE = 0.2
 
 
 #: CPU instruction-set flags (``/proc/cpuinfo``) that mean native bf16 dot products.
@@ -92,7 +89,7 @@ def decide_without_measuring(requested: str, device_type: str, spec: ModelSpec) 
 def resolve_precision(requested: str, device: Any, spec: ModelSpec,
                       batch_tokens: int = 2048) -> tuple[str, str]:
     """``(precision, why)`` for a run: ``fp32`` or ``bf16``, and the reason in words."""
-    from lmscale.training.hardware import matmul_peak
+    from lmscale.training.hardware import BusyTrial, matmul_peak
 
     known = decide_without_measuring(requested, device.type, spec)
     if known is not None:
@@ -145,36 +142,23 @@ def speedup_key(spec: ModelSpec, batch_tokens: int, threads: int, torch_version:
     return f"{step_key(spec, batch_tokens, threads, torch_version)}|trial={SPEEDUP_TRIAL}"
 
 
-class BusyTrial(Exception):
-    """The step trial shared the CPUs with other processes (``share`` of them): not a measurement."""
-
-    def __init__(self, share: float):
-        super().__init__(f"other processes used {share:.0%} of the CPUs during the trial")
-        self.share = share
-
-
 def step_speedup(device: Any, spec: ModelSpec, batch_tokens: int) -> float:
     """fp32 step time over bf16 step time of a training step (forward, backward, AdamW) of
     ``spec`` on ``batch_tokens``-token batches, measured here once and cached.
 
     The two precisions alternate step by step and each keeps its fastest
-    step. Raises :class:`BusyTrial`, caching nothing, when other processes
-    used more than :data:`BUSY_SHARE` of the CPUs meanwhile: on 2 cores a
+    step. Raises :class:`~lmscale.training.hardware.BusyTrial`, caching nothing, when other
+    processes used more than its ``BUSY_SHARE`` of the CPUs meanwhile: on 2 cores a
     competing process made a 1/16 step look 1.2x faster in bf16 (quiet:
     0.83-1.02x), and a cached answer outlives the load that made it.
     """
     import torch
 
-    from lmscale.training.hardware import cache_dir, cached_json_value, others_cpu_share
-
-    def measure() -> float:
-        speedup, share = others_cpu_share(lambda: _measure_step_speedup(device, spec, batch_tokens))
-        if share > BUSY_SHARE:
-            raise BusyTrial(share)
-        return speedup
+    from lmscale.training.hardware import cache_dir, cached_json_value, quiet_trial
 
     key = speedup_key(spec, batch_tokens, torch.get_num_threads(), torch.__version__)
-    return cached_json_value(cache_dir() / STEP_CACHE, key, "speedup", measure)
+    return cached_json_value(cache_dir() / STEP_CACHE, key, "speedup",
+                             lambda: quiet_trial(lambda: _measure_step_speedup(device, spec, batch_tokens)))
 
 
 def _measure_step_speedup(device: Any, spec: ModelSpec, batch_tokens: int) -> float:

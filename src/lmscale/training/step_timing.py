@@ -109,11 +109,19 @@ def choose_threads(spec: ModelSpec, batch_tokens: int, available: int,
     itself at that count (the trainer's whole step, as the run will take it)
     and returns the seconds per step; each count is tried twice, alternately,
     and keeps its faster try. Measured once per machine, shape and batch,
-    and cached; every CPU without measuring when there is one or when the
-    step is matmul-bound (:data:`MEASURE_BELOW_FLOPS`).
+    and cached, unless other processes shared the CPUs meanwhile (then the
+    answer serves this run and the next measures again); every CPU without
+    measuring when there is one or when the step is matmul-bound
+    (:data:`MEASURE_BELOW_FLOPS`).
     """
     from lmscale.accounting import training_flops_per_token
-    from lmscale.training.hardware import cache_dir, cached_json_value, installed_torch_version
+    from lmscale.training.hardware import (
+        BusyTrial,
+        cache_dir,
+        cached_json_value,
+        installed_torch_version,
+        quiet_trial,
+    )
 
     if available <= 1:
         return available, "every CPU"
@@ -131,7 +139,11 @@ def choose_threads(spec: ModelSpec, batch_tokens: int, available: int,
                 best[threads] = min(best[threads], seconds_per_step(threads))
         return best[1] / best[available]
 
-    ratio = cached_json_value(cache_dir() / THREADS_CACHE, key, "one_over_all", measure)
+    busy = ""
+    try:
+        ratio = cached_json_value(cache_dir() / THREADS_CACHE, key, "one_over_all", lambda: quiet_trial(measure))
+    except BusyTrial as trial:
+        ratio, busy = trial.value, f" ({trial}: not cached)"
     if ratio <= 1.0:
-        return 1, f"1 thread: this shape trains {1.0 / ratio:.2f}x faster than on {available} here"
-    return available, f"{available} threads: this shape trains {ratio:.2f}x faster than on 1 here"
+        return 1, f"1 thread: this shape trains {1.0 / ratio:.2f}x faster than on {available} here{busy}"
+    return available, f"{available} threads: this shape trains {ratio:.2f}x faster than on 1 here{busy}"
