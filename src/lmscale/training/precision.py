@@ -10,7 +10,8 @@
 3. on a CPU, a training step of the run's own shape and batch, timed here
    in both precisions (:func:`step_speedup`, cached once per machine,
    shape and batch), is at least :data:`CPU_BF16_MIN_STEP_SPEEDUP` times
-   faster in bf16. Small models are element-wise work more than matmuls,
+   faster in bf16, in a trial that other processes left the CPUs to (on a
+   busier machine ``auto`` keeps fp32 for now and caches nothing). Small models are element-wise work more than matmuls,
    and the casts autocast adds can make bf16 slower; where that line falls
    depends on the CPU, so it is measured, not assumed.
 
@@ -20,7 +21,8 @@ Measured with ``benchmarks/bench_small.py`` (n_ctx 64, vocabulary 512,
 matmul peak several times fp32's there); on a 2-core AMD EPYC (Zen 5,
 ``avx512_bf16``) the CPU time of a step, fp32 over bf16, was 1.08x at
 2/12, 1.48x at 2/48, 1.88x at 4/80. At 6/384 (n_ctx 256, vocabulary
-4096) bf16 is 2.5x fp32 in tokens/s on the latter (bench_training.py).
+4096) bf16 is 2.5x fp32 in tokens/s on the latter (bench_training.py), and
+1.75x on a 2-core AMD EPYC (Zen 4), whose bf16 matmul peak is 2.20x fp32's.
 On CPUs without native bf16 (emulated in fp32 arithmetic) bf16 is many
 times slower and is never chosen.
 
