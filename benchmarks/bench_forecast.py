@@ -75,6 +75,7 @@ def mean_rel_error(pred, measured) -> float:
 
 def accuracy(bootstrap: int) -> tuple[list[dict], float]:
     import lmscale as ls
+    from lmscale.laws.candidates import make_candidate
 
     rows, inside = [], []
     for name, frame, held, by, target in public_sets():
@@ -82,18 +83,20 @@ def accuracy(bootstrap: int) -> tuple[list[dict], float]:
         held = held.to_numpy()
         cols = [c for c in ("N", "D", "U", "loss") if c in frame]
         train, test = frame.loc[~held, cols], frame.loc[held, cols]
+        n_test, d_test = test["N"].to_numpy(), test["D"].to_numpy()
         naive = ls.fit(train, law="chinchilla")
-        naive_err = mean_rel_error(naive.predict(N=test["N"].to_numpy(), D=test["D"].to_numpy()), test["loss"])
+        naive_err = mean_rel_error(naive.predict(N=n_test, D=d_test), test["loss"])
         t0 = time.perf_counter()
         fc = ls.forecast(train, by=by, bootstrap=bootstrap)
         seconds = time.perf_counter() - t0
         table = fc.table(test)
-        n_test, d_test = test["N"].to_numpy(), test["D"].to_numpy()
-        u_test = test["U"].to_numpy() if "U" in test else None
+        # in hindsight: each fitted (as the forecast refits its law) on every run, held-out ones included
+        chosen = make_candidate(fc.law)
         naive_all = ls.fit(frame[cols], law="chinchilla")
-        law_all = ls.forecast(frame[cols], law=fc.law, by=by, bootstrap=0)
+        law_all = ls.fit(frame[cols], law=chosen.law, options=chosen.options)
         hindsight = [mean_rel_error(naive_all.predict(N=n_test, D=d_test), test["loss"]),
-                 mean_rel_error(law_all.point(N=n_test, D=d_test, U=u_test), test["loss"])]
+                     mean_rel_error(law_all.predict(**{k: test[k].to_numpy() for k in chosen.form.inputs}),
+                                    test["loss"])]
         err = mean_rel_error(table["loss"], test["loss"])
         y = test["loss"].to_numpy()
         in80 = (y >= table["lo80"]) & (y <= table["hi80"])

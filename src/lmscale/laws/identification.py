@@ -110,8 +110,7 @@ def check_interval(name: str, value: float, lo: float, hi: float,
             return f"{rel:.2f} x value", (f"{name}'s 95% interval is {rel:.2f} x its value "
                                           f"(needs < {EXPONENT_WIDTH:g})")
         return f"{rel:.2f} x value", None
-    with np.errstate(over="ignore", divide="ignore"):
-        decades = float(np.log10(hi / lo)) if lo > 0 and hi > 0 else math.inf
+    decades = math.log10(float(hi) / float(lo)) if lo > 0 and hi > 0 else math.inf  # inf past the floats
     if not decades <= SCALE_DECADES:
         span = ("reaches 0 or below" if not lo > 0 else "spans more than 300 decades" if not math.isfinite(decades)
                 else f"spans {decades:.1f} decades")

@@ -322,13 +322,15 @@ def audit(
 
     ``progress``: a bar on stderr, one step per candidate.
     """
-    asked = by
-    values, by = size_axis(frame, by, columns)
+    values, axis = size_axis(frame, by, columns)
     thresholds = cut_thresholds(values, n_cuts, min_train_sizes,
-                                "model sizes" if by == "N" else "compute budgets")
+                                "model sizes" if axis == "N" else "compute budgets")
     axis_note = ""
-    if asked is None and n_cuts is None and by == "N" and len(thresholds) < MIN_CUTS_TO_SWITCH:
-        values, by, thresholds, axis_note = _compute_cuts(frame, columns, values, thresholds, min_train_sizes)
+    if by is None and n_cuts is None and axis == "N" and len(thresholds) < MIN_CUTS_TO_SWITCH:
+        by_compute = _compute_cuts(frame, columns, values, thresholds, min_train_sizes)
+        if by_compute is not None:
+            axis, (values, thresholds, axis_note) = "C", by_compute
+    by = axis
     results, scores, points_of = {}, {}, {}
     kept, skipped = [], dict(skipped or {})
     for cand in tqdm(candidates, desc="validation cuts", unit="law", file=sys.stderr, disable=not progress):
@@ -351,22 +353,22 @@ def audit(
 
 
 def _compute_cuts(frame: pd.DataFrame, columns: Mapping[str, str] | None, sizes: np.ndarray,
-                  thresholds: np.ndarray, min_train_sizes: int) -> tuple[np.ndarray, str, np.ndarray, str]:
-    """Cuts by compute where the model sizes give too few to choose by: (values, axis, thresholds, why).
+                  thresholds: np.ndarray, min_train_sizes: int) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """Cuts by compute where the model sizes give too few to choose by: (values, thresholds, why).
 
-    Keeps the cuts by size when compute gives no more of them (or no C can be derived).
+    None where compute gives no more cuts than the sizes (or no C can be derived).
     """
     try:
         values, _ = size_axis(frame, "C", columns)
         by_compute = cut_thresholds(values, None, min_train_sizes, "compute budgets")
     except LmscaleError:
-        return sizes, "N", thresholds, ""
+        return None
     if len(by_compute) <= len(thresholds):
-        return sizes, "N", thresholds, ""
+        return None
     why = (f"the {len(distinct_sizes(sizes))} distinct model sizes leave {len(thresholds)} cut, too few to "
            f"choose by ({MIN_CUTS_TO_SWITCH} or more); the {len(distinct_sizes(values))} distinct compute "
            f"budgets give {len(by_compute)}")
-    return values, "C", by_compute, why
+    return values, by_compute, why
 
 
 def _sizes_of(points: Points, by: str) -> np.ndarray:

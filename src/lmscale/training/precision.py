@@ -11,9 +11,10 @@
    in both precisions (:func:`step_speedup`, cached once per machine,
    shape and batch), is at least :data:`CPU_BF16_MIN_STEP_SPEEDUP` times
    faster in bf16, in a trial that other processes left the CPUs to (on a
-   busier machine ``auto`` keeps fp32 for now and caches nothing). Small models are element-wise work more than matmuls,
-   and the casts autocast adds can make bf16 slower; where that line falls
-   depends on the CPU, so it is measured, not assumed.
+   busier machine ``auto`` keeps fp32 for now and caches nothing). Small
+   models are element-wise work more than matmuls, and the casts autocast
+   adds can make bf16 slower; where that line falls depends on the CPU, so
+   it is measured, not assumed.
 
 Measured with ``benchmarks/bench_small.py`` (n_ctx 64, vocabulary 512,
 2048-token batches, 2 threads): on a 2-core Intel Xeon with AMX, fp32

@@ -82,9 +82,9 @@ def best_step_times(device: Any, spec: ModelSpec, batch_tokens: int,
         steps[name] = (model, forward, optimizer, context)
     best = dict.fromkeys(contexts, float("inf"))
     timed = dict.fromkeys(contexts, 0.0)
-    i = 0
-    while i < STEP_WARMUP + STEP_TRIES or (min(timed.values()) < STEP_MIN_SECONDS
-                                           and i < STEP_WARMUP + STEP_MAX_TRIES):
+    for i in range(STEP_WARMUP + STEP_MAX_TRIES):
+        if i >= STEP_WARMUP + STEP_TRIES and min(timed.values()) >= STEP_MIN_SECONDS:
+            break
         for name, (model, forward, optimizer, context) in steps.items():
             t0 = time.perf_counter()
             with context():
@@ -96,7 +96,6 @@ def best_step_times(device: Any, spec: ModelSpec, batch_tokens: int,
             if i >= STEP_WARMUP:
                 best[name] = min(best[name], elapsed)
                 timed[name] += elapsed
-        i += 1
     return best
 
 
