@@ -67,6 +67,38 @@ def test_a_lone_run_trains_on_the_count_it_measured(tmp_path, monkeypatch):
     assert [p.train_loss for p in record.curve] == [p.train_loss for p in fixed.curve]
 
 
+def test_the_trial_times_warm_steps_long_enough_and_old_counts_are_not_read(tmp_path, monkeypatch):
+    """A step that wakes a thread pool of another size is slow; the trial leaves its first steps
+    untimed, times steps for at least STEP_MIN_SECONDS, and no count cached by the earlier trial
+    (12 steps timed from the run's start) is read back."""
+    import time
+
+    from lmscale.training import trainer
+
+    monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path))
+    calls = []
+    plain_step = trainer._Run.train_step
+
+    def counted(self):
+        calls.append(time.perf_counter())
+        if len(calls) == 1:
+            time.sleep(0.5)  # the first step of a trial: a thread pool woken, memory touched
+        return plain_step(self)
+
+    monkeypatch.setattr(trainer._Run, "train_step", counted)
+    data = text_data(("stdlib",))
+    seconds = trainer._seconds_per_step(tiny_config(model=SMALL, steps=20), 1, data)
+    timed = len(calls) - trainer.THREAD_TRIAL_WARMUP
+    assert timed >= trainer.THREAD_TRIAL_STEPS
+    assert calls[-1] - calls[trainer.THREAD_TRIAL_WARMUP] + seconds >= step_timing.STEP_MIN_SECONDS * 0.99
+    assert seconds < 0.5 / trainer.THREAD_TRIAL_STEPS  # the slow first step is not in it
+    old = f"{step_timing.step_key(SMALL, 1024, 4, hw.installed_torch_version() or '')}|omp_wait=default"
+    (tmp_path / step_timing.THREADS_CACHE).write_text(json.dumps({old: {"one_over_all": 9.0}}))
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    one_faster, calls_now = _timings({1: 0.010, 4: 0.013})
+    assert step_timing.choose_threads(SMALL, 1024, 4, one_faster)[0] == 1 and len(calls_now) == 4
+
+
 def test_a_thread_trial_on_a_busy_machine_serves_the_run_and_is_not_cached(tmp_path, monkeypatch):
     """Where other processes shared the CPUs during the trial (here: any share counts), its answer
     decides this run, says so, and is measured again next time."""

@@ -50,6 +50,9 @@ MEASURE_BELOW_FLOPS = 2e10
 
 #: Cache file (in :func:`lmscale.training.hardware.cache_dir`) of the measured thread counts.
 THREADS_CACHE = "step_threads.json"
+#: Marks the keys of the thread trial as it is now (warm-up steps untimed, each try at least
+#: STEP_MIN_SECONDS): counts cached by the earlier, shorter trial are measured again.
+THREADS_TRIAL = "warm"
 
 
 def step_key(spec: ModelSpec, batch_tokens: int, threads: int, torch_version: str) -> str:
@@ -129,7 +132,8 @@ def choose_threads(spec: ModelSpec, batch_tokens: int, available: int,
         return available, f"every CPU ({flops:.2g} FLOPs a step: matmul-bound)"
     # how idle OpenMP threads wait changes the answer (a sleeping thread is slow to wake)
     policy = os.environ.get("OMP_WAIT_POLICY", "default").lower()
-    key = f"{step_key(spec, batch_tokens, available, installed_torch_version() or '')}|omp_wait={policy}"
+    key = (f"{step_key(spec, batch_tokens, available, installed_torch_version() or '')}|omp_wait={policy}"
+           f"|trial={THREADS_TRIAL}")
 
     def measure() -> float:
         best = {1: float("inf"), available: float("inf")}
