@@ -19,7 +19,11 @@ defaults (its own validation cuts among the smaller runs, 200 bootstrap
 draws). Printed per set: mean |predicted / measured - 1| of both on the
 held-out runs, their ratio, the chosen law, and the share of held-out runs
 inside the forecast's 80% and 95% intervals; then the pooled coverage.
-Beside them, in hindsight, what no forecast from the smaller runs should be
+Then, per set, the plausible alternatives (the candidates validated within
+2x of the chosen one, which widen its intervals) each scored on the
+held-out runs, how much the choice matters; and the forecast from every
+column the set's loader gives (OLMo's own C column among them), which must
+equal the one from N, D (and U) alone. Beside them, in hindsight, what no forecast from the smaller runs should be
 expected to beat: the error on the held-out runs of the naive fit and of the
 forecast's law, each fitted on *every* run, the held-out ones included
 (``hind``, naive / law): the scatter of the runs about the form itself (digitised
@@ -98,6 +102,14 @@ def accuracy(bootstrap: int) -> tuple[list[dict], float]:
                      mean_rel_error(law_all.predict(**{k: test[k].to_numpy() for k in chosen.form.inputs}),
                                     test["loss"])]
         err = mean_rel_error(table["loss"], test["loss"])
+        # how much the choice matters: the plausible alternatives (validated within 2x of the best),
+        # each scored on the held-out runs; and the forecast from every column the loader gives
+        others = {name: mean_rel_error(fit.predict(**{k: test[k].to_numpy() for k in fit.form.inputs}),
+                                       test["loss"])
+                  for name, (_, fit) in fc.alternatives.items() if name != fc.law}
+        loaded = ls.forecast(frame.loc[~held], by=by, bootstrap=0)
+        loaded_err = mean_rel_error(loaded.point(**{k: test[k].to_numpy() for k in ("N", "D", "U") if k in test}),
+                                    test["loss"])
         y = test["loss"].to_numpy()
         in80 = (y >= table["lo80"]) & (y <= table["hi80"])
         in95 = (y >= table["lo95"]) & (y <= table["hi95"])
@@ -107,7 +119,8 @@ def accuracy(bootstrap: int) -> tuple[list[dict], float]:
                      "hindsight": {"naive": hindsight[0], "law": hindsight[1]},
                      "forecast": err, "ratio": naive_err / err, "law": fc.law, "cov80": float(in80.mean()),
                      "cov95": float(in95.mean()), "target": target, "meets": bool(ok),
-                     "not_worse": bool(err <= naive_err), "seconds": seconds})
+                     "not_worse": bool(err <= naive_err), "seconds": seconds, "alternatives": others,
+                     "loaded_columns": {"law": loaded.law, "forecast": loaded_err}})
     return rows, float(np.mean(inside))
 
 
@@ -185,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ratio']:>5.2f}x {r['hindsight']['naive']:>6.2%}/{r['hindsight']['law']:<6.2%} {r['cov80']:>6.0%} {r['cov95']:>6.0%}  {r['law']} "
               f"({r['target']}: {'met' if r['meets'] else 'NOT met'}"
               f"{'' if r['not_worse'] else '; worse than naive'})")
+    for r in rows:
+        alts = ", ".join(f"{n} {e:.2%}" for n, e in sorted(r["alternatives"].items(), key=lambda kv: kv[1]))
+        print(f"  {r['set']}: alternatives validated within 2x of the chosen law, on the held-out runs: "
+              f"{alts or 'none'}; from every column the loader gives: {r['loaded_columns']['law']} "
+              f"{r['loaded_columns']['forecast']:.2%}")
     print(f"  pooled 80% coverage: {pooled:.0%} (target 70% to 90%)")
     print("  hind: in hindsight, the naive fit / the forecast's law fitted on every run, the held-out ones "
           "included, scored on the held-out runs")

@@ -156,6 +156,21 @@ def test_a_ladder_of_four_sizes_is_cut_by_compute():
     assert "held out C &ge;" in audit_html(fc, None) and "held out N &ge;" in audit_html(reference, None)
 
 
+def test_cuts_by_compute_are_6ND_whatever_c_column_the_table_has():
+    """A C column that counts attention and embeddings (OLMo's: 1.67 x 6ND at 190M, 1.21 x at 3.2B)
+    orders the runs into other cuts than the distances beyond them (6 N D); the cuts are by 6 N D,
+    so the same runs with or without such a column give the same audit and forecast."""
+    runs = simulate_runs("kaplan_nd", sizes=(1e7, 3e7, 1e8, 3e8), seed=1)
+    overhead = 1.0 + (1e8 / runs["N"]) ** 0.5  # 4.2 x 6ND at 1e7, 1.6 x at 3e8: the order changes
+    with_c = runs.assign(C=6.0 * runs["N"] * runs["D"] * overhead)
+    plain, given = ls.forecast(runs, bootstrap=0), ls.forecast(with_c, bootstrap=0)
+    assert given.audit["by"] == plain.audit["by"] == "C"
+    np.testing.assert_allclose(given.audit["thresholds"], plain.audit["thresholds"])
+    assert given.audit["chosen"] == plain.audit["chosen"]
+    six_nd = np.sort(6.0 * runs["N"] * runs["D"])
+    assert set(given.audit["thresholds"]) <= set(six_nd)
+
+
 def test_candidates_follow_the_columns():
     runs = simulate_runs("chinchilla")
     names = {c.name for c in candidates_for(runs)[0]}

@@ -9,7 +9,12 @@ largest size; on densely spaced sizes (digitised points a few percent
 apart) it keeps the cuts from testing extrapolations of a few hundredths
 of a decade, which reward fits that are merely local. Sizes
 are the distinct values of N (values within 1% are one size, as digitised
-points are), or of the compute C where the table has no N or ``by="C"``.
+points are), or of the compute where the table has no N or ``by="C"``:
+C = 6 N D wherever N and D are known, whatever C column the table also has
+(the compute the intervals measure distances in; OLMo's C counts
+attention and embeddings, 1.67 x 6ND at 190M and 1.21 x at 3.2B, and cut by
+it the OLMo forecast chose another variant of the same law and missed the
+3.2B runs by 1.46% instead of 0.58%), the table's C only without them.
 When the model sizes leave fewer than :data:`MIN_CUTS_TO_SWITCH` cuts and
 no axis was asked for, the cuts go by compute instead, where that gives
 more (a ladder of a few sizes, each trained at several token budgets, has
@@ -85,6 +90,12 @@ def size_axis(frame: pd.DataFrame, by: str | None = None, columns: Mapping[str, 
     if by is None:
         by = "N" if "N" in frame.columns else "C"
     derived, _ = derive_columns(frame, (by,))
+    if by == "C" and {"N", "D"} <= set(derived.columns):
+        # the compute the intervals measure distances in (6 N D), whatever C column the table has:
+        # a C that counts attention and embeddings (OLMo's, 1.67 to 1.21 x 6ND from 190M to 3.2B)
+        # would order the runs into other cuts than the distances beyond them
+        derived = derived.assign(C=6.0 * pd.to_numeric(derived["N"], errors="coerce")
+                                 * pd.to_numeric(derived["D"], errors="coerce"))
     if by not in derived.columns:
         raise LmscaleError(f"cut by {by}: the table has no {by} column"
                            + (" (nor N and D to derive C = 6 N D)" if by == "C" else ""))
@@ -372,6 +383,8 @@ def _compute_cuts(frame: pd.DataFrame, columns: Mapping[str, str] | None, sizes:
 
 
 def _sizes_of(points: Points, by: str) -> np.ndarray:
+    if by == "C" and "N" in points.X and "D" in points.X:
+        return compute_of(points)  # 6 N D, as size_axis cuts by
     if by == "C" and "C" in points.frame.columns:
         return pd.to_numeric(points.frame["C"], errors="coerce").to_numpy(dtype=float)
     return points.size if by == "C" else pd.to_numeric(points.frame[by], errors="coerce").to_numpy(dtype=float)
