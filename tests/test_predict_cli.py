@@ -117,3 +117,19 @@ def test_exit_code_and_one_line_from_a_fresh_process(files):
                           "N=1e9,D=-5", "--bootstrap", "0"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().startswith("lmscale predict: error:") and np.char.count(res.stderr, "\n") == 1
+
+
+def test_unknown_column_names_are_listed_with_the_way_to_map_them(files, capsys, tmp_path):
+    """A table whose columns are named otherwise (OLMo's N_params, total_tokens, c4_en_CE): the error
+    lists the table's columns and says how to map them; mapped, the same table forecasts."""
+    runs = pd.read_csv(files / "runs.csv").rename(columns={"N": "n_params", "D": "tokens", "loss": "val_loss"})
+    named = tmp_path / "named.csv"
+    runs.to_csv(named, index=False)
+    code, _, err = run(capsys, "predict", named, "--at", "N=1e9,D=2e10", "--bootstrap", "0")
+    assert code == 2 and "The table has: n_params, tokens, val_loss" in err and "--columns" in err
+    code, out, err = run(capsys, "predict", named, "--at", "N=1e9,D=2e10", "--bootstrap", "5", "--json",
+                         "--columns", "N=n_params,D=tokens,loss=val_loss")
+    assert code == 0, err
+    mapped = json.loads(out)["predictions"][0]["loss"]
+    code, out, _ = run(capsys, "predict", files / "runs.csv", "--at", "N=1e9,D=2e10", "--bootstrap", "5", "--json")
+    assert mapped == pytest.approx(json.loads(out)["predictions"][0]["loss"])

@@ -143,8 +143,12 @@ def candidates_for(
                 continue
             out.append(make_candidate(f"{law}+{variant}", base))
     if not out:
+        have = list(map(str, frame.columns))
+        shown = ", ".join(have[:30]) + (f", ... ({len(have)} in all)" if len(have) > 30 else "")
         raise LmscaleError("no candidate law fits these columns (a forecast needs N, D (or C) and loss): "
-                           + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+                           + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+                           + f". The table has: {shown or 'no columns'}; map yours to these names with "
+                           "columns= (the CLI's --columns), e.g. N=n_params,D=tokens,loss=val_loss")
     return out, skipped
 
 
