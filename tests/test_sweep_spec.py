@@ -232,3 +232,30 @@ tokens = 1e5
     models = [r.config.model for r in study.runs]
     assert {m.d_ff / m.d_model for m in models} >= {1, 4}
     assert {m.d_model // m.n_head for m in models} >= {8, 32}
+
+
+def test_plan_says_its_estimate_is_an_upper_bound_where_runs_stop_early(tmp_path, capsys):
+    """Runs with early stopping may end long before their budget (on the shipped study, AMD Zen 4, the
+    early-stopping groups took 0.14-0.46x their estimated time, the others 0.5-1.05x): the plan counts
+    them and calls its estimate a bound."""
+    pytest.importorskip("torch")
+    from lmscale.cli import main
+
+    path = write(tmp_path, """
+[[group]]
+name = "sizes"
+rule = "converge"
+params = [1e4, 3e4]
+tokens = 2e5
+[[group]]
+name = "fixed"
+params = [1e4]
+tokens = 2e5
+""")
+    assert main(["sweep", "plan", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    stopping = [r for r in out["runs"] if r["early_stopping"]]
+    assert len(stopping) == 2 and out["total"]["early_stopping_runs"] == 2
+    assert out["total"]["early_stopping_seconds"] == pytest.approx(sum(r["est_seconds"] for r in stopping))
+    assert main(["sweep", "plan", str(path)]) == 0
+    assert "an upper bound: 2 of the runs may stop early" in capsys.readouterr().out

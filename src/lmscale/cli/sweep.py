@@ -185,6 +185,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         "est_wall_seconds": wall_seconds(tasks, min(tp.workers, len(tasks)), STARTUP_S) if tp and tasks
         else (0.0 if tp else None),
         "duplicates": {k: v for k, v in study.duplicates.items()},
+        # their budgets are ceilings: they end when the test loss stops improving
+        "early_stopping_runs": sum(1 for r in rows if r["early_stopping"] and r["status"] == "pending"),
+        "early_stopping_seconds": sum(r["est_seconds"] for r in rows if r["early_stopping"]
+                                      and r["status"] == "pending") if tp else None,
     }
     if args.json:
         print_json({"study": study.name, "file": str(study.path), "data": study.data.canonical(),
@@ -205,6 +209,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
               f"{total['est_wall_seconds']:.0f} s ({total['tasks']} task(s); {total['packed_runs']} run(s) "
               f"packed with others of their shape; precision 'auto' = {tp.precision})")
         print(f"  ({tp.method()})")
+        if total["early_stopping_runs"]:
+            print(f"  an upper bound: {total['early_stopping_runs']} of the runs may stop early, when their test loss "
+                  f"stops improving ({total['early_stopping_seconds']:.0f} s of the runs' estimated "
+                  "seconds, serial, are theirs at full budget): they can end far sooner (a data-limited run as "
+                  "soon as it overfits)")
     if no_torch:
         print("no time estimate: it measures this machine with torch (pip install 'lmscale[train]')")
     if study.duplicates:
