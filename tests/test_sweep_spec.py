@@ -259,3 +259,48 @@ tokens = 2e5
     assert out["total"]["early_stopping_seconds"] == pytest.approx(sum(r["est_seconds"] for r in stopping))
     assert main(["sweep", "plan", str(path)]) == 0
     assert "an upper bound: 2 of the runs may stop early" in capsys.readouterr().out
+
+
+def test_plan_times_a_step_of_each_shape_once(tmp_path, monkeypatch, capsys):
+    """The default estimate divides each run's FLOPs by the rate of a step of its shape timed here
+    (one timing per distinct shape, cached: a second plan times nothing); --no-measure assumes an MFU."""
+    pytest.importorskip("torch")
+    from lmscale.cli import main
+    from lmscale.sweeps import estimate
+    from lmscale.training import step_timing
+
+    from lmscale.training import hardware
+
+    monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hardware, "BUSY_SHARE", 2.0)  # cached whatever the suite's other worker does
+    timed = []
+    real = step_timing.best_step_times
+
+    def counted(device, spec, batch_tokens, contexts):
+        timed.append((spec.d_model, batch_tokens))
+        return real(device, spec, batch_tokens, contexts)
+
+    monkeypatch.setattr(step_timing, "best_step_times", counted)
+    path = write(tmp_path, """
+[[group]]
+name = "two-sizes-two-budgets"
+params = [1e4, 3e4]
+tokens = [1e5, 4e5]
+precision = "fp32"
+""")
+    assert main(["sweep", "plan", str(path), "--json", "--workers", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["runs"]) == 4 and len(timed) == 2  # two shapes, one batch: two timings
+    rates = json.loads((tmp_path / "cache" / estimate.STEP_RATES_CACHE).read_text())
+    assert len(rates) == 2 and all(v["flops_per_s"] > 0 for v in rates.values())
+    study = load_study(path)
+    for run, row in zip(study.runs, out["runs"]):
+        flops = sum(estimate.run_flops(run, 1))
+        (rate,) = [rates[k]["flops_per_s"] for k in
+                   (estimate.rate_key(run, "fp32", t) for t in range(1, 65)) if k in rates]
+        assert row["est_seconds"] == pytest.approx(flops / rate + estimate.RUN_OVERHEAD_S)
+    assert "timed here" in out["estimate"]
+    assert main(["sweep", "plan", str(path), "--json", "--workers", "1"]) == 0 and len(timed) == 2  # cached
+    capsys.readouterr()
+    assert main(["sweep", "plan", str(path), "--json", "--no-measure"]) == 0
+    assert "MFU" in json.loads(capsys.readouterr().out)["estimate"] and len(timed) == 2

@@ -62,6 +62,26 @@ def test_auto_rules(monkeypatch):
     assert prec.resolve_precision("auto", CPU, wide)[0] == "fp32"
 
 
+def test_a_matmul_bound_step_is_decided_by_the_peaks_not_timed(monkeypatch):
+    """A GPU study planned on a CPU host (its largest run 24/1536 on 131072-token batches) made
+    `sweep plan` time a bf16 step of it on the CPU, for minutes; a matmul-bound step is decided by the
+    peaks. The study's small shapes still take the step trial."""
+    monkeypatch.setattr(prec, "cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(hw, "matmul_peak", lambda device, dtype=None: {"fp32": 1e11, "bf16": 2.2e11}[dtype])
+
+    def no_trial(*args, **kwargs):
+        raise AssertionError("a matmul-bound step was timed")
+
+    monkeypatch.setattr(prec, "step_speedup", no_trial)
+    big = ModelSpec(n_layer=24, d_model=1536, n_head=16, n_ctx=1024, n_vocab=50257)
+    assert prec.matmul_bound(big, 131072) and not prec.matmul_bound(ModelSpec(n_layer=2, d_model=48, n_head=3,
+                                                                               n_ctx=64, n_vocab=512), 2048)
+    precision, why = prec.resolve_precision("auto", CPU, big, 131072)
+    assert precision == "bf16" and "matmul-bound" in why and "2.20x" in why
+    with pytest.raises(AssertionError, match="timed"):
+        prec.resolve_precision("auto", CPU, ModelSpec(n_layer=2, d_model=48, n_head=3, n_ctx=64, n_vocab=512), 2048)
+
+
 @pytest.mark.skipif(not NATIVE, reason="this CPU has no native bf16: auto never measures a bf16 step here")
 def test_step_speedup_is_measured_once_and_decides(tmp_path, monkeypatch):
     import json

@@ -50,14 +50,20 @@ def register(sub: Any) -> None:
                    description="Validate and expand a sweep file without training anything.\n\n"
                    "  lmscale sweep plan studies/smoke.toml\n"
                    "  lmscale sweep plan studies/smoke.toml --json --workers 2\n\n"
-                   "Time estimate: (3 x forward FLOPs per token x D + evaluation FLOPs) / (matmul peak\n"
-                   "measured here x expected MFU), the MFU taken from finished runs in --store if\n"
-                   "given, else a default for small models; runs packed onto the workers.")
+                   "Time estimate: (3 x forward FLOPs per token x D + evaluation FLOPs) / the FLOP\n"
+                   "rate of a training step of the run's shape, batch and precision, timed here\n"
+                   "(about 0.5 s per shape, cached per machine); with --no-measure, the matmul peak\n"
+                   "measured here x an expected MFU (from finished runs in --store, else a default\n"
+                   "for small models). Runs are placed onto the workers; runs that stop early make\n"
+                   "the estimate an upper bound.")
     p.add_argument("file", help="the sweep file (TOML)")
     p.add_argument("--store", help="a store whose finished runs give the expected MFU and are marked done")
     p.add_argument("--workers", type=int, help="runs in parallel; None = as 'sweep run' would")
     p.add_argument("--pack", action=argparse.BooleanOptionalAction, default=None,
                    help="estimate with runs of one shape packed or not (default: as 'sweep run' would)")
+    p.add_argument("--measure", action=argparse.BooleanOptionalAction, default=True,
+                   help="time a training step of each distinct shape here (about 0.5 s each, cached per "
+                        "machine) instead of assuming an MFU (default: on; --no-measure assumes one)")
     p.add_argument("--no-estimate", action="store_true", help="skip the time estimate (no torch import)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_plan)
@@ -117,12 +123,21 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _duration(seconds: float) -> str:
+    """``1834 s``, with minutes, hours or days beside it where they read better."""
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= 2 * size:
+            return f"{seconds:.0f} s, {seconds / size:.3g} {unit}"
+    return f"{seconds:.0f} s"
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from lmscale.sweeps import load_study
     from lmscale.sweeps.estimate import (
         STARTUP_S,
         Throughput,
         measured_peak,
+        measured_step_rates,
         run_flops,
         run_precision,
         run_seconds,
@@ -162,6 +177,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         measured = store_mfu(args.store)
         tp.mfu.update(measured)
         tp.mfu_source = {a: "store" if a in measured else "default" for a in tp.mfu}
+        if args.measure:
+            tp.step_rates = measured_step_rates(pending or study.runs, tp, device, progress=not args.json)
     rows = []
     for run in study.runs:
         m = run.config.model
@@ -206,9 +223,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"total C = 6ND: {_fmt(total['C'])} FLOPs; with attention/logits/embedding: {_fmt(total['C_exact'])}")
     if tp:
         print(f"estimated wall time for the {total['to_train']} run(s) to train: "
-              f"{total['est_wall_seconds']:.0f} s ({total['tasks']} task(s); {total['packed_runs']} run(s) "
+              f"{_duration(total['est_wall_seconds'])} ({total['tasks']} task(s); {total['packed_runs']} run(s) "
               f"packed with others of their shape; precision 'auto' = {tp.precision})")
         print(f"  ({tp.method()})")
+        if gpus == 0 and any(r.config.device not in ("cpu", "auto") for r in pending):
+            print("  the study's runs ask for a GPU and this machine has none: the estimate is this CPU's")
         if total["early_stopping_runs"]:
             print(f"  an upper bound: {total['early_stopping_runs']} of the runs may stop early, when their test loss "
                   f"stops improving ({total['early_stopping_seconds']:.0f} s of the runs' estimated "

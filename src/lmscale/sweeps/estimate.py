@@ -14,7 +14,13 @@ time(run) = (C_train + C_eval) / (peak x MFU), where
   cached per machine; ``auto`` as the sweep will resolve it for the study);
 - MFU = the median MFU of finished lone runs of the same architecture in
   the store when one is given, else :data:`DEFAULT_MFU` (what small models
-  reach on a CPU; a guess, said so in the output).
+  reach on a CPU; a guess, said so in the output);
+- or, measured (``sweep plan``'s default, :func:`measured_step_rates`): the
+  FLOP rate of a training step of each distinct shape, batch and precision,
+  timed here (cached per machine), in place of peak x MFU. On the shipped
+  CPU study (AMD Zen 4) the default MFU put the groups that do not stop
+  early at 0.5-1.05x their measured time: an MFU of tiny models is not one
+  number.
 
 plus :data:`RUN_OVERHEAD_S` per run (model set-up, final evaluations) and
 :data:`STARTUP_S` once per worker process (importing torch). Runs that the
@@ -80,10 +86,17 @@ class Throughput:
     precision: str = "fp32"
     pack_gain: float = PACK_GAIN
     bf16_gain: float = BF16_GAIN
+    step_rates: dict[str, float] = field(default_factory=dict)
 
     def method(self) -> str:
         parts = ", ".join(f"{a} {m:.0%} ({self.mfu_source.get(a, 'default')})" for a, m in self.mfu.items())
         peaks = ", ".join(f"{k} {v:.3g}" for k, v in sorted(self.peaks.items())) or f"{self.peak_flops:.3g}"
+        if self.step_rates:
+            return (f"seconds = (3 x forward FLOPs/token x D + evaluation FLOPs) / the FLOP rate of a training "
+                    f"step of the run's shape, batch and precision timed here at {self.threads} thread(s) "
+                    f"({len(self.step_rates)} shape(s)); precision 'auto' = {self.precision}; packed runs "
+                    f"{self.pack_gain:g}x faster together; + {RUN_OVERHEAD_S:g} s per run and {STARTUP_S:g} s "
+                    f"per worker start; {self.workers} task(s) in parallel")
         return (f"seconds = (3 x forward FLOPs/token x D + evaluation FLOPs) / (peak x MFU); "
                 f"peak FLOP/s {peaks} measured at {self.threads} thread(s); precision 'auto' = "
                 f"{self.precision}; MFU {parts}; bf16 without a measured MFU {self.bf16_gain:g}x faster "
@@ -110,9 +123,22 @@ def run_precision(run: PlannedRun, tp: Throughput) -> str:
     return tp.precision if run.config.precision == "auto" else run.config.precision
 
 
+def rate_key(run: PlannedRun, precision: str, threads: int) -> str:
+    """The key of a run's measured step rate: its shape, batch, threads, torch and precision."""
+    from lmscale.training.hardware import installed_torch_version
+    from lmscale.training.step_timing import step_key
+
+    cfg = run.config
+    return f"{step_key(cfg.model, cfg.batch_tokens, threads, installed_torch_version() or '')}|precision={precision}"
+
+
 def run_seconds(run: PlannedRun, tp: Throughput) -> float:
     flops = sum(run_flops(run, tp.distributions))
     arch, precision = run.config.model.architecture, run_precision(run, tp)
+    if tp.step_rates:
+        rate = tp.step_rates.get(rate_key(run, precision, tp.threads))
+        if rate:
+            return flops / rate + RUN_OVERHEAD_S
     if precision == "bf16" and f"{arch}/bf16" in tp.mfu:
         return flops / (tp.peaks.get("bf16", tp.peak_flops) * tp.mfu[f"{arch}/bf16"]) + RUN_OVERHEAD_S
     seconds = flops / (tp.peaks.get("fp32", tp.peak_flops) * tp.mfu.get(arch, 0.1))
@@ -139,6 +165,62 @@ def measured_peak(threads: int, device: str = "cpu", dtype: str | None = None) -
 
     configure_threads(threads)
     return matmul_peak(resolve_device(device), dtype=dtype)
+
+
+#: Shapes whose step would take longer than this at the matmul peak are not timed (their step is
+#: matmul-bound, and timing several would take minutes): they keep the peak x MFU estimate.
+MAX_TIMED_STEP_S = 0.25
+
+#: Cache file (in :func:`lmscale.training.hardware.cache_dir`) of measured step rates.
+STEP_RATES_CACHE = "step_rates.json"
+
+
+def measured_step_rates(runs: list[PlannedRun], tp: Throughput, device: str = "cpu",
+                        progress: bool = False) -> dict[str, float]:
+    """Training FLOP/s (3 x forward FLOPs per token x batch tokens / step seconds) of each distinct
+    shape, batch and precision of ``runs`` at ``tp.threads`` threads: the fastest bare step
+    (forward, backward, AdamW) of :func:`lmscale.training.step_timing.best_step_times`, cached per
+    machine unless other processes shared the CPUs meanwhile (then measured again next time).
+    Shapes whose step at the matmul peak would take over :data:`MAX_TIMED_STEP_S` are left out
+    (:func:`run_seconds` estimates them by peak x MFU)."""
+    import sys
+
+    from tqdm import tqdm
+
+    from lmscale.training.hardware import (
+        BusyTrial,
+        cache_dir,
+        cached_json_value,
+        configure_threads,
+        quiet_trial,
+        resolve_device,
+    )
+    from lmscale.training.precision import autocast
+    from lmscale.training.step_timing import best_step_times
+
+    configure_threads(tp.threads)
+    dev = resolve_device(device)
+    todo: dict[str, PlannedRun] = {}
+    for run in runs:
+        cfg, precision = run.config, run_precision(run, tp)
+        step_flops = 3.0 * forward_flops_per_token(cfg.model) * cfg.batch_tokens
+        if step_flops / tp.peaks.get(precision, tp.peak_flops) <= MAX_TIMED_STEP_S:  # else: peak x MFU
+            todo.setdefault(rate_key(run, precision, tp.threads), run)
+    rates = {}
+    for key, run in tqdm(todo.items(), desc="timing a step of each shape", unit="shape", file=sys.stderr,
+                         disable=not progress):
+        cfg, precision = run.config, run_precision(run, tp)
+
+        def measure(cfg=cfg, precision=precision) -> float:
+            step = best_step_times(dev, cfg.model, cfg.batch_tokens, {precision: autocast(dev, precision)})
+            return 3.0 * forward_flops_per_token(cfg.model) * cfg.batch_tokens / step[precision]
+
+        try:
+            rates[key] = cached_json_value(cache_dir() / STEP_RATES_CACHE, key, "flops_per_s",
+                                           lambda measure=measure: quiet_trial(measure))
+        except BusyTrial as trial:
+            rates[key] = trial.value
+    return rates
 
 
 def store_mfu(store_path: str | None) -> dict[str, float]:

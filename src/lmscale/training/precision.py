@@ -14,7 +14,8 @@
    busier machine ``auto`` keeps fp32 for now and caches nothing). Small
    models are element-wise work more than matmuls, and the casts autocast
    adds can make bf16 slower; where that line falls depends on the CPU, so
-   it is measured, not assumed.
+   it is measured, not assumed. A matmul-bound step (at least
+   ``step_timing.MEASURE_BELOW_FLOPS`` FLOPs) is not timed: the peaks decide.
 
 Measured with ``benchmarks/bench_small.py`` (n_ctx 64, vocabulary 512,
 2048-token batches, 2 threads): on a 2-core Intel Xeon with AMX, fp32
@@ -102,11 +103,28 @@ def resolve_precision(requested: str, device: Any, spec: ModelSpec,
     by_peaks = _by_peaks(matmul_peak(device, dtype="fp32"), matmul_peak(device, dtype="bf16"))
     if by_peaks[0] == "fp32" or device.type != "cpu":
         return by_peaks
+    if matmul_bound(spec, batch_tokens):
+        return _matmul_bound(by_peaks, spec, batch_tokens)
     try:
         return _by_step(step_speedup(device, spec, batch_tokens), spec, batch_tokens)
     except BusyTrial as busy:
         return "fp32", (f"auto: {busy} of a bf16 step against fp32 at {spec.n_layer}/{spec.d_model}; fp32 "
                         "until a trial on a quieter machine")
+
+
+def matmul_bound(spec: ModelSpec, batch_tokens: int) -> bool:
+    """Whether a step of ``spec`` is matmul-bound (training FLOPs of a step at least
+    :data:`~lmscale.training.step_timing.MEASURE_BELOW_FLOPS`): the peaks decide its precision,
+    not a trial (a 1e8-parameter step planned on a CPU would take minutes to time)."""
+    from lmscale.accounting import training_flops_per_token
+    from lmscale.training.step_timing import MEASURE_BELOW_FLOPS
+
+    return training_flops_per_token(spec, exact=True) * batch_tokens >= MEASURE_BELOW_FLOPS
+
+
+def _matmul_bound(by_peaks: tuple[str, str], spec: ModelSpec, batch_tokens: int) -> tuple[str, str]:
+    return by_peaks[0], (f"{by_peaks[1]}; a step of {spec.n_layer}/{spec.d_model} on {batch_tokens}-token "
+                         "batches is matmul-bound, so the peaks decide")
 
 
 def _by_peaks(fp32: float, bf16: float) -> tuple[str, str]:
@@ -186,6 +204,8 @@ def resolve_elsewhere(device_type: str, spec: ModelSpec, threads: int | None = N
             by_peaks = _by_peaks(fp32, bf16)
             if by_peaks[0] == "fp32":
                 return by_peaks
+            if matmul_bound(spec, batch_tokens):
+                return _matmul_bound(by_peaks, spec, batch_tokens)
             speedup = cached_step_speedup(spec, batch_tokens, threads)
             if speedup is not None:
                 return _by_step(speedup, spec, batch_tokens)
