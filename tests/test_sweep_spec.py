@@ -267,9 +267,7 @@ def test_plan_times_a_step_of_each_shape_once(tmp_path, monkeypatch, capsys):
     pytest.importorskip("torch")
     from lmscale.cli import main
     from lmscale.sweeps import estimate
-    from lmscale.training import step_timing
-
-    from lmscale.training import hardware
+    from lmscale.training import hardware, step_timing
 
     monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(hardware, "BUSY_SHARE", 2.0)  # cached whatever the suite's other worker does

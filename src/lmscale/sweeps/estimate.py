@@ -200,20 +200,22 @@ def measured_step_rates(runs: list[PlannedRun], tp: Throughput, device: str = "c
 
     configure_threads(tp.threads)
     dev = resolve_device(device)
+    def step_flops(run: PlannedRun) -> float:  # as run_flops counts a step's training FLOPs
+        return 3.0 * forward_flops_per_token(run.config.model) * run.config.batch_tokens
+
     todo: dict[str, PlannedRun] = {}
     for run in runs:
-        cfg, precision = run.config, run_precision(run, tp)
-        step_flops = 3.0 * forward_flops_per_token(cfg.model) * cfg.batch_tokens
-        if step_flops / tp.peaks.get(precision, tp.peak_flops) <= MAX_TIMED_STEP_S:  # else: peak x MFU
+        precision = run_precision(run, tp)
+        if step_flops(run) / tp.peaks.get(precision, tp.peak_flops) <= MAX_TIMED_STEP_S:  # else: peak x MFU
             todo.setdefault(rate_key(run, precision, tp.threads), run)
     rates = {}
     for key, run in tqdm(todo.items(), desc="timing a step of each shape", unit="shape", file=sys.stderr,
                          disable=not progress):
         cfg, precision = run.config, run_precision(run, tp)
 
-        def measure(cfg=cfg, precision=precision) -> float:
+        def measure(run=run, cfg=cfg, precision=precision) -> float:
             step = best_step_times(dev, cfg.model, cfg.batch_tokens, {precision: autocast(dev, precision)})
-            return 3.0 * forward_flops_per_token(cfg.model) * cfg.batch_tokens / step[precision]
+            return step_flops(run) / step[precision]
 
         try:
             rates[key] = cached_json_value(cache_dir() / STEP_RATES_CACHE, key, "flops_per_s",
