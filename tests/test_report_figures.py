@@ -114,6 +114,9 @@ def test_figures_without_runs_say_what_is_missing(ladder, tmp_path):
     assert all(o.drawn or o.missing for o in outcomes.values())
     with pytest.raises(Missing):
         spec("fig02_learning_curves").draw(StudyFrames(), None)
+    # 30 runs imported without their model shape: not "the study has 0", but what they lack
+    embeddings = next(o for o in outcomes.values() if o.spec.key == "fig06_embeddings")
+    assert "the study has 0; 30 more without them" in " ".join(embeddings.missing)
 
 
 @pytest.fixture(scope="module")

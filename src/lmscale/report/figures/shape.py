@@ -86,11 +86,14 @@ def draw_embeddings(frames: Any, fits: Any):
     if pts.empty or "N_embedding" not in pts or "n_layer" not in pts:
         pts, rule = frames.results("transformer"), "all finished Transformer runs"
     needed = ("N", "N_embedding", "n_layer", "loss")
-    if pts.empty or any(c not in pts for c in needed):
-        raise Missing("3 or more finished Transformer runs with their parameter counts (the study has none)")
-    pts = pts.dropna(subset=list(needed))
-    if len(pts) < 3:
-        raise Missing(f"3 or more finished Transformer runs of different sizes (the study has {len(pts)})")
+    known = pts.dropna(subset=list(needed)) if all(c in pts for c in needed) else pts.iloc[:0]
+    if len(known) < 3:
+        lacking = len(pts) - len(known)
+        raise Missing(f"3 or more finished Transformer runs of different sizes with their embedding parameters "
+                      f"and depth (the study has {len(known)}"
+                      + (f"; {lacking} more without them, e.g. imported without their model shape" if lacking else "")
+                      + ")")
+    pts = known
     fig, (ax_all, ax_ne) = style.new_figure(ncols=2)
     layers = np.sort(pts["n_layer"].unique())
     colors, _ = style.size_colors(layers)
