@@ -24,12 +24,17 @@ def test_plan_json_for_the_papers_budgets():
     for key in ("N_opt", "D_opt", "loss", "tokens_per_param", "law", "inputs", "method"):
         assert key in p
     assert p["law"] == "hoffmann2022" and p["inputs"]["compute"] == 5.76e23
+    # [K] eq. D.1 is <= 0 past N ~ 1.2e10: Chinchilla's 40B gets the floor, and the table says so
+    assert p["shape"]["learning_rate"] == 1e-5 and p["shape"]["learning_rate_clamped"]
+    table = run("plan", "--compute", "5.76e23", "--law", "hoffmann2022")
+    assert "1e-05 (floor: D.1 <= 0 past N ~ 1.2e10)" in table.stdout
 
     k = run("plan", "--compute", "1", "--unit", "pf-day", "--law", "kaplan2020", "--json")
     assert k.returncode == 0, k.stderr
     p = json.loads(k.stdout)
     assert abs(p["N_opt"] / 1.3e9 - 1) < 0.01 and abs(p["D_opt"] / 2e10 - 1) < 0.01
     assert p["inputs"]["unit"] == "pf-day" and p["inputs"]["compute_given"] == 1.0
+    assert not p["shape"]["learning_rate_clamped"] and p["shape"]["learning_rate"] > 1e-5
 
 
 def test_several_laws_give_a_list_and_a_table():

@@ -159,7 +159,8 @@ _ROWS = (
     ("delta_L (overfitting)", lambda p: _g(p["overfitting"].get("delta_L"), ".4f")),
     ("shape n_layer/d_model/n_head", lambda p: p["shape"].get("error", "")[:40] if "error" in p["shape"] else
         f"{p['shape']['n_layer']}/{p['shape']['d_model']}/{p['shape']['n_head']}"),
-    ("learning rate [K] D.1", lambda p: _g(p["shape"].get("learning_rate"))),
+    ("learning rate [K] D.1", lambda p: _g(p["shape"].get("learning_rate"))
+        + (" (floor: D.1 <= 0 past N ~ 1.2e10)" if p["shape"].get("learning_rate_clamped") else "")),
     ("wall time (days)", lambda p: _g(p["wall_time"]["days"])),
     ("device", lambda p: f"{p['wall_time']['n_devices']}x {p['wall_time']['device']}, MFU {p['wall_time']['mfu']:g}"),
 )

@@ -307,7 +307,7 @@ def size_band(fit: FitResult, loss: float, N_center: float, overhead: float = 0.
 
 
 def _shape(N: float, options: PlanOptions) -> dict[str, Any]:
-    from lmscale.models.shapes import paper_learning_rate, shape_for_params
+    from lmscale.models.shapes import LR_A, LR_B, paper_learning_rate, shape_for_params
 
     try:
         spec = shape_for_params(N, n_ctx=options.n_ctx, n_vocab=options.n_vocab)
@@ -318,6 +318,7 @@ def _shape(N: float, options: PlanOptions) -> dict[str, Any]:
         "n_layer": spec.n_layer, "d_model": spec.d_model, "n_head": spec.n_head, "d_ff": spec.d_ff,
         "n_ctx": spec.n_ctx, "n_vocab": spec.n_vocab, "N": n, "aspect_ratio": spec.d_model / spec.n_layer,
         "learning_rate": paper_learning_rate(float(n)),
+        "learning_rate_clamped": bool(LR_A - LR_B * math.log(n) <= paper_learning_rate(float(n)) * (1 - 1e-12)),
         "method": "lmscale.models.shapes.shape_for_params (N = 12 n_layer d_model^2 within 10%); "
                   "LR(N) = 0.003239 - 0.0001395 ln N, [K] eq. D.1 (clamped at 1e-5 beyond N ~ 1.2e10)",
     }
