@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from lmscale.models.spec import ModelSpec  # noqa: E402
 from lmscale.training import hardware as hw  # noqa: E402
-from lmscale.training import step_timing, train  # noqa: E402
+from lmscale.training import step_timing, train, trainer  # noqa: E402
 from lmscale.training.hardware import available_cpus  # noqa: E402
 from test_training import text_data, tiny_config  # noqa: E402
 
@@ -97,6 +97,18 @@ def test_the_trial_times_warm_steps_long_enough_and_old_counts_are_not_read(tmp_
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     one_faster, calls_now = _timings({1: 0.010, 4: 0.013})
     assert step_timing.choose_threads(SMALL, 1024, 4, one_faster)[0] == 1 and len(calls_now) == 4
+
+
+@pytest.mark.skipif(available_cpus() < 2, reason="one CPU: there is no thread count to choose")
+def test_the_thread_trial_asks_for_no_more_data_than_the_run(tmp_path, monkeypatch):
+    """The trial's hundreds of steps cycle over the run's own training set: a 20-step run of
+    2048-token batches (41k tokens) on 234k tokens of text trains, where a trial drawing 403 x 2048
+    fresh tokens would stop it with "asked for ... training tokens"."""
+    monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path))
+    data = text_data(("stdlib",))
+    assert (trainer.THREAD_TRIAL_WARMUP + trainer.THREAD_TRIAL_MAX_STEPS) * 2048 > len(data.train) > 20 * 2048
+    record = train(tiny_config(model=SMALL, threads=None, steps=20, batch_tokens=2048), data=data, progress=False)
+    assert record.status == "finished" and record.steps == 20
 
 
 def test_a_thread_trial_on_a_busy_machine_serves_the_run_and_is_not_cached(tmp_path, monkeypatch):

@@ -127,9 +127,10 @@ def _seconds_per_step(config: TrainConfig, threads: int, data: Any, auto_precisi
     """
     n_ctx = config.model.n_ctx
     configure_threads(threads)
+    own = make_plan(config).dataset_tokens  # the trial cycles over the run's own data, no more
     trial = replace(config, tokens=None, flops=None, steps=THREAD_TRIAL_WARMUP + THREAD_TRIAL_MAX_STEPS,
-                    threads=threads, checkpoint_dir=None, early_stopping=False, eval_tokens=n_ctx,
-                    eval_other_tokens=n_ctx, final_eval_tokens=n_ctx)
+                    dataset_tokens=own, threads=threads, checkpoint_dir=None, early_stopping=False,
+                    eval_tokens=n_ctx, eval_other_tokens=n_ctx, final_eval_tokens=n_ctx)
     device = resolve_device(config.device)
     run = _Run(trial, device, distributed.DataParallel(), data, auto_precision)
     run.start()
