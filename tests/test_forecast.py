@@ -169,6 +169,10 @@ def test_cuts_by_compute_are_6ND_whatever_c_column_the_table_has():
     assert given.audit["chosen"] == plain.audit["chosen"]
     six_nd = np.sort(6.0 * runs["N"] * runs["D"])
     assert set(given.audit["thresholds"]) <= set(six_nd)
+    # D given as a 'tokens' column (as the laws read it): the same cuts, not one cut by size
+    tokens = ls.forecast(runs.rename(columns={"D": "tokens"}), bootstrap=0)
+    assert tokens.audit["by"] == "C" and tokens.audit["chosen"] == plain.audit["chosen"]
+    np.testing.assert_allclose(tokens.audit["thresholds"], plain.audit["thresholds"])
 
 
 def test_candidates_follow_the_columns():

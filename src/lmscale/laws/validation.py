@@ -89,7 +89,7 @@ def size_axis(frame: pd.DataFrame, by: str | None = None, columns: Mapping[str, 
         raise LmscaleError(f"cut by {by!r}: expected 'N' (model size) or 'C' (compute)")
     if by is None:
         by = "N" if "N" in frame.columns else "C"
-    derived, _ = derive_columns(frame, (by,))
+    derived, _ = derive_columns(frame, ("D", "C") if by == "C" else (by,))  # D from tokens too
     if by == "C" and {"N", "D"} <= set(derived.columns):
         # the compute the intervals measure distances in (6 N D), whatever C column the table has:
         # a C that counts attention and embeddings (OLMo's, 1.67 to 1.21 x 6ND from 190M to 3.2B)
