@@ -23,8 +23,8 @@ Then, per set, the plausible alternatives (the candidates validated within
 2x of the chosen one, which widen its intervals) each scored on the
 held-out runs, how much the choice matters; and the forecast from every
 column the set's loader gives (OLMo's own C column among them), which must
-equal the one from N, D (and U) alone. Beside them, in hindsight, what no forecast from the smaller runs should be
-expected to beat: the error on the held-out runs of the naive fit and of the
+equal the one from N, D (and U) alone. Beside them, in hindsight, what no
+forecast from the smaller runs should be expected to beat: the error on the held-out runs of the naive fit and of the
 forecast's law, each fitted on *every* run, the held-out ones included
 (``hind``, naive / law): the scatter of the runs about the form itself (digitised
 points, seeds, schedules), or the form's misfit.
