@@ -314,11 +314,12 @@ def _shape(N: float, options: PlanOptions) -> dict[str, Any]:
     except LmscaleError as exc:
         return {"error": str(exc)}
     n = non_embedding_params(spec)
+    learning_rate = paper_learning_rate(float(n))
     return {
         "n_layer": spec.n_layer, "d_model": spec.d_model, "n_head": spec.n_head, "d_ff": spec.d_ff,
         "n_ctx": spec.n_ctx, "n_vocab": spec.n_vocab, "N": n, "aspect_ratio": spec.d_model / spec.n_layer,
-        "learning_rate": paper_learning_rate(float(n)),
-        "learning_rate_clamped": bool(LR_A - LR_B * math.log(n) <= paper_learning_rate(float(n)) * (1 - 1e-12)),
+        "learning_rate": learning_rate,
+        "learning_rate_clamped": learning_rate > LR_A - LR_B * math.log(n),  # eq. D.1 below its floor
         "method": "lmscale.models.shapes.shape_for_params (N = 12 n_layer d_model^2 within 10%); "
                   "LR(N) = 0.003239 - 0.0001395 ln N, [K] eq. D.1 (clamped at 1e-5 beyond N ~ 1.2e10)",
     }
