@@ -133,3 +133,24 @@ def test_unknown_column_names_are_listed_with_the_way_to_map_them(files, capsys,
     mapped = json.loads(out)["predictions"][0]["loss"]
     code, out, _ = run(capsys, "predict", files / "runs.csv", "--at", "N=1e9,D=2e10", "--bootstrap", "5", "--json")
     assert mapped == pytest.approx(json.loads(out)["predictions"][0]["loss"])
+
+
+def test_a_law_that_did_not_converge_or_is_not_identified_is_said_so(files, capsys):
+    """Muennighoff et al.'s 296 runs: the validated choice (data-constrained, compute-weighted) is
+    refitted on all runs without converging, and its parameters are not identified; the forecast
+    says both, in the text and the JSON. A law its runs identify gets no such warning."""
+    from conftest import SHARED_DATA
+
+    runs = SHARED_DATA / "muennighoff2023_datablations_runs.csv"
+    if not runs.exists():
+        pytest.skip(f"{runs} not found (the shared data folder sits beside the checkout)")
+    mapping = "N=N_params,D=D_tokens,U=U_unique_tokens,loss=val_loss"
+    code, out, err = run(capsys, "predict", runs, "--columns", mapping, "--at", "N=2e10,D=4e11", "--bootstrap", "20")
+    assert code == 0, err
+    assert "warning: the refit of data_constrained+compute_weighted on all runs did not converge" in out
+    assert "parameters are not identified by these runs" in out
+    code, out, _ = run(capsys, "predict", runs, "--columns", mapping, "--at", "N=2e10,D=4e11", "--bootstrap", "20",
+                       "--json")
+    assert len(json.loads(out)["fit_warnings"]) == 2
+    code, out, _ = run(capsys, "predict", files / "runs.csv", "--at", "N=1e9,D=2e10", "--bootstrap", "20", "--json")
+    assert code == 0 and json.loads(out)["fit_warnings"] == []
