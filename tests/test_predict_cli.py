@@ -49,7 +49,7 @@ def saved(files):
 
 def test_predict_json_save_and_read_back(files, saved, capsys):
     data = saved
-    assert set(data) == {"law", "predictions", "validation"}
+    assert set(data) == {"law", "predictions", "validation", "fit_warnings"} and data["fit_warnings"] == []
     assert [set(p) for p in data["predictions"]] == [set(COLUMNS)] * 2
     for p in data["predictions"]:
         assert p["lo95"] <= p["lo80"] < p["loss"] < p["hi80"] <= p["hi95"]

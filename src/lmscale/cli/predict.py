@@ -26,7 +26,11 @@ error measured on the cuts, growing with the distance beyond the data.
 
 POINTS is a CSV (or Parquet) with columns N and D (or C, and D = C / (6 N)),
 or inline: 'N=7e10,D=1.4e12;N=1e9,D=2e10'. Output, one row per point:
-N, D, loss, lo80, hi80, lo95, hi95 (nats/token).
+N, D, loss, lo80, hi80, lo95, hi95 (nats/token). A warning follows where
+the chosen law's refit on all runs did not converge or its parameters are
+not identified by the runs (the predictions and their intervals stand; the
+parameters then mean little), and for points beyond the distances the cuts
+measured.
 
 Examples:
   lmscale predict runs.csv --at "N=3.2e9,D=6.3e10"
@@ -54,7 +58,7 @@ def register(sub: Any) -> None:
     p.add_argument("--jobs", type=int, default=None, metavar="J", help="bootstrap worker threads")
     p.add_argument("--save", default=None, metavar="FORECAST.json", help="write the forecast (for plan/predict)")
     p.add_argument("--out", default=None, metavar="PRED.csv", help="write the predictions as CSV")
-    p.add_argument("--json", action="store_true", help="print {law, predictions, validation} as JSON")
+    p.add_argument("--json", action="store_true", help="print {law, predictions, validation, fit_warnings} as JSON")
     p.set_defaults(func=run)
 
 
