@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         _write_csv(table[cols], Path(args.out))
     if args.json:
         print_json({"law": fc.law, "predictions": table[cols].to_dict(orient="records"),
-                    "validation": fc.validation, "fit_warnings": fit_warnings(fc)})
+                    "validation": fc.validation, "fit_warnings": fc.warnings})
         return 0
     print(f"forecast: {fc.law}: {fc.reason}")
     print(" ".join(f"{c:>11}" for c in cols))
@@ -139,29 +139,13 @@ def run(args: argparse.Namespace) -> int:
     e = fc.error
     print(f"intervals: {fc.fit.stats.get('n_bootstrap', 0)} bootstrap draws of {fc.law} plus the extrapolation "
           f"error measured on {e.n_cuts} cut(s): s(d) = sqrt({e.s0:.4f}^2 + ({e.k:.4f} d)^2) in log loss")
-    for line in [*fit_warnings(fc), *far_warnings(table, e.max_distance)]:
+    for line in [*fc.warnings, *far_warnings(table, e.max_distance)]:
         print(f"warning: {line}")
     if args.save:
         print(f"wrote {args.save}")
     if args.out:
         print(f"wrote {args.out}")
     return 0
-
-
-def fit_warnings(fc: Any) -> list[str]:
-    """What a reader of the forecast must know about its law's refit on all runs: it did not
-    converge, or the runs do not identify its parameters (its predictions may still be usable;
-    the bootstrap's spread is in the intervals)."""
-    fit, out = fc.fit, []
-    if fit.stats.get("converged") is False:
-        out.append(f"the refit of {fc.law} on all runs did not converge "
-                   f"(L-BFGS-B: {str(fit.stats.get('optimizer_message', '')).strip(' :') or 'no message'})")
-    if fit.identified is False:
-        failures = (fit.identification or {}).get("failures") or []
-        out.append(f"{fc.law}'s parameters are not identified by these runs"
-                   + (f" ({'; '.join(failures[:2])})" if failures else "")
-                   + ": read the predictions with their intervals, not the parameters")
-    return out
 
 
 def far_warnings(table, seen: float) -> list[str]:

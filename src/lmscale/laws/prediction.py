@@ -92,6 +92,27 @@ class Forecast:
         return self.members[self.law][1]
 
     @property
+    def warnings(self) -> list[str]:
+        """What a reader must know about the law's refit on all runs: it did not converge, or the
+        runs do not identify its parameters (its predictions and their intervals stand; the
+        bootstrap's spread is in them)."""
+        fit = self.fit
+        out = self._not_converged()
+        if fit.identified is False:
+            failures = (fit.identification or {}).get("failures") or []
+            out.append(f"{self.law}'s parameters are not identified by these runs"
+                       + (f" ({'; '.join(failures[:2])})" if failures else "")
+                       + ": read the predictions with their intervals, not the parameters")
+        return out
+
+    def _not_converged(self) -> list[str]:
+        stats = self.fit.stats
+        if stats.get("converged") is not False:
+            return []
+        message = str(stats.get("optimizer_message", "")).strip(" :") or "no message"
+        return [f"the refit of {self.law} on all runs did not converge (L-BFGS-B: {message})"]
+
+    @property
     def validation(self) -> list[dict[str, Any]]:
         """The audit rows of the candidate(s) forecast with: one per cut."""
         return [row for row in self.audit["table"] if row["candidate"] in self.members]
@@ -211,6 +232,7 @@ class Forecast:
                      f"beyond the data in N (N_max = {self.data['N_max']:.3g}) or compute (C_max = "
                      f"{self.data['C_max']:.3g} FLOPs), calibrated on "
                      f"{e.n_residuals} held-out runs of {e.n_cuts} cut(s)")
+        lines += [f"warning: {w}" for w in self._not_converged()]  # the fit's summary gives its verdict
         lines.append("validation (the forecast's law):")
         for row in self.validation:
             lines.append(f"  {row['candidate']} cut {row['cut']}: held out {row['held_out_rows']} run(s) at "
