@@ -94,8 +94,7 @@ def size_axis(frame: pd.DataFrame, by: str | None = None, columns: Mapping[str, 
         # the compute the intervals measure distances in (6 N D), whatever C column the table has:
         # a C that counts attention and embeddings (OLMo's, 1.67 to 1.21 x 6ND from 190M to 3.2B)
         # would order the runs into other cuts than the distances beyond them
-        derived = derived.assign(C=6.0 * pd.to_numeric(derived["N"], errors="coerce")
-                                 * pd.to_numeric(derived["D"], errors="coerce"))
+        derived, _ = derive_columns(derived.drop(columns="C", errors="ignore"), ("C",))
     if by not in derived.columns:
         raise LmscaleError(f"cut by {by}: the table has no {by} column"
                            + (" (nor N and D to derive C = 6 N D)" if by == "C" else ""))

@@ -187,14 +187,7 @@ def measured_step_rates(runs: list[PlannedRun], tp: Throughput, device: str = "c
 
     from tqdm import tqdm
 
-    from lmscale.training.hardware import (
-        BusyTrial,
-        cache_dir,
-        cached_json_value,
-        configure_threads,
-        quiet_trial,
-        resolve_device,
-    )
+    from lmscale.training.hardware import cache_dir, cached_trial, configure_threads, resolve_device
     from lmscale.training.precision import autocast
     from lmscale.training.step_timing import best_step_times
 
@@ -217,11 +210,7 @@ def measured_step_rates(runs: list[PlannedRun], tp: Throughput, device: str = "c
             step = best_step_times(dev, cfg.model, cfg.batch_tokens, {precision: autocast(dev, precision)})
             return step_flops(run) / step[precision]
 
-        try:
-            rates[key] = cached_json_value(cache_dir() / STEP_RATES_CACHE, key, "flops_per_s",
-                                           lambda measure=measure: quiet_trial(measure))
-        except BusyTrial as trial:
-            rates[key] = trial.value
+        rates[key], _ = cached_trial(cache_dir() / STEP_RATES_CACHE, key, "flops_per_s", measure)
     return rates
 
 

@@ -117,6 +117,16 @@ def quiet_trial(measure: Callable[[], float]) -> float:
     return value
 
 
+def cached_trial(path: Path, key: str, field: str, measure: Callable[[], float]) -> tuple[float, BusyTrial | None]:
+    """``(value, None)``: ``table[key][field]`` of the cache ``path``, measured by a :func:`quiet_trial` of
+    ``measure`` on first use; ``(value, busy)`` where that trial shared the CPUs with other processes:
+    what it measured, not cached, and why."""
+    try:
+        return cached_json_value(path, key, field, lambda: quiet_trial(measure)), None
+    except BusyTrial as busy:
+        return busy.value, busy
+
+
 def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux)."""
     try:

@@ -44,7 +44,7 @@ from typing import Any
 
 from lmscale.errors import LmscaleError
 from lmscale.models.spec import ModelSpec
-from lmscale.training.step_timing import best_step_times, step_key
+from lmscale.training.step_timing import best_step_times, matmul_bound, step_key
 
 #: Measured bf16/fp32 matmul peak ratio above which ``auto`` may choose bf16.
 BF16_MIN_SPEEDUP = 1.5
@@ -112,16 +112,6 @@ def resolve_precision(requested: str, device: Any, spec: ModelSpec,
                         "until a trial on a quieter machine")
 
 
-def matmul_bound(spec: ModelSpec, batch_tokens: int) -> bool:
-    """Whether a step of ``spec`` is matmul-bound (training FLOPs of a step at least
-    :data:`~lmscale.training.step_timing.MEASURE_BELOW_FLOPS`): the peaks decide its precision,
-    not a trial (a 1e8-parameter step planned on a CPU would take minutes to time)."""
-    from lmscale.accounting import training_flops_per_token
-    from lmscale.training.step_timing import MEASURE_BELOW_FLOPS
-
-    return training_flops_per_token(spec, exact=True) * batch_tokens >= MEASURE_BELOW_FLOPS
-
-
 def _matmul_bound(by_peaks: tuple[str, str], spec: ModelSpec, batch_tokens: int) -> tuple[str, str]:
     return by_peaks[0], (f"{by_peaks[1]}; a step of {spec.n_layer}/{spec.d_model} on {batch_tokens}-token "
                          "batches is matmul-bound, so the peaks decide")
@@ -175,11 +165,14 @@ def step_speedup(device: Any, spec: ModelSpec, batch_tokens: int) -> float:
     """
     import torch
 
-    from lmscale.training.hardware import cache_dir, cached_json_value, quiet_trial
+    from lmscale.training.hardware import cache_dir, cached_trial
 
     key = speedup_key(spec, batch_tokens, torch.get_num_threads(), torch.__version__)
-    return cached_json_value(cache_dir() / STEP_CACHE, key, "speedup",
-                             lambda: quiet_trial(lambda: _measure_step_speedup(device, spec, batch_tokens)))
+    speedup, busy = cached_trial(cache_dir() / STEP_CACHE, key, "speedup",
+                                 lambda: _measure_step_speedup(device, spec, batch_tokens))
+    if busy is not None:  # a busy trial decides nothing here: auto keeps fp32 (resolve_precision)
+        raise busy
+    return speedup
 
 
 def _measure_step_speedup(device: Any, spec: ModelSpec, batch_tokens: int) -> float:

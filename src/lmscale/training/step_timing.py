@@ -102,6 +102,15 @@ def best_step_times(device: Any, spec: ModelSpec, batch_tokens: int,
     return best
 
 
+def matmul_bound(spec: ModelSpec, batch_tokens: int) -> bool:
+    """Whether a training step of ``spec`` is matmul-bound: at least :data:`MEASURE_BELOW_FLOPS`
+    FLOPs (every term of [K] table 1). Such a step is not timed: it uses every CPU, and the
+    matmul peaks decide its precision (a 1e8-parameter step planned on a CPU takes minutes to time)."""
+    from lmscale.accounting import training_flops_per_token
+
+    return training_flops_per_token(spec, exact=True) * batch_tokens >= MEASURE_BELOW_FLOPS
+
+
 def choose_threads(spec: ModelSpec, batch_tokens: int, available: int,
                    seconds_per_step: Callable[[int], float]) -> tuple[int, str]:
     """``(threads, why)`` for a lone CPU run that did not set its thread count.
@@ -117,18 +126,12 @@ def choose_threads(spec: ModelSpec, batch_tokens: int, available: int,
     (:data:`MEASURE_BELOW_FLOPS`).
     """
     from lmscale.accounting import training_flops_per_token
-    from lmscale.training.hardware import (
-        BusyTrial,
-        cache_dir,
-        cached_json_value,
-        installed_torch_version,
-        quiet_trial,
-    )
+    from lmscale.training.hardware import cache_dir, cached_trial, installed_torch_version
 
     if available <= 1:
         return available, "every CPU"
-    flops = training_flops_per_token(spec, exact=True) * batch_tokens
-    if flops >= MEASURE_BELOW_FLOPS:
+    if matmul_bound(spec, batch_tokens):
+        flops = training_flops_per_token(spec, exact=True) * batch_tokens
         return available, f"every CPU ({flops:.2g} FLOPs a step: matmul-bound)"
     # how idle OpenMP threads wait changes the answer (a sleeping thread is slow to wake)
     policy = os.environ.get("OMP_WAIT_POLICY", "default").lower()
@@ -142,11 +145,8 @@ def choose_threads(spec: ModelSpec, batch_tokens: int, available: int,
                 best[threads] = min(best[threads], seconds_per_step(threads))
         return best[1] / best[available]
 
-    busy = ""
-    try:
-        ratio = cached_json_value(cache_dir() / THREADS_CACHE, key, "one_over_all", lambda: quiet_trial(measure))
-    except BusyTrial as trial:
-        ratio, busy = trial.value, f" ({trial}: not cached)"
+    ratio, trial = cached_trial(cache_dir() / THREADS_CACHE, key, "one_over_all", measure)
+    busy = f" ({trial}: not cached)" if trial else ""
     if ratio <= 1.0:
         return 1, f"1 thread: this shape trains {1.0 / ratio:.2f}x faster than on {available} here{busy}"
     return available, f"{available} threads: this shape trains {ratio:.2f}x faster than on 1 here{busy}"
