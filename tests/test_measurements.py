@@ -142,3 +142,115 @@ def test_per_position_standard_error_is_the_batch_means_error():
     shape = block_means - block_means.mean(1, keepdims=True)
     assert se_shape == pytest.approx((shape.std(0, ddof=1) / 4).tolist(), rel=1e-9)
     assert np.all(np.array(se_shape) < np.array(se))
+
+
+def _table(values: np.ndarray, blocks: np.ndarray):
+    """Per-block sums and counts of row values [n, P]: the layout evaluate_position_blocks returns."""
+    torch = pytest.importorskip("torch")
+    k = int(blocks.max()) + 1
+    table = np.zeros((k, values.shape[1] + 1))
+    np.add.at(table[:, :-1], blocks, values)
+    np.add.at(table[:, -1], blocks, 1.0)
+    return torch.from_numpy(table)
+
+
+@pytest.mark.parametrize("n_docs, mean_length", [(60, 25), (12, 120)])
+def test_per_position_standard_error_is_calibrated_over_documents_of_unequal_length(n_docs, mean_length):
+    """Documents of very unequal length, each with its own difficulty, stored in order of it (a
+    split sorted by path keeps similar files together): the error clustered by document matches
+    the spread of the mean over repeated test splits. Contiguous blocks of sequences ignore the
+    documents: where documents are longer than a block (12 long ones), neighbouring blocks share
+    one and the blocks' error is far too small."""
+    from lmscale.training.evaluate import position_blocks, position_means
+
+    rng = np.random.default_rng(1)
+    means, se_doc, se_contig = [], [], []
+    for _ in range(400):
+        lengths = rng.geometric(1 / mean_length, n_docs)
+        offsets = np.sort(rng.normal(0, 0.3, n_docs))  # easy documents first
+        documents = np.repeat(np.arange(n_docs), lengths)
+        rows = offsets[documents, None] + rng.normal(0, 1.0, (len(documents), 3)) + np.array([5.0, 4.0, 3.5])
+        blocks = position_blocks(len(rows), documents)
+        assert int(blocks.max()) + 1 == n_docs and np.all(np.diff(blocks) >= 0)
+        mean, se, _ = position_means(_table(rows, blocks))
+        means.append(mean)
+        se_doc.append(se)
+        se_contig.append(position_means(_table(rows, position_blocks(len(rows))))[1])
+    spread = np.std(means, axis=0, ddof=1)
+    rms = lambda x: np.sqrt(np.mean(np.square(x), axis=0))  # noqa: E731
+    assert rms(se_doc) == pytest.approx(spread, rel=0.15)
+    if n_docs < 32:
+        assert np.all(rms(se_contig) < 0.7 * spread)
+
+
+def test_position_blocks_group_whole_documents():
+    from lmscale.training.evaluate import (
+        FALLBACK_POSITION_BLOCKS,
+        MAX_POSITION_BLOCKS,
+        position_blocks,
+    )
+
+    documents = np.repeat(np.arange(5 * MAX_POSITION_BLOCKS), 3)
+    blocks = position_blocks(len(documents), documents)
+    # more documents than blocks: runs of whole documents, about equal in size
+    assert int(blocks.max()) + 1 == MAX_POSITION_BLOCKS
+    for d in range(0, len(documents), 3):
+        assert len(set(blocks[d:d + 3])) == 1
+    assert np.bincount(blocks).min() >= 12 and np.bincount(blocks).max() <= 18
+    # no documents, or one: contiguous blocks of sequences
+    assert int(position_blocks(1000).max()) + 1 == FALLBACK_POSITION_BLOCKS
+    assert int(position_blocks(1000, np.zeros(1000, dtype=int)).max()) + 1 == FALLBACK_POSITION_BLOCKS
+
+
+def test_row_documents_count_the_document_ends_before_each_sequence():
+    from lmscale.training.batches import row_documents
+
+    eot = 9
+    tokens = np.array([1, 2, 9, 3, 4, 5, 9, 6, 9, 7])  # documents: [1 2 9] [3 4 5 9] [6 9] [7]
+    assert row_documents(tokens, np.arange(10), eot).tolist() == [0, 0, 0, 1, 1, 1, 1, 2, 2, 3]
+
+
+def test_the_position_table_matches_a_plain_loop_on_real_text():
+    """A real model on real documents: the trainer's table and errors against per-row losses
+    from the model's logits and the clustered error written out in numpy; two data-parallel
+    halves add up to the whole."""
+    torch = pytest.importorskip("torch")
+    import argparse
+    import inspect
+    import textwrap
+    from pathlib import Path
+
+    from lmscale.models import ModelSpec, build_model
+    from lmscale.training.batches import fixed_rows, row_documents, row_starts
+    from lmscale.training.evaluate import evaluate_position_blocks, position_blocks, position_means
+
+    eot = 0  # Python source holds no NUL byte: it ends each document
+    text = b"\0".join(Path(m.__file__).read_bytes() for m in (argparse, inspect, textwrap)) + b"\0"
+    tokens = np.frombuffer(text, dtype=np.uint8).astype(np.int64)
+    n_ctx = 16
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(n_layer=1, d_model=16, n_head=2, n_ctx=n_ctx, n_vocab=256)).eval()
+    rows = torch.from_numpy(fixed_rows(tokens, n_ctx, 20_000))
+    documents = row_documents(tokens, row_starts(len(tokens), n_ctx, 20_000), eot)
+    assert sorted(set(documents.tolist())) == [0, 1, 2]
+    blocks = torch.from_numpy(position_blocks(len(rows), documents))
+    halves = sum(evaluate_position_blocks(model, model.hidden_states, rows, blocks, slice(r, None, 2), 7)
+                 for r in (0, 1))
+    whole = evaluate_position_blocks(model, model.hidden_states, rows, blocks, slice(None), 64)
+    assert torch.allclose(halves, whole, rtol=1e-10, atol=1e-9)
+    mean, se, se_shape = position_means(whole)
+
+    with torch.no_grad():
+        logits = model(rows[:, :-1])
+        losses = torch.nn.functional.cross_entropy(logits.reshape(-1, 256).double(), rows[:, 1:].reshape(-1),
+                                                   reduction="none").reshape(len(rows), n_ctx).numpy()
+    assert mean == pytest.approx(losses.mean(0).tolist(), rel=1e-5)
+    g = documents
+    counts = np.bincount(g)
+    doc_means = np.stack([losses[g == d].mean(0) for d in range(3)])
+    w = counts / counts.sum()
+    expect = np.sqrt(3 / 2 * (w[:, None] ** 2 * (doc_means - losses.mean(0)) ** 2).sum(0))
+    assert se == pytest.approx(expect.tolist(), rel=1e-5)
+    shape = doc_means - doc_means.mean(1, keepdims=True)
+    expect_shape = np.sqrt(3 / 2 * (w[:, None] ** 2 * (shape - (w[:, None] * shape).sum(0)) ** 2).sum(0))
+    assert se_shape == pytest.approx(expect_shape.tolist(), rel=1e-5)

@@ -73,20 +73,34 @@ class SequenceBatches:
         return np.asarray(self.tokens[index.ravel()], dtype=np.int64).reshape(count, self.n_ctx + 1)
 
 
-def fixed_rows(tokens: Any, n_ctx: int, max_tokens: int) -> np.ndarray:
-    """``max_tokens // n_ctx`` test sequences as ``[n, n_ctx + 1]`` rows, spread evenly.
+def row_starts(total: int, n_ctx: int, max_tokens: int) -> np.ndarray:
+    """Token offsets of ``max_tokens // n_ctx`` test sequences spread evenly over ``total`` tokens.
 
     The sequences start at evenly spaced offsets over the whole test split,
     so a small evaluation budget still samples every part of it (the first
     few thousand tokens would be one or two documents).
     """
-    total = len(tokens)
     n = min(max_tokens, total - 1) // n_ctx
     if n < 1:
         raise LmscaleError(f"test split has {total} tokens: fewer than one sequence of n_ctx + 1 = {n_ctx + 1}")
-    starts = np.linspace(0, total - (n_ctx + 1), n).astype(np.int64)
+    return np.linspace(0, total - (n_ctx + 1), n).astype(np.int64)
+
+
+def fixed_rows(tokens: Any, n_ctx: int, max_tokens: int) -> np.ndarray:
+    """The test sequences of :func:`row_starts` as ``[n, n_ctx + 1]`` int64 rows."""
+    starts = row_starts(len(tokens), n_ctx, max_tokens)
     index = starts[:, None] + np.arange(n_ctx + 1, dtype=np.int64)[None, :]
-    return np.asarray(tokens[index.ravel()], dtype=np.int64).reshape(n, n_ctx + 1)
+    return np.asarray(tokens[index.ravel()], dtype=np.int64).reshape(len(starts), n_ctx + 1)
+
+
+def row_documents(tokens: Any, starts: np.ndarray, eot: int) -> np.ndarray:
+    """Index of the document each sequence starts in; documents end at an ``eot`` token.
+
+    The prepared shards write ``eot`` after every document, so a sequence
+    starting at offset s lies in document #(eot tokens before s).
+    """
+    ends = np.flatnonzero(np.asarray(tokens) == eot)
+    return np.searchsorted(ends, np.asarray(starts, dtype=np.int64), side="left").astype(np.int64)
 
 
 class ArrayData:
@@ -100,10 +114,13 @@ class ArrayData:
         test: test split per distribution name.
         vocab_size: size of the tokenizer's vocabulary.
         train_distribution: which ``test`` entry is the training distribution.
+        eot: the token id that ends each document, if the arrays have one
+            (the per-position standard errors then treat documents as the
+            independent units; without it, contiguous blocks of sequences).
     """
 
     def __init__(self, train: Any, test: dict[str, Any], vocab_size: int,
-                 train_distribution: str | None = None):
+                 train_distribution: str | None = None, eot: int | None = None):
         if not test:
             raise LmscaleError("ArrayData: at least one test split is needed")
         self.train = np.asarray(train)
@@ -113,6 +130,7 @@ class ArrayData:
         if self.train_distribution not in self.test:
             raise LmscaleError(f"ArrayData: train_distribution {self.train_distribution!r} has no test split")
         self.tokenizer_hash = "arrays"
+        self.eot = None if eot is None else int(eot)
 
     @property
     def distributions(self) -> list[str]:

@@ -1,5 +1,5 @@
 """Loss of a model on fixed test sequences: mean per token, and per context position
-with its standard error (batch means over contiguous blocks of sequences).
+with its standard error (clustered by the documents the sequences come from).
 
 Models with ``hidden_states(idx)`` and an ``lm_head`` are scored through the
 chunked head (:mod:`lmscale.training.loss`), others from their logits.
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
+import numpy as np
 import torch
 
 from lmscale.training.loss import (
@@ -76,43 +77,82 @@ def evaluate(model: torch.nn.Module, forward: Forward, rows: torch.Tensor, batch
     return total, positions
 
 
-def position_blocks(rows: torch.Tensor, n_blocks: int) -> list[tuple[int, int]]:
-    """``n_blocks`` contiguous (start, stop) ranges of rows, sizes within one of each other."""
-    n_blocks = max(1, min(n_blocks, rows.shape[0]))
-    edges = torch.linspace(0, rows.shape[0], n_blocks + 1).round().long().tolist()
-    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+#: Most clusters behind the per-position standard errors: more documents than
+#: this are grouped, whole and in order, into about this many blocks.
+MAX_POSITION_BLOCKS = 1024
+#: Contiguous blocks of sequences when the documents are unknown (no ``eot``).
+FALLBACK_POSITION_BLOCKS = 32
+
+
+def position_blocks(n_rows: int, documents: np.ndarray | None = None) -> np.ndarray:
+    """Block of each of ``n_rows`` test sequences, for the per-position standard errors.
+
+    With ``documents`` (the document each sequence starts in, non-decreasing
+    as :func:`lmscale.training.batches.row_documents` gives them) a block is
+    a document, or a run of whole consecutive documents when there are more
+    than ``MAX_POSITION_BLOCKS``: sequences of one document share its
+    difficulty, those of different documents are independent draws of the
+    test split's hash, so documents are the units of the error. Without
+    them (or with fewer than 2), ``FALLBACK_POSITION_BLOCKS`` contiguous
+    blocks of sequences of near-equal size.
+    """
+    if documents is not None and len(documents) == n_rows and n_rows > 1:
+        docs = np.asarray(documents, dtype=np.int64)
+        starts = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])  # first row of each document
+        if len(starts) >= 2:
+            if len(starts) > MAX_POSITION_BLOCKS:  # cut at the document start nearest each equal share
+                want = np.linspace(0, n_rows, MAX_POSITION_BLOCKS + 1)[1:-1]
+                near = np.clip(np.searchsorted(starts, want), 1, len(starts) - 1)
+                starts = np.unique(np.r_[0, starts[near]])
+            return np.searchsorted(starts, np.arange(n_rows), side="right") - 1
+    k = max(1, min(FALLBACK_POSITION_BLOCKS, n_rows))
+    return np.minimum(np.arange(n_rows) * k // max(n_rows, 1), k - 1)
 
 
 def evaluate_position_blocks(model: torch.nn.Module, forward: Forward, rows: torch.Tensor,
-                             blocks: list[tuple[int, int]], mine: list[int], batch_rows: int, *,
+                             blocks: torch.Tensor, mine: slice, batch_rows: int, *,
                              autocast: Callable[[], AbstractContextManager] = nullcontext,
                              ) -> torch.Tensor:
-    """Per-position loss sums of the blocks ``mine`` (indices into ``blocks``): [n_blocks, n_ctx + 1].
+    """Per-position loss sums per block over the rows ``rows[mine]``: [n_blocks, n_ctx + 1].
 
-    Column ``n_ctx`` holds each block's row count; blocks not in ``mine``
-    stay zero, so data-parallel ranks can add their tables.
+    ``blocks`` holds the block of every row (:func:`position_blocks`);
+    column ``n_ctx`` counts each block's rows. Rows outside ``mine`` add
+    nothing, so data-parallel ranks (``mine = slice(rank, None, world)``)
+    can add their tables.
     """
     n_ctx = rows.shape[1] - 1
-    out = torch.zeros(len(blocks), n_ctx + 1, dtype=torch.float64, device=rows.device)
-    for b in mine:
-        start, stop = blocks[b]
-        _, pos = evaluate(model, forward, rows[start:stop], batch_rows, per_position=True, autocast=autocast)
-        out[b, :n_ctx] = pos
-        out[b, n_ctx] = stop - start
+    n_blocks = int(blocks.max()) + 1 if blocks.numel() else 1
+    out = torch.zeros(n_blocks, n_ctx + 1, dtype=torch.float64, device=rows.device)
+    index = torch.arange(rows.shape[0], device=rows.device)[mine]
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(index), batch_rows):
+            take = index[start:start + batch_rows]
+            chunk = rows[take]
+            with autocast():
+                losses = token_losses(model, forward, chunk[:, :-1], chunk[:, 1:])
+            block = blocks[take]
+            out[:, :n_ctx].index_add_(0, block, losses.to(torch.float64))
+            out[:, n_ctx].index_add_(0, block, torch.ones(len(take), dtype=torch.float64, device=rows.device))
+    finally:
+        model.train(was_training)
     return out
 
 
 def position_means(table: torch.Tensor) -> tuple[list[float], list[float], list[float]]:
     """Loss per position and two standard errors from a block table (:func:`evaluate_position_blocks`).
 
-    The mean pools every row. Both errors are batch means over the blocks
-    (contiguous test sequences come from the same documents, so their losses
-    are correlated; blocks of them are close to independent), blocks weighted
-    by their rows:
+    The mean pools every row. Both errors treat the blocks (documents, see
+    :func:`position_blocks`) as independent draws, the rows within one as
+    correlated: the clustered (ratio-estimator) error of a mean over rows,
+    ``sqrt(k / (k - 1) * sum_g w_g^2 (m_g - m)^2)`` with w_g a block's share
+    of the rows and m_g its mean (for k equal blocks: sd of the block means
+    / sqrt(k), the batch-means error):
 
-    * ``se``: of the mean itself, sd of the block means / sqrt(blocks); it is
-      dominated by which documents the test split holds (a block of easy code
-      is easy at every position);
+    * ``se``: of the mean itself; it is dominated by which documents the
+      test split holds (a document of easy code is easy at every position),
+      so it falls as 1 / sqrt(documents), not with more sequences of them;
     * ``se_shape``: of the position's difference from the mean over positions,
       L(t) - mean_t L(t), the same over blocks: the uncertainty of the profile
       L(t) that a fit of its shape sees, without the shared document effect.
@@ -128,10 +168,9 @@ def position_means(table: torch.Tensor) -> tuple[list[float], list[float], list[
     w = counts / counts.sum()
     block_means = sums / counts[:, None]
 
-    def batch_means_se(values: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
-        var = (w[:, None] * (values - center) ** 2).sum(0) * k / (k - 1)
-        return torch.sqrt(var / k)
+    def clustered_se(values: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt((w[:, None] ** 2 * (values - center) ** 2).sum(0) * k / (k - 1))
 
     shape = block_means - block_means.mean(1, keepdim=True)
-    return (mean.tolist(), batch_means_se(block_means, mean).tolist(),
-            batch_means_se(shape, (shape * w[:, None]).sum(0)).tolist())
+    return (mean.tolist(), clustered_se(block_means, mean).tolist(),
+            clustered_se(shape, (shape * w[:, None]).sum(0)).tolist())

@@ -71,8 +71,8 @@ class RunRecord:
         best_test_loss: lowest test loss on the training distribution.
         per_position_loss: test loss at each context position t = 1..n_ctx, from
             the final evaluation (``TrainConfig.final_eval_tokens``).
-        per_position_se: standard error of each of those (batch means over
-            contiguous blocks of test sequences, so correlated text counts once).
+        per_position_se: standard error of each of those (clustered by the
+            test documents the sequences start in, so correlated text counts once).
         per_position_se_shape: standard error of each position's difference
             from the mean over positions (the profile L(t), without the
             document effect shared by every position).

@@ -28,7 +28,7 @@ from lmscale.accounting import training_flops_per_token
 from lmscale.errors import LmscaleError
 from lmscale.models import build_model
 from lmscale.training import checkpoint, distributed
-from lmscale.training.batches import SequenceBatches, fixed_rows
+from lmscale.training.batches import SequenceBatches, fixed_rows, row_documents, row_starts
 from lmscale.training.config import TrainConfig
 from lmscale.training.evaluate import (
     evaluate,
@@ -63,10 +63,6 @@ EVAL_BATCH_FACTOR = 4
 
 #: (status, error) with which a run ends.
 Outcome = tuple[str, str | None]
-
-#: Contiguous blocks of test sequences behind the per-position standard errors.
-POSITION_BLOCKS = 32
-
 
 def open_data(config: TrainConfig) -> Any:
     """The prepared data directory of ``config`` (``lmscale.data.PreparedData``)."""
@@ -173,8 +169,12 @@ class _Run:
         self.test_rows = {n: torch.from_numpy(fixed_rows(data.test_tokens(n), spec.n_ctx,
                                                          eval_budget(n))).to(device)
                           for n in names}
-        self.final_rows = torch.from_numpy(fixed_rows(
-            data.test_tokens(self.main_dist), spec.n_ctx, config.final_eval_budget())).to(device)
+        final_test = data.test_tokens(self.main_dist)
+        self.final_rows = torch.from_numpy(fixed_rows(final_test, spec.n_ctx, config.final_eval_budget())).to(device)
+        eot = getattr(data, "eot", None)  # documents end at eot in prepared shards; arrays may have none
+        documents = (row_documents(final_test, row_starts(len(final_test), spec.n_ctx, config.final_eval_budget()),
+                                   eot) if isinstance(eot, int) else None)
+        self.final_blocks = torch.from_numpy(position_blocks(self.final_rows.shape[0], documents)).to(device)
         self.train_distribution = data.train_distribution
         self.data_tokenizer = getattr(data, "tokenizer_hash", None)
         # -- model and optimizer ------------------------------------------------
@@ -384,12 +384,10 @@ class _Run:
 
     def final_positions(self) -> tuple[list[float], list[float], list[float]]:
         """Loss per context position and its standard errors over the final evaluation's sequences."""
-        rows, dp = self.final_rows, self.dp
-        blocks = position_blocks(rows, POSITION_BLOCKS)
-        mine = list(range(dp.rank, len(blocks), dp.world_size))
+        dp = self.dp
         batch_rows = max(1, self.plan.micro_batch_tokens // self.spec.n_ctx)
-        table = evaluate_position_blocks(self.model, self.forward, rows, blocks, mine, batch_rows,
-                                         autocast=self.autocast)
+        table = evaluate_position_blocks(self.model, self.forward, self.final_rows, self.final_blocks,
+                                         slice(dp.rank, None, dp.world_size), batch_rows, autocast=self.autocast)
         return position_means(distributed.all_reduce_sum(dp, table))
 
     def record_point(self, lr: float, test: dict[str, float]) -> CurvePoint:

@@ -212,8 +212,8 @@ FIGURES = (
         caption=(
             "Left: final loss against non-embedding parameters for each architecture, with the "
             "Transformers' fitted L(N). Right: final loss at each position t of the context, from "
-            "a final evaluation over many test sequences (bands: +-2 standard errors, batch means "
-            "over blocks of sequences); LSTMs keep up on early tokens and plateau on late ones."
+            "a final evaluation over many test sequences (bands: +-2 standard errors, clustered "
+            "by test document); LSTMs keep up on early tokens and plateau on late ones."
         ),
         needs="LSTM (or Universal Transformer) runs beside Transformer runs, per-position losses",
         draw=draw_architectures,
