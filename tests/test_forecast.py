@@ -327,3 +327,40 @@ def test_store_runs_use_tokens_trained_and_unique_tokens():
 def test_frames_without_n_and_d_are_refused():
     with pytest.raises(LmscaleError, match="needs column"):
         ls.forecast(pd.DataFrame({"X": [1.0, 2.0], "loss": [3.0, 2.0]}))
+
+
+def test_store_forecasts_single_pass_runs_at_one_batch_and_says_what_it_left_out():
+    """A study's batch-size sweep and its runs on small, repeated datasets move the loss at equal N and D,
+    which the laws have no term for: from a store they are left out, counted in the notes, kept on request."""
+    from lmscale.laws.forecast import store_runs
+
+    truth = lambda N, D: 1.7 + 400 / N**0.34 + 410 / D**0.28  # noqa: E731
+    sizes = np.geomspace(1e6, 1e8, 5)
+    ladder = [{"N": n, "tokens": 20 * n * r, "dataset_tokens": np.nan, "batch_tokens": 2048,
+               "loss": truth(n, 20 * n * r)} for n in sizes for r in (0.5, 1, 2)]
+    sweep = [{"N": n, "tokens": 20 * n, "dataset_tokens": np.nan, "batch_tokens": b,
+              "loss": truth(n, 20 * n) * (1 + 0.05 * abs(np.log2(b / 2048)))}
+             for n in sizes[:2] for b in (512, 1024, 4096)]
+    repeated = [{"N": n, "tokens": 80 * n, "dataset_tokens": 8 * n, "batch_tokens": 2048,
+                 "loss": truth(n, 8 * n)} for n in sizes[:3]]
+    store = pd.DataFrame(ladder + sweep + repeated).assign(architecture="transformer")
+
+    out = store_runs(store)
+    assert len(out) == len(ladder) and "U" not in out.columns
+    assert out["loss"].tolist() == pytest.approx([r["loss"] for r in ladder])
+    notes = out.attrs["notes"]
+    assert len(notes) == 2 and "left out 6 run(s) of a batch-size sweep" in notes[0] and "2048" in notes[0]
+    assert "left out 3 run(s) that repeat their data" in notes[1]
+    fc = ls.forecast(out, bootstrap=0)
+    assert fc.notes["runs"] == notes and "note: left out 6" in fc.summary()
+
+    every = store_runs(store, every_run=True)
+    assert len(every) == len(store) and every.attrs["notes"] == []
+    assert every["U"].tolist() == pytest.approx([r["tokens"] for r in ladder + sweep] + [8 * n for n in sizes[:3]])
+    # a batch that grows with N (one per size) is no sweep: every run is kept
+    scaled = pd.DataFrame(ladder).assign(batch_tokens=lambda f: (f["N"] / 1e3).astype(int))
+    assert len(store_runs(scaled)) == len(ladder) and store_runs(scaled).attrs["notes"] == []
+    # too few single-pass sizes to forecast from: the repeated runs stay, with U
+    few = pd.DataFrame(ladder[:6] + repeated)
+    kept = store_runs(few)
+    assert len(kept) == len(few) and "U" in kept.columns and kept.attrs["notes"] == []

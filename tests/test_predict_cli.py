@@ -49,7 +49,8 @@ def saved(files):
 
 def test_predict_json_save_and_read_back(files, saved, capsys):
     data = saved
-    assert set(data) == {"law", "predictions", "validation", "fit_warnings"} and data["fit_warnings"] == []
+    assert set(data) == {"law", "predictions", "validation", "fit_warnings", "notes"}
+    assert data["fit_warnings"] == [] and data["notes"] == []  # a CSV: no store runs left out
     assert [set(p) for p in data["predictions"]] == [set(COLUMNS)] * 2
     for p in data["predictions"]:
         assert p["lo95"] <= p["lo80"] < p["loss"] < p["hi80"] <= p["hi95"]
@@ -154,3 +155,39 @@ def test_a_law_that_did_not_converge_or_is_not_identified_is_said_so(files, caps
     assert len(json.loads(out)["fit_warnings"]) == 2
     code, out, _ = run(capsys, "predict", files / "runs.csv", "--at", "N=1e9,D=2e10", "--bootstrap", "20", "--json")
     assert code == 0 and json.loads(out)["fit_warnings"] == []
+
+
+def test_a_store_forecast_leaves_out_the_batch_sweep_and_repeated_data_and_says_so(tmp_path, capsys):
+    from lmscale.store import Store
+    from lmscale.training.record import CurvePoint, RunRecord
+
+    def record(i, n, tokens, batch, dataset=None):
+        loss = 1.7 + 400 / n**0.34 + 410 / (dataset or tokens) ** 0.28 + 0.05 * abs(np.log2(batch / 4096))
+        config = {"model": {"architecture": "transformer", "n_layer": 2, "d_model": 64, "n_head": 2, "n_ctx": 32,
+                            "n_vocab": 512}, "tokens": tokens, "batch_tokens": batch, "dataset_tokens": dataset,
+                  "seed": i, "lr": 1e-3}
+        point = CurvePoint(step=1, tokens=tokens, flops=6.0 * n * tokens, flops_exact=6.0 * n * tokens, lr=1e-3,
+                           train_loss=loss, test_loss={"text": loss})
+        return RunRecord(run_id=f"r{i}", config=config, status="finished", non_embedding_params=n,
+                         exact_non_embedding_params=n, embedding_params=0, flops_per_token=2.0 * n,
+                         train_distribution="text", curve=[point], final_test_loss={"text": loss},
+                         best_test_loss=loss, steps=1, tokens=tokens, batch_tokens=batch)
+
+    runs = [(n, 20 * n * r, 4096, None) for n in np.geomspace(1e6, 1e8, 5) for r in (0.5, 1, 2)]
+    runs += [(1e6, 2e7, b, None) for b in (1024, 16384)] + [(1e6, 8e7, 4096, 8e6), (1e7, 8e8, 4096, 8e7)]
+    store = Store(tmp_path / "s.sqlite")
+    for i, (n, tokens, batch, dataset) in enumerate(runs):
+        store.write_record(record(i, n, tokens, batch, dataset))
+    code, out, err = run(capsys, "predict", tmp_path / "s.sqlite", "--at", "N=3e8,D=6e9", "--bootstrap", "10", "--json")
+    assert code == 0, err
+    notes = json.loads(out)["notes"]
+    assert code == 0 and len(notes) == 2
+    assert "left out 2 run(s) of a batch-size sweep" in notes[0] and "4096 tokens" in notes[0]
+    assert "left out 2 run(s) that repeat their data" in notes[1]
+    code, out, _ = run(capsys, "predict", tmp_path / "s.sqlite", "--at", "N=3e8,D=6e9", "--bootstrap", "10")
+    assert code == 0 and out.count("note: left out") == 2
+    code, out, _ = run(capsys, "predict", tmp_path / "s.sqlite", "--at", "N=3e8,D=6e9", "--bootstrap", "10",
+                       "--json", "--every-run")
+    assert code == 0 and json.loads(out)["notes"] == []
+    code, _, err = run(capsys, "fit", tmp_path / "s.sqlite", "--every-run")
+    assert code == 2 and "--every-run go with --audit" in err

@@ -75,6 +75,9 @@ def register(sub: Any) -> None:
                    help="with --audit: number of cuts (default: up to 3, leaving 3 model sizes to fit on)")
     p.add_argument("--by", choices=("N", "C"), default=None,
                    help="with --audit: cut by model size N (default) or by compute C")
+    p.add_argument("--every-run", action="store_true",
+                   help="with --audit on a store: keep batch-sweep runs and runs that repeat their data "
+                        "(left out by default: the laws have no term for either)")
     p.add_argument("--columns", default=None, metavar="MAP",
                    help='map your column names, e.g. N="Model Size",C="Training FLOP"')
     p.add_argument("--drop-highest-loss", type=int, default=0, metavar="K",
@@ -98,10 +101,10 @@ def run(args: argparse.Namespace) -> int:
         if is_sqlite(Path(args.input)):  # a store: D = tokens trained, U = unique tokens where data repeats
             from lmscale.laws.forecast import store_runs
 
-            frame = store_runs(frame)
+            frame = store_runs(frame, every_run=args.every_run)
         return run_audit(args, frame, columns)
-    if args.cuts is not None or args.by is not None:
-        raise LmscaleError("--cuts and --by go with --audit")
+    if args.cuts is not None or args.by is not None or args.every_run:
+        raise LmscaleError("--cuts, --by and --every-run go with --audit")
     result = fit(
         frame, law=args.law or "chinchilla", huber_delta=args.huber_delta, reduction=args.reduction,
         bootstrap=args.bootstrap, seed=args.seed, columns=columns,

@@ -24,6 +24,11 @@ validated error (the simplest on ties) is refitted on all runs with
 bootstrap draws. The intervals combine those draws with the extrapolation
 error measured on the cuts, growing with the distance beyond the data.
 
+From a results store the forecast is of single-pass runs at one batch
+size: the runs of a batch-size sweep off the batch most runs use, and runs
+that repeat their data, are left out (the laws have no term for either) and
+a note says how many; --every-run keeps them (repeated data as U).
+
 POINTS is a CSV (or Parquet) with columns N and D (or C, and D = C / (6 N)),
 or inline: 'N=7e10,D=1.4e12;N=1e9,D=2e10'. Output, one row per point:
 N, D, loss, lo80, hi80, lo95, hi95 (nats/token). A warning follows where
@@ -58,7 +63,10 @@ def register(sub: Any) -> None:
     p.add_argument("--jobs", type=int, default=None, metavar="J", help="bootstrap worker threads")
     p.add_argument("--save", default=None, metavar="FORECAST.json", help="write the forecast (for plan/predict)")
     p.add_argument("--out", default=None, metavar="PRED.csv", help="write the predictions as CSV")
-    p.add_argument("--json", action="store_true", help="print {law, predictions, validation, fit_warnings} as JSON")
+    p.add_argument("--every-run", action="store_true",
+                   help="from a store: keep batch-sweep runs and runs that repeat their data")
+    p.add_argument("--json", action="store_true",
+                   help="print {law, predictions, validation, fit_warnings, notes} as JSON")
     p.set_defaults(func=run)
 
 
@@ -96,15 +104,16 @@ def load_or_fit(args: argparse.Namespace):
 
     path = Path(args.runs)
     if path.suffix.lower() == ".json":
-        if args.law:
-            raise LmscaleError(f"--law {args.law}: {path} is a saved forecast; its law is fixed "
-                               "(forecast again from the runs table to force a law)")
+        if args.law or args.every_run:
+            flag = f"--law {args.law}" if args.law else "--every-run"
+            raise LmscaleError(f"{flag}: {path} is a saved forecast; its law and runs are fixed "
+                               "(forecast again from the runs table)")
         return Forecast.from_json(path)
     if args.bootstrap < 0:
         raise LmscaleError(f"--bootstrap {args.bootstrap}: expected 0 or more replicates")
     frame = read_table(path)
     if is_sqlite(path):  # a store: D = tokens trained, U = unique tokens where data repeats
-        frame = store_runs(frame)
+        frame = store_runs(frame, every_run=args.every_run)
     return forecast(frame, law=args.law, cuts=args.cuts, by=args.by, bootstrap=args.bootstrap, seed=args.seed,
                     columns=parse_columns(args.columns), n_jobs=args.jobs,
                     progress=args.bootstrap > 0 and sys.stderr.isatty())
@@ -130,9 +139,12 @@ def run(args: argparse.Namespace) -> int:
         _write_csv(table[cols], Path(args.out))
     if args.json:
         print_json({"law": fc.law, "predictions": table[cols].to_dict(orient="records"),
-                    "validation": fc.validation, "fit_warnings": fc.warnings})
+                    "validation": fc.validation, "fit_warnings": fc.warnings,
+                    "notes": list(fc.notes.get("runs", []))})
         return 0
     print(f"forecast: {fc.law}: {fc.reason}")
+    for line in fc.notes.get("runs", []):
+        print(f"note: {line}")
     print(" ".join(f"{c:>11}" for c in cols))
     for _, row in table.iterrows():
         print(" ".join(f"{row[c]:>11.4g}" if c in ("N", "D") else f"{row[c]:>11.4f}" for c in cols))

@@ -182,6 +182,32 @@ def derive_columns(frame: pd.DataFrame, needed: tuple[str, ...]) -> tuple[pd.Dat
     return frame, derived
 
 
+def modal_batch(runs: pd.DataFrame) -> int | None:
+    """The batch size (tokens) most of ``runs`` use: a study's reference batch (None: not recorded)."""
+    if runs.empty or "batch_tokens" not in runs or not runs["batch_tokens"].notna().any():
+        return None
+    return int(runs["batch_tokens"].dropna().astype(int).value_counts().index[0])
+
+
+def at_batch(table: pd.DataFrame, batch: int | None, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rows of runs that hold the batch fixed: where the study's runs of one N differ in batch
+    size (a batch-size sweep), only those at ``batch``, the reference.
+
+    ``runs``: the study's runs the variation is judged on (default: ``table``
+    itself). L(C) at fixed batch, approach 1 and the [H] form use these: the
+    batch moves the loss at equal N and D, and the forms have no term for
+    it. A study that scales the batch with N (one batch per size) keeps
+    every run.
+    """
+    runs = table if runs is None else runs
+    if batch is None or table.empty or not {"batch_tokens", "N"} <= set(table) or "batch_tokens" not in runs:
+        return table
+    per_n = runs["batch_tokens"].fillna(batch).astype(int).groupby(runs["N"]).nunique()
+    varied = table["N"].map(per_n).fillna(1) > 1
+    b = table["batch_tokens"].fillna(batch).astype(int)
+    return table[~varied | (b == batch)]
+
+
 def prepare_points(
     frame: pd.DataFrame, form: LawForm, columns: Mapping[str, str] | None = None,
     drop_highest_loss: int = 0, where: str = "data",

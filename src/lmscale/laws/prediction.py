@@ -225,6 +225,7 @@ class Forecast:
                  f"why: {self.reason}"]
         if len(self.members) > 1:
             lines += [f"  {name}: weight {w:.3f}" for name, (w, _) in self.members.items()]
+        lines += [f"note: {n}" for n in self.notes.get("runs", [])]
         lines.append(self.fit.summary())
         e = self.error
         lines.append(f"intervals: bootstrap over runs ({self.fit.stats.get('n_bootstrap', 0)} draws) plus "

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from lmscale.errors import LmscaleError
+from lmscale.laws.io import at_batch
 from lmscale.laws.study.frames import (
     StudyFrames,
     after_warmup,
-    at_batch,
     first_epoch,
     reference_batch,
     rule_of,

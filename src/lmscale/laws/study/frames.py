@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lmscale.errors import LmscaleError
+from lmscale.laws.io import modal_batch
 
 #: Store read methods, one per table of :class:`StudyFrames`.
 TABLES = (
@@ -165,30 +166,7 @@ def with_accounting(frames: StudyFrames, flops: str) -> StudyFrames:
 
 def reference_batch(frames: StudyFrames) -> int | None:
     """The batch size (tokens) most Transformer runs use: the study's reference batch."""
-    runs = frames.results("transformer")
-    if runs.empty or "batch_tokens" not in runs or not runs["batch_tokens"].notna().any():
-        return None
-    counts = runs["batch_tokens"].dropna().astype(int).value_counts()
-    return int(counts.index[0])
-
-
-def at_batch(table: pd.DataFrame, batch: int | None, runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Rows of runs that hold the batch fixed: where the study's runs of one N differ in batch
-    size (a batch-size sweep), only those at ``batch``, the reference.
-
-    ``runs``: the study's runs the variation is judged on (default: ``table``
-    itself). L(C) at fixed batch, approach 1 and the [H] form use these: the
-    batch moves the loss at equal N and D, and the forms have no term for
-    it. A study that scales the batch with N (one batch per size) keeps
-    every run.
-    """
-    runs = table if runs is None else runs
-    if batch is None or table.empty or not {"batch_tokens", "N"} <= set(table) or "batch_tokens" not in runs:
-        return table
-    per_n = runs["batch_tokens"].fillna(batch).astype(int).groupby(runs["N"]).nunique()
-    varied = table["N"].map(per_n).fillna(1) > 1
-    b = table["batch_tokens"].fillna(batch).astype(int)
-    return table[~varied | (b == batch)]
+    return modal_batch(frames.results("transformer"))
 
 
 def first_epoch(frames: StudyFrames, curves: pd.DataFrame) -> pd.DataFrame:

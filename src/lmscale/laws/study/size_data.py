@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from lmscale.laws.io import at_batch
 from lmscale.laws.study.frames import (
     StudyFrames,
-    at_batch,
     count_distinct,
     data_limited,
     reference_batch,

@@ -115,7 +115,8 @@ def audit_html(fc: Any, why_not: str | None) -> str:
              td(f"{100 * r['mean_abs_rel_error']:.3f}%", True), td(f"{100 * r['max_abs_rel_error']:.3f}%", True),
              td(f"{100 * r['score']:.3f}%", True)] for r in fc.audit["table"]]
     e = fc.error
-    return (f'<h2 id="forecast">Forecast</h2><p>Chosen: <strong>{esc(fc.law)}</strong>: {esc(fc.reason)}. '
+    notes = "".join(f'<p class="note">{esc(n)}</p>' for n in fc.notes.get("runs", []))
+    return (f'<h2 id="forecast">Forecast</h2>{notes}<p>Chosen: <strong>{esc(fc.law)}</strong>: {esc(fc.reason)}. '
             f"Intervals: bootstrap draws plus the extrapolation error s(d) = sqrt({e.s0:.4f}<sup>2</sup> + "
             f"({e.k:.4f} d)<sup>2</sup>) in log loss, d in decades beyond the data, calibrated on "
             f"{e.n_residuals} held-out runs of {e.n_cuts} cut(s).</p>"
