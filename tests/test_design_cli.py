@@ -159,3 +159,22 @@ def test_a_validated_forecast_plugs_into_the_criterion():
     assert len(prop.runs) >= 1 and prop.runs["C"].sum() <= 1e20 * (1 + 1e-9) and 0 < prop.narrowing < 1
     lo, hi = prop.interval
     assert lo[0] < np.exp(prop.forecast.point(target.N, target.D))[0] < hi[0]
+
+
+def test_next_warns_when_its_law_is_not_identified(tmp_path, capsys):
+    """A 3 x 3 seed grid does not pin the [H] form's five parameters down: a compute-optimal target drawn
+    from that fit is said to mean little; a wide grid identifies the law and draws no warning."""
+    few = grid_runs(tmp_path / "few.csv")
+    code, out, err = run_cli(capsys, "next", few, "--target-compute", "1e21", "--budget", "3e19", "--k", "2",
+                             "--bootstrap", "32", "--json")
+    assert code == 0, err
+    warnings = json.loads(out)["warnings"]
+    assert len(warnings) == 1 and "not identified" in warnings[0] and "--target" in warnings[0]
+    code, out, _ = run_cli(capsys, "next", few, "--target-compute", "1e21", "--budget", "3e19", "--k", "2",
+                           "--bootstrap", "32")
+    assert code == 0 and "warning: chinchilla's parameters are not identified" in out
+    wide = grid_runs(tmp_path / "wide.csv", sizes=np.geomspace(1e7, 3e9, 6), ratios=(2, 8, 32, 128, 512))
+    code, out, err = run_cli(capsys, "next", wide, "--target-compute", "1e23", "--budget", "3e20", "--k", "2",
+                             "--bootstrap", "32", "--json")
+    assert code == 0, err
+    assert json.loads(out)["warnings"] == []

@@ -82,6 +82,9 @@ def register(sub: Any) -> None:
     p.add_argument("--study", default=None, metavar="STUDY.toml", help="the study RUNS came from")
     p.add_argument("--write-study", default=None, metavar="FILE.toml",
                    help="write the proposals as a study group for 'lmscale sweep run'")
+    p.add_argument("--every-run", action="store_true",
+                   help="RUNS a store: keep its batch-sweep runs and runs that repeat their data (left out by "
+                        "default: the law has no term for either)")
     p.add_argument("--json", action="store_true", help="print the proposal as JSON")
     p.set_defaults(func=run)
 
@@ -129,8 +132,9 @@ def run(args: argparse.Namespace) -> int:
     if args.k is not None and args.k < 1:
         raise LmscaleError(f"--k {args.k}: expected at least 1 run")
     columns = parse_columns(args.columns)
-    frame = api.runs_frame(read_table(args.runs), columns, where=str(args.runs))
     store = Path(args.runs) if is_sqlite(Path(args.runs)) else None
+    frame = api.runs_frame(read_table(args.runs), columns, where=str(args.runs), store=store is not None,
+                           every_run=args.every_run)
     ctx = sf.context_from_store(store) if store else sf.StudyContext(name=Path(args.runs).stem)
     defaults = dict(ctx.defaults)
     max_tokens = ctx.train_tokens
@@ -186,6 +190,7 @@ def _report(prop: Any, runs: Any, frame: Any, args: argparse.Namespace, round_no
     fc = prop.forecast
     return {
         "runs_in": str(args.runs), "n_runs": len(frame), "notes": [*frame.attrs.get("notes", []), *prop.notes],
+        "warnings": _warnings(fc.fit, args.target_compute is not None),
         "law": fc.fit.law, "bootstrap_draws": fc.n_draws, "level": args.level,
         "noise_sd_log": fc.noise_sd,
         "target": {"N": prop.target.N.tolist(), "D": prop.target.D.tolist(), "C": prop.target.C.tolist(),
@@ -202,6 +207,19 @@ def _report(prop: Any, runs: Any, frame: Any, args: argparse.Namespace, round_no
     }
 
 
+def _warnings(fit: Any, target_from_law: bool) -> list[str]:
+    """What the reader must know of the law the proposal rests on: its runs do not identify it."""
+    if fit.identified is not False:
+        return []
+    failures = (fit.identification or {}).get("failures") or []
+    line = (f"{fit.law}'s parameters are not identified by these runs"
+            + (f" ({'; '.join(failures[:2])})" if failures else ""))
+    if target_from_law:
+        return [line + ": the compute-optimal target is that of a law the runs do not pin down; give the target "
+                "as N,D (--target), or first train runs that identify the law"]
+    return [line + ": the interval at the target and the runs proposed stand; the parameters mean little"]
+
+
 def _print(r: dict[str, Any]) -> None:
     for note in r["notes"]:
         print(f"note: {note}")
@@ -213,6 +231,8 @@ def _print(r: dict[str, Any]) -> None:
         print(f"target: N = {t['N'][i]:.3g}, D = {t['D'][i]:.3g} (C = {t['C'][i]:.3g} FLOPs; {t['how']}): "
               f"loss {f['loss'][i]:.4g}, {pct}% interval [{f['lo'][i]:.4g}, {f['hi'][i]:.4g}] "
               f"(width {f['relative_width'][i]:.2%})")
+    for line in r["warnings"]:
+        print(f"warning: {line}")
     print(f"criterion: {r['criterion']}")
     print(f"budget: {r['budget']:.3g} FLOPs; {len(r['proposals'])} run(s) cost {r['cost']:.3g} FLOPs; "
           f"expected narrowing of the interval: {r['expected_narrowing']:.1%}")

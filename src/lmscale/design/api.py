@@ -43,9 +43,18 @@ def default_forecaster(law: str = "chinchilla", n_boot: int = 64, level: float =
     return BootstrapForecaster(law=law, n_boot=n_boot, level=level, seed=seed)
 
 
-def runs_frame(data: pd.DataFrame, columns: Mapping[str, str] | None = None, where: str = "runs") -> pd.DataFrame:
+def runs_frame(data: pd.DataFrame, columns: Mapping[str, str] | None = None, where: str = "runs",
+               store: bool = False, every_run: bool = False) -> pd.DataFrame:
     """The N, D, loss table of ``data`` (names mapped, D = C / (6 N) derived); a store's
-    non-Transformer runs are left out and counted in ``frame.attrs["notes"]``."""
+    non-Transformer runs are left out and counted in ``frame.attrs["notes"]``.
+
+    ``store``: ``data`` is a results store's final points: D is the tokens
+    trained, and its batch-size sweep and runs that repeat their data are
+    left out as a forecast from a store leaves them
+    (:func:`lmscale.laws.forecast.store_runs`), with a note; ``every_run``
+    keeps them.
+    """
+    from lmscale.laws.forecast import store_runs
     from lmscale.laws.io import derive_columns, rename_columns
 
     frame = rename_columns(data, columns, where)
@@ -57,6 +66,9 @@ def runs_frame(data: pd.DataFrame, columns: Mapping[str, str] | None = None, whe
             notes.append(f"left out {int(other.sum())} non-Transformer run(s) "
                          f"({', '.join(sorted(frame.loc[other, 'architecture'].astype(str).unique()))})")
             frame = frame[~other]
+    if store:
+        frame = store_runs(frame, every_run=every_run)
+        notes += frame.attrs.get("notes", [])
     check_frame(frame, where)
     out = frame.reset_index(drop=True)
     out.attrs["notes"] = notes
