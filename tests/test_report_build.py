@@ -111,6 +111,15 @@ def test_cli_report_json_and_errors(smoke_store, tmp_path, capsys):
     a_file.write_text("x")
     assert main(["report", "--store", str(smoke_store), "--out", str(a_file)]) == 2
     assert main(["report", "--store", str(smoke_store), "--out", str(out), "--bootstrap", "-1"]) == 2
+    # the store as the first argument, as fit, predict and next take theirs; not twice
+    capsys.readouterr()
+    assert main(["report", str(smoke_store), "--out", str(tmp_path / "positional"), "--bootstrap", "0",
+                 "--json"]) == 0
+    assert (tmp_path / "positional" / "index.html").exists()
+    capsys.readouterr()
+    assert main(["report", str(smoke_store), "--store", str(smoke_store), "--out", str(out)]) == 2
+    assert main(["report", "--out", str(out)]) == 2
+    assert "give the results store once" in capsys.readouterr().err
 
 
 def test_help_teaches(capsys):

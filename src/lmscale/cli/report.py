@@ -24,7 +24,7 @@ The page needs no network: open it from disk or copy it anywhere.
 
 Examples:
   lmscale sweep run studies/smoke.toml --store smoke.sqlite
-  lmscale report --store smoke.sqlite --out smoke-report --open
+  lmscale report smoke.sqlite --out smoke-report --open
   lmscale report --store smoke.sqlite --out smoke-report --bootstrap 0 --json
   lmscale report --store smoke.sqlite --out smoke-exact --flops exact   # C with attention and logits
   lmscale plan --law smoke-report/fits.json --compute 1e18
@@ -34,7 +34,9 @@ Examples:
 def register(sub: Any) -> None:
     p = add_parser(sub, "report", help="the paper's figures and fitted laws of a study, as HTML",
                    description=DESCRIPTION)
-    p.add_argument("--store", required=True, metavar="PATH", help="the study's results store (.sqlite)")
+    p.add_argument("store_path", nargs="?", default=None, metavar="STORE",
+                   help="the study's results store (.sqlite); or give it as --store")
+    p.add_argument("--store", default=None, metavar="PATH", help="the study's results store (.sqlite)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write the report into")
     p.add_argument("--bootstrap", type=int, default=200, metavar="K",
                    help="bootstrap refits per law for the 95%% intervals (0: none, fastest)")
@@ -57,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     from lmscale.errors import LmscaleError
     from lmscale.report import ReportOptions, build_report
 
-    store = Path(args.store)
+    if (args.store is None) == (args.store_path is None):
+        raise LmscaleError("give the results store once: lmscale report STORE --out DIR (or --store STORE)")
+    store = Path(args.store or args.store_path)
     if not store.exists():
         raise LmscaleError(f"--store {store}: no such file (run 'lmscale sweep run STUDY --store {store}')")
     options = ReportOptions(bootstrap=args.bootstrap, holdout=not args.no_holdout, seed=args.seed,
