@@ -13,6 +13,9 @@ from lmscale.errors import LmscaleError
 from lmscale.laws.forms import get_form
 from lmscale.laws.result import FitResult, LawSet
 
+#: A per-position standard error (relative to the loss) below which L(t) is read as measured.
+POSITION_SE_GOAL = 0.005
+
 
 @dataclass
 class HoldoutCheck:
@@ -254,9 +257,12 @@ class StudyFits:
             else:
                 shape = (f"; of the profile L(t) - mean L: {pos['max_rel_se_shape']:.2%}"
                          if pos.get("max_rel_se_shape") is not None else "")
+                more = (pos["max_rel_se"] / POSITION_SE_GOAL) ** 2
+                need = (f"; {POSITION_SE_GOAL:.1%} would need {more:.1f}x as many test documents"
+                        if more > 1 else "")
                 lines.append(f"per-position loss ({pos['runs']} runs fitted with L(t)): largest standard error "
-                             f"{pos['max_rel_se']:.2%} of the loss (which documents the test split holds "
-                             f"dominates it){shape}")
+                             f"{pos['max_rel_se']:.2%} of the loss (between test documents: it falls as "
+                             f"1 / sqrt(documents), not with more sequences of them{need}){shape}")
         arch = self.checks.get("architectures")
         if arch and arch.get("runs"):
             lines.append("vs the Transformers' L(N) at equal N: " + ", ".join(
