@@ -263,8 +263,8 @@ def test_the_summary_says_how_many_more_test_documents_a_precise_profile_needs()
     fits = StudyFits(laws=LawSet("s"), checks={"positions": {"max_rel_se": 0.0129, "runs": 3,
                                                              "max_rel_se_shape": 0.0053}})
     line = next(x for x in fits.summary().splitlines() if x.startswith("per-position"))
-    # the error of a mean over documents falls as 1 / sqrt(documents): (1.29% / 0.5%)^2 = 6.7x as many
-    assert f"{(0.0129 / POSITION_SE_GOAL) ** 2:.1f}x as many test documents" in line and "6.7x" in line
+    # the error of a mean over documents falls as 1 / sqrt(documents scored): (1.29% / 0.5%)^2 = 6.7x as many
+    assert f"about {(0.0129 / POSITION_SE_GOAL) ** 2:.1f}x as many documents scored" in line and "6.7x" in line
     fits.checks["positions"]["max_rel_se"] = 0.004
     line = next(x for x in fits.summary().splitlines() if x.startswith("per-position"))
-    assert "as many test documents" not in line and "0.40%" in line
+    assert "as many documents" not in line and "0.40%" in line

@@ -258,11 +258,11 @@ class StudyFits:
                 shape = (f"; of the profile L(t) - mean L: {pos['max_rel_se_shape']:.2%}"
                          if pos.get("max_rel_se_shape") is not None else "")
                 more = (pos["max_rel_se"] / POSITION_SE_GOAL) ** 2
-                need = (f"; {POSITION_SE_GOAL:.1%} would need {more:.1f}x as many test documents"
-                        if more > 1 else "")
+                need = (f"; {POSITION_SE_GOAL:.1%} would need about {more:.1f}x as many documents scored: a larger "
+                        "test split, and final_eval_tokens to score it" if more > 1 else "")
                 lines.append(f"per-position loss ({pos['runs']} runs fitted with L(t)): largest standard error "
-                             f"{pos['max_rel_se']:.2%} of the loss (between test documents: it falls as "
-                             f"1 / sqrt(documents), not with more sequences of them{need}){shape}")
+                             f"{pos['max_rel_se']:.2%} of the loss (clustered by the test documents scored, "
+                             f"each with its own difficulty{need}){shape}")
         arch = self.checks.get("architectures")
         if arch and arch.get("runs"):
             lines.append("vs the Transformers' L(N) at equal N: " + ", ".join(
