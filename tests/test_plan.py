@@ -245,3 +245,29 @@ def test_size_band_rejects_unreachable_loss():
     fit = catalog.load("hoffmann2022").laws["chinchilla"]
     with pytest.raises(LmscaleError, match="no least-compute"):
         size_band(fit, loss=1.0, N_center=1e9)
+
+
+def test_a_plan_resting_on_a_law_its_runs_do_not_identify_says_so():
+    """A 3 x 3 grid of runs does not pin the [H] form down (its own verdict); a 5 x 5 grid over wider
+    ranges does. The plan warns in the first case only; a published law carries no verdict and no warning."""
+    import pandas as pd
+
+    from lmscale.laws import fit
+
+    truth = catalog.load("besiroglu2024").laws["chinchilla"]
+    rng = np.random.default_rng(0)
+
+    def grid(sizes, ratios):
+        N, R = np.meshgrid(sizes, ratios, indexing="ij")
+        N, D = N.ravel(), (N * R).ravel()
+        loss = truth.predict(N=N, D=D) * np.exp(0.003 * rng.standard_normal(len(N)))
+        return pd.DataFrame({"N": N, "D": D, "loss": loss})
+
+    few = fit(grid((2e7, 5e7, 1.25e8), (5, 20, 80)), law="chinchilla", bootstrap=50)
+    wide = fit(grid(np.geomspace(1e7, 3e9, 5), (2, 8, 32, 128, 512)), law="chinchilla", bootstrap=50)
+    assert few.identified is False and wide.identified is True
+    warned = plan(few, compute=1e21).warnings
+    assert any("chinchilla is not identified by the runs it was fitted on" in w and "N_opt, D_opt" in w
+               for w in warned)
+    assert not any("not identified" in w for w in plan(wide, compute=1e21).warnings)
+    assert not any("not identified" in w for w in plan("hoffmann2022", compute=1e21).warnings)

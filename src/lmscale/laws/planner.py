@@ -420,8 +420,27 @@ def plan(
     out.shape = _shape(N, options)
     out.wall_time = _wall_time(out.C_train, options)
     _uncertainty(out, alloc, laws, options)
+    out.warnings += _not_identified(out, alloc, laws)
     _check_required(out, laws, options.require)
     return out
+
+
+def _not_identified(out: Plan, alloc: _Allocator, laws: LawSet) -> list[str]:
+    """A warning per law the plan rests on that its runs do not identify (a published law says nothing)."""
+    used = [(alloc.fit, "N_opt, D_opt and the loss follow")]
+    if out.overfitting.get("delta_L") is not None:
+        used.append((laws.laws["kaplan_nd"], "delta_L follows"))
+    if out.B_crit is not None:
+        used.append((laws.laws["bcrit"], "B_crit and S_min follow"))
+    warnings = []
+    for fit, gives in used:
+        if fit is None or fit.identified is not False:
+            continue
+        failures = (fit.identification or {}).get("failures") or []
+        warnings.append(f"{fit.law} is not identified by the runs it was fitted on"
+                        + (f" ({'; '.join(failures[:2])})" if failures else "")
+                        + f": {gives} from parameters those runs do not pin down")
+    return warnings
 
 
 def _uncertainty(out: Plan, alloc: _Allocator, laws: LawSet, options: PlanOptions) -> None:
