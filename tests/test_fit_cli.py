@@ -14,7 +14,8 @@ from lmscale.errors import LmscaleError
 from lmscale.laws.forms import get_form
 
 H = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
-EPOCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "epoch_chinchilla_svg_extracted_data.csv"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+EPOCH = SHARED / "data" / "epoch_chinchilla_svg_extracted_data.csv"
 
 
 def lmscale(*args, cwd=None):
@@ -180,3 +181,42 @@ def test_cli_reads_a_results_store(tmp_path):
     data = json.loads(res.stdout)
     assert data["n_points"] == 40
     assert data["params"]["alpha"] == pytest.approx(0.34, abs=0.03)
+
+
+@pytest.mark.skipif(not EPOCH.exists(), reason="../shared/data is not beside the checkout")
+def test_a_table_of_several_settings_is_flagged_and_where_picks_one(capsys):
+    """Porian et al.'s IsoFLOP points hold 2 data sets, 2 tunings, 2 warm-ups and 3 schedules at the same
+    N and D: fitted across them, the note names the settings and a --where that picks one; the OLMo
+    ladder's labels (size names, a 1xC rerun) and the Epoch points' colours are no settings."""
+    import pandas as pd
+
+    from lmscale.cli import main
+    from lmscale.laws.io import derive_columns, mixed_settings, rename_columns
+
+    porian = SHARED / "data" / "porian2024_isoflop_points.csv"
+    assert main(["fit", str(porian), "--columns", "D=D_tokens", "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "runs at the same N and D differ in" in err and "--where" in err
+    for setting in ("dataset (owt2, rw)", "hparams (base, tuned)", "warmup (long, short)",
+                    "decay (chinchilla, const, kaplan)"):
+        assert setting in err
+    where = {"dataset": "rw", "hparams": "tuned", "warmup": "short", "decay": "const", "param_count": "standard",
+             "loss_split": "val"}
+    assert main(["fit", str(porian), "--columns", "D=D_tokens", "--json",
+                 "--where", ",".join(f"{k}={v}" for k, v in where.items())]) == 0
+    out, err = capsys.readouterr()
+    raw = pd.read_csv(porian)
+    expect = raw[np.logical_and.reduce([raw[k] == v for k, v in where.items()])]
+    assert json.loads(out)["n_points"] == len(expect) and "differ in" not in err
+    assert main(["fit", str(porian), "--columns", "D=D_tokens", "--where", "dataset=c4"]) == 2
+    assert "dataset holds owt2, rw" in capsys.readouterr().err
+    assert main(["fit", str(porian), "--columns", "D=D_tokens", "--where", "corpus=rw"]) == 2
+    assert "no column 'corpus'" in capsys.readouterr().err
+
+    def settings(name, columns):
+        frame, _ = derive_columns(rename_columns(pd.read_csv(SHARED / "data" / name), columns), ("N", "D"))
+        return mixed_settings(frame)
+
+    assert settings("olmo_ladder_final_points.csv", {"N": "N_params", "D": "total_tokens", "loss": "c4_en_CE"}) == {}
+    assert settings("epoch_chinchilla_svg_extracted_data.csv", {"N": "Model Size", "C": "Training FLOP"}) == {}
+    assert settings("muennighoff2023_datablations_runs.csv", {}) == {}

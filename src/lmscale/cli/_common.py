@@ -47,3 +47,36 @@ def print_json(data: Any) -> None:
     """Print data as JSON (NaN -> null, numpy -> Python) on stdout."""
     json.dump(_jsonable(data), sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+WHERE_HELP = ("keep only the rows whose columns hold these values, e.g. dataset=rw,hparams=tuned "
+              "(a table of several settings: a law of N and D fitted across them describes none)")
+
+
+def runs_table(path: Any, columns: dict[str, str], where: str | None) -> Any:
+    """The runs table at ``path`` (CSV, Parquet or store) with ``--where`` applied; a table whose
+    runs at one N and D differ in a setting that moves the loss gets a note on stderr."""
+    from pathlib import Path
+
+    from lmscale.errors import LmscaleError
+    from lmscale.laws.io import (
+        derive_columns,
+        is_sqlite,
+        parse_where,
+        read_table,
+        rename_columns,
+        select_rows,
+        settings_note,
+    )
+
+    frame = select_rows(read_table(path), parse_where(where), str(path))
+    if is_sqlite(Path(path)):  # a store's runs are one study's; its sweeps are handled where it is read
+        return frame
+    try:
+        named, _ = derive_columns(rename_columns(frame, columns, str(path)), ("N", "D"))
+    except LmscaleError:  # the fit itself says what is wrong with the columns
+        return frame
+    note = settings_note(named, str(path))
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return frame

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lmscale.cli._common import add_parser, print_json
+from lmscale.cli._common import WHERE_HELP, add_parser, print_json, runs_table
 from lmscale.errors import LmscaleError
 
 DESCRIPTION = """\
@@ -75,6 +75,7 @@ def register(sub: Any) -> None:
                    help="with --audit: number of cuts (default: up to 3, leaving 3 model sizes to fit on)")
     p.add_argument("--by", choices=("N", "C"), default=None,
                    help="with --audit: cut by model size N (default) or by compute C")
+    p.add_argument("--where", default=None, metavar="COL=VALUE,...", help=WHERE_HELP)
     p.add_argument("--every-run", action="store_true",
                    help="with --audit on a store: keep batch-sweep runs and runs that repeat their data "
                         "(left out by default: the laws have no term for either)")
@@ -91,12 +92,12 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lmscale.laws.api import fit
-    from lmscale.laws.io import is_sqlite, parse_columns, read_table
+    from lmscale.laws.io import is_sqlite, parse_columns
 
     if args.bootstrap < 0:
         raise LmscaleError(f"--bootstrap {args.bootstrap}: expected 0 or more replicates")
     columns = parse_columns(args.columns)
-    frame = read_table(args.input)
+    frame = runs_table(args.input, columns, args.where)
     if args.audit:
         if is_sqlite(Path(args.input)):  # a store: D = tokens trained, U = unique tokens where data repeats
             from lmscale.laws.forecast import store_runs

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lmscale.cli._common import add_parser, print_json
+from lmscale.cli._common import WHERE_HELP, add_parser, print_json, runs_table
 from lmscale.errors import LmscaleError
 
 DESCRIPTION = """\
@@ -63,6 +63,7 @@ def register(sub: Any) -> None:
     p.add_argument("--jobs", type=int, default=None, metavar="J", help="bootstrap worker threads")
     p.add_argument("--save", default=None, metavar="FORECAST.json", help="write the forecast (for plan/predict)")
     p.add_argument("--out", default=None, metavar="PRED.csv", help="write the predictions as CSV")
+    p.add_argument("--where", default=None, metavar="COL=VALUE,...", help=WHERE_HELP)
     p.add_argument("--every-run", action="store_true",
                    help="from a store: keep batch-sweep runs and runs that repeat their data")
     p.add_argument("--json", action="store_true",
@@ -100,18 +101,18 @@ def read_points(spec: str):
 def load_or_fit(args: argparse.Namespace):
     """The forecast: read from a saved JSON, or made from the runs table."""
     from lmscale.laws.forecast import Forecast, forecast, store_runs
-    from lmscale.laws.io import is_sqlite, parse_columns, read_table
+    from lmscale.laws.io import is_sqlite, parse_columns
 
     path = Path(args.runs)
     if path.suffix.lower() == ".json":
-        if args.law or args.every_run:
-            flag = f"--law {args.law}" if args.law else "--every-run"
+        if args.law or args.every_run or args.where:
+            flag = f"--law {args.law}" if args.law else ("--every-run" if args.every_run else "--where")
             raise LmscaleError(f"{flag}: {path} is a saved forecast; its law and runs are fixed "
                                "(forecast again from the runs table)")
         return Forecast.from_json(path)
     if args.bootstrap < 0:
         raise LmscaleError(f"--bootstrap {args.bootstrap}: expected 0 or more replicates")
-    frame = read_table(path)
+    frame = runs_table(path, parse_columns(args.columns), args.where)
     if is_sqlite(path):  # a store: D = tokens trained, U = unique tokens where data repeats
         frame = store_runs(frame, every_run=args.every_run)
     return forecast(frame, law=args.law, cuts=args.cuts, by=args.by, bootstrap=args.bootstrap, seed=args.seed,
