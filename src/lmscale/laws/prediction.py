@@ -364,7 +364,8 @@ def _point_columns(points: pd.DataFrame) -> tuple[Any, Any, Any]:
     D = pd.to_numeric(points["D"], errors="coerce").to_numpy(dtype=float) if "D" in points.columns \
         else np.full(len(N), np.nan)
     if "C" in points.columns:  # D = C / (6 N) where a point gives C instead of D
-        from_c = pd.to_numeric(points["C"], errors="coerce").to_numpy(dtype=float) / (6.0 * N)
+        with np.errstate(divide="ignore", invalid="ignore"):  # N <= 0: point_inputs names the row
+            from_c = pd.to_numeric(points["C"], errors="coerce").to_numpy(dtype=float) / (6.0 * N)
         D = np.where(np.isnan(D), from_c, D)
     U = pd.to_numeric(points["U"], errors="coerce").to_numpy(dtype=float) if "U" in points.columns else None
     return N, D, U
