@@ -59,6 +59,8 @@ def test_two_ranks_match_one_process(tmp_path):
         for name in ("stdlib", "reversed"):
             assert a.test_loss[name] == pytest.approx(b.test_loss[name], rel=1e-4)
     assert ddp.per_position_loss == pytest.approx(single.per_position_loss, rel=1e-4)
+    # each rank scores every other test sequence into the same blocks: the tables add up to one
+    assert ddp.per_position_se == pytest.approx(single.per_position_se, rel=1e-3)
     # B_small = per-rank batch, B_big = global batch: a noise scale comes for free
     # B_small = the per-rank batch (256 tokens), B_big = the global batch (512): the all-reduced
     # gradient is the single process's accumulated one, so |g_big|^2 agrees; |g_small|^2 is the

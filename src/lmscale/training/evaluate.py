@@ -49,32 +49,23 @@ def token_losses(model: torch.nn.Module, forward: Forward, inputs: torch.Tensor,
 
 
 def evaluate(model: torch.nn.Module, forward: Forward, rows: torch.Tensor, batch_rows: int, *,
-             per_position: bool = False,
-             autocast: Callable[[], AbstractContextManager] = nullcontext,
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of token losses and, if asked, per-position sums over ``rows`` ([n, n_ctx + 1]).
+             autocast: Callable[[], AbstractContextManager] = nullcontext) -> torch.Tensor:
+    """Sum of token losses over ``rows`` ([n, n_ctx + 1]): a 0-d fp64 tensor on the device.
 
-    Returns ``(total, positions)``: a 0-d fp64 sum over all tokens and an
-    [n_ctx] fp64 vector of sums per position (zeros unless ``per_position``).
-    Divide by the token and row counts for means.
+    Divide by the token count for the mean (per position: :func:`evaluate_position_blocks`).
     """
     was_training = model.training
     model.eval()
-    n_ctx = rows.shape[1] - 1
     total = torch.zeros((), dtype=torch.float64, device=rows.device)
-    positions = torch.zeros(n_ctx, dtype=torch.float64, device=rows.device)
     try:
         for start in range(0, rows.shape[0], batch_rows):
             chunk = rows[start:start + batch_rows]
             with autocast():
                 losses = token_losses(model, forward, chunk[:, :-1], chunk[:, 1:])
-            losses = losses.to(torch.float64)
-            total += losses.sum()
-            if per_position:
-                positions += losses.sum(dim=0)
+            total += losses.to(torch.float64).sum()
     finally:
         model.train(was_training)
-    return total, positions
+    return total
 
 
 #: Most clusters behind the per-position standard errors: more documents than
@@ -151,8 +142,9 @@ def position_means(table: torch.Tensor) -> tuple[list[float], list[float], list[
     / sqrt(k), the batch-means error):
 
     * ``se``: of the mean itself; it is dominated by which documents the
-      test split holds (a document of easy code is easy at every position),
-      so it falls as 1 / sqrt(documents), not with more sequences of them;
+      test split holds (a document of easy code is easy at every position):
+      it falls with the documents scored, and with more sequences of each
+      only until their shared difficulty dominates;
     * ``se_shape``: of the position's difference from the mean over positions,
       L(t) - mean_t L(t), the same over blocks: the uncertainty of the profile
       L(t) that a fit of its shape sees, without the shared document effect.

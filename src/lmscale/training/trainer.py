@@ -375,7 +375,7 @@ class _Run:
         out: dict[str, float] = {}
         for name, rows in self.test_rows.items():
             mine = rows[dp.rank::dp.world_size]
-            total, _ = evaluate(self.model, self.forward, mine, self.eval_rows(), autocast=self.autocast)
+            total = evaluate(self.model, self.forward, mine, self.eval_rows(), autocast=self.autocast)
             sums = torch.stack([total.reshape(()),
                                 torch.tensor(float(mine.shape[0]), dtype=torch.float64, device=self.device)])
             sums = distributed.all_reduce_sum(dp, sums)
