@@ -210,11 +210,11 @@ def _report(prop: Any, runs: Any, frame: Any, args: argparse.Namespace, round_no
 
 def _warnings(fit: Any, target_from_law: bool) -> list[str]:
     """What the reader must know of the law the proposal rests on: its runs do not identify it."""
-    if fit.identified is not False:
+    from lmscale.laws.identification import not_identified
+
+    line = not_identified(fit.law, fit.identification)
+    if line is None:
         return []
-    failures = (fit.identification or {}).get("failures") or []
-    line = (f"{fit.law}'s parameters are not identified by these runs"
-            + (f" ({'; '.join(failures[:2])})" if failures else ""))
     if target_from_law:
         return [line + ": the compute-optimal target is that of a law the runs do not pin down; give the target "
                 "as N,D (--target), or first train runs that identify the law"]

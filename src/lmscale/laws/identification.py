@@ -218,4 +218,14 @@ def short(identification: Mapping[str, Any] | None) -> str:
     return "not identified: " + "; ".join(identification.get("failures", [])[:3])
 
 
-__all__ = ["RULE", "check_interval", "distinct", "kind", "short", "verdict"]
+def not_identified(law: str, identification: Mapping[str, Any] | None, runs: str = "these runs") -> str | None:
+    """``"<law>'s parameters are not identified by <runs> (<first two reasons>)"``; None when the
+    verdict says identified or there is none (a published law)."""
+    if not identification or identification.get("identified"):
+        return None
+    failures = identification.get("failures") or []
+    return (f"{law}'s parameters are not identified by {runs}"
+            + (f" ({'; '.join(failures[:2])})" if failures else ""))
+
+
+__all__ = ["RULE", "check_interval", "distinct", "kind", "not_identified", "short", "verdict"]

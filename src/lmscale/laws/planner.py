@@ -45,6 +45,7 @@ from lmscale.laws.catalog import resolve
 from lmscale.laws.data_constrained import DATA_CONSTRAINED, data_constrained_allocation
 from lmscale.laws.forms import chinchilla_params, min_steps, overfitting, overfitting_data_rule
 from lmscale.laws.frontier import chinchilla_allocation
+from lmscale.laws.identification import not_identified
 from lmscale.laws.plan_options import DEVICES, REQUIRABLE, Device, PlanOptions, positive
 from lmscale.laws.plan_uncertainty import optimal_allocation, uncertainty
 from lmscale.laws.result import FitResult, LawSet
@@ -434,12 +435,9 @@ def _not_identified(out: Plan, alloc: _Allocator, laws: LawSet) -> list[str]:
         used.append((laws.laws["bcrit"], "B_crit and S_min follow"))
     warnings = []
     for fit, gives in used:
-        if fit is None or fit.identified is not False:
-            continue
-        failures = (fit.identification or {}).get("failures") or []
-        warnings.append(f"{fit.law} is not identified by the runs it was fitted on"
-                        + (f" ({'; '.join(failures[:2])})" if failures else "")
-                        + f": {gives} from parameters those runs do not pin down")
+        line = not_identified(fit.law, fit.identification, "the runs it was fitted on") if fit else None
+        if line:
+            warnings.append(f"{line}: {gives} from parameters those runs do not pin down")
     return warnings
 
 

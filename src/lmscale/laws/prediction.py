@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lmscale.errors import LmscaleError
+from lmscale.laws.identification import not_identified
 from lmscale.laws.intervals import (
     LEVELS,
     ExtrapolationError,
@@ -98,11 +99,9 @@ class Forecast:
         bootstrap's spread is in them)."""
         fit = self.fit
         out = self._not_converged()
-        if fit.identified is False:
-            failures = (fit.identification or {}).get("failures") or []
-            out.append(f"{self.law}'s parameters are not identified by these runs"
-                       + (f" ({'; '.join(failures[:2])})" if failures else "")
-                       + ": read the predictions with their intervals, not the parameters")
+        line = not_identified(self.law, fit.identification)
+        if line:
+            out.append(line + ": read the predictions with their intervals, not the parameters")
         return out
 
     def _not_converged(self) -> list[str]:
