@@ -36,21 +36,26 @@ FIT_FIELDS = ("N", "D", "C", "C_min", "S", "B", "L", "t", "L_train", "X", "U", "
 _LOSS_INPUTS = ("L", "L_train")
 
 
+def _pairs(text: str | Mapping[str, str] | None, flag: str, form: str) -> list[tuple[str, str]]:
+    """``'a=b,c=d'`` (or a mapping) -> ``[("a", "b"), ("c", "d")]``; quotes around either side dropped."""
+    if text is None:
+        return []
+    if isinstance(text, Mapping):
+        return [(str(k), str(v)) for k, v in text.items()]
+    items = []
+    for part in str(text).split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise LmscaleError(f"{flag} {part.strip()!r}: expected {form}")
+        key, value = (s.strip().strip('"').strip("'") for s in part.split("=", 1))
+        items.append((key, value))
+    return items
+
+
 def parse_columns(text: str | Mapping[str, str] | None) -> dict[str, str]:
     """``'N=Model Size,C=Training FLOP'`` -> ``{"N": "Model Size", "C": "Training FLOP"}``."""
-    if text is None:
-        return {}
-    if isinstance(text, Mapping):
-        items = list(text.items())
-    else:
-        items = []
-        for part in str(text).split(","):
-            if not part.strip():
-                continue
-            if "=" not in part:
-                raise LmscaleError(f"--columns {part.strip()!r}: expected FIELD=COLUMN, e.g. N=\"Model Size\"")
-            key, col = (s.strip().strip('"').strip("'") for s in part.split("=", 1))
-            items.append((key, col))
+    items = _pairs(text, "--columns", 'FIELD=COLUMN, e.g. N="Model Size"')
     mapping = {}
     for key, col in items:
         if key not in FIT_FIELDS:
@@ -184,19 +189,7 @@ def derive_columns(frame: pd.DataFrame, needed: tuple[str, ...]) -> tuple[pd.Dat
 
 def parse_where(text: str | Mapping[str, str] | None) -> dict[str, str]:
     """``'dataset=rw,hparams=tuned'`` -> ``{"dataset": "rw", "hparams": "tuned"}`` (rows to keep)."""
-    if text is None:
-        return {}
-    if isinstance(text, Mapping):
-        return {str(k): str(v) for k, v in text.items()}
-    out = {}
-    for part in str(text).split(","):
-        if not part.strip():
-            continue
-        if "=" not in part:
-            raise LmscaleError(f"--where {part.strip()!r}: expected COLUMN=VALUE, e.g. dataset=rw")
-        key, value = (x.strip().strip('"').strip("'") for x in part.split("=", 1))
-        out[key] = value
-    return out
+    return dict(_pairs(text, "--where", "COLUMN=VALUE, e.g. dataset=rw"))
 
 
 def select_rows(frame: pd.DataFrame, where: Mapping[str, str], source: str = "data") -> pd.DataFrame:
