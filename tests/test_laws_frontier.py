@@ -156,3 +156,16 @@ def test_three_approaches_agree_on_law_data():
     assert report["n_opt_spread"]["1e+21"] < 1.5
     assert set(report["pairs"]) == {"envelope-isoflop", "envelope-parametric", "isoflop-parametric"}
     assert isinstance(report["consistent"], bool)
+
+
+def test_sample_intervals_leave_failed_replicates_out_without_a_warning():
+    import warnings
+
+    from lmscale.laws.frontier import sample_intervals
+
+    samples = np.array([[0.5, 1.0, np.nan, 2.0], [0.7, 3.0, np.nan, 4.0], [np.nan, np.nan, np.nan, np.nan]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = sample_intervals(samples, 1.0)  # level 1: the extremes of the finite replicates
+    assert got["a"] == pytest.approx((0.5, 0.7)) and got["k_D"] == pytest.approx((2.0, 4.0))
+    assert all(np.isnan(x) for x in got["b"])  # every replicate failed: no interval

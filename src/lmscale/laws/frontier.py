@@ -128,9 +128,16 @@ def _allocation(method: str, C, N, weights=None, **kw: Any) -> Frontier:
 
 
 def sample_intervals(samples: np.ndarray, level: float) -> dict[str, tuple[float, float]]:
-    """Percentile intervals of a, k_N, b, k_D from replicates (n, 4); failed (NaN) rows left out."""
+    """Percentile intervals of a, k_N, b, k_D from replicates (n, 4); failed (NaN) rows left out.
+
+    Where every replicate failed, the bounds are NaN (no interval), without numpy's warning.
+    """
     tail = (1.0 - level) / 2.0 * 100.0
-    lo, hi = np.nanpercentile(samples, [tail, 100.0 - tail], axis=0)
+    samples = np.asarray(samples, dtype=float).reshape(-1, 4)
+    lo, hi = np.full(4, np.nan), np.full(4, np.nan)
+    some = np.isfinite(samples).any(axis=0)
+    if some.any():
+        lo[some], hi[some] = np.nanpercentile(samples[:, some], [tail, 100.0 - tail], axis=0)
     return {name: (float(x), float(y)) for name, x, y in zip(("a", "k_N", "b", "k_D"), lo, hi)}
 
 
