@@ -111,7 +111,7 @@ def test_lstm_initialisation():
     assert model.wte.weight.std().item() == pytest.approx(1.0, rel=0.03)
     assert model.lm_head.weight is model.wte.weight
     bound = 1 / math.sqrt(64)
-    assert float(model.rnn.weight_hh_l0.abs().max()) <= bound
+    assert float(model.rnn.weight_hh_l0.detach().abs().max()) <= bound
 
 
 def test_dropout_only_in_training():
