@@ -364,3 +364,28 @@ def test_store_forecasts_single_pass_runs_at_one_batch_and_says_what_it_left_out
     few = pd.DataFrame(ladder[:6] + repeated)
     kept = store_runs(few)
     assert len(kept) == len(few) and "U" in kept.columns and kept.attrs["notes"] == []
+
+
+def test_an_isoflop_table_cut_by_size_says_to_cut_by_compute():
+    """Porian et al.'s points of one setting lie on 12 budgets of several sizes each: cut by model
+    size, the audit holds out the most over-sized model of every budget, and its reason says how to
+    validate a forecast of a larger budget instead. Ladders and grids are no IsoFLOP design."""
+    from pathlib import Path
+
+    from lmscale.laws import datasets
+    from lmscale.laws.validation import isoflop_budgets
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not data.exists():
+        pytest.skip("../shared/data is not beside the checkout")
+    por = datasets.load("porian2024-isoflop", data_dir=data)
+    por = por[(por["dataset"] == "rw") & (por["hparams"] == "tuned") & (por["warmup"] == "short")
+              & (por["decay"] == "const") & (por["param_count"] == "standard")][["N", "D", "loss"]]
+    assert isoflop_budgets(por) == 12
+    assert isoflop_budgets(datasets.load("olmo-ladder-final", data_dir=data)[["N", "D", "loss"]]) == 0
+    assert isoflop_budgets(simulate_runs("chinchilla", seed=0)) == 0
+    by_size = ls.forecast(por, candidates=["kaplan_nd"], variants=["huber"], bootstrap=0)
+    assert "12 compute budgets (an IsoFLOP design)" in by_size.reason and "--by C" in by_size.reason
+    by_compute = ls.forecast(por, candidates=["kaplan_nd"], variants=["huber"], bootstrap=0, by="C")
+    assert "IsoFLOP" not in by_compute.reason
+    assert by_compute.validation[0]["mean_abs_rel_error"] < by_size.validation[0]["mean_abs_rel_error"]

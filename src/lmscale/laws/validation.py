@@ -358,8 +358,35 @@ def audit(
         raise LmscaleError("validation by scale: no candidate could be scored: "
                            + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     chosen, reason = choose(scores, kept, tie_rtol, n_cuts=len(thresholds))
+    budgets = isoflop_budgets(frame, columns) if by == "N" and axis_note == "" else 0
+    if budgets:
+        reason += (f"; the runs lie on {budgets} compute budgets (an IsoFLOP design) and these cuts hold out "
+                   "the largest models of each: to validate a forecast of a larger budget, cut by compute "
+                   "(by='C', --by C)")
     return Audit(by, thresholds, results, scores, kept, chosen, reason, skipped,
                  n_sizes=len(distinct_sizes(values)), axis_note=axis_note), points_of
+
+
+#: Runs within this many decades of compute share a budget (IsoFLOP designs round budgets).
+BUDGET_DECADES = 0.01
+
+
+def isoflop_budgets(frame: pd.DataFrame, columns: Mapping[str, str] | None = None) -> int:
+    """How many compute budgets the runs lie on when they form an IsoFLOP design (0 when not):
+    3 or more budgets (C = 6 N D within ``BUDGET_DECADES``) of 3 or more model sizes each,
+    holding 80% of the runs or more."""
+    named, _ = derive_columns(rename_columns(frame, columns), ("N", "D"))
+    if not {"N", "D"} <= set(named.columns) or len(named) < 9:
+        return 0
+    n = pd.to_numeric(named["N"], errors="coerce").to_numpy(dtype=float)
+    d = pd.to_numeric(named["D"], errors="coerce").to_numpy(dtype=float)
+    ok = (n > 0) & (d > 0)
+    budget = np.round(np.log10(6.0 * n[ok] * d[ok]) / BUDGET_DECADES)
+    sizes = pd.Series(n[ok]).groupby(budget).nunique()
+    full = sizes[sizes >= 3]
+    if len(full) < 3 or np.isin(budget, full.index).mean() < 0.8:
+        return 0
+    return len(full)
 
 
 def _compute_cuts(frame: pd.DataFrame, columns: Mapping[str, str] | None, sizes: np.ndarray,
