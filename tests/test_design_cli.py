@@ -178,3 +178,9 @@ def test_next_warns_when_its_law_is_not_identified(tmp_path, capsys):
                              "--bootstrap", "32", "--json")
     assert code == 0, err
     assert json.loads(out)["warnings"] == []
+
+
+@pytest.mark.parametrize("name", ["missing.csv", "missing.sqlite"])
+def test_next_on_a_missing_file_exits_2_with_one_line(tmp_path, capsys, name):
+    code, _, err = run_cli(capsys, "next", tmp_path / name, "--target", "7e9,1.4e11", "--budget", "1e19")
+    assert code == 2 and "no such file" in err and len(err.strip().splitlines()) == 1, err

@@ -65,6 +65,9 @@ def parse_columns(text: str | Mapping[str, str] | None) -> dict[str, str]:
 
 
 def is_sqlite(path: Path) -> bool:
+    """Whether ``path`` is an SQLite file (a results store); False for a missing file (its reader says so)."""
+    if not Path(path).is_file():
+        return False
     with open(path, "rb") as fh:
         return fh.read(16) == b"SQLite format 3\x00"
 
