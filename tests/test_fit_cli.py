@@ -208,6 +208,13 @@ def test_a_table_of_several_settings_is_flagged_and_where_picks_one(capsys):
     raw = pd.read_csv(porian)
     expect = raw[np.logical_and.reduce([raw[k] == v for k, v in where.items()])]
     assert json.loads(out)["n_points"] == len(expect) and "differ in" not in err
+    # predict and next carry the note into their JSON (stdout stays one JSON document)
+    assert main(["predict", str(porian), "--columns", "D=D_tokens", "--at", "N=1e9,D=2e10", "--bootstrap", "4",
+                 "--cuts", "1", "--json"]) == 0
+    assert any("runs at the same N and D differ in" in n for n in json.loads(capsys.readouterr().out)["notes"])
+    assert main(["next", str(porian), "--columns", "D=D_tokens", "--target", "1e10,2e11", "--budget", "1e20",
+                 "--k", "1", "--bootstrap", "8", "--json"]) == 0
+    assert any("runs at the same N and D differ in" in n for n in json.loads(capsys.readouterr().out)["notes"])
     assert main(["fit", str(porian), "--columns", "D=D_tokens", "--where", "dataset=c4"]) == 2
     assert "dataset holds owt2, rw" in capsys.readouterr().err
     assert main(["fit", str(porian), "--columns", "D=D_tokens", "--where", "corpus=rw"]) == 2

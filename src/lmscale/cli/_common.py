@@ -55,7 +55,8 @@ WHERE_HELP = ("keep only the rows whose columns hold these values, e.g. dataset=
 
 def runs_table(path: Any, columns: dict[str, str], where: str | None) -> Any:
     """The runs table at ``path`` (CSV, Parquet or store) with ``--where`` applied; a table whose
-    runs at one N and D differ in a setting that moves the loss gets a note on stderr."""
+    runs at one N and D differ in a setting that moves the loss gets a line in ``attrs["notes"]``
+    (a forecast and ``next`` carry it into their text and JSON; :func:`print_notes` prints it)."""
     from pathlib import Path
 
     from lmscale.errors import LmscaleError
@@ -77,6 +78,11 @@ def runs_table(path: Any, columns: dict[str, str], where: str | None) -> Any:
     except LmscaleError:  # the fit itself says what is wrong with the columns
         return frame
     note = settings_note(named, str(path))
-    if note:
-        print(f"note: {note}", file=sys.stderr)
+    frame.attrs["notes"] = [note] if note else []
     return frame
+
+
+def print_notes(frame: Any) -> None:
+    """The notes a table carries (:func:`runs_table`), on stderr."""
+    for note in getattr(frame, "attrs", {}).get("notes", []):
+        print(f"note: {note}", file=sys.stderr)

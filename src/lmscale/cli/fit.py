@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lmscale.cli._common import WHERE_HELP, add_parser, print_json, runs_table
+from lmscale.cli._common import WHERE_HELP, add_parser, print_json, print_notes, runs_table
 from lmscale.errors import LmscaleError
 
 DESCRIPTION = """\
@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         return run_audit(args, frame, columns)
     if args.cuts is not None or args.by is not None or args.every_run:
         raise LmscaleError("--cuts, --by and --every-run go with --audit")
+    print_notes(frame)
     result = fit(
         frame, law=args.law or "chinchilla", huber_delta=args.huber_delta, reduction=args.reduction,
         bootstrap=args.bootstrap, seed=args.seed, columns=columns,

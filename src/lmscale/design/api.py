@@ -57,9 +57,10 @@ def runs_frame(data: pd.DataFrame, columns: Mapping[str, str] | None = None, whe
     from lmscale.laws.forecast import store_runs
     from lmscale.laws.io import derive_columns, rename_columns
 
+    notes = list(data.attrs.get("notes", []))  # e.g. a table of several settings (the CLI's runs_table)
     frame = rename_columns(data, columns, where)
     frame, derived = derive_columns(frame, ("N", "D", "loss"))
-    notes = list(derived)
+    notes += derived
     if "architecture" in frame.columns:
         other = frame["architecture"].notna() & (frame["architecture"] != "transformer")
         if other.any():
