@@ -228,19 +228,25 @@ def store_runs(runs: pd.DataFrame, every_run: bool = False) -> pd.DataFrame:
                          f"trained at several batch sizes, only those at {batch} tokens (the batch most runs "
                          "use) are kept; the laws have no term for the batch (every_run / --every-run keeps them)")
             runs, tokens = kept, tokens.loc[kept.index]
-        if "dataset_tokens" in runs.columns:
-            single = ~(runs["dataset_tokens"] < tokens)
-            if (~single).any() and runs.loc[single, "N"].nunique() >= SINGLE_PASS_SIZES:
-                notes.append(f"left out {int((~single).sum())} run(s) that repeat their data (dataset_tokens < "
-                             "tokens): the forecast is of single-pass runs (every_run / --every-run keeps them, "
-                             "with their unique tokens as U for the data-constrained form)")
-                runs, tokens = runs[single], tokens[single]
+        repeats = _repeats(runs, tokens)
+        if repeats.any() and runs.loc[~repeats, "N"].nunique() >= SINGLE_PASS_SIZES:
+            notes.append(f"left out {int(repeats.sum())} run(s) that repeat their data (dataset_tokens < "
+                         "tokens): the forecast is of single-pass runs (every_run / --every-run keeps them, "
+                         "with their unique tokens as U for the data-constrained form)")
+            runs, tokens = runs[~repeats], tokens[~repeats]
     out = pd.DataFrame({"N": runs["N"].astype(float), "D": tokens.astype(float), "loss": runs["loss"].astype(float)})
-    if "dataset_tokens" in runs.columns and (runs["dataset_tokens"] < tokens).any():
+    if _repeats(runs, tokens).any():
         out["U"] = runs["dataset_tokens"].fillna(tokens).astype(float)
     out = out.dropna().reset_index(drop=True)
     out.attrs["notes"] = notes
     return out
+
+
+def _repeats(runs: pd.DataFrame, tokens: pd.Series) -> pd.Series:
+    """Runs that trained on more tokens than their dataset holds (repeated data)."""
+    if "dataset_tokens" not in runs.columns:
+        return pd.Series(False, index=runs.index)
+    return runs["dataset_tokens"] < tokens
 
 
 def load_forecast(path: str | Path) -> Forecast:

@@ -375,14 +375,16 @@ def isoflop_budgets(frame: pd.DataFrame, columns: Mapping[str, str] | None = Non
     """How many compute budgets the runs lie on when they form an IsoFLOP design (0 when not):
     3 or more budgets (C = 6 N D within ``BUDGET_DECADES``) of 3 or more model sizes each,
     holding 80% of the runs or more."""
-    named, _ = derive_columns(rename_columns(frame, columns), ("N", "D"))
-    if not {"N", "D"} <= set(named.columns) or len(named) < 9:
+    if len(frame) < 9:
         return 0
-    n = pd.to_numeric(named["N"], errors="coerce").to_numpy(dtype=float)
-    d = pd.to_numeric(named["D"], errors="coerce").to_numpy(dtype=float)
-    ok = (n > 0) & (d > 0)
-    budget = np.round(np.log10(6.0 * n[ok] * d[ok]) / BUDGET_DECADES)
-    sizes = pd.Series(n[ok]).groupby(budget).nunique()
+    try:
+        n, _ = size_axis(frame, "N", columns)
+        compute, _ = size_axis(frame, "C", columns)  # 6 N D, as the cuts by compute count it
+    except LmscaleError:
+        return 0
+    ok = (n > 0) & (compute > 0)
+    budget = np.round(np.log10(compute[ok]) / BUDGET_DECADES)
+    sizes = pd.Series(n[ok]).groupby(budget).agg(lambda v: len(distinct_sizes(v.to_numpy())))
     full = sizes[sizes >= 3]
     if len(full) < 3 or np.isin(budget, full.index).mean() < 0.8:
         return 0

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lmscale.accounting import forward_flops_per_token
+from lmscale.accounting import forward_flops_per_token, training_flops_per_token
 from lmscale.sweeps.spec import PlannedRun
 from lmscale.training.plan import log_spaced_steps
 
@@ -109,6 +109,7 @@ def run_flops(run: PlannedRun, distributions: int) -> tuple[float, float]:
     """(training FLOPs with every term, evaluation FLOPs) of one run."""
     cfg = run.config
     fwd = forward_flops_per_token(cfg.model)
+    train = training_flops_per_token(cfg.model, exact=True) * run.D
     steps = max(1, int(run.D // cfg.batch_tokens))
     evaluations = len(log_spaced_steps(steps, cfg.curve_points_per_decade)) + 1
     every = cfg.eval_every or (max(1, steps // 50) if cfg.early_stopping else 0)
@@ -116,7 +117,7 @@ def run_flops(run: PlannedRun, distributions: int) -> tuple[float, float]:
         evaluations += steps // every
     other = cfg.eval_tokens if cfg.eval_other_tokens is None else cfg.eval_other_tokens
     per_eval = cfg.eval_tokens + other * max(0, distributions - 1)
-    return 3.0 * fwd * run.D, fwd * (per_eval * evaluations + cfg.final_eval_budget())
+    return float(train), fwd * (per_eval * evaluations + cfg.final_eval_budget())
 
 
 def run_precision(run: PlannedRun, tp: Throughput) -> str:
@@ -194,7 +195,7 @@ def measured_step_rates(runs: list[PlannedRun], tp: Throughput, device: str = "c
     configure_threads(tp.threads)
     dev = resolve_device(device)
     def step_flops(run: PlannedRun) -> float:  # as run_flops counts a step's training FLOPs
-        return 3.0 * forward_flops_per_token(run.config.model) * run.config.batch_tokens
+        return float(training_flops_per_token(run.config.model, exact=True) * run.config.batch_tokens)
 
     todo: dict[str, PlannedRun] = {}
     for run in runs:

@@ -86,11 +86,15 @@ def row_starts(total: int, n_ctx: int, max_tokens: int) -> np.ndarray:
     return np.linspace(0, total - (n_ctx + 1), n).astype(np.int64)
 
 
-def fixed_rows(tokens: Any, n_ctx: int, max_tokens: int) -> np.ndarray:
-    """The test sequences of :func:`row_starts` as ``[n, n_ctx + 1]`` int64 rows."""
-    starts = row_starts(len(tokens), n_ctx, max_tokens)
+def rows_at(tokens: Any, starts: np.ndarray, n_ctx: int) -> np.ndarray:
+    """The sequences of ``n_ctx + 1`` tokens starting at ``starts``, as ``[n, n_ctx + 1]`` int64 rows."""
     index = starts[:, None] + np.arange(n_ctx + 1, dtype=np.int64)[None, :]
     return np.asarray(tokens[index.ravel()], dtype=np.int64).reshape(len(starts), n_ctx + 1)
+
+
+def fixed_rows(tokens: Any, n_ctx: int, max_tokens: int) -> np.ndarray:
+    """The test sequences of :func:`row_starts` as ``[n, n_ctx + 1]`` int64 rows."""
+    return rows_at(tokens, row_starts(len(tokens), n_ctx, max_tokens), n_ctx)
 
 
 def row_documents(tokens: Any, starts: np.ndarray, eot: int) -> np.ndarray:

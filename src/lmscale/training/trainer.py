@@ -28,7 +28,7 @@ from lmscale.accounting import training_flops_per_token
 from lmscale.errors import LmscaleError
 from lmscale.models import build_model
 from lmscale.training import checkpoint, distributed
-from lmscale.training.batches import SequenceBatches, fixed_rows, row_documents, row_starts
+from lmscale.training.batches import SequenceBatches, fixed_rows, row_documents, row_starts, rows_at
 from lmscale.training.config import TrainConfig
 from lmscale.training.evaluate import (
     evaluate,
@@ -170,10 +170,10 @@ class _Run:
                                                          eval_budget(n))).to(device)
                           for n in names}
         final_test = data.test_tokens(self.main_dist)
-        self.final_rows = torch.from_numpy(fixed_rows(final_test, spec.n_ctx, config.final_eval_budget())).to(device)
+        starts = row_starts(len(final_test), spec.n_ctx, config.final_eval_budget())
+        self.final_rows = torch.from_numpy(rows_at(final_test, starts, spec.n_ctx)).to(device)
         eot = getattr(data, "eot", None)  # documents end at eot in prepared shards; arrays may have none
-        documents = (row_documents(final_test, row_starts(len(final_test), spec.n_ctx, config.final_eval_budget()),
-                                   eot) if isinstance(eot, int) else None)
+        documents = row_documents(final_test, starts, eot) if isinstance(eot, int) else None
         self.final_blocks = torch.from_numpy(position_blocks(self.final_rows.shape[0], documents)).to(device)
         self.train_distribution = data.train_distribution
         self.data_tokenizer = getattr(data, "tokenizer_hash", None)
