@@ -16,8 +16,9 @@ of log-residuals by L-BFGS from a grid of starts, the way Hoffmann et al.
 2022 fit L = E + A/N^alpha + B/D^beta ([H] eq. 2, appendix D.2), with
 bootstrap percentile intervals and goodness of fit (RMSE and R^2 of log loss).
 
-INPUT is a CSV or Parquet file, or a results store (SQLite; its final
-points). Columns: N (parameters), D (tokens), C (FLOPs), loss, and S, B, L,
+INPUT is a CSV (comma, semicolon or tab separated, the separator read from
+the header; decimal commas in a semicolon table are read as numbers) or
+Parquet file, or a results store (SQLite; its final points). Columns: N (parameters), D (tokens), C (FLOPs), loss, and S, B, L,
 t, L_train, X where a law needs them; rows sharing a run_id are one run
 (the bootstrap resamples whole runs). When only C and N are given,
 D = C / (6 N), and the output says so. Rows with missing, NaN or

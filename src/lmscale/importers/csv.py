@@ -22,12 +22,9 @@ def read(source: str | Path, m: ImportMap) -> tuple[str, str, list[SourceRun]]:
     path = Path(source)
     if not path.is_file():
         raise LmscaleError(f"{path}: no such CSV file")
-    from lmscale.laws.io import read_csv
+    from lmscale.tables import read_csv
 
-    try:
-        frame = read_csv(path)  # rows longer than the header are refused, not shifted
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise LmscaleError(f"{path}: not a readable CSV ({exc})") from None
+    frame = read_csv(path)  # separator from the header; rows longer than it refused, not shifted
     if frame.empty:
         raise LmscaleError(f"{path}: no data rows")
     columns = [str(c) for c in frame.columns]

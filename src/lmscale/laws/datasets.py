@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from lmscale.errors import LmscaleError
+from lmscale.tables import read_csv
 
 NO_LICENCE = "none stated"
 
@@ -257,9 +258,9 @@ def load(name: str, data_dir: str | Path | None = None, download: bool = False, 
             raise LmscaleError(f"dataset {name}: {path} has SHA-256 {got}, expected {ds.sha256} "
                                "(a different file; pass verify=False to load it anyway)")
     try:
-        raw = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise LmscaleError(f"dataset {name}: cannot read {path}: {exc}") from None
+        raw = read_csv(path)
+    except LmscaleError as exc:
+        raise LmscaleError(f"dataset {name}: {exc}") from None
     return _normalise(ds, raw, path)
 
 

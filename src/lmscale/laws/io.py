@@ -29,6 +29,7 @@ import pandas as pd
 
 from lmscale.errors import LmscaleError
 from lmscale.laws.forms import LawForm
+from lmscale.tables import read_csv
 
 FIT_FIELDS = ("N", "D", "C", "C_min", "S", "B", "L", "t", "L_train", "X", "U", "epochs", "loss", "run_id")
 
@@ -87,37 +88,15 @@ def read_table(path: str | Path) -> pd.DataFrame:
                 return store.final_points()
         except sqlite3.DatabaseError as exc:
             raise LmscaleError(f"{path}: not a readable lmscale store ({exc})") from None
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
             frame = pd.read_parquet(path)
-        else:
-            frame = read_csv(path)
-    except LmscaleError:
-        raise
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise LmscaleError(f"{path}: could not read as {'Parquet' if suffix in ('.parquet', '.pq') else 'CSV'} "
-                           f"({exc})") from None
+        except (ValueError, OSError) as exc:
+            raise LmscaleError(f"{path}: could not read as Parquet ({exc})") from None
+    else:
+        frame = read_csv(path)
     frame.attrs["source"] = path.name  # messages about its rows name the file
     return frame
-
-
-def read_csv(path: Path) -> pd.DataFrame:
-    """``pd.read_csv``, but a row with more fields than the header is an error, not a shifted table.
-
-    (By default pandas would take the first column as the index when rows are
-    longer than the header, e.g. with trailing commas, moving every value one
-    column to the left.) A trailing comma on every line is harmless.
-    """
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", pd.errors.ParserWarning)
-        try:
-            return pd.read_csv(path, index_col=False)
-        except pd.errors.ParserWarning:
-            raise LmscaleError(f"{path}: some rows have more fields than the header names columns; "
-                               "refusing to guess which value belongs where") from None
 
 
 def rename_columns(frame: pd.DataFrame, columns: Mapping[str, str] | None, where: str = "data") -> pd.DataFrame:

@@ -358,7 +358,11 @@ def _point_columns(points: pd.DataFrame) -> tuple[Any, Any, Any]:
     if not isinstance(points, pd.DataFrame):
         raise LmscaleError(f"points: expected a DataFrame with N and D (or C), got {type(points).__name__}")
     if "N" not in points.columns or not ({"D", "C"} & set(points.columns)):
-        raise LmscaleError(f"points: need columns N and D (or C); columns: {', '.join(map(str, points.columns))}")
+        only_c = "C" in points.columns and "N" not in points.columns
+        raise LmscaleError("points: need columns N and D, or N and C (then D = C / 6N); columns: "
+                           f"{', '.join(map(str, points.columns))}"
+                           + ("; for a compute budget alone, 'lmscale plan --compute C --law FORECAST.json' "
+                              "gives the compute-optimal N, D and their loss" if only_c else ""))
     N = pd.to_numeric(points["N"], errors="coerce").to_numpy(dtype=float)
     D = pd.to_numeric(points["D"], errors="coerce").to_numpy(dtype=float) if "D" in points.columns \
         else np.full(len(N), np.nan)

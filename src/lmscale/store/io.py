@@ -115,15 +115,12 @@ def import_csv(
     a positive finite number; an error names the row and column. Re-importing
     the same file replaces its rows (ids hash the file name and row).
     """
-    import pandas as pd
+    from lmscale.tables import read_csv
 
     path = Path(csv_path)
     if not path.is_file():
         raise LmscaleError(f"{path}: no such CSV file")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise LmscaleError(f"{path}: not a readable CSV ({exc})") from None
+    frame = read_csv(path)
     if frame.empty:
         raise LmscaleError(f"{path}: no data rows")
     cols = _resolve_columns(frame, columns or {}, str(path))

@@ -1,0 +1,93 @@
+"""One CSV reader for every command: separators, decimal commas, byte-order marks and refusals."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmscale.errors import LmscaleError
+from lmscale.store import Store, import_csv
+from lmscale.tables import header_separator, read_csv
+
+ROWS = [(1e6, 1e8, 7.693075), (3e6, 3e8, 6.25), (1e7, 1e9, 5.5), (3e7, 3e9, 4.75)]
+
+
+def _write(path, text, encoding="utf-8"):
+    path.write_text(text, encoding=encoding)
+    return path
+
+
+def _text(sep, decimal=".", header=("N", "D", "loss")):
+    lines = [sep.join(header)]
+    for row in ROWS:
+        lines.append(sep.join(repr(v).replace(".", decimal) if i == 2 else f"{v:g}" for i, v in enumerate(row)))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("sep,decimal", [(",", "."), (";", "."), (";", ","), ("\t", "."), ("|", ".")])
+def test_every_separator_and_a_decimal_comma_read_the_same_numbers(tmp_path, sep, decimal):
+    frame = read_csv(_write(tmp_path / "runs.csv", _text(sep, decimal)))
+    assert list(frame.columns) == ["N", "D", "loss"]
+    np.testing.assert_array_equal(frame.to_numpy(dtype=float), np.array(ROWS))
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path):
+    frame = read_csv(_write(tmp_path / "runs.csv", _text(","), encoding="utf-8-sig"))
+    assert list(frame.columns) == ["N", "D", "loss"]
+
+
+def test_the_separator_is_the_one_the_header_holds_most_of():
+    assert header_separator("N,D,loss\n") == ","
+    assert header_separator("N;D;loss;note, free text\n") == ";"
+    assert header_separator("loss\n") == ","
+
+
+def test_a_text_column_with_some_commas_stays_text(tmp_path):
+    frame = read_csv(_write(tmp_path / "runs.csv", "N;name;loss\n1;a,b;2,5\n2;c;3,5\n"))
+    assert frame["name"].tolist() == ["a,b", "c"]
+    assert frame["loss"].tolist() == [2.5, 3.5]
+
+
+@pytest.mark.parametrize("text,says", [
+    ("", "empty file"),
+    ("N,N,loss\n1,2,3\n", "'N' named more than once"),
+    ("N,D,loss\n1,2,3,4,5\n", "more fields than the header"),
+])
+def test_what_the_reader_refuses_names_the_file(tmp_path, text, says):
+    path = _write(tmp_path / "bad.csv", text)
+    with pytest.raises(LmscaleError, match=says) as info:
+        read_csv(path)
+    assert "bad.csv" in str(info.value)
+
+
+def test_fit_and_both_importers_read_a_semicolon_table_with_decimal_commas(tmp_path):
+    path = _write(tmp_path / "runs.csv", _text(";", ","))
+    done = subprocess.run([sys.executable, "-m", "lmscale", "fit", str(path), "--law", "kaplan_n", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "dropped" not in done.stderr  # no row lost to '7,693075' read as text
+    store = tmp_path / "s.sqlite"
+    assert import_csv(store, path) == len(ROWS)
+    with Store(store, create=False) as s:
+        final = s.final_points()
+    np.testing.assert_allclose(sorted(final["loss"]), sorted(r[2] for r in ROWS))
+    (tmp_path / "map.toml").write_text('loss = "loss"\n[N]\nparam = "N"\n[tokens]\nmetric = "D"\n')
+    done = subprocess.run([sys.executable, "-m", "lmscale", "import", "csv", str(path), "--store",
+                           str(tmp_path / "t.sqlite"), "--map", str(tmp_path / "map.toml")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with Store(tmp_path / "t.sqlite", create=False) as s:
+        final = s.final_points()
+    np.testing.assert_allclose(sorted(final["loss"]), sorted(r[2] for r in ROWS))
+
+
+def test_predict_at_a_budget_alone_points_to_plan(tmp_path):
+    from lmscale.laws.prediction import points_frame
+
+    with pytest.raises(LmscaleError, match="lmscale plan --compute"):
+        points_frame(pd.DataFrame({"C": [1e21]}))
+    with pytest.raises(LmscaleError) as info:
+        points_frame(pd.DataFrame({"N": [1e9]}))
+    assert "plan" not in str(info.value)
