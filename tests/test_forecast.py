@@ -389,3 +389,35 @@ def test_an_isoflop_table_cut_by_size_says_to_cut_by_compute():
     by_compute = ls.forecast(por, candidates=["kaplan_nd"], variants=["huber"], bootstrap=0, by="C")
     assert "IsoFLOP" not in by_compute.reason
     assert by_compute.validation[0]["mean_abs_rel_error"] < by_size.validation[0]["mean_abs_rel_error"]
+
+
+def test_the_cuts_follow_the_points_asked_about():
+    """Asked about a larger budget of the same sizes (Porian et al.'s IsoFLOP points, the largest
+    budget held out), the forecast cuts by compute and says why; asked about a larger model at the
+    runs' budgets, or with no points, it keeps the default cuts by size; --by N overrides."""
+    from pathlib import Path
+
+    from lmscale.laws import datasets
+    from lmscale.laws.forecast import axis_for_points
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not data.exists():
+        pytest.skip("../shared/data is not beside the checkout")
+    por = datasets.load("porian2024-isoflop", data_dir=data)
+    por = por[(por["dataset"] == "rw") & (por["hparams"] == "tuned") & (por["warmup"] == "short")
+              & (por["decay"] == "const") & (por["param_count"] == "standard")][["N", "D", "loss"]]
+    c = 6 * por["N"] * por["D"]
+    held = c >= c.max() * 0.99
+    runs, asked = por[~held], por[held][["N", "D"]]
+    by, why = axis_for_points(runs, asked)
+    beyond_c = np.log10((6 * asked["N"] * asked["D"]).max() / (6 * runs["N"] * runs["D"]).max())
+    beyond_n = np.log10(asked["N"].max() / runs["N"].max())
+    assert by == "C" and f"{beyond_c:.2f} decades beyond the runs in compute" in why
+    assert f"{beyond_n:+.2f} in model size" in why
+    fc = ls.forecast(runs, candidates=["kaplan_nd"], variants=["huber"], bootstrap=0, at=asked)
+    assert fc.data["by"] == "C" and "as the question does" in fc.reason
+    assert ls.forecast(runs, candidates=["kaplan_nd"], variants=["huber"], bootstrap=0, at=asked,
+                       by="N").data["by"] == "N"
+    bigger_model = pd.DataFrame({"N": [runs["N"].max() * 4], "D": [runs["D"].median()]})
+    assert axis_for_points(runs, bigger_model) == (None, "")
+    assert ls.forecast(runs, candidates=["kaplan_nd"], variants=["huber"], bootstrap=0).data["by"] == "N"

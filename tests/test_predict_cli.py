@@ -49,7 +49,7 @@ def saved(files):
 
 def test_predict_json_save_and_read_back(files, saved, capsys):
     data = saved
-    assert set(data) == {"law", "predictions", "validation", "fit_warnings", "notes"}
+    assert set(data) == {"law", "reason", "cuts_by", "predictions", "validation", "fit_warnings", "notes"}
     assert data["fit_warnings"] == [] and data["notes"] == []  # a CSV: no store runs left out
     assert [set(p) for p in data["predictions"]] == [set(COLUMNS)] * 2
     for p in data["predictions"]:
@@ -126,7 +126,7 @@ def test_unknown_column_names_are_listed_with_the_way_to_map_them(files, capsys,
     runs = pd.read_csv(files / "runs.csv").rename(columns={"N": "n_params", "D": "tokens", "loss": "val_loss"})
     named = tmp_path / "named.csv"
     runs.to_csv(named, index=False)
-    code, _, err = run(capsys, "predict", named, "--at", "N=1e9,D=2e10", "--bootstrap", "0")
+    code, _, err = run(capsys, "predict", named, "--at", "N=1e9,D=2e10", "--bootstrap", "20")
     assert code == 2 and "The table has: n_params, tokens, val_loss" in err and "--columns" in err
     code, out, err = run(capsys, "predict", named, "--at", "N=1e9,D=2e10", "--bootstrap", "5", "--json",
                          "--columns", "N=n_params,D=tokens,loss=val_loss")
@@ -146,12 +146,13 @@ def test_a_law_that_did_not_converge_or_is_not_identified_is_said_so(files, caps
     if not runs.exists():
         pytest.skip(f"{runs} not found (the shared data folder sits beside the checkout)")
     mapping = "N=N_params,D=D_tokens,U=U_unique_tokens,loss=val_loss"
-    code, out, err = run(capsys, "predict", runs, "--columns", mapping, "--at", "N=2e10,D=4e11", "--bootstrap", "20")
+    code, out, err = run(capsys, "predict", runs, "--columns", mapping, "--at", "N=2e10,D=4e11", "--bootstrap", "20",
+                         "--by", "N")
     assert code == 0, err
     assert "warning: the refit of data_constrained+compute_weighted on all runs did not converge" in out
     assert "parameters are not identified by these runs" in out
     code, out, _ = run(capsys, "predict", runs, "--columns", mapping, "--at", "N=2e10,D=4e11", "--bootstrap", "20",
-                       "--json")
+                       "--by", "N", "--json")
     assert len(json.loads(out)["fit_warnings"]) == 2
     code, out, _ = run(capsys, "predict", files / "runs.csv", "--at", "N=1e9,D=2e10", "--bootstrap", "20", "--json")
     assert code == 0 and json.loads(out)["fit_warnings"] == []
@@ -191,3 +192,22 @@ def test_a_store_forecast_leaves_out_the_batch_sweep_and_repeated_data_and_says_
     assert code == 0 and json.loads(out)["notes"] == []
     code, _, err = run(capsys, "fit", tmp_path / "s.sqlite", "--every-run")
     assert code == 2 and "--every-run go with --audit" in err
+
+
+def test_predict_cuts_by_compute_when_the_points_ask_for_more_compute(capsys, tmp_path):
+    """Runs of a grid of sizes and tokens; points at the largest size trained 8x longer lie 0.9
+    decades beyond in compute and none in size: the cuts go by compute, and the text says why."""
+    runs = simulate_runs("chinchilla", seed=1)
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    n_max, d_max = runs["N"].max(), runs["D"].max()
+    pd.DataFrame({"N": [n_max], "D": [8 * d_max]}).to_csv(tmp_path / "longer.csv", index=False)
+    code, out, err = run(capsys, "predict", tmp_path / "runs.csv", "--at", tmp_path / "longer.csv",
+                         "--bootstrap", "20", "--json")
+    assert code == 0, err
+    assert json.loads(out)["cuts_by"] == "C" and "as the question does" in json.loads(out)["reason"]
+    code, out, _ = run(capsys, "predict", tmp_path / "runs.csv", "--at", tmp_path / "longer.csv",
+                       "--bootstrap", "20")
+    assert "as the question does" in out.splitlines()[0]
+    code, out, _ = run(capsys, "predict", tmp_path / "runs.csv", "--at", tmp_path / "longer.csv",
+                       "--bootstrap", "20", "--by", "N", "--json")
+    assert json.loads(out)["cuts_by"] == "N"

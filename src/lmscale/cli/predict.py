@@ -57,7 +57,8 @@ def register(sub: Any) -> None:
     p.add_argument("--bootstrap", type=int, default=200, metavar="K", help="bootstrap replicates of the final fit")
     p.add_argument("--cuts", type=int, default=None, metavar="K",
                    help="validation cuts (default: up to 3, leaving 3 model sizes to fit on)")
-    p.add_argument("--by", choices=("N", "C"), default=None, help="cut by model size N (default) or compute C")
+    p.add_argument("--by", choices=("N", "C"), default=None, help="cut by model size N or compute C (default: C where the points lie "
+                   "further beyond the runs in compute than in size, else N)")
     p.add_argument("--columns", default=None, metavar="MAP", help='map your column names, e.g. N="Model Size"')
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of the predictive draws")
     p.add_argument("--jobs", type=int, default=None, metavar="J", help="bootstrap worker threads")
@@ -67,7 +68,7 @@ def register(sub: Any) -> None:
     p.add_argument("--every-run", action="store_true",
                    help="from a store: keep batch-sweep runs and runs that repeat their data")
     p.add_argument("--json", action="store_true",
-                   help="print {law, predictions, validation, fit_warnings, notes} as JSON")
+                   help="print {law, reason, cuts_by, predictions, validation, fit_warnings, notes} as JSON")
     p.set_defaults(func=run)
 
 
@@ -98,8 +99,9 @@ def read_points(spec: str):
     return pd.DataFrame(rows), "--at"
 
 
-def load_or_fit(args: argparse.Namespace):
-    """The forecast: read from a saved JSON, or made from the runs table."""
+def load_or_fit(args: argparse.Namespace, at=None):
+    """The forecast: read from a saved JSON, or made from the runs table (cut by compute where the
+    points ``at`` lie further beyond the runs in compute than in size, unless --by says)."""
     from lmscale.laws.forecast import Forecast, forecast, store_runs
     from lmscale.laws.io import is_sqlite, parse_columns
 
@@ -115,7 +117,7 @@ def load_or_fit(args: argparse.Namespace):
     frame = runs_table(path, parse_columns(args.columns), args.where)
     if is_sqlite(path):  # a store: D = tokens trained, U = unique tokens where data repeats
         frame = store_runs(frame, every_run=args.every_run)
-    return forecast(frame, law=args.law, cuts=args.cuts, by=args.by, bootstrap=args.bootstrap, seed=args.seed,
+    return forecast(frame, law=args.law, cuts=args.cuts, by=args.by, bootstrap=args.bootstrap, seed=args.seed, at=at,
                     columns=parse_columns(args.columns), n_jobs=args.jobs,
                     progress=args.bootstrap > 0 and sys.stderr.isatty())
 
@@ -128,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         points_frame(points)  # bad points fail before any fitting
     except LmscaleError as exc:
         raise LmscaleError(f"{where}: {exc}") from None
-    fc = load_or_fit(args)
+    fc = load_or_fit(args, points)
     try:
         table = fc.table(points, seed=args.seed)
     except LmscaleError as exc:
@@ -139,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         _write_csv(table[cols], Path(args.out))
     if args.json:
-        print_json({"law": fc.law, "predictions": table[cols].to_dict(orient="records"),
+        print_json({"law": fc.law, "reason": fc.reason, "cuts_by": fc.data.get("by"),
+                    "predictions": table[cols].to_dict(orient="records"),
                     "validation": fc.validation, "fit_warnings": fc.warnings,
                     "notes": list(fc.notes.get("runs", []))})
         return 0

@@ -41,7 +41,15 @@ from lmscale.laws.intervals import ExtrapolationError
 from lmscale.laws.io import parse_columns
 from lmscale.laws.prediction import N_DRAWS, Forecast, Prediction, point_inputs, points_frame
 from lmscale.laws.result import FitResult
-from lmscale.laws.validation import CUT_SCREEN, Audit, audit, compute_of
+from lmscale.laws.validation import (
+    CUT_SCREEN,
+    MIN_TRAIN_SIZES,
+    Audit,
+    audit,
+    compute_of,
+    cut_thresholds,
+    size_axis,
+)
 
 #: Candidates validated within this factor of the lowest error count as plausible alternatives.
 ALTERNATIVES_WITHIN = 2.0
@@ -53,6 +61,7 @@ def forecast(
     bootstrap: int = 200, seed: int = 0, columns: Mapping[str, str] | str | None = None,
     drop_highest_loss: int = 0, tie_rtol: float = 0.1, combine: str = "select", max_members: int = 4,
     options: FitOptions | None = None, n_jobs: int | None = None, progress: bool = False,
+    at: pd.DataFrame | None = None,
 ) -> Forecast:
     """Validate the candidate laws at scale, choose, refit with bootstrap, calibrate intervals.
 
@@ -66,6 +75,9 @@ def forecast(
         variants: fitting variants to try (default: all of ``VARIANTS``).
         cuts: number of validation cuts (default: up to 3, leaving 3 sizes to fit).
         by: cut axis, ``"N"`` (default when there is an N column) or ``"C"``.
+        at: the points the forecast is for (N and D or C); when ``by`` is not
+            given and they lie further beyond the runs in compute than in model
+            size, the cuts go by compute (:func:`axis_for_points`).
         bootstrap: bootstrap replicates of the final fit (0: no intervals).
         tie_rtol: validated errors within this fraction of the best are ties.
         combine: ``"select"`` (one law) or ``"average"`` (the best ``max_members``
@@ -85,6 +97,9 @@ def forecast(
         skipped: dict[str, str] = {}
     else:
         pool, skipped = candidates_for(frame, columns, candidates, variants, base)
+    axis_reason = ""
+    if by is None and at is not None:
+        by, axis_reason = axis_for_points(frame, at, columns)
     result, points_of = audit(frame, pool, n_cuts=cuts, by=by, columns=columns,
                               drop_highest_loss=drop_highest_loss, tie_rtol=tie_rtol, skipped=skipped,
                               progress=progress)
@@ -98,6 +113,8 @@ def forecast(
                   f"lowest, {min(result.scores.values()):.3%})")
     if result.axis_note:
         reason += f" (cuts by compute: {result.axis_note})"
+    if axis_reason:
+        reason += f" (cuts by compute: {axis_reason})"
     members = {}
     for name in weights:
         cand = next(c for c in result.candidates if c.name == name)
@@ -124,6 +141,36 @@ def forecast(
                     combine=combine if law is None else "select", alternatives=alternatives,
                     notes={"points": dict(points.notes), "n_draws": N_DRAWS,
                            "runs": list(frame.attrs.get("notes", []))})
+
+
+#: Decades by which the points asked about must lie further beyond the runs in compute than in
+#: model size for the validation cuts to follow them (by compute).
+AXIS_MARGIN_DECADES = 0.1
+
+
+def axis_for_points(frame: pd.DataFrame, points: pd.DataFrame, columns: Mapping[str, str] | None = None,
+                    ) -> tuple[str | None, str]:
+    """The cut axis a question asks for, and why: ``("C", why)`` where the points lie further
+    beyond the runs in compute (6 N D) than in model size N, so that the cuts hold out what
+    the question extrapolates to (a larger budget of an IsoFLOP design, longer training of
+    the sizes trained); ``(None, "")`` (the default axis) otherwise, or where the runs give
+    too few compute budgets to cut by."""
+    try:
+        n_runs, _ = size_axis(frame, "N", columns)
+        c_runs, _ = size_axis(frame, "C", columns)
+        cut_thresholds(c_runs, None, MIN_TRAIN_SIZES, "compute budgets")
+    except LmscaleError:
+        return None, ""
+    N, D, _ = points_frame(points)
+    n_max = np.nanmax(np.where(n_runs > 0, n_runs, np.nan))
+    c_max = np.nanmax(np.where(c_runs > 0, c_runs, np.nan))
+    beyond_n = float(np.max(np.log10(N / n_max)))
+    beyond_c = float(np.max(np.log10(6.0 * N * D / c_max)))
+    if beyond_c <= max(beyond_n, 0.0) + AXIS_MARGIN_DECADES:
+        return None, ""
+    return "C", (f"the points asked about lie up to {beyond_c:.2f} decades beyond the runs in compute and "
+                 f"{beyond_n:+.2f} in model size, so the cuts hold out the largest budgets, as the question "
+                 "does; --by N to cut by size")
 
 
 def _cut_detail(cut: Any, points: Any) -> dict[str, Any]:
