@@ -10,14 +10,18 @@ holdout, its larger runs; both methods see only the smaller runs:
   hold out the largest N (8.7e9, 13 runs);
 * Porian et al.'s IsoFLOP points, the fully corrected setting (RefinedWeb,
   tuned, short warm-up, constant schedule, standard count, validation
-  loss): hold out the largest budget (2.56e19 FLOPs, 6 runs); the forecast
-  cuts by compute there (``by="C"``), as its holdout is by compute.
+  loss): hold out the largest budget (2.56e19 FLOPs, 6 runs).
+
+Every forecast is given the held-out points (``at=``), as ``lmscale predict
+--at`` is: where they lie further beyond the smaller runs in compute than
+in model size (the OLMo ladder, the datablations, Porian's larger budget),
+its validation cuts go by compute, as the question does.
 
 The naive fit is ``lmscale fit --law chinchilla`` (Huber 1e-3 on log
 residuals) on the smaller runs; the forecast is ``ls.forecast`` with its
 defaults (its own validation cuts among the smaller runs, 200 bootstrap
 draws). Printed per set: mean |predicted / measured - 1| of both on the
-held-out runs, their ratio, the chosen law, and the share of held-out runs
+held-out runs, their ratio, the chosen law and its cut axis, and the share of held-out runs
 inside the forecast's 80% and 95% intervals; then the pooled coverage.
 Then, per set, the plausible alternatives (the candidates validated within
 2x of the chosen one, which widen its intervals) each scored on the
@@ -70,7 +74,7 @@ def public_sets():
     por = datasets.load("porian2024-isoflop", data_dir=DATA)
     por = por[(por["dataset"] == "rw") & (por["hparams"] == "tuned") & (por["warmup"] == "short")
               & (por["decay"] == "const") & (por["param_count"] == "standard")]
-    yield "Porian IsoFLOP", por, por["C"] >= por["C"].max() * 0.99, "C", ">= 1.5x below naive"
+    yield "Porian IsoFLOP", por, por["C"] >= por["C"].max() * 0.99, None, ">= 1.5x below naive"
 
 
 def mean_rel_error(pred, measured) -> float:
@@ -91,7 +95,7 @@ def accuracy(bootstrap: int) -> tuple[list[dict], float]:
         naive = ls.fit(train, law="chinchilla")
         naive_err = mean_rel_error(naive.predict(N=n_test, D=d_test), test["loss"])
         t0 = time.perf_counter()
-        fc = ls.forecast(train, by=by, bootstrap=bootstrap)
+        fc = ls.forecast(train, by=by, bootstrap=bootstrap, at=test[["N", "D"]])  # cuts follow the question
         seconds = time.perf_counter() - t0
         table = fc.table(test)
         # in hindsight: each fitted (as the forecast refits its law) on every run, held-out ones included
@@ -107,7 +111,7 @@ def accuracy(bootstrap: int) -> tuple[list[dict], float]:
         others = {name: mean_rel_error(fit.predict(**{k: test[k].to_numpy() for k in fit.form.inputs}),
                                        test["loss"])
                   for name, (_, fit) in fc.alternatives.items() if name != fc.law}
-        loaded = ls.forecast(frame.loc[~held], by=by, bootstrap=0)
+        loaded = ls.forecast(frame.loc[~held], by=by, bootstrap=0, at=test[["N", "D"]])
         loaded_err = mean_rel_error(loaded.point(**{k: test[k].to_numpy() for k in ("N", "D", "U") if k in test}),
                                     test["loss"])
         y = test["loss"].to_numpy()
@@ -117,7 +121,7 @@ def accuracy(bootstrap: int) -> tuple[list[dict], float]:
         ok = err <= 0.007 if target.startswith("<=") else err * 1.5 <= naive_err
         rows.append({"set": name, "train": int(len(train)), "held_out": int(len(test)), "naive": naive_err,
                      "hindsight": {"naive": hindsight[0], "law": hindsight[1]},
-                     "forecast": err, "ratio": naive_err / err, "law": fc.law, "cov80": float(in80.mean()),
+                     "forecast": err, "ratio": naive_err / err, "law": fc.law, "by": fc.data["by"], "cov80": float(in80.mean()),
                      "cov95": float(in95.mean()), "target": target, "meets": bool(ok),
                      "not_worse": bool(err <= naive_err), "seconds": seconds, "alternatives": others,
                      "loaded_columns": {"law": loaded.law, "forecast": loaded_err}})
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'cov80':>6} {'cov95':>6}  law (target)")
     for r in rows:
         print(f"  {r['set']:<17} {r['train']:>5} {r['held_out']:>4} {r['naive']:>7.2%} {r['forecast']:>8.2%} "
-              f"{r['ratio']:>5.2f}x {r['hindsight']['naive']:>6.2%}/{r['hindsight']['law']:<6.2%} {r['cov80']:>6.0%} {r['cov95']:>6.0%}  {r['law']} "
+              f"{r['ratio']:>5.2f}x {r['hindsight']['naive']:>6.2%}/{r['hindsight']['law']:<6.2%} {r['cov80']:>6.0%} {r['cov95']:>6.0%}  {r['law']}, cuts by {r['by']} "
               f"({r['target']}: {'met' if r['meets'] else 'NOT met'}"
               f"{'' if r['not_worse'] else '; worse than naive'})")
     for r in rows:
