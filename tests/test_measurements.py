@@ -268,3 +268,33 @@ def test_the_summary_says_how_many_more_test_documents_a_precise_profile_needs()
     fits.checks["positions"]["max_rel_se"] = 0.004
     line = next(x for x in fits.summary().splitlines() if x.startswith("per-position"))
     assert "as many documents" not in line and "0.40%" in line
+
+
+def test_the_summary_gives_the_r2_of_each_l_of_t_fit_largest_transformer_first():
+    """Per-position losses of a Transformer and an LSTM drawn from L(t) = L_inf + (t_0 / t)^alpha_t
+    with noise: the check and the summary line give each run's L(t) R^2 of log loss, equal to one
+    computed here from the fitted law's predictions."""
+    from lmscale.laws.study.pipeline import fit_study
+
+    rng = np.random.default_rng(0)
+    t = np.arange(1, 64)
+    rows, finals = [], []
+    for run_id, arch, n, (l_inf, t0, a) in [("lstm1", "lstm", 6.5e4, (3.0, 1.0, 1.4)),
+                                             ("tf1", "transformer", 1.5e5, (2.7, 1.3, 0.9))]:
+        loss = (l_inf + (t0 / t) ** a) * np.exp(0.004 * rng.standard_normal(len(t)))
+        rows += [{"run_id": run_id, "position": int(p), "loss": float(v), "se": 0.01 * float(v), "N": n,
+                  "architecture": arch} for p, v in zip(t, loss)]
+        finals.append({"run_id": run_id, "N": n, "D": 1e6, "loss": float(loss.mean()), "architecture": arch})
+    frames = {"final_points": pd.DataFrame(finals), "per_position": pd.DataFrame(rows)}
+    fits = fit_study(frames, bootstrap=0, holdout=False, compare=False)
+    r2 = fits.checks["positions"]["r2"]
+    assert [r["architecture"] for r in r2] == ["transformer", "lstm"]
+    pos = pd.DataFrame(rows)
+    for r in r2:
+        y = pos[pos["run_id"] == r["run_id"]]
+        pred = np.asarray(fits.laws.laws[f"position:{r['run_id']}"].predict(t=y["position"].to_numpy(float)))
+        ly = np.log(y["loss"].to_numpy())
+        expect = 1 - np.sum((ly - np.log(pred)) ** 2) / np.sum((ly - ly.mean()) ** 2)
+        assert r["r2"] == pytest.approx(expect, abs=1e-6) and r["r2"] > 0.9
+    line = next(x for x in fits.summary().splitlines() if x.startswith("per-position"))
+    assert f"L(t) R^2 (of log loss): transformer N = 150,000 {r2[0]['r2']:.3f}, lstm N = 65,000" in line

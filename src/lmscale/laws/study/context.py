@@ -58,22 +58,40 @@ def other_distributions(frames: StudyFrames) -> list[str]:
     return sorted(set(final["distribution"]) - set(final["train_distribution"].dropna()))
 
 
-def position_check(frames: StudyFrames) -> dict | None:
-    """Largest standard error of the per-position losses relative to the loss, per fitted run."""
+def position_check(frames: StudyFrames, fits=None) -> dict | None:
+    """Largest standard error of the per-position losses relative to the loss, per fitted run; with
+    ``fits``, the R^2 of each run's L(t) fit (``r2``: architecture, N and R^2 per run, largest N first)."""
     pos = finished_only(frames, frames.per_position)
     if pos.empty:
         return None
     runs = position_runs(frames)
     sel = pos[pos["run_id"].isin(runs)]
+    r2 = _position_r2(sel, fits)
     if "se" not in sel or not sel["se"].notna().any():
-        return {"max_rel_se": None, "runs": len(runs),
+        return {"max_rel_se": None, "runs": len(runs), "r2": r2,
                 "note": "no standard errors stored (runs from before the final evaluation recorded them)"}
     rel = (sel["se"] / sel["loss"]).groupby(sel["run_id"]).max()
-    out = {"max_rel_se": float(rel.max()), "runs": len(runs), "by_run": {str(k): float(v) for k, v in rel.items()}}
+    out = {"max_rel_se": float(rel.max()), "runs": len(runs), "by_run": {str(k): float(v) for k, v in rel.items()},
+           "r2": r2}
     if "se_shape" in sel and sel["se_shape"].notna().any():
         shape = (sel["se_shape"] / sel["loss"]).groupby(sel["run_id"]).max()
         out.update(max_rel_se_shape=float(shape.max()), by_run_shape={str(k): float(v) for k, v in shape.items()})
     return out
+
+
+def _position_r2(sel: pd.DataFrame, fits) -> list[dict]:
+    """Each fitted run's L(t) R^2 (of log loss), with its architecture and N: Transformers first."""
+    if fits is None:
+        return []
+    out = []
+    for run_id, g in sel.groupby("run_id"):
+        law = fits.laws.laws.get(f"position:{run_id}")
+        if law is None or law.stats.get("r2") is None:
+            continue
+        arch = g["architecture"].iloc[0] if "architecture" in g else None
+        out.append({"run_id": str(run_id), "architecture": str(arch if isinstance(arch, str) else "transformer"),
+                    "N": float(g["N"].iloc[0]), "r2": float(law.stats["r2"])})
+    return sorted(out, key=lambda r: (r["architecture"] != "transformer", r["architecture"], -r["N"]))
 
 
 def architecture_check(frames: StudyFrames, fits) -> dict | None:

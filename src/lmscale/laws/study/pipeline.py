@@ -131,7 +131,7 @@ def fit_study(
     fits.crossing = crossing_check(fits)
     for key, check in (("envelope_stability", lambda: envelope_stability(frames, fits)),
                        ("bcrit_agreement", lambda: bcrit_agreement(fits)),
-                       ("positions", lambda: position_check(frames)),
+                       ("positions", lambda: position_check(frames, fits)),
                        ("architectures", lambda: architecture_check(frames, fits)),
                        ("other_accounting", lambda: other_accounting(raw, fits, seed) if compare else None)):
         try:

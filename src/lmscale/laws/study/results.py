@@ -262,7 +262,7 @@ class StudyFits:
                         "test split, and final_eval_tokens to score it" if more > 1 else "")
                 lines.append(f"per-position loss ({pos['runs']} runs fitted with L(t)): largest standard error "
                              f"{pos['max_rel_se']:.2%} of the loss (clustered by the test documents scored, "
-                             f"each with its own difficulty{need}){shape}")
+                             f"each with its own difficulty{need}){shape}{_position_fits(pos.get('r2') or [])}")
         arch = self.checks.get("architectures")
         if arch and arch.get("runs"):
             lines.append("vs the Transformers' L(N) at equal N: " + ", ".join(
@@ -318,6 +318,14 @@ def enough(frame: pd.DataFrame, law: str, need: int, what: str) -> pd.DataFrame:
     if len(frame) < max(need, n_params + 1):
         raise NotEnough(f"needs {what}: at least {max(need, n_params + 1)} (the study has {len(frame)})")
     return frame
+
+
+def _position_fits(r2: list[dict]) -> str:
+    """'; L(t) R^2: transformer N = ... 0.991, ...' (largest N of each architecture first)."""
+    if not r2:
+        return ""
+    return "; L(t) R^2 (of log loss): " + ", ".join(
+        f"{r['architecture']} N = {r['N']:,.0f} {r['r2']:.3f}" for r in r2)
 
 
 def _left_out_levels(left: list[dict[str, float]]) -> str:
