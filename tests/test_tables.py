@@ -91,3 +91,16 @@ def test_predict_at_a_budget_alone_points_to_plan(tmp_path):
     with pytest.raises(LmscaleError) as info:
         points_frame(pd.DataFrame({"N": [1e9]}))
     assert "plan" not in str(info.value)
+
+
+def test_where_and_columns_take_names_and_values_with_commas_in_quotes():
+    from lmscale.laws.io import parse_columns, parse_where, select_rows
+
+    assert parse_where('run="a,b",lr=0.001') == {"run": "a,b", "lr": "0.001"}
+    assert parse_where("note='x, y', owner=O'Brien") == {"note": "x, y", "owner": "O'Brien"}
+    assert parse_columns('N="Model Size",C="Training FLOP"') == {"N": "Model Size", "C": "Training FLOP"}
+    assert parse_columns('loss="val loss, final"') == {"loss": "val loss, final"}
+    with pytest.raises(LmscaleError, match="quote is not closed"):
+        parse_where('run="a,b')
+    frame = pd.DataFrame({"run": ["a,b", "a", "b"], "loss": [1.0, 2.0, 3.0]})
+    assert select_rows(frame, parse_where('run="a,b"'))["loss"].tolist() == [1.0]

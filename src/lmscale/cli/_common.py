@@ -50,7 +50,8 @@ def print_json(data: Any) -> None:
 
 
 WHERE_HELP = ("keep only the rows whose columns hold these values, e.g. dataset=rw,hparams=tuned "
-              "(a table of several settings: a law of N and D fitted across them describes none)")
+              "(a table of several settings: a law of N and D fitted across them describes none); "
+              "quote a value that holds a comma: run=\"a,b\"")
 
 
 def runs_table(path: Any, columns: dict[str, str], where: str | None) -> Any:

@@ -38,13 +38,14 @@ _LOSS_INPUTS = ("L", "L_train")
 
 
 def _pairs(text: str | Mapping[str, str] | None, flag: str, form: str) -> list[tuple[str, str]]:
-    """``'a=b,c=d'`` (or a mapping) -> ``[("a", "b"), ("c", "d")]``; quotes around either side dropped."""
+    """``'a=b,c=d'`` (or a mapping) -> ``[("a", "b"), ("c", "d")]``; quotes around either side dropped,
+    and a comma inside quotes is part of the name or value (``run="a,b"``)."""
     if text is None:
         return []
     if isinstance(text, Mapping):
         return [(str(k), str(v)) for k, v in text.items()]
     items = []
-    for part in str(text).split(","):
+    for part in _split_outside_quotes(str(text), flag):
         if not part.strip():
             continue
         if "=" not in part:
@@ -52,6 +53,27 @@ def _pairs(text: str | Mapping[str, str] | None, flag: str, form: str) -> list[t
         key, value = (s.strip().strip('"').strip("'") for s in part.split("=", 1))
         items.append((key, value))
     return items
+
+
+def _split_outside_quotes(text: str, flag: str) -> list[str]:
+    """``text`` split at the commas outside quotes (a quote opens only where a name or value starts,
+    so ``O'Brien`` is a value)."""
+    parts, current, quote, start = [], [], None, 0
+    for ch in text:
+        if quote is None and ch in "\"'" and not "".join(current[start:]).strip():
+            quote = ch
+        elif ch == quote:
+            quote = None
+        elif ch == "," and quote is None:
+            parts.append("".join(current))
+            current, start = [], 0
+            continue
+        elif ch == "=" and quote is None:
+            start = len(current) + 1
+        current.append(ch)
+    if quote is not None:
+        raise LmscaleError(f"{flag} {text!r}: a {quote} quote is not closed")
+    return [*parts, "".join(current)]
 
 
 def parse_columns(text: str | Mapping[str, str] | None) -> dict[str, str]:
