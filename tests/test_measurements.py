@@ -298,3 +298,14 @@ def test_the_summary_gives_the_r2_of_each_l_of_t_fit_largest_transformer_first()
         assert r["r2"] == pytest.approx(expect, abs=1e-6) and r["r2"] > 0.9
     line = next(x for x in fits.summary().splitlines() if x.startswith("per-position"))
     assert f"L(t) R^2 (of log loss): transformer N = 150,000 {r2[0]['r2']:.3f}, lstm N = 65,000" in line
+
+
+def test_the_per_position_line_says_which_runs_were_fitted_and_which_fits_are_not_identified():
+    from lmscale.laws.result import LawSet
+    from lmscale.laws.study.results import StudyFits
+
+    r2 = [{"run_id": "a", "architecture": "transformer", "N": 24576.0, "r2": -0.021, "identified": False}]
+    fits = StudyFits(laws=LawSet("s"), checks={"positions": {"max_rel_se": 0.0556, "runs": 2, "r2": r2}})
+    line = next(x for x in fits.summary().splitlines() if x.startswith("per-position"))
+    assert line.startswith("per-position loss (2 runs, 1 fitted with L(t)):")
+    assert line.endswith("transformer N = 24,576 -0.021 (not identified)")

@@ -90,7 +90,8 @@ def _position_r2(sel: pd.DataFrame, fits) -> list[dict]:
             continue
         arch = g["architecture"].iloc[0] if "architecture" in g else None
         out.append({"run_id": str(run_id), "architecture": str(arch if isinstance(arch, str) else "transformer"),
-                    "N": float(g["N"].iloc[0]), "r2": float(law.stats["r2"])})
+                    "N": float(g["N"].iloc[0]), "r2": float(law.stats["r2"]),
+                    "identified": law.identified is not False})
     return sorted(out, key=lambda r: (r["architecture"] != "transformer", r["architecture"], -r["N"]))
 
 

@@ -260,7 +260,8 @@ class StudyFits:
                 more = (pos["max_rel_se"] / POSITION_SE_GOAL) ** 2
                 need = (f"; {POSITION_SE_GOAL:.1%} would need about {more:.1f}x as many documents scored: a larger "
                         "test split, and final_eval_tokens to score it" if more > 1 else "")
-                lines.append(f"per-position loss ({pos['runs']} runs fitted with L(t)): largest standard error "
+                lines.append(f"per-position loss ({pos['runs']} runs{_fitted(pos.get('r2'), pos['runs'])}): "
+                             "largest standard error "
                              f"{pos['max_rel_se']:.2%} of the loss (clustered by the test documents scored, "
                              f"each with its own difficulty{need}){shape}{_position_fits(pos.get('r2') or [])}")
         arch = self.checks.get("architectures")
@@ -320,12 +321,20 @@ def enough(frame: pd.DataFrame, law: str, need: int, what: str) -> pd.DataFrame:
     return frame
 
 
+def _fitted(r2: list[dict] | None, runs: int) -> str:
+    """' fitted with L(t)' or ', 1 fitted with L(t)' where fewer runs were fitted than measured."""
+    if r2 is None or len(r2) == runs:
+        return " fitted with L(t)"
+    return f", {len(r2)} fitted with L(t)"
+
+
 def _position_fits(r2: list[dict]) -> str:
     """'; L(t) R^2: transformer N = ... 0.991, ...' (largest N of each architecture first)."""
     if not r2:
         return ""
     return "; L(t) R^2 (of log loss): " + ", ".join(
-        f"{r['architecture']} N = {r['N']:,.0f} {r['r2']:.3f}" for r in r2)
+        f"{r['architecture']} N = {r['N']:,.0f} {r['r2']:.3f}"
+        + ("" if r.get("identified", True) else " (not identified)") for r in r2)
 
 
 def _left_out_levels(left: list[dict[str, float]]) -> str:
