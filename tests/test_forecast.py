@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import lmscale as ls
+from conftest import SHARED_DATA
 from lmscale.errors import LmscaleError
 from lmscale.laws import planner
 from lmscale.laws.candidates import candidates_for, make_candidate
@@ -366,23 +367,28 @@ def test_store_forecasts_single_pass_runs_at_one_batch_and_says_what_it_left_out
     assert len(kept) == len(few) and "U" in kept.columns and kept.attrs["notes"] == []
 
 
-def test_an_isoflop_table_cut_by_size_says_to_cut_by_compute():
+@pytest.fixture(scope="module")
+def por():
+    """Porian et al.'s IsoFLOP points of one setting (the benchmark's): N, D, loss."""
+    from lmscale.laws import datasets
+
+    if not SHARED_DATA.exists():
+        pytest.skip("../shared/data is not beside the checkout")
+    frame = datasets.load("porian2024-isoflop", data_dir=SHARED_DATA)
+    keep = ((frame["dataset"] == "rw") & (frame["hparams"] == "tuned") & (frame["warmup"] == "short")
+            & (frame["decay"] == "const") & (frame["param_count"] == "standard"))
+    return frame[keep][["N", "D", "loss"]]
+
+
+def test_an_isoflop_table_cut_by_size_says_to_cut_by_compute(por):
     """Porian et al.'s points of one setting lie on 12 budgets of several sizes each: cut by model
     size, the audit holds out the most over-sized model of every budget, and its reason says how to
     validate a forecast of a larger budget instead. Ladders and grids are no IsoFLOP design."""
-    from pathlib import Path
-
     from lmscale.laws import datasets
     from lmscale.laws.validation import isoflop_budgets
 
-    data = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not data.exists():
-        pytest.skip("../shared/data is not beside the checkout")
-    por = datasets.load("porian2024-isoflop", data_dir=data)
-    por = por[(por["dataset"] == "rw") & (por["hparams"] == "tuned") & (por["warmup"] == "short")
-              & (por["decay"] == "const") & (por["param_count"] == "standard")][["N", "D", "loss"]]
     assert isoflop_budgets(por) == 12
-    assert isoflop_budgets(datasets.load("olmo-ladder-final", data_dir=data)[["N", "D", "loss"]]) == 0
+    assert isoflop_budgets(datasets.load("olmo-ladder-final", data_dir=SHARED_DATA)[["N", "D", "loss"]]) == 0
     assert isoflop_budgets(simulate_runs("chinchilla", seed=0)) == 0
     by_size = ls.forecast(por, candidates=["kaplan_nd"], variants=["huber"], bootstrap=0)
     assert "12 compute budgets (an IsoFLOP design)" in by_size.reason and "--by C" in by_size.reason
@@ -391,21 +397,12 @@ def test_an_isoflop_table_cut_by_size_says_to_cut_by_compute():
     assert by_compute.validation[0]["mean_abs_rel_error"] < by_size.validation[0]["mean_abs_rel_error"]
 
 
-def test_the_cuts_follow_the_points_asked_about():
+def test_the_cuts_follow_the_points_asked_about(por):
     """Asked about a larger budget of the same sizes (Porian et al.'s IsoFLOP points, the largest
     budget held out), the forecast cuts by compute and says why; asked about a larger model at the
     runs' budgets, or with no points, it keeps the default cuts by size; --by N overrides."""
-    from pathlib import Path
-
-    from lmscale.laws import datasets
     from lmscale.laws.forecast import axis_for_points
 
-    data = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not data.exists():
-        pytest.skip("../shared/data is not beside the checkout")
-    por = datasets.load("porian2024-isoflop", data_dir=data)
-    por = por[(por["dataset"] == "rw") & (por["hparams"] == "tuned") & (por["warmup"] == "short")
-              & (por["decay"] == "const") & (por["param_count"] == "standard")][["N", "D", "loss"]]
     c = 6 * por["N"] * por["D"]
     held = c >= c.max() * 0.99
     runs, asked = por[~held], por[held][["N", "D"]]
