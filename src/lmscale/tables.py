@@ -13,6 +13,7 @@ separator on every line is harmless. Every refusal is an
 
 from __future__ import annotations
 
+import csv
 import re
 import warnings
 from collections import Counter
@@ -47,7 +48,8 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise LmscaleError(f"{path}: no such file")
-    sep = header_separator(_first_line(path))
+    first = _first_line(path)
+    sep = header_separator(first)
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
@@ -59,9 +61,8 @@ def read_csv(path: str | Path) -> pd.DataFrame:
             raise LmscaleError(f"{path}: empty file (no header line)") from None
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
             raise LmscaleError(f"{path}: not a readable CSV ({exc})") from None
-    header = next(pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, encoding="utf-8-sig",
-                              keep_default_na=False).itertuples(index=False))
-    twice = sorted(name for name, n in Counter(str(h).strip() for h in header).items() if n > 1 and name)
+    header = next(csv.reader([first], delimiter=sep), [])
+    twice = sorted(name for name, n in Counter(h.strip() for h in header).items() if n > 1 and name)
     if twice:
         raise LmscaleError(f"{path}: column(s) {', '.join(map(repr, twice))} named more than once in the header; "
                            "rename them so each column has one name")

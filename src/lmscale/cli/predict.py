@@ -57,8 +57,9 @@ def register(sub: Any) -> None:
     p.add_argument("--bootstrap", type=int, default=200, metavar="K", help="bootstrap replicates of the final fit")
     p.add_argument("--cuts", type=int, default=None, metavar="K",
                    help="validation cuts (default: up to 3, leaving 3 model sizes to fit on)")
-    p.add_argument("--by", choices=("N", "C"), default=None, help="cut by model size N or compute C (default: C where the points lie "
-                   "further beyond the runs in compute than in size, else N)")
+    p.add_argument("--by", choices=("N", "C"), default=None,
+                   help="cut by model size N or compute C (default: C where the points lie further beyond the "
+                   "runs in compute than in size, else N)")
     p.add_argument("--columns", default=None, metavar="MAP", help='map your column names, e.g. N="Model Size"')
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of the predictive draws")
     p.add_argument("--jobs", type=int, default=None, metavar="J", help="bootstrap worker threads")
@@ -117,8 +118,8 @@ def load_or_fit(args: argparse.Namespace, at=None):
     frame = runs_table(path, parse_columns(args.columns), args.where)
     if is_sqlite(path):  # a store: D = tokens trained, U = unique tokens where data repeats
         frame = store_runs(frame, every_run=args.every_run)
-    return forecast(frame, law=args.law, cuts=args.cuts, by=args.by, bootstrap=args.bootstrap, seed=args.seed, at=at,
-                    columns=parse_columns(args.columns), n_jobs=args.jobs,
+    return forecast(frame, law=args.law, cuts=args.cuts, by=args.by, bootstrap=args.bootstrap, seed=args.seed,
+                    at=at, columns=parse_columns(args.columns), n_jobs=args.jobs,
                     progress=args.bootstrap > 0 and sys.stderr.isatty())
 
 

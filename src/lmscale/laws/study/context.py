@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -58,9 +60,9 @@ def other_distributions(frames: StudyFrames) -> list[str]:
     return sorted(set(final["distribution"]) - set(final["train_distribution"].dropna()))
 
 
-def position_check(frames: StudyFrames, fits=None) -> dict | None:
+def position_check(frames: StudyFrames, fits: Any = None) -> dict | None:
     """Largest standard error of the per-position losses relative to the loss, per fitted run; with
-    ``fits``, the R^2 of each run's L(t) fit (``r2``: architecture, N and R^2 per run, largest N first)."""
+    ``fits`` (:class:`StudyFits`), each run's L(t) fit (``r2``: :func:`_position_r2`)."""
     pos = finished_only(frames, frames.per_position)
     if pos.empty:
         return None
@@ -79,10 +81,11 @@ def position_check(frames: StudyFrames, fits=None) -> dict | None:
     return out
 
 
-def _position_r2(sel: pd.DataFrame, fits) -> list[dict]:
-    """Each fitted run's L(t) R^2 (of log loss), with its architecture and N: Transformers first."""
+def _position_r2(sel: pd.DataFrame, fits: Any) -> list[dict] | None:
+    """Each fitted run's L(t) R^2 (of log loss), architecture, N and whether its runs identify it:
+    Transformers first, then by architecture, largest N first (None without ``fits``)."""
     if fits is None:
-        return []
+        return None
     out = []
     for run_id, g in sel.groupby("run_id"):
         law = fits.laws.laws.get(f"position:{run_id}")
