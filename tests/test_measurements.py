@@ -96,6 +96,41 @@ def test_empirical_critical_batch_recovers_a_known_trade_off():
     assert math.isnan(steps_to_loss([1, 10], [5.0, 4.0], 3.0))
 
 
+def test_levels_outside_the_trade_off_are_not_fitted_and_say_why():
+    """The same exact trade-off, but the smallest batch slows to a floor late in its run (a constant
+    learning rate's noise floor): where it then needs more tokens than the next batch size, the level
+    is outside S = S_min + E_min / B and is not fitted (its B_crit would be inflated); the levels
+    above the floor still give the true B_crit. A sweep that follows the relation keeps every level
+    (the test before this one)."""
+    from lmscale.laws.critical_batch import trade_off_violation
+
+    s_min = lambda L: 100.0 * (5.0 / L) ** 3  # noqa: E731
+    b_crit = lambda L: 2e4 * L**-2.0  # noqa: E731
+    grid = np.linspace(3.0, 6.0, 20001)
+    rows = []
+    for b in (1024, 4096, 16384):
+        steps = np.unique(np.geomspace(20, 4e5, 400).astype(int))
+        need = s_min(grid) * (1 + b_crit(grid) / b)
+        if b == 1024:  # below L = 4.2, every step counts a fifth: 5x the steps the relation needs
+            need = np.where(grid < 4.2, np.interp(4.2, grid, need) + 5 * (need - np.interp(4.2, grid, need)), need)
+        loss = np.interp(steps, need[::-1], grid[::-1])
+        rows.append(pd.DataFrame({"run_id": f"b{b}", "step": steps, "loss": loss, "batch_tokens": b}))
+    levels = critical_batch_levels(pd.concat(rows), n_levels=8)
+    outside = levels[levels["status"].str.startswith("outside the relation")]
+    ok = levels[levels["status"] == "ok"]
+    assert len(outside) >= 2 and (outside["L"] < 4.2).all() and len(levels) == len(ok) + len(outside)
+    assert "B = 1024 needs more tokens than B = 4096" in outside["status"].iloc[-1]
+    above = ok[ok["L"] > 4.2]  # before the floor; just past it the excess tokens are still below 4096's
+    assert len(above) >= 4 and np.allclose(above["B"], b_crit(above["L"]), rtol=0.02)
+    assert outside["B"].iloc[-1] > 2 * b_crit(outside["L"].iloc[-1])  # what fitting it would have reported
+    # the check itself: the relation's own S passes, an inflated smallest batch or a slower larger one fails
+    B = np.array([512.0, 2048.0, 8192.0])
+    S = 100.0 * (1 + 2000.0 / B)
+    assert trade_off_violation(S, B) is None
+    assert "B = 512 needs more tokens" in trade_off_violation(S * [6.0, 1.0, 1.0], B)
+    assert "B = 8192 needs more steps" in trade_off_violation(S * [1.0, 1.0, 2.0], B)
+
+
 def test_noise_scale_standard_error_matches_its_spread():
     # |g_B|^2 = |G|^2 + tr(S)/B + noise: per-step norms scattered around their expectations
     rng = np.random.default_rng(0)
@@ -309,3 +344,15 @@ def test_the_per_position_line_says_which_runs_were_fitted_and_which_fits_are_no
     line = next(x for x in fits.summary().splitlines() if x.startswith("per-position"))
     assert line.startswith("per-position loss (2 runs, 1 fitted with L(t)):")
     assert line.endswith("transformer N = 24,576 -0.021 (not identified)")
+
+
+def test_the_b_crit_line_names_the_levels_outside_the_relation():
+    from lmscale.laws.result import LawSet
+    from lmscale.laws.study.results import StudyFits
+
+    agree = {"ratio_median": 0.96, "ratio_min": 0.87, "ratio_max": 1.41, "within_2x": True, "levels": 8,
+             "left_out": [], "outside": [{"L": 3.864, "N": 13824.0, "why": "outside the relation: ..."}]}
+    fits = StudyFits(laws=LawSet("s"), checks={"bcrit_agreement": agree})
+    line = next(x for x in fits.summary().splitlines() if x.startswith("B_crit two ways"))
+    assert "within a factor 2" in line and "NOT" not in line
+    assert "1 level(s) outside the relation S = S_min + E_min / B, not compared: L = 3.864 (N = 13,824)" in line

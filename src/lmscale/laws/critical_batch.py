@@ -12,6 +12,15 @@ the batch at which a run needs twice the fewest steps and twice the fewest
 tokens. The residuals are relative (weights 1 / S_i^2). Standard errors
 come from the regression's covariance (needs 3 or more batch sizes) by the
 delta method. Pure numpy.
+
+The relation says more than the line: the tokens E = E_min + S_min B rise
+with B and the steps S fall with it. A level where a smaller batch needs
+more tokens than a larger one (or a larger batch more steps) is outside
+the relation, whatever line fits it: the smaller batch is limited by
+something else there, typically the noise floor of a constant learning
+rate late in its run, which inflates its steps and so B_crit. Such a level
+keeps its numbers and gets a status that says why (:func:`trade_off_violation`);
+only levels with status ``ok`` are fitted.
 """
 
 from __future__ import annotations
@@ -72,6 +81,23 @@ def fit_min_steps(S, B) -> dict[str, float]:
     return out
 
 
+def trade_off_violation(S, B) -> str | None:
+    """Why steps ``S`` at batch sizes ``B`` (one loss level) contradict S = S_min + E_min / B, or None:
+    the tokens E = B S must rise with B and the steps S must fall with it."""
+    S, B = np.asarray(S, dtype=float), np.asarray(B, dtype=float)
+    order = np.argsort(B)
+    S, B = S[order], B[order]
+    E = B * S
+    for i in range(len(B) - 1):
+        if B[i + 1] > B[i] and E[i] > E[i + 1]:
+            return (f"outside the relation: B = {B[i]:.0f} needs more tokens than B = {B[i + 1]:.0f} "
+                    f"({E[i]:.3g} > {E[i + 1]:.3g}; E = E_min + S_min B rises with B)")
+        if B[i + 1] > B[i] and S[i + 1] > S[i]:
+            return (f"outside the relation: B = {B[i + 1]:.0f} needs more steps than B = {B[i]:.0f} "
+                    f"({S[i + 1]:.3g} > {S[i]:.3g}; S = S_min + E_min / B falls with B)")
+    return None
+
+
 def critical_batch_levels(curves: pd.DataFrame, n_levels: int = 6) -> pd.DataFrame:
     """B_crit at several loss levels from the learning curves of one model at several batch sizes.
 
@@ -82,7 +108,8 @@ def critical_batch_levels(curves: pd.DataFrame, n_levels: int = 6) -> pd.DataFra
     level is reached past every run's warm-up. For the steps to compare,
     the runs should share their learning-rate schedule in steps (a constant
     rate after the same warm-up). Columns: L, B (= B_crit), se, se_log,
-    S_min, E_min, n_batches, status.
+    S_min, E_min, n_batches, status (``ok``, or why the level is not fitted:
+    no trade-off, or one outside the relation, :func:`trade_off_violation`).
     """
     need = [c for c in ("step", "loss", "batch_tokens", "run_id") if c not in curves]
     if need:
@@ -105,10 +132,11 @@ def critical_batch_levels(curves: pd.DataFrame, n_levels: int = 6) -> pd.DataFra
         try:
             row.update(fit_min_steps(S[ok], B[ok]))
             row["B"] = row.pop("B_crit")
+            row["status"] = trade_off_violation(S[ok], B[ok]) or "ok"
         except LmscaleError as exc:
             row["status"] = str(exc)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-__all__ = ["critical_batch_levels", "fit_min_steps", "steps_to_loss"]
+__all__ = ["critical_batch_levels", "fit_min_steps", "steps_to_loss", "trade_off_violation"]

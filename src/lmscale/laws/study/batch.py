@@ -128,14 +128,18 @@ def select_empirical_critical_batch(frames: StudyFrames, fits: StudyFits) -> tup
         raise NotEnough("needs a batch-size sweep: one Transformer (same group and size) at 3 or more batch "
                         "sizes" + (f" ({'; '.join(skipped)})" if skipped else ""))
     pts = pd.concat(parts, ignore_index=True)
-    used = pts[pts["status"] == "ok"]
+    used = pts[pts["status"] == "ok"].copy()
+    outside = pts[pts["status"].str.startswith("outside the relation")]
+    used.attrs["outside"] = [{"L": float(r.L), "N": float(r.N), "why": str(r.status)} for r in outside.itertuples()]
     if len(used) < 4:
         raise NotEnough(f"needs the steps/tokens trade-off at 4 or more loss levels (the sweep gives "
                         f"{len(used)}: " + "; ".join(sorted(set(pts["status"]) - {"ok"}))[:300] + ")")
     sizes = ", ".join(f"{n:,.0f}" for n in sorted(used["N"].unique()))
+    left = (f"; {len(outside)} level(s) outside the relation left out (a smaller batch needing more tokens, "
+            "or a larger one more steps)" if len(outside) else "")
     return used, (f"the batch-size sweep at N = {sizes}: steps S and tokens E = B S to reach each of "
                   f"{len(used)} loss levels, S = S_min + E_min / B fitted per level ([K] eqs. 5.4-5.5), "
-                  f"B_crit = E_min / S_min")
+                  f"B_crit = E_min / S_min{left}")
 
 
 def bcrit_agreement(fits: StudyFits) -> dict[str, Any] | None:
@@ -143,7 +147,9 @@ def bcrit_agreement(fits: StudyFits) -> dict[str, Any] | None:
 
     The verdict counts the levels where the sweep determines B_crit to a
     factor 2 (1.96 se_log <= ln 2): where its own 95% interval is wider, a
-    factor-2 comparison says nothing. The others are reported, not hidden.
+    factor-2 comparison says nothing. The others are reported, not hidden,
+    as are the levels outside the relation the sweep is fitted to
+    (``outside``: :func:`lmscale.laws.critical_batch.trade_off_violation`).
     """
     if "bcrit" not in fits.laws or "bcrit_empirical" not in fits.points:
         return None
@@ -161,6 +167,7 @@ def bcrit_agreement(fits: StudyFits) -> dict[str, Any] | None:
             "left_out": [{"L": float(lv), "ratio": float(r), "se_log": float(s),
                           "factor": float(np.exp(AGREEMENT_Z * s))}
                          for lv, r, s, d in zip(pts["L"], ratio, se_log, determined) if not d],
+            "outside": list(pts.attrs.get("outside", [])),
             "how": "empirical B_crit (batch sweep) / B_crit(L) fitted to the noise scale, at each level's L, "
                    "over the levels the sweep determines to a factor 2 (95%)"}
 

@@ -249,7 +249,8 @@ class StudyFits:
             lines.append(f"B_crit two ways: empirical / noise-scale = {agree['ratio_median']:.2f} (median; "
                          f"{agree['ratio_min']:.2f} to {agree['ratio_max']:.2f} over {agree['levels']} loss "
                          f"levels): {'within' if agree['within_2x'] else 'NOT within'} a factor 2"
-                         + _left_out_levels(agree.get("left_out") or []))
+                         + _left_out_levels(agree.get("left_out") or [])
+                         + _outside_levels(agree.get("outside") or []))
         pos = self.checks.get("positions")
         if pos:
             if pos.get("max_rel_se") is None:
@@ -335,6 +336,16 @@ def _position_fits(r2: list[dict]) -> str:
     return "; L(t) R^2 (of log loss): " + ", ".join(
         f"{r['architecture']} N = {r['N']:,.0f} {r['r2']:.3f}"
         + ("" if r.get("identified", True) else " (not identified)") for r in r2)
+
+
+def _outside_levels(outside: list[dict]) -> str:
+    """The sweep's loss levels outside S = S_min + E_min / B, in words (not fitted, not compared)."""
+    if not outside:
+        return ""
+    each = ", ".join(f"L = {x['L']:.3f} (N = {x['N']:,.0f})" for x in outside)
+    return (f"; {len(outside)} level(s) outside the relation S = S_min + E_min / B, not compared: {each} "
+            "(there a smaller batch needs more tokens than a larger one, which the relation forbids: "
+            "something besides the batch trade-off, such as a constant learning rate's noise floor, sets its steps)")
 
 
 def _left_out_levels(left: list[dict[str, float]]) -> str:
