@@ -1,5 +1,6 @@
 """One CSV reader for every command: separators, decimal commas, byte-order marks and refusals."""
 
+import json
 import subprocess
 import sys
 
@@ -104,3 +105,62 @@ def test_where_and_columns_take_names_and_values_with_commas_in_quotes():
         parse_where('run="a,b')
     frame = pd.DataFrame({"run": ["a,b", "a", "b"], "loss": [1.0, 2.0, 3.0]})
     assert select_rows(frame, parse_where('run="a,b"'))["loss"].tolist() == [1.0]
+
+
+# -- Excel workbooks ----------------------------------------------------------------------------
+@pytest.fixture()
+def workbook(tmp_path):
+    """A workbook whose first sheet is a note and whose second holds the runs two rows down, one column in."""
+    pytest.importorskip("openpyxl")
+    path = tmp_path / "runs.xlsx"
+    frame = pd.DataFrame(ROWS, columns=["N", "D", "loss"])
+    with pd.ExcelWriter(path, engine="openpyxl") as book:
+        pd.DataFrame({"note": ["runs of the ladder"]}).to_excel(book, sheet_name="readme", index=False)
+        frame.to_excel(book, sheet_name="ladder", index=False, startrow=2, startcol=1)
+    return path
+
+
+def test_a_sheet_of_a_workbook_reads_as_its_csv_would(workbook, tmp_path):
+    from lmscale.tables import read_rows
+
+    frame = read_rows(f"{workbook}#ladder")
+    assert list(frame.columns) == ["N", "D", "loss"] and frame.attrs["sheet"] == "ladder"
+    np.testing.assert_array_equal(frame.to_numpy(dtype=float), np.array(ROWS))
+    assert "notes" not in frame.attrs  # the sheet was named: nothing to say
+    first = read_rows(workbook)
+    assert first.attrs["sheet"] == "readme" and "read its first sheet, 'readme', of 2" in first.attrs["notes"][0]
+    with pytest.raises(LmscaleError, match="no sheet 'nope'; its sheets: readme, ladder"):
+        read_rows(f"{workbook}#nope")
+    assert import_csv(tmp_path / "s.sqlite", f"{workbook}#ladder") == len(ROWS)
+    with Store(tmp_path / "s.sqlite", create=False) as store:
+        assert sorted(store.final_points()["loss"]) == sorted(r[2] for r in ROWS)
+
+
+def test_fit_reads_a_workbook_sheet_like_the_csv_and_names_the_sheet_in_errors(workbook, tmp_path):
+    csv_path = _write(tmp_path / "runs.csv", _text(","))
+    fits = []
+    for source in (csv_path, f"{workbook}#ladder"):
+        done = subprocess.run([sys.executable, "-m", "lmscale", "fit", str(source), "--law", "kaplan_n", "--json"],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        fits.append(json.loads(done.stdout)["params"])
+    assert fits[0] == pytest.approx(fits[1], rel=1e-12)
+    done = subprocess.run([sys.executable, "-m", "lmscale", "fit", str(workbook)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2
+    assert "runs.xlsx#readme (the first of its sheets readme, ladder; choose one with runs.xlsx#SHEET)" in done.stderr
+
+
+def test_workbooks_lmscale_cannot_read_are_refused_with_what_to_do(tmp_path, workbook, monkeypatch):
+    from lmscale.tables import read_rows
+
+    with pytest.raises(LmscaleError, match=r"old.xls: a .xls spreadsheet, which lmscale does not read; save"):
+        read_rows(_write(tmp_path / "old.xls", "N,D,loss\n"))
+    with pytest.raises(LmscaleError, match="broken.xlsx: not a readable Excel workbook"):
+        read_rows(_write(tmp_path / "broken.xlsx", "N,D,loss\n"))
+    pd.DataFrame([[1, 2, 3]], columns=["N", "N ", "loss"]).to_excel(tmp_path / "twice.xlsx", index=False)
+    with pytest.raises(LmscaleError, match="'N' named more than once"):
+        read_rows(tmp_path / "twice.xlsx")
+    monkeypatch.setitem(sys.modules, "openpyxl", None)  # as where the extra is not installed
+    with pytest.raises(LmscaleError, match=r"needs openpyxl: pip install 'lmscale\[excel\]'"):
+        read_rows(workbook)

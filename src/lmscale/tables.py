@@ -1,4 +1,4 @@
-"""Reading a user's CSV file: one reader for every command that takes one.
+"""Reading a user's table of runs, CSV or Excel: one reader for every command that takes one.
 
 Spreadsheets and locales write CSV in more than one way. The reader takes
 the field separator from the header line (comma, semicolon, tab or bar; a
@@ -9,6 +9,12 @@ with more fields than the header names (pandas would take the first column
 as the index and move every value one column to the left). A trailing
 separator on every line is harmless. Every refusal is an
 :class:`~lmscale.errors.LmscaleError` that names the file.
+
+Excel workbooks (``.xlsx``, ``.xlsm``; ``pip install 'lmscale[excel]'``) are
+read from their first sheet, or the one named after a ``#``:
+``runs.xlsx#ladder``. A workbook of several sheets says which one it read
+(``attrs["notes"]``), the same column named twice is refused as in a CSV,
+and the empty columns and rows around a table are dropped.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SEPARATORS = (",", ";", "\t", "|")
+#: Workbook suffixes read with openpyxl.
+WORKBOOKS = (".xlsx", ".xlsm")
+#: Spreadsheet formats read by neither: save as one of the others.
+OTHER_SPREADSHEETS = (".xls", ".ods", ".numbers")
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+(?:[eE][-+]?\d+)?\s*$")
 
 
@@ -61,14 +71,90 @@ def read_csv(path: str | Path) -> pd.DataFrame:
             raise LmscaleError(f"{path}: empty file (no header line)") from None
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
             raise LmscaleError(f"{path}: not a readable CSV ({exc})") from None
-    header = next(csv.reader([first], delimiter=sep), [])
-    twice = sorted(name for name, n in Counter(h.strip() for h in header).items() if n > 1 and name)
-    if twice:
-        raise LmscaleError(f"{path}: column(s) {', '.join(map(repr, twice))} named more than once in the header; "
-                           "rename them so each column has one name")
+    _refuse_repeated_names(path, next(csv.reader([first], delimiter=sep), []))
     if sep != ",":
         frame = _decimal_commas(frame)
         frame.attrs["separator"] = sep
+    return frame
+
+
+def _refuse_repeated_names(where: Path | str, header: list) -> None:
+    names = [str(h).strip() for h in header if h is not None and str(h).strip() and str(h) != "nan"]
+    twice = sorted(name for name, n in Counter(names).items() if n > 1)
+    if twice:
+        raise LmscaleError(f"{where}: column(s) {', '.join(map(repr, twice))} named more than once in the header; "
+                           "rename them so each column has one name")
+
+
+def split_sheet(spec: str | Path) -> tuple[Path, str | None]:
+    """``runs.xlsx#ladder`` -> (``runs.xlsx``, ``"ladder"``); any other path -> (path, None)."""
+    path = Path(spec)
+    text = str(spec)
+    if not path.exists() and "#" in text:
+        base, sheet = text.rsplit("#", 1)
+        if Path(base).suffix.lower() in WORKBOOKS:
+            return Path(base), sheet
+    return path, None
+
+
+def read_rows(spec: str | Path) -> pd.DataFrame:
+    """The table in a CSV file or an Excel workbook's sheet (``FILE.xlsx#SHEET``), by its suffix."""
+    path, sheet = split_sheet(spec)
+    suffix = path.suffix.lower()
+    if suffix in WORKBOOKS:
+        return read_workbook(path, sheet)
+    if suffix in OTHER_SPREADSHEETS:
+        raise LmscaleError(f"{path}: a {suffix} spreadsheet, which lmscale does not read; save the sheet as "
+                           ".xlsx or as CSV")
+    return read_csv(path)
+
+
+def read_workbook(path: str | Path, sheet: str | None = None) -> pd.DataFrame:
+    """One sheet of an Excel workbook (the first when ``sheet`` is None) as a table."""
+    import zipfile
+
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise LmscaleError(f"{path}: no such file")
+    try:
+        import openpyxl  # noqa: F401
+    except ImportError:
+        raise LmscaleError(f"{path}: reading Excel workbooks needs openpyxl: pip install 'lmscale[excel]' "
+                           "(or save the sheet as CSV)") from None
+    try:
+        book = pd.ExcelFile(path, engine="openpyxl")
+        names = [str(n) for n in book.sheet_names]
+        if not names:
+            raise LmscaleError(f"{path}: the workbook has no sheets")
+        chosen = names[0] if sheet is None else sheet
+        if chosen not in names:
+            raise LmscaleError(f"{path}: no sheet {chosen!r}; its sheets: {', '.join(names)}")
+        raw = pd.read_excel(book, sheet_name=chosen, header=None)
+    except LmscaleError:
+        raise
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError) as exc:
+        raise LmscaleError(f"{path}: not a readable Excel workbook ({exc})") from None
+    raw = raw.dropna(how="all").dropna(axis=1, how="all")  # the empty rows and columns around the table
+    where = f"{path}#{chosen}"
+    if raw.empty:
+        raise LmscaleError(f"{where}: the sheet is empty")
+    header = raw.iloc[0].tolist()
+    _refuse_repeated_names(where, header)
+    if any(h is None or (isinstance(h, float) and h != h) for h in header):
+        raise LmscaleError(f"{where}: a column with values has no name in the header row")
+    frame = raw.iloc[1:].reset_index(drop=True)
+    frame.columns = [str(h).strip() for h in header]
+    for col in frame.columns:  # cells of a header row's column arrive as objects: numbers where all are
+        try:
+            frame[col] = pd.to_numeric(frame[col])
+        except (ValueError, TypeError):
+            pass
+    frame.attrs["sheet"], frame.attrs["sheets"] = chosen, names
+    if len(names) > 1 and sheet is None:
+        frame.attrs["notes"] = [f"{path.name}: read its first sheet, {chosen!r}, of {len(names)} "
+                                f"({', '.join(names)}); another: {path.name}#SHEET"]
     return frame
 
 
@@ -86,4 +172,5 @@ def _decimal_commas(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-__all__ = ["SEPARATORS", "header_separator", "read_csv"]
+__all__ = ["OTHER_SPREADSHEETS", "SEPARATORS", "WORKBOOKS", "header_separator", "read_csv", "read_rows",
+           "read_workbook", "split_sheet"]

@@ -55,7 +55,7 @@ WHERE_HELP = ("keep only the rows whose columns hold these values, e.g. dataset=
 
 
 def runs_table(path: Any, columns: dict[str, str], where: str | None) -> Any:
-    """The runs table at ``path`` (CSV, Parquet or store) with ``--where`` applied; a table whose
+    """The runs table at ``path`` (CSV, Excel sheet, Parquet or store) with ``--where`` applied; a table whose
     runs at one N and D differ in a setting that moves the loss gets a line in ``attrs["notes"]``
     (a forecast and ``next`` carry it into their text and JSON; :func:`print_notes` prints it)."""
     from pathlib import Path
@@ -79,7 +79,7 @@ def runs_table(path: Any, columns: dict[str, str], where: str | None) -> Any:
     except LmscaleError:  # the fit itself says what is wrong with the columns
         return frame
     note = settings_note(named, str(path))
-    frame.attrs["notes"] = [note] if note else []
+    frame.attrs["notes"] = list(frame.attrs.get("notes", [])) + ([note] if note else [])  # a workbook's own
     return frame
 
 

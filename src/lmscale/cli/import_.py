@@ -26,7 +26,8 @@ SOURCE by kind:
   tensorboard  a log folder; every folder with event files below it is a run
   wandb        offline run folders (wandb/), one run-<id>.wandb file, an
                exported history .jsonl, or ENTITY/PROJECT (online)
-  csv          a CSV: one row per curve point (MAP run = "column") or per run
+  csv          a CSV or an Excel sheet (FILE.xlsx#SHEET): one row per curve point
+               (MAP run = "column") or per run
 
 MAP example (map.toml):
   loss = "eval/loss"            # nats/token on the training distribution

@@ -39,7 +39,7 @@ next-R@N=..,D=.. (round R, the target) of a study (your --study file, or
 one rebuilt from the store), so 'lmscale sweep run' trains them into the
 same store: fit, next, run, fit. 'lmscale report' then shows the rounds.
 
-RUNS is a CSV, Parquet file or results store (its finished Transformer
+RUNS is a CSV, Excel sheet, Parquet file or results store (its finished Transformer
 runs); at least 3 runs.
 
 Examples:
@@ -59,7 +59,7 @@ Examples:
 def register(sub: Any) -> None:
     p = add_parser(sub, "next", help="the runs to train next for the most forecast certainty per FLOP",
                    description=DESCRIPTION)
-    p.add_argument("runs", metavar="RUNS", help="CSV, Parquet or results store of the runs you have")
+    p.add_argument("runs", metavar="RUNS", help="CSV, Excel sheet, Parquet or results store of the runs you have")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--target", action="append", metavar="N,D",
                       help="target model size and tokens (repeat for several points)")

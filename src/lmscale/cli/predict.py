@@ -13,7 +13,7 @@ from lmscale.errors import LmscaleError
 DESCRIPTION = """\
 Forecast the loss of runs before anyone pays for them.
 
-RUNS is a table of finished runs (CSV, Parquet or a results store) with N,
+RUNS is a table of finished runs (CSV, Excel sheet, Parquet or a results store) with N,
 D (or C) and loss (and U or epochs when runs repeat data), or a forecast
 saved with --save (or 'lmscale fit --audit --out'). From a table the
 forecast is made here: every candidate law the columns support (the [H]
@@ -29,7 +29,7 @@ size: the runs of a batch-size sweep off the batch most runs use, and runs
 that repeat their data, are left out (the laws have no term for either) and
 a note says how many; --every-run keeps them (repeated data as U).
 
-POINTS is a CSV (or Parquet) with columns N and D (or C, and D = C / (6 N)),
+POINTS is a CSV (or Excel sheet, or Parquet) with columns N and D (or C, and D = C / (6 N)),
 or inline: 'N=7e10,D=1.4e12;N=1e9,D=2e10'. Output, one row per point:
 N, D, loss, lo80, hi80, lo95, hi95 (nats/token). A warning follows where
 the chosen law's refit on all runs did not converge or its parameters are
@@ -48,9 +48,9 @@ Examples:
 
 def register(sub: Any) -> None:
     p = add_parser(sub, "predict", "forecast the loss of new runs, with 80%%/95%% intervals", DESCRIPTION)
-    p.add_argument("runs", metavar="RUNS", help="CSV, Parquet, results store, or a saved forecast (JSON)")
+    p.add_argument("runs", metavar="RUNS", help="CSV, Excel sheet (FILE.xlsx#SHEET), Parquet, results store, or a saved forecast (JSON)")
     p.add_argument("--at", required=True, metavar="POINTS",
-                   help="CSV/Parquet with N and D (or C), or inline 'N=...,D=...;N=...,D=...'")
+                   help="CSV/Excel/Parquet with N and D (or C), or inline 'N=...,D=...;N=...,D=...'")
     p.add_argument("--law", default=None, metavar="NAME",
                    help="force one candidate (e.g. chinchilla, chinchilla_tied, kaplan_nd, chinchilla+linear); "
                         "default: the validated choice")

@@ -110,7 +110,7 @@ def register(sub: Any) -> None:
                    "      --columns 'N=Model Size,C=Training FLOP,loss=loss' --group chinchilla\n\n"
                    "Columns named N, D, C, loss (any case) are found without --columns. For learning\n"
                    "curves, and runs in MLflow, TensorBoard or W&B, see 'lmscale import --help'.")
-    p.add_argument("csv", help="the CSV file")
+    p.add_argument("csv", help="the CSV file, or an Excel sheet: FILE.xlsx or FILE.xlsx#SHEET")
     p.add_argument("--store", required=True, help="the SQLite results file (created if missing)")
     p.add_argument("--columns", help="FIELD=COLUMN pairs, comma separated (fields: N, D, C, loss)")
     p.add_argument("--group", help="group name of the imported runs; None = the CSV's file name")

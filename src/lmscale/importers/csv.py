@@ -19,12 +19,12 @@ def read(source: str | Path, m: ImportMap) -> tuple[str, str, list[SourceRun]]:
     """``(uri, default group, runs)`` of a CSV file."""
     import pandas as pd
 
-    path = Path(source)
+    from lmscale.tables import read_rows, split_sheet
+
+    path, sheet = split_sheet(source)
     if not path.is_file():
         raise LmscaleError(f"{path}: no such CSV file")
-    from lmscale.tables import read_csv
-
-    frame = read_csv(path)  # separator from the header; rows longer than it refused, not shifted
+    frame = read_rows(source)  # a CSV (separator from its header) or an Excel sheet
     if frame.empty:
         raise LmscaleError(f"{path}: no data rows")
     columns = [str(c) for c in frame.columns]
@@ -39,7 +39,7 @@ def read(source: str | Path, m: ImportMap) -> tuple[str, str, list[SourceRun]]:
         groups = [(f"row {i + 1}", frame.iloc[[i]]) for i in range(len(frame))]
     else:
         groups = [(str(name), part) for name, part in frame.groupby(m.run, sort=False, dropna=False)]
-    uri = str(path.resolve())
+    uri = str(path.resolve()) + (f"#{sheet}" if sheet else "")
     runs = []
     for name, part in groups:
         if step_col is not None:

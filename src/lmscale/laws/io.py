@@ -29,7 +29,7 @@ import pandas as pd
 
 from lmscale.errors import LmscaleError
 from lmscale.laws.forms import LawForm
-from lmscale.tables import read_csv
+from lmscale.tables import read_rows, split_sheet
 
 FIT_FIELDS = ("N", "D", "C", "C_min", "S", "B", "L", "t", "L_train", "X", "U", "epochs", "loss", "run_id")
 
@@ -96,12 +96,14 @@ def is_sqlite(path: Path) -> bool:
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV, a Parquet file, or a results store (SQLite: its final points)."""
-    path = Path(path)
+    """Read a CSV, an Excel sheet (``runs.xlsx``, ``runs.xlsx#SHEET``), a Parquet file, or a
+    results store (SQLite: its final points)."""
+    spec = path
+    path, sheet = split_sheet(path)
     if not path.exists():
         raise LmscaleError(f"{path}: no such file")
     if path.is_dir():
-        raise LmscaleError(f"{path}: is a folder; expected a CSV, Parquet or store file")
+        raise LmscaleError(f"{path}: is a folder; expected a CSV, Excel, Parquet or store file")
     if is_sqlite(path):
         from lmscale.store import Store
 
@@ -116,9 +118,19 @@ def read_table(path: str | Path) -> pd.DataFrame:
         except (ValueError, OSError) as exc:
             raise LmscaleError(f"{path}: could not read as Parquet ({exc})") from None
     else:
-        frame = read_csv(path)
-    frame.attrs["source"] = path.name  # messages about its rows name the file
+        frame = read_rows(spec)
+    frame.attrs["source"] = source_name(path, frame)  # messages about its rows name the file (and sheet)
     return frame
+
+
+def source_name(path: Path, frame: pd.DataFrame) -> str:
+    """How messages name a table: the file, its sheet, and the others where the first was taken."""
+    sheet, sheets = frame.attrs.get("sheet"), frame.attrs.get("sheets") or []
+    if sheet is None:
+        return path.name
+    others = "" if len(sheets) < 2 or "notes" not in frame.attrs else \
+        f" (the first of its sheets {', '.join(sheets)}; choose one with {path.name}#SHEET)"
+    return f"{path.name}#{sheet}{others}"
 
 
 def rename_columns(frame: pd.DataFrame, columns: Mapping[str, str] | None, where: str = "data") -> pd.DataFrame:

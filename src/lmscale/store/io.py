@@ -115,12 +115,13 @@ def import_csv(
     a positive finite number; an error names the row and column. Re-importing
     the same file replaces its rows (ids hash the file name and row).
     """
-    from lmscale.tables import read_csv
+    from lmscale.tables import read_rows, split_sheet
 
-    path = Path(csv_path)
+    path, sheet = split_sheet(csv_path)
     if not path.is_file():
         raise LmscaleError(f"{path}: no such CSV file")
-    frame = read_csv(path)
+    name = path.name + (f"#{sheet}" if sheet else "")
+    frame = read_rows(csv_path)  # a CSV, or an Excel sheet (FILE.xlsx#SHEET)
     if frame.empty:
         raise LmscaleError(f"{path}: no data rows")
     cols = _resolve_columns(frame, columns or {}, str(path))
@@ -142,11 +143,11 @@ def import_csv(
             values[key] = number
         if "D" not in values:
             values["D"] = values["C"] / (6.0 * values["N"])
-        spec = {"imported_from": path.name, "row": i + 1, **values}
+        spec = {"imported_from": name, "row": i + 1, **values}
         run_id = "imp-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
         rows.append((run_id, {
             "study": study, "grp": group, "rule": rule, "status": "finished",
-            "source": f"imported:{path.name}", "spec_json": json.dumps(spec, sort_keys=True),
+            "source": f"imported:{name}", "spec_json": json.dumps(spec, sort_keys=True),
             "non_embedding_params": int(round(values["N"])), "tokens": int(round(values["D"])),
             "budget_flops": values.get("C"), "final_loss": values["loss"],
         }))
