@@ -45,6 +45,13 @@ def test_the_separator_is_the_one_the_header_holds_most_of():
     assert header_separator("loss\n") == ","
 
 
+def test_decimal_commas_are_read_only_in_a_semicolon_table(tmp_path):
+    """A tab-separated table may write 1,234 for one thousand two hundred and thirty-four: it stays
+    text there (and fit names its rows as not numbers) instead of being read as 1.234."""
+    frame = read_csv(_write(tmp_path / "runs.tsv", "N\tloss\n1,234\t2.5\n"))
+    assert frame["N"].tolist() == ["1,234"]
+
+
 def test_a_text_column_with_some_commas_stays_text(tmp_path):
     frame = read_csv(_write(tmp_path / "runs.csv", "N;name;loss\n1;a,b;2,5\n2;c;3,5\n"))
     assert frame["name"].tolist() == ["a,b", "c"]

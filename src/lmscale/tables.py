@@ -72,8 +72,9 @@ def read_csv(path: str | Path) -> pd.DataFrame:
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
             raise LmscaleError(f"{path}: not a readable CSV ({exc})") from None
     _refuse_repeated_names(path, next(csv.reader([first], delimiter=sep), []))
-    if sep != ",":
+    if sep == ";":  # the separator of locales whose decimal mark is a comma (elsewhere 1,234 may be 1234)
         frame = _decimal_commas(frame)
+    if sep != ",":
         frame.attrs["separator"] = sep
     return frame
 
