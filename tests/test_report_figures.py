@@ -228,7 +228,8 @@ def test_critical_batch_figure_shows_both_measurements():
     fits = StudyFits(laws=LawSet("b"))
     fits.add("bcrit", fit(pts, law="bcrit"), pts, "noise")
     fits.add("bcrit_empirical", fit(emp, law="bcrit"), emp, "sweep")
-    fits.checks["bcrit_agreement"] = {"ratio_median": 1.5}
+    fits.checks["bcrit_agreement"] = {"ratio_median": 1.5,
+                                      "outside": [{"L": 3.6, "N": 1e4, "B": 9e3, "why": "outside the relation"}]}
     with style.style():
         fig = spec("fig10_critical_batch").draw(StudyFrames(noise_scale=noise.assign(architecture="transformer")),
                                                 fits)
@@ -237,3 +238,5 @@ def test_critical_batch_figure_shows_both_measurements():
     for line, key, _, _ in law_lines(fig):
         np.testing.assert_allclose(line.get_ydata(), fits.laws.get(key).predict(L=line.get_xdata()), rtol=1e-12)
     assert "1.50" in fig.axes[0].get_title()
+    crosses = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() == "x"]  # the level outside the relation
+    assert len(crosses) == 1 and list(crosses[0].get_xdata()) == [3.6] and list(crosses[0].get_ydata()) == [9e3]

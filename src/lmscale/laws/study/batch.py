@@ -130,7 +130,8 @@ def select_empirical_critical_batch(frames: StudyFrames, fits: StudyFits) -> tup
     pts = pd.concat(parts, ignore_index=True)
     used = pts[pts["status"] == "ok"].copy()
     outside = pts[pts["status"].str.startswith("outside the relation")]
-    used.attrs["outside"] = [{"L": float(r.L), "N": float(r.N), "why": str(r.status)} for r in outside.itertuples()]
+    used.attrs["outside"] = [{"L": float(r.L), "N": float(r.N), "B": float(r.B), "why": str(r.status)}
+                             for r in outside.itertuples()]  # B: what the line through them gives
     if len(used) < 4:
         raise NotEnough(f"needs the steps/tokens trade-off at 4 or more loss levels (the sweep gives "
                         f"{len(used)}: " + "; ".join(sorted(set(pts["status"]) - {"ok"}))[:300] + ")")

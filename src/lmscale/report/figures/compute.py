@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from lmscale.report import style
 from lmscale.report.figures.base import (
     FigureSpec,
@@ -88,6 +90,10 @@ def draw_critical_batch(frames: Any, fits: Any):
         agree = (fits.checks or {}).get("bcrit_agreement") if fits is not None else None
         if agree:
             title += f"; empirical / noise scale = {agree['ratio_median']:.2f}"
+        outside = [x for x in (agree or {}).get("outside", []) if np.isfinite(x.get("B", np.nan))]
+        if outside:
+            ax.plot([x["L"] for x in outside], [x["B"] for x in outside], "x", color=style.FRONTIER_COLOR, ms=6,
+                    zorder=5, label="sweep levels outside S = S_min + E_min / B (not fitted)")
     style.label(ax, "loss", "B")
     ax.set_title(title)
     ax.legend(loc="best", fontsize=7)
@@ -123,7 +129,8 @@ FIGURES = (
             "every estimate. Orange: the empirical critical batch of the batch-size sweep, from the "
             "steps S and tokens E = B S each batch size needs to reach a loss, fitted to "
             "S = S_min + E_min / B ((S/S_min - 1)(E/E_min - 1) = 1, McCandlish et al. 2018): "
-            "B_crit = E_min / S_min."
+            "B_crit = E_min / S_min; crosses: levels where a smaller batch needs more tokens than a "
+            "larger one, outside that relation, so not fitted (what a line through them gives)."
         ),
         needs="gradient-noise-scale estimates, and a batch-size sweep (one size at 3 or more batch sizes)",
         draw=draw_critical_batch,
