@@ -55,8 +55,8 @@ WHERE_HELP = ("keep only the rows whose columns hold these values, e.g. dataset=
 
 
 def runs_table(path: Any, columns: dict[str, str], where: str | None) -> Any:
-    """The runs table at ``path`` (CSV, Excel sheet, Parquet or store) with ``--where`` applied; a table whose
-    runs at one N and D differ in a setting that moves the loss gets a line in ``attrs["notes"]``
+    """The runs table at ``path`` (CSV, Excel sheet, Parquet or store) with ``--where`` applied; a
+    table whose runs at one N and D differ in a setting that moves the loss gets a line in ``attrs["notes"]``
     (a forecast and ``next`` carry it into their text and JSON; :func:`print_notes` prints it)."""
     from pathlib import Path
 

@@ -39,8 +39,8 @@ next-R@N=..,D=.. (round R, the target) of a study (your --study file, or
 one rebuilt from the store), so 'lmscale sweep run' trains them into the
 same store: fit, next, run, fit. 'lmscale report' then shows the rounds.
 
-RUNS is a CSV, Excel sheet, Parquet file or results store (its finished Transformer
-runs); at least 3 runs.
+RUNS is a CSV, Excel sheet, Parquet file or results store (its finished
+Transformer runs); at least 3 runs.
 
 Examples:
   # three runs for the forecast at a model ten times the largest (studies/design-smoke.toml)

@@ -13,29 +13,31 @@ from lmscale.errors import LmscaleError
 DESCRIPTION = """\
 Forecast the loss of runs before anyone pays for them.
 
-RUNS is a table of finished runs (CSV, Excel sheet, Parquet or a results store) with N,
-D (or C) and loss (and U or epochs when runs repeat data), or a forecast
-saved with --save (or 'lmscale fit --audit --out'). From a table the
-forecast is made here: every candidate law the columns support (the [H]
+RUNS is a table of finished runs (CSV, Excel sheet, Parquet or a results
+store) with N, D (or C) and loss (and U or epochs when runs repeat data), or
+a forecast saved with --save (or 'lmscale fit --audit --out'). From a table
+the forecast is made here: every candidate law the columns support (the [H]
 form with free and with tied exponents, [K]'s L(N, D), the data-constrained
 form), each with its fitting variants, is fitted below rolling cuts through
-the model sizes and scored on the larger runs; the one with the lowest
-validated error (the simplest on ties) is refitted on all runs with
-bootstrap draws. The intervals combine those draws with the extrapolation
-error measured on the cuts, growing with the distance beyond the data.
+the model sizes (or the compute budgets, where POINTS lie further beyond the
+runs in compute than in size) and scored on the larger runs; the one with
+the lowest validated error (the simplest on ties) is refitted on all runs
+with bootstrap draws. The intervals combine those draws with the
+extrapolation error measured on the cuts, growing with the distance beyond
+the data.
 
 From a results store the forecast is of single-pass runs at one batch
 size: the runs of a batch-size sweep off the batch most runs use, and runs
 that repeat their data, are left out (the laws have no term for either) and
 a note says how many; --every-run keeps them (repeated data as U).
 
-POINTS is a CSV (or Excel sheet, or Parquet) with columns N and D (or C, and D = C / (6 N)),
-or inline: 'N=7e10,D=1.4e12;N=1e9,D=2e10'. Output, one row per point:
-N, D, loss, lo80, hi80, lo95, hi95 (nats/token). A warning follows where
-the chosen law's refit on all runs did not converge or its parameters are
-not identified by the runs (the predictions and their intervals stand; the
-parameters then mean little), and for points beyond the distances the cuts
-measured.
+POINTS is a CSV (or Excel sheet, or Parquet) with columns N and D (or C, and
+D = C / (6 N)), or inline: 'N=7e10,D=1.4e12;N=1e9,D=2e10'. Output, one row
+per point: N, D, loss, lo80, hi80, lo95, hi95 (nats/token). A warning
+follows where the chosen law's refit on all runs did not converge or its
+parameters are not identified by the runs (the predictions and their
+intervals stand; the parameters then mean little), and for points beyond the
+distances the cuts measured.
 
 Examples:
   lmscale predict runs.csv --at "N=3.2e9,D=6.3e10"
@@ -48,7 +50,8 @@ Examples:
 
 def register(sub: Any) -> None:
     p = add_parser(sub, "predict", "forecast the loss of new runs, with 80%%/95%% intervals", DESCRIPTION)
-    p.add_argument("runs", metavar="RUNS", help="CSV, Excel sheet (FILE.xlsx#SHEET), Parquet, results store, or a saved forecast (JSON)")
+    p.add_argument("runs", metavar="RUNS",
+                   help="CSV, Excel sheet (FILE.xlsx#SHEET), Parquet, results store, or a saved forecast (JSON)")
     p.add_argument("--at", required=True, metavar="POINTS",
                    help="CSV/Excel/Parquet with N and D (or C), or inline 'N=...,D=...;N=...,D=...'")
     p.add_argument("--law", default=None, metavar="NAME",
