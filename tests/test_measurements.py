@@ -356,3 +356,29 @@ def test_the_b_crit_line_names_the_levels_outside_the_relation():
     line = next(x for x in fits.summary().splitlines() if x.startswith("B_crit two ways"))
     assert "within a factor 2" in line and "NOT" not in line
     assert "1 level(s) outside the relation S = S_min + E_min / B, not compared: L = 3.864 (N = 13,824)" in line
+
+
+def test_a_per_position_error_the_corpus_cannot_reach_says_it_takes_a_larger_corpus(tmp_path):
+    """(1.31% / 0.5%)^2 = 6.9x as many documents, but the corpus holds only 1,761 / 384 = 4.6x:
+    the line says so, with the error all of them held out would give, 1.31% x sqrt(384 / 1761)."""
+    import json
+
+    from lmscale.laws.result import LawSet
+    from lmscale.laws.study.context import corpus_documents
+    from lmscale.laws.study.frames import StudyFrames
+    from lmscale.laws.study.results import StudyFits
+
+    manifest = {"distributions": [{"name": "python-stdlib", "train": {"documents": 1377},
+                                   "test": {"documents": 384}}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    runs = pd.DataFrame({"run_id": ["a"], "data_dir": [str(tmp_path)], "train_distribution": ["python-stdlib"]})
+    docs = corpus_documents(StudyFrames(runs=runs), ["a"])
+    assert docs == {"test": 384, "corpus": 1761}
+    assert corpus_documents(StudyFrames(runs=runs.assign(data_dir=str(tmp_path / "gone"))), ["a"]) is None
+    fits = StudyFits(laws=LawSet("s"), checks={"positions": {"max_rel_se": 0.0131, "runs": 1, "documents": docs}})
+    line = next(x for x in fits.summary().splitlines() if x.startswith("per-position"))
+    assert "the corpus holds 1,761 in all, 4.6x the 384 of its test split" in line
+    assert f"about {0.0131 * (384 / 1761) ** 0.5:.2%}" in line and "0.61%" in line and "a larger corpus" in line
+    fits.checks["positions"]["documents"] = {"test": 384, "corpus": 20_000}  # a corpus that can: the old advice
+    line = next(x for x in fits.summary().splitlines() if x.startswith("per-position"))
+    assert "a larger test split" in line and "larger corpus" not in line

@@ -78,7 +78,33 @@ def position_check(frames: StudyFrames, fits: Any = None) -> dict | None:
     if "se_shape" in sel and sel["se_shape"].notna().any():
         shape = (sel["se_shape"] / sel["loss"]).groupby(sel["run_id"]).max()
         out.update(max_rel_se_shape=float(shape.max()), by_run_shape={str(k): float(v) for k, v in shape.items()})
+    documents = corpus_documents(frames, runs)
+    if documents:
+        out["documents"] = documents
     return out
+
+
+def corpus_documents(frames: StudyFrames, run_ids: list[str]) -> dict[str, int] | None:
+    """Test and total documents of the training distribution the runs ``run_ids`` were evaluated
+    on, from the prepared data's ``manifest.json`` (:mod:`lmscale.data.prepared`); None where the
+    runs name no prepared directory this machine has."""
+    import json
+    from pathlib import Path
+
+    runs = frames.runs
+    if runs.empty or not {"run_id", "data_dir", "train_distribution"} <= set(runs.columns):
+        return None
+    mine = runs[runs["run_id"].isin(run_ids)][["data_dir", "train_distribution"]].dropna().drop_duplicates()
+    if len(mine) != 1:
+        return None
+    data_dir, name = mine.iloc[0]
+    try:
+        manifest = json.loads((Path(str(data_dir)) / "manifest.json").read_text("utf-8"))
+        entry = next(d for d in manifest["distributions"] if d["name"] == name)
+        test, train = int(entry["test"]["documents"]), int(entry["train"]["documents"])
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        return None
+    return {"test": test, "corpus": test + train} if test > 0 else None
 
 
 def _position_r2(sel: pd.DataFrame, fits: Any) -> list[dict] | None:

@@ -261,6 +261,13 @@ class StudyFits:
                 more = (pos["max_rel_se"] / POSITION_SE_GOAL) ** 2
                 need = (f"; {POSITION_SE_GOAL:.1%} would need about {more:.1f}x as many documents scored: a larger "
                         "test split, and final_eval_tokens to score it" if more > 1 else "")
+                docs = pos.get("documents")
+                if more > 1 and docs and more > docs["corpus"] / docs["test"]:
+                    every = pos["max_rel_se"] * (docs["test"] / docs["corpus"]) ** 0.5
+                    need = (f"; {POSITION_SE_GOAL:.1%} would need about {more:.1f}x as many documents scored, "
+                            f"and the corpus holds {docs['corpus']:,} in all, {docs['corpus'] / docs['test']:.1f}x "
+                            f"the {docs['test']:,} of its test split (all of them held out would give about "
+                            f"{every:.2%}): it takes a larger corpus")
                 lines.append(f"per-position loss ({pos['runs']} runs{_fitted(pos.get('r2'), pos['runs'])}): "
                              "largest standard error "
                              f"{pos['max_rel_se']:.2%} of the loss (clustered by the test documents scored, "
