@@ -62,7 +62,8 @@ def other_distributions(frames: StudyFrames) -> list[str]:
 
 def position_check(frames: StudyFrames, fits: Any = None) -> dict | None:
     """Largest standard error of the per-position losses relative to the loss, per fitted run; with
-    ``fits`` (:class:`StudyFits`), each run's L(t) fit (``r2``: :func:`_position_r2`)."""
+    ``fits`` (:class:`StudyFits`), each run's L(t) fit (``r2``: :func:`_position_r2`); the test and
+    total documents of the corpus where its prepared data is on this machine (``documents``)."""
     pos = finished_only(frames, frames.per_position)
     if pos.empty:
         return None

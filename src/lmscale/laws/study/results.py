@@ -258,16 +258,7 @@ class StudyFits:
             else:
                 shape = (f"; of the profile L(t) - mean L: {pos['max_rel_se_shape']:.2%}"
                          if pos.get("max_rel_se_shape") is not None else "")
-                more = (pos["max_rel_se"] / POSITION_SE_GOAL) ** 2
-                need = (f"; {POSITION_SE_GOAL:.1%} would need about {more:.1f}x as many documents scored: a larger "
-                        "test split, and final_eval_tokens to score it" if more > 1 else "")
-                docs = pos.get("documents")
-                if more > 1 and docs and more > docs["corpus"] / docs["test"]:
-                    every = pos["max_rel_se"] * (docs["test"] / docs["corpus"]) ** 0.5
-                    need = (f"; {POSITION_SE_GOAL:.1%} would need about {more:.1f}x as many documents scored, "
-                            f"and the corpus holds {docs['corpus']:,} in all, {docs['corpus'] / docs['test']:.1f}x "
-                            f"the {docs['test']:,} of its test split (all of them held out would give about "
-                            f"{every:.2%}): it takes a larger corpus")
+                need = _position_need(pos["max_rel_se"], pos.get("documents"))
                 lines.append(f"per-position loss ({pos['runs']} runs{_fitted(pos.get('r2'), pos['runs'])}): "
                              "largest standard error "
                              f"{pos['max_rel_se']:.2%} of the loss (clustered by the test documents scored, "
@@ -327,6 +318,22 @@ def enough(frame: pd.DataFrame, law: str, need: int, what: str) -> pd.DataFrame:
     if len(frame) < max(need, n_params + 1):
         raise NotEnough(f"needs {what}: at least {max(need, n_params + 1)} (the study has {len(frame)})")
     return frame
+
+
+def _position_need(rel_se: float, docs: dict[str, int] | None) -> str:
+    """What a per-position error above :data:`POSITION_SE_GOAL` would take: the error of a mean
+    over documents falls as 1 / sqrt(documents scored), so (rel_se / goal)^2 times as many; where
+    the corpus holds fewer (``docs``: its test and total documents), a larger corpus."""
+    more = (rel_se / POSITION_SE_GOAL) ** 2
+    if more <= 1:
+        return ""
+    head = f"; {POSITION_SE_GOAL:.1%} would need about {more:.1f}x as many documents scored"
+    if not docs or more <= docs["corpus"] / docs["test"]:
+        return head + ": a larger test split, and final_eval_tokens to score it"
+    every = rel_se * (docs["test"] / docs["corpus"]) ** 0.5
+    return (f"{head}, and the corpus holds {docs['corpus']:,} in all, {docs['corpus'] / docs['test']:.1f}x the "
+            f"{docs['test']:,} of its test split (all of them held out would give about {every:.2%}): it takes "
+            "a larger corpus")
 
 
 def _fitted(r2: list[dict] | None, runs: int) -> str:
