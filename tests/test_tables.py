@@ -171,3 +171,34 @@ def test_workbooks_lmscale_cannot_read_are_refused_with_what_to_do(tmp_path, wor
     monkeypatch.setitem(sys.modules, "openpyxl", None)  # as where the extra is not installed
     with pytest.raises(LmscaleError, match=r"needs openpyxl: pip install 'lmscale\[excel\]'"):
         read_rows(workbook)
+
+
+def test_a_title_above_the_header_is_left_out_and_a_nameless_column_refused(tmp_path):
+    """Spreadsheets put a title above the table: the header is the first all-text row filling the most
+    cells, and the note says what was left out. A column of values without a name, or a sheet of
+    numbers without a header row, is refused."""
+    openpyxl = pytest.importorskip("openpyxl")
+    from lmscale.tables import read_rows
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "runs"
+    sheet["A1"] = "Ladder runs, December"
+    sheet.append([])
+    sheet.append([None, "N", "D", "loss"])
+    for row in ROWS:
+        sheet.append([None, *row])
+    book.save(tmp_path / "title.xlsx")
+    frame = read_rows(tmp_path / "title.xlsx")
+    assert list(frame.columns) == ["N", "D", "loss"]
+    np.testing.assert_array_equal(frame.to_numpy(dtype=float), np.array(ROWS))
+    assert frame.attrs["notes"] == ["%s#runs: the 1 row(s) above the header row (N, D, loss) were taken for "
+                                    "titles and left out" % (tmp_path / "title.xlsx")]
+    for rows, says in [([["N", "D", None], [1, 2, 3]], "a column with values has no name"),
+                       ([[1, 2, 3]], "no header row")]:
+        book = openpyxl.Workbook()
+        for row in rows:
+            book.active.append(row)
+        book.save(tmp_path / "bad.xlsx")
+        with pytest.raises(LmscaleError, match=says):
+            read_rows(tmp_path / "bad.xlsx")

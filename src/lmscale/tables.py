@@ -12,9 +12,11 @@ separator on every line is harmless. Every refusal is an
 
 Excel workbooks (``.xlsx``, ``.xlsm``; ``pip install 'lmscale[excel]'``) are
 read from their first sheet, or the one named after a ``#``:
-``runs.xlsx#ladder``. A workbook of several sheets says which one it read
-(``attrs["notes"]``), the same column named twice is refused as in a CSV,
-and the empty columns and rows around a table are dropped.
+``runs.xlsx#ladder``. The empty columns and rows around a table are
+dropped; the header is the first row of text only that fills the most
+cells, so a title above it is left out. What was passed over (other
+sheets, title rows) is said in ``attrs["notes"]``; a column of values
+without a name, and the same name twice, are refused as in a CSV.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import warnings
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from lmscale.errors import LmscaleError
 
@@ -141,11 +145,20 @@ def read_workbook(path: str | Path, sheet: str | None = None) -> pd.DataFrame:
     where = f"{path}#{chosen}"
     if raw.empty:
         raise LmscaleError(f"{where}: the sheet is empty")
-    header = raw.iloc[0].tolist()
+    filled = raw.notna()
+    text = raw.map(lambda v: isinstance(v, str)) | ~filled
+    # the header: of the rows holding only text (titles above it hold one cell), the first that fills the most
+    width = np.where(text.all(axis=1).to_numpy(), filled.sum(axis=1).to_numpy(), -1)
+    if width.max() < 1:
+        raise LmscaleError(f"{where}: no header row (a row of column names above the values)")
+    top = int(np.argmax(width))
+    named = filled.iloc[top].to_numpy()
+    if filled.iloc[top + 1:, ~named].any().any():
+        raise LmscaleError(f"{where}: a column with values has no name in the header row (row {top + 1} of the "
+                           "table)")
+    header = raw.iloc[top][named].tolist()
     _refuse_repeated_names(where, header)
-    if any(h is None or (isinstance(h, float) and h != h) for h in header):
-        raise LmscaleError(f"{where}: a column with values has no name in the header row")
-    frame = raw.iloc[1:].reset_index(drop=True)
+    frame = raw.iloc[top + 1:].loc[:, named].reset_index(drop=True)
     frame.columns = [str(h).strip() for h in header]
     for col in frame.columns:  # cells of a header row's column arrive as objects: numbers where all are
         try:
@@ -153,9 +166,15 @@ def read_workbook(path: str | Path, sheet: str | None = None) -> pd.DataFrame:
         except (ValueError, TypeError):
             pass
     frame.attrs["sheet"], frame.attrs["sheets"] = chosen, names
+    notes = []
     if len(names) > 1 and sheet is None:
-        frame.attrs["notes"] = [f"{path.name}: read its first sheet, {chosen!r}, of {len(names)} "
-                                f"({', '.join(names)}); another: {path.name}#SHEET"]
+        notes.append(f"{path.name}: read its first sheet, {chosen!r}, of {len(names)} ({', '.join(names)}); "
+                     f"another: {path.name}#SHEET")
+    if top:
+        notes.append(f"{where}: the {top} row(s) above the header row ({', '.join(map(str, header))}) were "
+                     "taken for titles and left out")
+    if notes:
+        frame.attrs["notes"] = notes
     return frame
 
 
