@@ -202,3 +202,52 @@ def test_a_title_above_the_header_is_left_out_and_a_nameless_column_refused(tmp_
         book.save(tmp_path / "bad.xlsx")
         with pytest.raises(LmscaleError, match=says):
             read_rows(tmp_path / "bad.xlsx")
+
+
+# -- tables at an address ---------------------------------------------------------------------------
+@pytest.fixture()
+def served(tmp_path):
+    """A folder served over HTTP on localhost (a real server in a thread): its base address."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_fit_reads_a_table_at_an_address_as_it_reads_the_file(served):
+    from lmscale.laws.io import read_table
+
+    folder, base = served
+    _write(folder / "runs.csv", _text(";", ","))
+    local = read_table(folder / "runs.csv")
+    remote = read_table(f"{base}/runs.csv")
+    pd.testing.assert_frame_equal(local, remote)
+    assert remote.attrs["source"] == f"{base}/runs.csv"
+    done = subprocess.run([sys.executable, "-m", "lmscale", "fit", f"{base}/runs.csv", "--law", "kaplan_n", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    fitted = json.loads(done.stdout)["params"]
+    done = subprocess.run([sys.executable, "-m", "lmscale", "fit", str(folder / "runs.csv"), "--law", "kaplan_n",
+                           "--json"], capture_output=True, text=True, timeout=300)
+    assert json.loads(done.stdout)["params"] == pytest.approx(fitted, rel=1e-12)
+
+
+def test_an_address_that_fails_says_so_with_the_address(served):
+    from lmscale.laws.io import read_table
+
+    folder, base = served
+    with pytest.raises(LmscaleError, match=rf"{base}/none.csv: the server answered 404"):
+        read_table(f"{base}/none.csv")
+    _write(folder / "twice.csv", "N,N,loss\n1,2,3\n")
+    with pytest.raises(LmscaleError) as info:
+        read_table(f"{base}/twice.csv")
+    assert str(info.value).startswith(f"{base}/twice.csv: column(s) 'N' named more than once")
+    with pytest.raises(LmscaleError, match="could not download"):
+        read_table("http://127.0.0.1:9/runs.csv")  # nothing listens on the discard port

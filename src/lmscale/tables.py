@@ -17,6 +17,9 @@ dropped; the header is the first row of text only that fills the most
 cells, so a title above it is left out. What was passed over (other
 sheets, title rows) is said in ``attrs["notes"]``; a column of values
 without a name, and the same name twice, are refused as in a CSV.
+
+An ``http(s)://`` address is fetched first (:func:`download`): a published
+table can be fitted where it lies, ``.../svg_extracted_data.csv``.
 """
 
 from __future__ import annotations
@@ -89,6 +92,40 @@ def _refuse_repeated_names(where: Path | str, header: list) -> None:
     if twice:
         raise LmscaleError(f"{where}: column(s) {', '.join(map(repr, twice))} named more than once in the header; "
                            "rename them so each column has one name")
+
+
+#: The largest table :func:`download` fetches.
+MAX_DOWNLOAD_BYTES = 512 * 2**20
+
+
+def is_url(spec: str | Path) -> bool:
+    """Whether ``spec`` is an http(s) address (a Path never is)."""
+    return isinstance(spec, str) and spec.lower().startswith(("http://", "https://"))
+
+
+def download(url: str, folder: Path, timeout: float = 60.0) -> tuple[Path, str | None]:
+    """Fetch ``url`` into ``folder`` under its own file name: (the file, the address's ``#`` part, a
+    workbook's sheet). An LmscaleError names the address when the server or the network fails."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    target = Path(folder) / (Path(unquote(parts.path)).name or "download")
+    fetched = 0
+    try:
+        with urllib.request.urlopen(url.split("#", 1)[0], timeout=timeout) as response, open(target, "wb") as out:
+            while chunk := response.read(1 << 20):
+                fetched += len(chunk)
+                if fetched > MAX_DOWNLOAD_BYTES:
+                    raise LmscaleError(f"{url}: larger than {MAX_DOWNLOAD_BYTES / 2**20:.0f} MiB; download it "
+                                       "and give the file")
+                out.write(chunk)
+    except urllib.error.HTTPError as exc:
+        raise LmscaleError(f"{url}: the server answered {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise LmscaleError(f"{url}: could not download ({getattr(exc, 'reason', exc)})") from None
+    return target, parts.fragment or None
 
 
 def split_sheet(spec: str | Path) -> tuple[Path, str | None]:
@@ -192,5 +229,5 @@ def _decimal_commas(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-__all__ = ["OTHER_SPREADSHEETS", "SEPARATORS", "WORKBOOKS", "header_separator", "read_csv", "read_rows",
-           "read_workbook", "split_sheet"]
+__all__ = ["MAX_DOWNLOAD_BYTES", "OTHER_SPREADSHEETS", "SEPARATORS", "WORKBOOKS", "download", "header_separator",
+           "is_url", "read_csv", "read_rows", "read_workbook", "split_sheet"]

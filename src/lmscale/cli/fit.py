@@ -20,12 +20,13 @@ INPUT is a CSV (comma, semicolon or tab separated, the separator read from
 the header; decimal commas in a semicolon table are read as numbers), an
 Excel sheet (runs.xlsx, its first sheet, or runs.xlsx#SHEET; pip install
 'lmscale[excel]'), a Parquet file, or a results store (SQLite; its final
-points). Columns: N (parameters), D (tokens), C (FLOPs), loss, and S, B,
-L, t, L_train, X where a law needs them; rows sharing a run_id are one run
-(the bootstrap resamples whole runs). When only C and N are given,
-D = C / (6 N), and the output says so. Rows with missing, NaN or
-non-positive values are dropped, and the output names them (rows numbered
-from 1, the header not counted) and the bad columns.
+points); a table may also be an http(s) address, fetched first. Columns: N
+(parameters), D (tokens), C (FLOPs), loss, and S, B, L, t, L_train, X where
+a law needs them; rows sharing a run_id are one run (the bootstrap resamples
+whole runs). When only C and N are given, D = C / (6 N), and the output says
+so. Rows with missing, NaN or non-positive values are dropped, and the
+output names them (rows numbered from 1, the header not counted) and the bad
+columns.
 
 Laws: kaplan_n L(N) [K] 1.1, kaplan_d L(D) 1.2, kaplan_c L(C) fixed batch,
 kaplan_cmin L(C_min) 1.3, kaplan_nd L(N,D) 1.5, kaplan_ns L(N,S_min) 1.6,

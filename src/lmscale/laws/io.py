@@ -29,7 +29,7 @@ import pandas as pd
 
 from lmscale.errors import LmscaleError
 from lmscale.laws.forms import LawForm
-from lmscale.tables import read_rows, split_sheet
+from lmscale.tables import download, is_url, read_rows, split_sheet
 
 FIT_FIELDS = ("N", "D", "C", "C_min", "S", "B", "L", "t", "L_train", "X", "U", "epochs", "loss", "run_id")
 
@@ -97,7 +97,24 @@ def is_sqlite(path: Path) -> bool:
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV, an Excel sheet (``runs.xlsx``, ``runs.xlsx#SHEET``), a Parquet file, or a
-    results store (SQLite: its final points)."""
+    results store (SQLite: its final points); a local path or an http(s) address."""
+    if is_url(path):
+        import tempfile
+
+        address = str(path).split("?", 1)[0].split("#", 1)[0]
+        with tempfile.TemporaryDirectory(prefix="lmscale-download-") as folder:
+            local, sheet = download(str(path), Path(folder))
+            if is_sqlite(local):
+                raise LmscaleError(f"{address}: a results store; download it and give its path (a store is "
+                                   "read with its runs' settings, which an address does not carry)")
+            try:
+                frame = read_table(f"{local}#{sheet}" if sheet else local)
+            except LmscaleError as exc:  # its messages name the address, not the temporary copy
+                text = str(exc)
+                text = text.replace(str(local), address) if str(local) in text else text.replace(local.name, address)
+                raise LmscaleError(text) from None
+        frame.attrs["source"] = address + (f"#{sheet}" if sheet else "")
+        return frame
     spec = path
     path, sheet = split_sheet(path)
     if not path.exists():
