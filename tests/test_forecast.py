@@ -418,3 +418,19 @@ def test_the_cuts_follow_the_points_asked_about(por):
     bigger_model = pd.DataFrame({"N": [runs["N"].max() * 4], "D": [runs["D"].median()]})
     assert axis_for_points(runs, bigger_model) == (None, "")
     assert ls.forecast(runs, candidates=["kaplan_nd"], variants=["huber"], bootstrap=0).data["by"] == "N"
+
+
+def test_when_compute_cannot_hold_the_cuts_asked_for_the_forecast_cuts_by_size_and_says_why():
+    """8 sizes at about 20 tokens per parameter, points far beyond in compute: with 5 cuts asked for,
+    the compute budgets leave too few runs below the last cut, so the forecast falls back to the sizes
+    (which can) and its reason says why, instead of failing."""
+    N = np.repeat(np.geomspace(1e6, 1e8, 8), 2)
+    D = N * np.tile([20.0, 21.0], 8)
+    runs = pd.DataFrame({"N": N, "D": D, "loss": np.asarray(CHINCHILLA.predict(TRUE_LAWS["chinchilla"], N=N, D=D))})
+    far = pd.DataFrame({"N": [1e8], "D": [4e10]})
+    kw = dict(candidates=["kaplan_nd"], variants=["huber"], bootstrap=0, cuts=5)
+    with pytest.raises(LmscaleError):
+        ls.forecast(runs, by="C", **kw)
+    fc = ls.forecast(runs, at=far, **kw)
+    assert fc.data["by"] == "N" and "cuts by compute failed" in fc.reason
+    assert ls.forecast(runs, at=far, **{**kw, "cuts": 3}).data["by"] == "C"

@@ -100,9 +100,20 @@ def forecast(
     axis_reason = ""
     if by is None and at is not None:
         by, axis_reason = axis_for_points(frame, at, columns)
-    result, points_of = audit(frame, pool, n_cuts=cuts, by=by, columns=columns,
-                              drop_highest_loss=drop_highest_loss, tie_rtol=tie_rtol, skipped=skipped,
-                              progress=progress)
+
+    def run_audit(axis: str | None) -> tuple[Audit, dict[str, Any]]:
+        return audit(frame, pool, n_cuts=cuts, by=axis, columns=columns, drop_highest_loss=drop_highest_loss,
+                     tie_rtol=tie_rtol, skipped=skipped, progress=progress)
+
+    fallback = ""
+    try:
+        result, points_of = run_audit(by)
+    except LmscaleError as exc:
+        if not axis_reason:
+            raise
+        axis_reason = ""  # the compute budgets cannot hold the cuts asked for (cuts=K): the default axis
+        fallback = f" (the points lie further beyond in compute, but cuts by compute failed: {str(exc)[:160]})"
+        result, points_of = run_audit(None)
     chosen = result.chosen
     weights = {chosen.name: 1.0}
     reason = result.reason if law is None else f"forced (law = {law!r}); validated error " \
@@ -115,6 +126,7 @@ def forecast(
         reason += f" (cuts by compute: {result.axis_note})"
     if axis_reason:
         reason += f" (cuts by compute: {axis_reason})"
+    reason += fallback
     members = {}
     for name in weights:
         cand = next(c for c in result.candidates if c.name == name)
