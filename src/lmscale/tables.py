@@ -87,7 +87,7 @@ def read_csv(path: str | Path) -> pd.DataFrame:
 
 
 def _refuse_repeated_names(where: Path | str, header: list) -> None:
-    names = [str(h).strip() for h in header if h is not None and str(h).strip() and str(h) != "nan"]
+    names = [str(h).strip() for h in header if str(h).strip()]  # CSV: strings; workbook: its named cells
     twice = sorted(name for name, n in Counter(names).items() if n > 1)
     if twice:
         raise LmscaleError(f"{where}: column(s) {', '.join(map(repr, twice))} named more than once in the header; "

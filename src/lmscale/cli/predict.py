@@ -84,8 +84,8 @@ def read_points(spec: str):
     from lmscale.tables import is_url
 
     path = Path(spec)
-    if is_url(spec) or path.exists() or "=" not in spec:
-        frame = read_table(spec if is_url(spec) else path)
+    if is_url(spec) or path.exists() or "=" not in spec:  # an address may hold '=' in its query
+        frame = read_table(spec)
         if frame.empty:
             raise LmscaleError(f"--at {spec}: no rows")
         return frame, str(path)
@@ -109,7 +109,6 @@ def load_or_fit(args: argparse.Namespace, at=None):
     points ``at`` lie further beyond the runs in compute than in size, unless --by says)."""
     from lmscale.laws.forecast import Forecast, forecast, store_runs
     from lmscale.laws.io import is_sqlite, parse_columns
-    from lmscale.tables import is_url
 
     path = Path(args.runs)
     if path.suffix.lower() == ".json":
@@ -120,7 +119,7 @@ def load_or_fit(args: argparse.Namespace, at=None):
         return Forecast.from_json(path)
     if args.bootstrap < 0:
         raise LmscaleError(f"--bootstrap {args.bootstrap}: expected 0 or more replicates")
-    frame = runs_table(args.runs if is_url(args.runs) else path, parse_columns(args.columns), args.where)
+    frame = runs_table(args.runs, parse_columns(args.columns), args.where)
     if is_sqlite(path):  # a store: D = tokens trained, U = unique tokens where data repeats
         frame = store_runs(frame, every_run=args.every_run)
     return forecast(frame, law=args.law, cuts=args.cuts, by=args.by, bootstrap=args.bootstrap, seed=args.seed,

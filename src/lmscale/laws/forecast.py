@@ -37,7 +37,7 @@ from lmscale.errors import LmscaleError
 from lmscale.laws.candidates import candidates_for, make_candidate
 from lmscale.laws.estimate import fit_points
 from lmscale.laws.fitting import FitOptions, compute_weights
-from lmscale.laws.intervals import ExtrapolationError
+from lmscale.laws.intervals import ExtrapolationError, beyond
 from lmscale.laws.io import parse_columns
 from lmscale.laws.prediction import N_DRAWS, Forecast, Prediction, point_inputs, points_frame
 from lmscale.laws.result import FitResult
@@ -176,8 +176,8 @@ def axis_for_points(frame: pd.DataFrame, points: pd.DataFrame, columns: Mapping[
     N, D, _ = points_frame(points)
     n_max = np.nanmax(np.where(n_runs > 0, n_runs, np.nan))
     c_max = np.nanmax(np.where(c_runs > 0, c_runs, np.nan))
-    beyond_n = float(np.max(np.log10(N / n_max)))
-    beyond_c = float(np.max(np.log10(6.0 * N * D / c_max)))
+    beyond_n = float(np.max(beyond(None, N, None, n_max)))  # decades beyond, one axis at a time
+    beyond_c = float(np.max(beyond(None, 6.0 * N * D, None, c_max)))
     if beyond_c <= max(beyond_n, 0.0) + AXIS_MARGIN_DECADES:
         return None, ""
     return "C", (f"the points asked about lie up to {beyond_c:.2f} decades beyond the runs in compute and "

@@ -110,9 +110,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
             try:
                 frame = read_table(f"{local}#{sheet}" if sheet else local)
             except LmscaleError as exc:  # its messages name the address, not the temporary copy
-                text = str(exc)
-                text = text.replace(str(local), address) if str(local) in text else text.replace(local.name, address)
-                raise LmscaleError(text) from None
+                raise LmscaleError(str(exc).replace(str(local), address)) from None
         frame.attrs["source"] = address + (f"#{sheet}" if sheet else "")
         return frame
     spec = path

@@ -8,7 +8,7 @@ Results are sums on the device, so data-parallel ranks can add theirs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
@@ -48,23 +48,34 @@ def token_losses(model: torch.nn.Module, forward: Forward, inputs: torch.Tensor,
         return logits_cross_entropy_per_row(out, targets)
 
 
+def chunk_losses(model: torch.nn.Module, forward: Forward, rows: torch.Tensor, index: torch.Tensor,
+                 batch_rows: int, autocast: Callable[[], AbstractContextManager] = nullcontext,
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(take, losses)`` for the rows ``rows[index]``, ``batch_rows`` at a time, in eval mode
+    (the model's mode is restored after): the row indices and their token losses [len(take), n_ctx]."""
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(index), batch_rows):
+            take = index[start:start + batch_rows]
+            chunk = rows[take]
+            with autocast():
+                losses = token_losses(model, forward, chunk[:, :-1], chunk[:, 1:])
+            yield take, losses
+    finally:
+        model.train(was_training)
+
+
 def evaluate(model: torch.nn.Module, forward: Forward, rows: torch.Tensor, batch_rows: int, *,
              autocast: Callable[[], AbstractContextManager] = nullcontext) -> torch.Tensor:
     """Sum of token losses over ``rows`` ([n, n_ctx + 1]): a 0-d fp64 tensor on the device.
 
     Divide by the token count for the mean (per position: :func:`evaluate_position_blocks`).
     """
-    was_training = model.training
-    model.eval()
     total = torch.zeros((), dtype=torch.float64, device=rows.device)
-    try:
-        for start in range(0, rows.shape[0], batch_rows):
-            chunk = rows[start:start + batch_rows]
-            with autocast():
-                losses = token_losses(model, forward, chunk[:, :-1], chunk[:, 1:])
-            total += losses.to(torch.float64).sum()
-    finally:
-        model.train(was_training)
+    index = torch.arange(rows.shape[0], device=rows.device)
+    for _, losses in chunk_losses(model, forward, rows, index, batch_rows, autocast):
+        total += losses.to(torch.float64).sum()
     return total
 
 
@@ -115,19 +126,10 @@ def evaluate_position_blocks(model: torch.nn.Module, forward: Forward, rows: tor
     n_blocks = int(blocks.max()) + 1 if blocks.numel() else 1
     out = torch.zeros(n_blocks, n_ctx + 1, dtype=torch.float64, device=rows.device)
     index = torch.arange(rows.shape[0], device=rows.device)[mine]
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(index), batch_rows):
-            take = index[start:start + batch_rows]
-            chunk = rows[take]
-            with autocast():
-                losses = token_losses(model, forward, chunk[:, :-1], chunk[:, 1:])
-            block = blocks[take]
-            out[:, :n_ctx].index_add_(0, block, losses.to(torch.float64))
-            out[:, n_ctx].index_add_(0, block, torch.ones(len(take), dtype=torch.float64, device=rows.device))
-    finally:
-        model.train(was_training)
+    for take, losses in chunk_losses(model, forward, rows, index, batch_rows, autocast):
+        block = blocks[take]
+        out[:, :n_ctx].index_add_(0, block, losses.to(torch.float64))
+        out[:, n_ctx].index_add_(0, block, torch.ones(len(take), dtype=torch.float64, device=rows.device))
     return out
 
 
