@@ -210,12 +210,10 @@ def _train(config: Any, args: argparse.Namespace) -> Any:
 
 def _report(record: Any, args: argparse.Namespace) -> None:
     """Write ``--out`` and print the summary (rank 0)."""
-    from lmscale.training.hardware import write_text_atomic
+    from lmscale.files import write_text_atomic
 
     if args.out:
-        from pathlib import Path
-
-        write_text_atomic(Path(args.out), json.dumps(_jsonable(record.to_dict()), indent=1))
+        write_text_atomic(args.out, json.dumps(_jsonable(record.to_dict()), indent=1))
     info = summary(record, args.out)
     if args.json:
         print_json(info)

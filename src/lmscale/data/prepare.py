@@ -50,6 +50,7 @@ from lmscale.data.tokenizer import (
     train_bpe,
 )
 from lmscale.errors import LmscaleError, SpecError
+from lmscale.files import write_text_atomic
 
 SPLIT_PERSON = b"lmscale-split"
 
@@ -398,9 +399,7 @@ def prepare(sources: Sequence[str | Source], out: str | Path, vocab_size: int | 
             "dtype": dtype.name, "settings": asdict(settings),
             "train_distribution": resolved[0].name, "distributions": entries,
         }
-        tmp = work / (MANIFEST + ".partial")
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-        os.replace(tmp, work / MANIFEST)
+        write_text_atomic(work / MANIFEST, json.dumps(manifest, indent=1) + "\n")
         _install(work, out, overwrite)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from lmscale.errors import LmscaleError, SpecError
+from lmscale.files import write_text_atomic
 
 FORMAT = "lmscale-tokenizer"
 FORMAT_VERSION = 1
@@ -115,9 +116,7 @@ class Tokenizer:
         path = Path(path)
         content = self.to_json()
         content["hash"] = self.hash
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(json.dumps(content, separators=(",", ":")) + "\n")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(content, separators=(",", ":")) + "\n")
         return path
 
     def __repr__(self) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from lmscale.errors import LmscaleError
+from lmscale.files import atomic_path
 
 #: ``next-<round>@N=<N>,D=<D>[;N=...,D=...]``: a group written by ``lmscale next``.
 GROUP_PATTERN = re.compile(r"^next-(\d+)@(.+)$")
@@ -241,15 +242,12 @@ def write_study(out: str | Path, group: str, base: str | Path | None = None,
         if ctx is None:
             raise LmscaleError("--write-study needs --study FILE.toml (or a results store to rebuild it from)")
         head = study_toml(ctx, out.parent) + "\n"
-    tmp = out.with_name(out.name + ".tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(head + group)
     try:
-        load_study(tmp)
+        with atomic_path(out) as tmp:
+            tmp.write_text(head + group)
+            load_study(tmp)
     except LmscaleError as exc:
-        tmp.unlink(missing_ok=True)
         raise LmscaleError(f"--write-study {out}: the study would not load: {exc}") from None
-    tmp.replace(out)
     return out
 
 

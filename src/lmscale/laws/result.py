@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from lmscale.errors import LmscaleError
+from lmscale.files import write_text_atomic
 from lmscale.laws.forms import LawForm, get_form
 
 JSON_VERSION = 1
@@ -382,11 +383,5 @@ def dump_json(data: Mapping[str, Any], path: str | Path | None = None) -> str:
     """``data`` as indented JSON text, also written atomically to ``path`` when given."""
     text = json.dumps(data, indent=2)
     if path is not None:
-        _atomic_write(Path(path), text)
+        write_text_atomic(path, text)
     return text
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -13,7 +13,6 @@ page last, so an interrupted build never leaves a page pointing at nothing.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -23,6 +22,7 @@ from typing import Any
 from tqdm import tqdm
 
 from lmscale.errors import LmscaleError
+from lmscale.files import write_text_atomic
 from lmscale.laws.study import StudyFits, StudyFrames, fit_study
 from lmscale.report import html
 from lmscale.report.figures import FIGURES, FigureOutcome, FigureSpec, draw_figure
@@ -135,7 +135,7 @@ def build_report(store_or_frames: Any, out_dir: str | Path, options: ReportOptio
         html.runs_section(frames.runs if not frames.runs.empty else frames.final_points),
     ]
     index = out / "index.html"
-    _write_text(index, html.page(title, frames.source, body))
+    write_text_atomic(index, html.page(title, frames.source, body))
     bar.say(f"wrote {index}")
     return Report(index=index, fits_json=fits_json, fits=fits, figures=outcomes)
 
@@ -166,15 +166,6 @@ def fit_settings(fits: StudyFits, options: ReportOptions) -> dict[str, str]:
                                     or "not found",
         "units": "loss in nats/token, N non-embedding parameters, D tokens, C FLOPs (PF-days for display)",
     }
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class _Progress:

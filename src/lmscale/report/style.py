@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from lmscale.files import atomic_path
+
 #: rcParams shared by every figure of the report.
 STYLE: dict[str, Any] = {
     "figure.dpi": 100,
@@ -93,9 +95,8 @@ def save(fig, out_dir: str | Path, stem: str) -> dict[str, Path]:
             tidy_log_ticks(ax)
         for fmt in ("png", "svg"):
             final = out / f"{stem}.{fmt}"
-            tmp = out / f".{stem}.tmp.{fmt}"
-            fig.savefig(tmp, format=fmt, metadata=_metadata(fmt))
-            tmp.replace(final)
+            with atomic_path(final) as tmp:
+                fig.savefig(tmp, format=fmt, metadata=_metadata(fmt))
             paths[fmt] = final
     return paths
 

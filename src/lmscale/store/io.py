@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmscale.errors import LmscaleError
+from lmscale.files import atomic_path
 from lmscale.store.store import Store
 
 if TYPE_CHECKING:
@@ -33,15 +33,11 @@ IMPORT_FIELDS = ("N", "D", "C", "loss")
 
 
 def _write_atomic(frame: pd.DataFrame, path: Path, fmt: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         if fmt == "csv":
             frame.to_csv(tmp, index=False)
         else:
             frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def export(store: Store | str | Path, out: str | Path, fmt: str = "csv") -> list[Path]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from typing import Any
 import torch
 
 from lmscale.errors import DiskFullError, LmscaleError, is_disk_full
-from lmscale.training.hardware import fsync_dir, write_text_atomic
+from lmscale.files import atomic_path, write_text_atomic
 
 #: Format of the JSON: 2 records checksums and several checkpoints (1 is read too).
 FORMAT = 2
@@ -88,22 +87,13 @@ def _write_tensors(directory: Path, name: str, tensors: dict[str, torch.Tensor],
     """Write a safetensors file durably under ``name``; returns its SHA-256 and size."""
     from safetensors.torch import save_file
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-    os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=metadata)
-        sha = file_sha256(Path(tmp))
-        size = os.path.getsize(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, directory / name)
-        fsync_dir(directory)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if is_disk_full(exc):
-            raise DiskFullError(f"{directory / name}: no space left on the device for the checkpoint; "
-                                "the previous checkpoint is intact (free space and run again to resume)") from None
-        raise
+        with atomic_path(directory / name, durable=True) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+            sha, size = file_sha256(tmp), os.path.getsize(tmp)
+    except DiskFullError:
+        raise DiskFullError(f"{directory / name}: no space left on the device for the checkpoint; "
+                            "the previous checkpoint is intact (free space and run again to resume)") from None
     return sha, size
 
 

@@ -14,13 +14,13 @@ import fcntl
 import json
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lmscale.errors import LmscaleError
+from lmscale.files import write_text_atomic
 
 #: OpenMP settings for a CPU shared with other processes: threads that wait
 #: for work sleep instead of spinning. A spinning thread steals the core from
@@ -384,54 +384,6 @@ def _cache_lock(path: Path) -> Any:
         yield
     finally:
         fh.close()
-
-
-def write_text_atomic(path: Path, text: str, *, durable: bool = False) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over.
-
-    ``durable``: fsync the file before the rename and the directory after it,
-    so that after a crash ``path`` holds the old or the new text, never an
-    empty file. A full disk raises :class:`~lmscale.errors.DiskFullError`
-    (``path`` keeps its old content).
-    """
-    from lmscale.errors import DiskFullError, is_disk_full
-
-    full = DiskFullError(f"{path}: no space left on the device writing it (the previous version is intact)")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise full from None
-        raise
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        if durable:
-            fsync_dir(path.parent)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if is_disk_full(exc):
-            raise full from None
-        raise
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename inside ``directory`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def available_memory(device: Any) -> int:

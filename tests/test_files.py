@@ -1,0 +1,79 @@
+"""Files written whole or not at all (lmscale.files): permissions, failures, concurrent writers."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+
+import pytest
+
+from lmscale.files import atomic_path, write_text_atomic
+from lmscale.laws.result import dump_json
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_a_written_file_has_the_permissions_of_any_new_file(tmp_path, umask_022):
+    # tempfile.mkstemp would leave 0600: a record a colleague cannot read
+    write_text_atomic(tmp_path / "run.json", "{}")
+    dump_json({"a": 1}, tmp_path / "fits.json")
+    with atomic_path(tmp_path / "table.csv") as tmp:
+        tmp.write_text("N,loss\n1,2\n")
+    for name in ("run.json", "fits.json", "table.csv"):
+        assert mode(tmp_path / name) == 0o644, name
+    os.umask(0o077)
+    write_text_atomic(tmp_path / "private.json", "{}")
+    assert mode(tmp_path / "private.json") == 0o600
+
+
+def test_a_failed_write_keeps_the_old_content_and_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "fits.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="half way"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("new, half")
+            raise RuntimeError("half way")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fits.json"]
+
+
+def test_parent_folders_are_made_and_durable_writes_land(tmp_path):
+    target = tmp_path / "a" / "b" / "record.json"
+    write_text_atomic(target, "x" * 10_000, durable=True)
+    assert target.read_text() == "x" * 10_000
+
+
+def test_two_writers_of_one_path_do_not_write_into_each_other(tmp_path):
+    # a fixed temporary name ("fits.json.tmp") let one writer rename the other's half-written file
+    target = tmp_path / "fits.json"
+    texts = [dump_json({"law": str(i) * 200_000}) for i in range(8)]
+    errors: list[BaseException] = []
+
+    def write(text: str) -> None:
+        try:
+            for _ in range(5):
+                dump_json(json.loads(text), target)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert target.read_text() in texts  # one writer's text, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fits.json"]
