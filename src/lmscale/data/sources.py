@@ -184,6 +184,20 @@ def _glob_source(spec: str, pattern: str) -> Source:
     return _files_source(spec, _sanitize(stem), files, root, f"pattern {pattern}")
 
 
+def _row_text(row: object, field: str, where: str, stats: SourceStats) -> str | None:
+    """The text of a record's ``field`` (``where`` names the record in messages); ``None``, counted, if null."""
+    if not isinstance(row, dict) or field not in row:
+        keys = ", ".join(map(str, row)) if isinstance(row, dict) else type(row).__name__
+        raise LmscaleError(f"{where}: no field {field!r} (found: {keys})")
+    text = row[field]
+    if text is None:
+        stats.warn(f"rows with null {field!r} skipped")
+        return None
+    if not isinstance(text, str):
+        raise LmscaleError(f"{where}: field {field!r} is {type(text).__name__}, expected a string")
+    return text
+
+
 def _jsonl_source(spec: str, rest: str) -> Source:
     path_str, field = rest, "text"
     if not Path(rest).expanduser().is_file() and ":" in rest:
@@ -203,17 +217,9 @@ def _jsonl_source(spec: str, rest: str) -> Source:
                     row = json.loads(decode(raw, stats))
                 except json.JSONDecodeError as exc:
                     raise LmscaleError(f"{path}, line {lineno}: not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict) or field not in row:
-                    keys = ", ".join(map(str, row)) if isinstance(row, dict) else type(row).__name__
-                    raise LmscaleError(f"{path}, line {lineno}: no field {field!r} (found: {keys})")
-                text = row[field]
-                if text is None:
-                    stats.warn(f"rows with null {field!r} skipped")
-                    continue
-                if not isinstance(text, str):
-                    raise LmscaleError(f"{path}, line {lineno}: field {field!r} is "
-                                       f"{type(text).__name__}, expected a string")
-                yield text
+                text = _row_text(row, field, f"{path}, line {lineno}", stats)
+                if text is not None:
+                    yield text
 
     name = _sanitize(path.name.removesuffix(".gz").removesuffix(".jsonl").removesuffix(".json"))
     return Source(name, spec, f"JSON Lines {path}, field {field!r}", read, path.stat().st_size)
@@ -238,17 +244,9 @@ def _hf_source(spec: str, rest: str) -> Source:
             raise LmscaleError(f"source {spec!r}: cannot open dataset: {exc}") from None
         stats.files += 1
         for i, row in enumerate(ds):
-            if field not in row:
-                raise LmscaleError(f"source {spec!r}, row {i}: no field {field!r} "
-                                   f"(found: {', '.join(row)})")
-            text = row[field]
-            if text is None:
-                stats.warn(f"rows with null {field!r} skipped")
-                continue
-            if not isinstance(text, str):
-                raise LmscaleError(f"source {spec!r}, row {i}: field {field!r} is "
-                                   f"{type(text).__name__}, expected a string")
-            yield text
+            text = _row_text(row, field, f"source {spec!r}, row {i}", stats)
+            if text is not None:
+                yield text
 
     name = _sanitize(Path(dataset).name + (f"-{config}" if config else ""))
     return Source(name, spec, f"Hugging Face dataset {dataset} ({config or 'default'}, {split}, "
