@@ -358,6 +358,21 @@ def test_the_b_crit_line_names_the_levels_outside_the_relation():
     assert "1 level(s) outside the relation S = S_min + E_min / B, not compared: L = 3.864 (N = 13,824)" in line
 
 
+def test_the_b_crit_scatter_line_says_what_longer_windows_could_give():
+    from lmscale.laws.result import LawSet
+    from lmscale.laws.study.results import StudyFits
+
+    def line(ceiling: float) -> str:
+        scatter = {"points": 106, "r2": 0.683, "explained_share": 0.52, "r2_ceiling": ceiling}
+        fits = StudyFits(laws=LawSet("s"), checks={"bcrit_scatter": scatter})
+        return next(x for x in fits.summary().splitlines() if x.startswith("B_crit(L) from the noise scale"))
+
+    low = line(0.85)
+    assert "R^2 = 0.683 (of ln B, 106 windows)" in low and "explain 52%" in low and "R^2 = 0.85 at most" in low
+    assert "no term for" in low
+    assert "no term for" not in line(0.97)  # the estimates' noise is the whole story: longer windows would do
+
+
 def test_a_per_position_error_the_corpus_cannot_reach_says_it_takes_a_larger_corpus(tmp_path):
     """(1.31% / 0.5%)^2 = 6.9x as many documents, but the corpus holds only 1,761 / 384 = 4.6x:
     the line says so, with the error all of them held out would give, 1.31% x sqrt(384 / 1761)."""

@@ -154,6 +154,37 @@ def test_bcrit_agreement_judges_only_levels_the_sweep_determines():
     assert not tight["within_2x"] and tight["levels"] == 4 and not tight["left_out"]
 
 
+def test_bcrit_scatter_splits_the_scatter_into_the_estimates_errors_and_the_rest():
+    """Estimates scattered by their stated errors alone: R^2 could reach 1; a systematic offset of
+    half the windows (by 2 s in ln B) lowers the ceiling to the closed form 1 - s^2 / var(ln B)."""
+    import pandas as pd
+
+    from lmscale.laws import fit
+    from lmscale.laws.study.batch import bcrit_scatter
+    from lmscale.laws.study.results import StudyFits
+
+    rng = np.random.default_rng(0)
+    n, rel = 4000, 0.3
+    L = np.geomspace(3.0, 5.0, n)
+    truth = 2e5 * L**-4.0
+
+    def scatter(offset: np.ndarray) -> dict:
+        B = truth * np.exp(offset + rel * rng.standard_normal(n))
+        pts = pd.DataFrame({"L": L, "B": B, "noise_scale_se": rel * B, "run_id": np.arange(n) % 40})
+        fits = StudyFits(laws=LawSet("b"))
+        fits.add("bcrit", fit(pts, law="bcrit"), pts, "noise")
+        return bcrit_scatter(fits), np.var(np.log(B))
+
+    pure, _ = scatter(np.zeros(n))
+    assert pure["explained_share"] == pytest.approx(1.0, abs=0.05)
+    assert pure["r2_ceiling"] == pytest.approx(1.0, abs=0.01) and pure["r2"] < 0.9
+    s = 0.2
+    shifted, var_log = scatter(np.where(np.arange(n) % 2 == 0, s, -s))
+    assert shifted["excess_var"] == pytest.approx(s**2, rel=0.1)
+    assert shifted["r2_ceiling"] == pytest.approx(1.0 - s**2 / var_log, abs=0.01)
+    assert shifted["explained_share"] == pytest.approx(rel**2 / (rel**2 + s**2), abs=0.05)
+
+
 def _hoffmann_grid(rng):
     """Single-pass runs over 3 budgets x 5 sizes of a known [H] law, and 4 shape variants at one N and D."""
     import pandas as pd

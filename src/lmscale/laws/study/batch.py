@@ -173,6 +173,41 @@ def bcrit_agreement(fits: StudyFits) -> dict[str, Any] | None:
                    "over the levels the sweep determines to a factor 2 (95%)"}
 
 
+def bcrit_scatter(fits: StudyFits) -> dict[str, Any] | None:
+    """How much of the scatter of B_simple about B_crit(L) the estimates' own errors explain.
+
+    In ln B the squared residuals about the fit average the variance of each
+    window's estimation error, (se / B)^2 by the delta method, plus whatever
+    varies between windows that B_crit(L) has no term for (the run, its
+    learning-rate schedule, the state of the optimiser). Their difference,
+    ``excess``, bounds the R^2 that error-free estimates of the same windows
+    could reach: ``r2_ceiling = 1 - excess / var(ln B)``. A low R^2 with a
+    ceiling near 1 asks for longer windows or more measurements; a low
+    ceiling says that at this scale B_simple is not a function of L alone.
+    """
+    if "bcrit" not in fits.laws or "bcrit" not in fits.points:
+        return None
+    pts = fits.points["bcrit"]
+    if "noise_scale_se" not in pts:
+        return None
+    B = pts["B"].to_numpy(dtype=float)
+    rel_se = pts["noise_scale_se"].to_numpy(dtype=float) / B
+    law = np.asarray(fits.laws.laws["bcrit"].predict(L=pts["L"].to_numpy(dtype=float)), dtype=float)
+    ok = np.isfinite(rel_se) & (law > 0) & (B > 0)
+    if ok.sum() < 3:
+        return None
+    log_b = np.log(B[ok])
+    residual = float(np.mean((log_b - np.log(law[ok])) ** 2))
+    total = float(np.var(log_b))
+    estimate = float(np.mean(rel_se[ok] ** 2))
+    excess = max(residual - estimate, 0.0)
+    return {"points": int(ok.sum()), "r2": 1.0 - residual / total, "residual_var": residual,
+            "estimate_var": estimate, "excess_var": excess, "explained_share": min(estimate / residual, 1.0),
+            "r2_ceiling": 1.0 - excess / total,
+            "how": "in ln B: mean squared residual about the fit = mean (se/B)^2 of the estimates + excess; "
+                   "r2_ceiling = 1 - excess / var(ln B)"}
+
+
 def select_steps(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
     """L(N, S_min) ([K] eq. 1.6): curve points after warm-up, steps converted to S_min (eq. 5.4)."""
     from lmscale.laws.forms import critical_batch, min_steps

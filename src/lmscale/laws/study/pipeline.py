@@ -25,6 +25,7 @@ from lmscale.laws.forms import OffsetPowerLaw, get_form
 from lmscale.laws.result import FitResult, LawSet
 from lmscale.laws.study.batch import (
     bcrit_agreement,
+    bcrit_scatter,
     select_critical_batch,
     select_empirical_critical_batch,
     select_steps,
@@ -131,6 +132,7 @@ def fit_study(
     fits.crossing = crossing_check(fits)
     for key, check in (("envelope_stability", lambda: envelope_stability(frames, fits)),
                        ("bcrit_agreement", lambda: bcrit_agreement(fits)),
+                       ("bcrit_scatter", lambda: bcrit_scatter(fits)),
                        ("positions", lambda: position_check(frames, fits)),
                        ("architectures", lambda: architecture_check(frames, fits)),
                        ("other_accounting", lambda: other_accounting(raw, fits, seed) if compare else None)):

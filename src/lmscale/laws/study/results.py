@@ -131,7 +131,8 @@ class StudyFits:
         flops: the accounting of C the fits used (``"6N"`` or ``"exact"``).
         checks: consistency checks: ``envelope_stability`` (approach 1
             without each group), ``bcrit_agreement`` (empirical against
-            noise-scale B_crit), ``other_accounting`` (the compute laws with
+            noise-scale B_crit), ``bcrit_scatter`` (how much of B_crit(L)'s
+            scatter the estimates' errors explain), ``other_accounting`` (the compute laws with
             the other FLOP count), ``positions`` (per-position standard errors).
         crossing: the [K] 6.3 crossing with its interval
             (``lmscale.laws.contradiction.Crossing``), when the laws allow it.
@@ -251,6 +252,15 @@ class StudyFits:
                          f"levels): {'within' if agree['within_2x'] else 'NOT within'} a factor 2"
                          + _left_out_levels(agree.get("left_out") or [])
                          + _outside_levels(agree.get("outside") or []))
+        scatter = self.checks.get("bcrit_scatter")
+        if scatter and "r2" in scatter:
+            lines.append(f"B_crit(L) from the noise scale: R^2 = {scatter['r2']:.3f} (of ln B, {scatter['points']} "
+                         f"windows); the estimates' own standard errors explain {scatter['explained_share']:.0%} "
+                         f"of the scatter about the fit, so error-free estimates of these windows would reach "
+                         f"R^2 = {scatter['r2_ceiling']:.2f} at most"
+                         + ("" if scatter["r2_ceiling"] >= 0.9 else
+                            ": the rest varies between windows in ways B_crit(L) has no term for (the run, its "
+                            "learning-rate schedule), which longer windows alone would not remove"))
         pos = self.checks.get("positions")
         if pos:
             if pos.get("max_rel_se") is None:
