@@ -118,3 +118,25 @@ def test_full_disk_keeps_previous_checkpoint(tmp_path, data):
         assert not [p for p in mnt.iterdir() if p.name.startswith(".")]  # no temporary file left
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_killed_between_the_last_checkpoint_and_the_record_ends_as_it_would_have(tmp_path, data, whole, monkeypatch):
+    """The end of a run saves a checkpoint, then the final record; a kill between the two left a
+    checkpoint at the last step, and the resumed run trained one step more than its budget."""
+    cfg = tiny_config(checkpoint_dir=str(tmp_path), checkpoint_every_s=1e9, **KW)
+    real = checkpoint.save_final
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed before the final record was saved")
+
+    monkeypatch.setattr(checkpoint, "save_final", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, data=data, progress=False)
+    state, _ = checkpoint.load(tmp_path, cfg.run_id())
+    assert state["step"] == KW["steps"] and "final_record" not in state
+    monkeypatch.setattr(checkpoint, "save_final", real)
+    resumed = train(cfg, data=data, progress=False)
+    assert resumed.status == "finished" and resumed.steps == whole.steps == KW["steps"]
+    assert _curve(resumed) == _curve(whole) and resumed.final_test_loss == whole.final_test_loss
+    assert resumed.per_position_loss == pytest.approx(whole.per_position_loss, rel=1e-6)
+    assert "final_record" in checkpoint.load(tmp_path, cfg.run_id())[0]  # saved this time

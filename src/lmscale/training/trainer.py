@@ -214,6 +214,9 @@ class _Run:
         self.times = {"wall": 0.0, "train": 0.0, "eval": 0.0, "checkpoint": 0.0}
         self.run_id = config.run_id()
         self.resumed_record: RunRecord | None = None
+        #: how the run ended, once its training has (saved before its final record, so that a run
+        #: killed in between ends the same way on resume instead of training on)
+        self.ending: str | None = None
         self.packed_with = 1  # runs in its pack (lmscale.training.packed)
         self.eval_threads: int | None = None  # torch threads of the evaluations (None: the run's)
         self.rng_state: torch.Tensor | None = None
@@ -228,7 +231,7 @@ class _Run:
             "best_step": self.best_step, "bad_evals": self.bad_evals,
             "times": dict(self.times), "curve": [asdict(p) for p in self.curve],
             "data_tokenizer": self.data_tokenizer,
-            "precision": self.precision,
+            "precision": self.precision, "ending": self.ending,
         }
 
     def save_checkpoint(self) -> None:
@@ -237,6 +240,9 @@ class _Run:
             checkpoint.save(self.config.checkpoint_dir, self.run_id, self.step, tensors, self._state())
 
     def try_resume(self) -> None:
+        """Continue from this run's checkpoint, if any. A run whose record was saved returns it
+        (``resumed_record``); one whose training had ended (finished or early-stopped, killed before
+        its record was saved) is finished here, as it would have been, without another step."""
         if not self.config.checkpoint_dir:
             return
         found = checkpoint.load(self.config.checkpoint_dir, self.run_id)
@@ -268,6 +274,10 @@ class _Run:
         self.best_step, self.bad_evals = int(state["best_step"]), int(state["bad_evals"])
         self.times.update({k: float(v) for k, v in state["times"].items()})
         self.curve = [CurvePoint(**p) for p in state["curve"]]
+        self.ending = state.get("ending")
+        if self.ending is not None:  # killed after its training ended, before its record was saved
+            self.start()
+            self.resumed_record = self.finish(self.ending, None)
 
     # -- one optimizer step, in parts (a packed step interleaves them, lmscale.training.packed) --
     def begin_step(self) -> float:
@@ -526,6 +536,7 @@ class _Run:
             with torch_threads(self.eval_threads):
                 per_position, per_position_se, per_position_se_shape = self.final_positions()
             self.times["eval"] += time.perf_counter() - t0
+            self.ending = status
             self.save_checkpoint()
             record = build_record(self, status, None, per_position, self.peak)
             record.per_position_se, record.per_position_se_shape = per_position_se, per_position_se_shape
