@@ -271,3 +271,51 @@ def test_a_plan_resting_on_a_law_its_runs_do_not_identify_says_so():
                for w in warned)
     assert not any("not identified" in w for w in plan(wide, compute=1e21).warnings)
     assert not any("not identified" in w for w in plan("hoffmann2022", compute=1e21).warnings)
+
+
+def test_a_frontier_the_runs_identify_is_planned_from_before_a_form_they_do_not():
+    """A study's law set: an [H] form its runs do not identify, beside a frontier N_opt = k_N C^a (with
+    bootstrap draws) and L(C). The plan takes N_opt from the frontier, with intervals that are the
+    percentiles of k_N C^a over the draws, its loss from L(C) (the frontier is in C, not C_min), and says
+    how far beyond the frontier's data it lies; with the form identified, the form is used."""
+    import pandas as pd
+
+    from lmscale.laws import fit
+
+    truth = catalog.load("besiroglu2024").laws["chinchilla"]
+    rng = np.random.default_rng(0)
+    N, R = np.meshgrid((2e7, 5e7, 1.25e8), (5, 20, 80), indexing="ij")
+    N, D = N.ravel(), (N * R).ravel()
+    runs = pd.DataFrame({"N": N, "D": D, "loss": truth.predict(N=N, D=D) * np.exp(0.003 * rng.standard_normal(9))})
+    few = fit(runs, law="chinchilla", bootstrap=50)
+    assert few.identified is False
+    draws = np.column_stack([0.5 + 0.02 * rng.standard_normal(400), np.full(400, 0.1),
+                             0.5 + 0.02 * rng.standard_normal(400), np.full(400, 1.6)])
+    alloc = power_allocation(N_opt=(0.1, 0.5), D_opt=(1.6, 0.5), where="this study, approach 2")
+    alloc.update(compute="C", draws=draws.tolist(), data_range={"N_max": 1e8, "C_max": 1e18},
+                 identification={"identified": True, "a_width": "0.16 x value"})
+    l_c = FitResult(law="kaplan_c", params={"C_c": 1e30, "alpha_C": 0.05})
+    laws = LawSet(name="study", laws={"chinchilla": few, "kaplan_c": l_c}, extras={"allocation": alloc})
+
+    C = 1e21
+    p = plan(laws, compute=C)
+    assert p.N_opt == pytest.approx(0.1 * C**0.5) and p.D_opt == pytest.approx(1.6 * C**0.5)
+    assert p.loss == pytest.approx((1e30 / C) ** 0.05)
+    assert ("the frontier's exponent is identified (95% interval 0.16 x value), not chinchilla: chinchilla's "
+            "parameters are not identified") in p.method["N_opt"]
+    lo, hi = p.intervals["levels"]["80"]["N_opt"]
+    n_draws = 0.1 * C ** draws[:, 0]
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(n_draws, [10, 90])))
+    assert any("3.0 decades beyond the fitted data" in w for w in p.warnings)  # C: 1e21 vs 1e18 (N: 1.5)
+    assert not any("not identified" in w for w in p.warnings)  # nothing the plan rests on is unidentified
+
+    alloc["identification"] = {"identified": False}  # a frontier not known to be identified: the form
+    assert plan(laws, compute=C).N_opt == pytest.approx(plan(few, compute=C).N_opt)
+    alloc["identification"] = {"identified": True}
+    laws.laws["chinchilla"] = truth  # a published form: no verdict, used first as before
+    q = plan(laws, compute=C)
+    assert q.N_opt == pytest.approx(plan("besiroglu2024", compute=C).N_opt)
+    del alloc["draws"]
+    with pytest.raises(LmscaleError, match="no bootstrap draws"):
+        plan(LawSet(name="study", laws={"kaplan_c": l_c}, extras={"allocation": alloc}), compute=C,
+             options=PlanOptions(intervals=True))

@@ -79,7 +79,28 @@ def test_three_frontiers_and_the_allocation(fits):
     alloc = fits.laws.extras["allocation"]
     assert alloc["method"] == "envelope_cmin" and alloc["C"].startswith("C_min")
     assert alloc["relations"]["N_opt"] == {"coef": pytest.approx(cmin.k_N), "exponent": pytest.approx(cmin.a)}
+    # with the extent the planner's distance warning needs (and no draws: no bootstrap here)
+    assert alloc["compute"] == "C_min" and "draws" not in alloc
+    assert alloc["data_range"] == {"N_max": cmin.points["N_opt"].max(), "C_max": cmin.points["C"].max()}
     assert "isoflop" in fits.missing
+
+
+def test_the_allocation_carries_the_frontiers_bootstrap_draws_to_the_plan(ladder):
+    fits = fit_study(ladder, bootstrap=20, holdout=False)
+    cmin, alloc = fits.frontiers["envelope_cmin"], fits.laws.extras["allocation"]
+    samples = np.asarray(cmin.samples, dtype=float)
+    finite = samples[np.isfinite(samples).all(axis=1)]
+    assert len(finite) > 10 and np.array_equal(np.array(alloc["draws"]), finite)
+    ident = alloc["identification"]
+    lo_a, hi_a = cmin.ci["a"]
+    assert ident["identified"] is ((hi_a - lo_a) < 0.5 * cmin.a)
+    # the [H] form these runs do not identify gives way to the frontier, when its exponent is identified
+    assert fits.laws.laws["chinchilla"].identified is False and ident["identified"] is True
+    p = plan(fits.laws, compute=1e21)
+    assert p.N_opt == pytest.approx(float(cmin.n_opt(1e21)), rel=1e-9) and "not chinchilla" in p.method["N_opt"]
+    lo, hi = p.intervals["levels"]["95"]["N_opt"]
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(finite[:, 1] * 1e21 ** finite[:, 0], [2.5, 97.5])))
+    assert lo < p.N_opt < hi
 
 
 def test_fits_json_round_trip_and_plan(fits, tmp_path):
@@ -91,8 +112,9 @@ def test_fits_json_round_trip_and_plan(fits, tmp_path):
     for key, fit in fits.laws.laws.items():
         assert again.laws[key].params == pytest.approx(fit.params)
     result = plan(str(path), compute=1e21)
-    n_opt, _ = fits.frontiers["parametric"].n_opt(1e21), None
-    assert result.N_opt == pytest.approx(float(n_opt), rel=1e-6)
+    # fitted without bootstrap, the frontier is not known to be identified: the [H] form is planned from
+    assert fits.laws.extras["allocation"]["identification"]["identified"] is False
+    assert result.N_opt == pytest.approx(float(fits.frontiers["parametric"].n_opt(1e21)), rel=1e-6)
 
 
 def test_a_final_points_table_alone(ladder):

@@ -168,7 +168,8 @@ _ROWS = (
 
 def _interval(p: dict[str, Any], key: str, fmt: str) -> str:
     levels = (p.get("intervals") or {}).get("levels") or {}
-    return " / ".join(f"[{format(v[key][0], fmt)}, {format(v[key][1], fmt)}]" for v in levels.values()) or "-"
+    return " / ".join(f"[{format(v[key][0], fmt)}, {format(v[key][1], fmt)}]" for v in levels.values()
+                      if key in v) or "-"
 
 
 def _table(plans: list[dict[str, Any]]) -> str:

@@ -18,6 +18,7 @@ beyond it (in decades of model size or compute).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -184,6 +185,42 @@ def uncertainty(fit: FitResult | None, C: float, N: float, D: float, name: str,
     return None, beyond_warnings(float(beyond(N, 6.0 * N * D, extent["N_max"], extent["C_max"])))
 
 
+def frontier_uncertainty(alloc: Mapping[str, Any], C: float, N: float, name: str, intervals: bool | None = None,
+                         levels: Sequence[float] = (0.8, 0.95)) -> tuple[dict[str, Any] | None, list[str]]:
+    """Intervals of N_opt and D_opt from a fitted frontier's bootstrap draws, and its extent warning.
+
+    ``alloc`` is an ``extras["allocation"]`` entry; ``draws`` (optional) holds one
+    ``[a, k_N, b, k_D]`` per bootstrap replicate of the frontier (N_opt = k_N C^a,
+    D_opt = k_D C^b, C in units of ``C_unit_flops``), ``data_range`` (optional) the
+    largest N_opt and C it was fitted on. ``intervals=True`` makes draws required.
+    """
+    draws = np.asarray(alloc.get("draws") or [], dtype=float).reshape(-1, 4)
+    draws = draws[np.isfinite(draws).all(axis=1)]
+    if intervals and not len(draws):
+        raise LmscaleError(f"intervals asked of law set {name!r}, whose frontier (extras.allocation) has no "
+                           "bootstrap draws: fit the study with bootstrap replicates")
+    rng = alloc.get("data_range") or {}
+    distance = None
+    if rng.get("N_max") and rng.get("C_max"):
+        distance = max(math.log10(N / float(rng["N_max"])), math.log10(C / float(rng["C_max"])), 0.0)
+    warnings = beyond_warnings(distance)
+    if not len(draws) or intervals is False:
+        return None, warnings
+    c = C / float(alloc.get("C_unit_flops", 1.0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        n_opt, d_opt = draws[:, 1] * c ** draws[:, 0], draws[:, 3] * c ** draws[:, 2]
+    out: dict[str, Any] = {"n_draws": int(len(draws)), "levels": {}, "distance_decades": distance}
+    for level in levels:
+        tail = (1.0 - level) / 2.0 * 100.0
+        out["levels"][f"{round(level * 100):d}"] = {
+            "N_opt": [float(v) for v in np.percentile(n_opt, [tail, 100.0 - tail])],
+            "D_opt": [float(v) for v in np.percentile(d_opt, [tail, 100.0 - tail])]}
+    out["method"] = (f"N_opt = k_N C^a and D_opt = k_D C^b for each of the frontier's {len(draws)} bootstrap "
+                     f"draws at C = {C:.3g} FLOPs, percentiles over the draws (no loss interval: the "
+                     "frontier carries no loss law)")
+    return out, warnings
+
+
 def beyond_warnings(distance: float | None) -> list[str]:
     if distance is None or distance < WARN_DECADES:
         return []
@@ -191,5 +228,5 @@ def beyond_warnings(distance: float | None) -> list[str]:
             "the numbers and their intervals assume the law still holds that far out"]
 
 
-__all__ = ["ALLOCATABLE", "WARN_DECADES", "data_extent", "draw_allocations", "optimal_allocation",
-           "plan_uncertainty", "uncertainty"]
+__all__ = ["ALLOCATABLE", "WARN_DECADES", "data_extent", "draw_allocations", "frontier_uncertainty",
+           "optimal_allocation", "plan_uncertainty", "uncertainty"]

@@ -47,7 +47,7 @@ from lmscale.laws.forms import chinchilla_params, min_steps, overfitting, overfi
 from lmscale.laws.frontier import chinchilla_allocation
 from lmscale.laws.identification import not_identified
 from lmscale.laws.plan_options import DEVICES, REQUIRABLE, Device, PlanOptions, positive
-from lmscale.laws.plan_uncertainty import optimal_allocation, uncertainty
+from lmscale.laws.plan_uncertainty import frontier_uncertainty, optimal_allocation, uncertainty
 from lmscale.laws.result import FitResult, LawSet
 
 #: ln C search range of the inversions: 1 FLOP ... 1e100 FLOPs.
@@ -145,6 +145,7 @@ class _Allocator:
     loss: Callable[[float], float] | None
     method: dict[str, str]
     fit: FitResult | None = None  # the fitted law the allocation comes from
+    loss_law: str | None = None  # the law set's key of the loss law, where it is not ``fit``
 
 
 def _allocator(laws: LawSet, unique_tokens: float | None) -> _Allocator:
@@ -163,7 +164,14 @@ def _allocator(laws: LawSet, unique_tokens: float | None) -> _Allocator:
                       "([M] eq. 7); D_opt = C / (6 N_opt)",
              "loss": "[M] eq. 7 at (N_opt, D_opt, U)"}, fit=dc,
         )
-    if "chinchilla" in laws or "data_constrained" in laws or "chinchilla_tied" in laws:
+    frontier = has_relation(laws, "N_opt") and has_relation(laws, "D_opt")
+    parametric = "chinchilla" in laws or "data_constrained" in laws or "chinchilla_tied" in laws
+    skipped = None
+    if parametric and frontier and (laws.extras["allocation"].get("identification") or {}).get("identified"):
+        source = laws.laws.get("chinchilla") or laws.laws.get("data_constrained") or laws.laws["chinchilla_tied"]
+        skipped = not_identified(source.law, source.identification, "the runs it was fitted on")
+        parametric = skipped is None  # a frontier the runs identify wins over a form they do not
+    if parametric:
         source = laws.laws.get("chinchilla") or laws.laws.get("data_constrained") or laws.laws["chinchilla_tied"]
         fit = laws.laws.get("chinchilla") or (_unconstrained(laws.laws["data_constrained"])
                                               if "data_constrained" in laws else laws.laws["chinchilla_tied"])
@@ -178,25 +186,37 @@ def _allocator(laws: LawSet, unique_tokens: float | None) -> _Allocator:
              "loss": "[H] eq. 2: L = E + A/N^alpha + B/D^beta at (N_opt, D_opt)"
                      + (" with beta = alpha" if tied else "")}, fit=source,
         )
-    if has_relation(laws, "N_opt") and has_relation(laws, "D_opt"):
+    if frontier:
         alloc = laws.extras["allocation"]
         where = alloc.get("where", "extras.allocation")
         method = {
             "N_opt": f"N_opt = coef (C/{alloc.get('C_unit', 'FLOP')})^exponent ({where})",
-            "D_opt": f"D_opt = coef (C/{alloc.get('C_unit', 'FLOP')})^exponent ({where}); "
-                     + str(alloc.get("D_convention", "")),
+            "D_opt": f"D_opt = coef (C/{alloc.get('C_unit', 'FLOP')})^exponent ({where})"
+                     + (f"; {alloc['D_convention']}" if alloc.get("D_convention") else ""),
         }
-        loss = None
-        if "kaplan_cmin" in laws:
+        if skipped:
+            width = laws.extras["allocation"]["identification"].get("a_width", "")
+            method["N_opt"] += (f"; the frontier's exponent is identified (95% interval {width}), "
+                                f"not chinchilla: {skipped}")
+        loss, loss_law = None, None
+        in_c_min = alloc.get("compute", "C_min") == "C_min"  # [K] table 6's convention unless it says C
+        if in_c_min and "kaplan_cmin" in laws:
+            loss_law = "kaplan_cmin"
             loss = lambda C: float(laws.laws["kaplan_cmin"].predict(C_min=C))  # noqa: E731
             method["loss"] = "[K] eq. 1.3: L(C_min) = (C_c^min / C_min)^alpha_C^min with C_min = C"
             method["C"] = "C is C_min, the compute at a batch far below critical ([K] eq. 5.5)"
+        elif not in_c_min and "kaplan_c" in laws:
+            loss_law = "kaplan_c"
+            loss = lambda C: float(laws.laws["kaplan_c"].predict(C=C))  # noqa: E731
+            method["loss"] = "[K] figure 13: L(C) = (C_c / C)^alpha_C at the study's batch sizes"
+            method["C"] = "C is training FLOPs at the study's batch sizes, as the frontier was fitted"
         elif "kaplan_nd" in laws:
+            loss_law = "kaplan_nd"
             loss = lambda C: float(laws.laws["kaplan_nd"].predict(  # noqa: E731
                 N=allocation_relation(laws, "N_opt", C), D=allocation_relation(laws, "D_opt", C)))
             method["loss"] = "[K] eq. 1.5: L(N, D) at (N_opt, D_opt)"
         return _Allocator("power", lambda C: float(allocation_relation(laws, "N_opt", C)),
-                          lambda C: float(allocation_relation(laws, "D_opt", C)), loss, method)
+                          lambda C: float(allocation_relation(laws, "D_opt", C)), loss, method, loss_law=loss_law)
     if "kaplan_nd" in laws:
         fit = laws.laws["kaplan_nd"]
 
@@ -429,6 +449,8 @@ def plan(
 def _not_identified(out: Plan, alloc: _Allocator, laws: LawSet) -> list[str]:
     """A warning per law the plan rests on that its runs do not identify (a published law says nothing)."""
     used = [(alloc.fit, "N_opt, D_opt and the loss follow")]
+    if alloc.loss_law is not None and out.loss is not None:
+        used.append((laws.laws[alloc.loss_law], "the loss follows"))
     if out.overfitting.get("delta_L") is not None:
         used.append((laws.laws["kaplan_nd"], "delta_L follows"))
     if out.B_crit is not None:
@@ -443,6 +465,13 @@ def _not_identified(out: Plan, alloc: _Allocator, laws: LawSet) -> list[str]:
 
 def _uncertainty(out: Plan, alloc: _Allocator, laws: LawSet, options: PlanOptions) -> None:
     """Intervals from the fit's bootstrap draws, and the warning for a plan far beyond the data."""
+    if alloc.kind == "power":
+        out.intervals, warnings = frontier_uncertainty(laws.extras["allocation"], out.C, out.N_opt, laws.name,
+                                                       options.intervals, options.levels)
+        out.warnings += warnings
+        if out.intervals:
+            out.method["intervals"] = out.intervals["method"]
+        return
     out.intervals, warnings = uncertainty(alloc.fit, out.C, out.N_opt, out.D_opt, laws.name, laws.extras,
                                           options.intervals, options.levels, options.unique_tokens)
     out.warnings += warnings

@@ -205,6 +205,18 @@ def envelope_stability(frames: StudyFrames, fits: StudyFits) -> dict[str, Any] |
             "max_shift": max((abs(d) for d in shifts), default=0.0), "stable": stable}
 
 
+def frontier_identification(front: Any) -> dict[str, Any]:
+    """Whether the runs identify a frontier: its exponent a by the laws' rule (95% interval narrower
+    than half its value, :func:`lmscale.laws.identification.check_interval`); without an interval
+    (no bootstrap) it is not known to be."""
+    from lmscale.laws.identification import check_interval
+
+    if not front.ci or "a" not in front.ci or not np.all(np.isfinite(front.ci["a"])):
+        return {"identified": False, "failures": ["no interval on the exponent a (fitted without bootstrap)"]}
+    width, failure = check_interval("a", front.a, *front.ci["a"], of="exponent")
+    return {"identified": failure is None, "failures": [failure] if failure else [], "a_width": width}
+
+
 def set_allocation(fits: StudyFits) -> None:
     """extras["allocation"]: the study's N_opt and D_opt, for the planner and the [K] 6.3 crossing.
 
@@ -224,6 +236,14 @@ def set_allocation(fits: StudyFits) -> None:
             alloc["C"] = ("C_min, the compute at a batch far below critical ([K] eq. 5.5)"
                           if compute == "C_min" else "C, training FLOPs at the study's batch sizes")
             alloc["method"] = method
+            alloc["compute"] = compute
+            alloc["identification"] = frontier_identification(front)
+            if front.points is not None and {"C", "N_opt"} <= set(front.points) and not front.points.empty:
+                alloc["data_range"] = {"N_max": float(front.points["N_opt"].max()),
+                                       "C_max": float(front.points["C"].max())}
+            if front.samples is not None:
+                draws = np.asarray(front.samples, dtype=float).reshape(-1, 4)
+                alloc["draws"] = draws[np.isfinite(draws).all(axis=1)].tolist()  # [a, k_N, b, k_D] each
             fits.laws.extras["allocation"] = alloc
             fits.missing.pop("allocation", None)
             return
