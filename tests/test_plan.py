@@ -234,6 +234,9 @@ def test_crossing_from_a_fitted_law_set():
     ln_c = (0.06 * math.log(1e30) - 0.1 * math.log(1e14)) / (0.06 - 0.04)
     assert r.C_star == pytest.approx(math.exp(ln_c), rel=1e-9)
     assert r.N_star == pytest.approx(0.1 * math.exp(ln_c) ** 0.6, rel=1e-9)
+    laws.extras["allocation"]["compute"] = "C"  # a frontier fitted in C cannot stand in for D_opt(C_min)
+    with pytest.raises(LmscaleError, match="fitted in C .*needs D_opt\\(C_min\\)"):
+        crossing(laws)
     del laws.extras["allocation"]
     with pytest.raises(LmscaleError, match="no D_opt"):
         crossing(laws)

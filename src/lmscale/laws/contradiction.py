@@ -116,6 +116,12 @@ def _crossing(laws: LawSet) -> Crossing:
             f"law set {laws.name!r} has no D_opt(C) relation (extras.allocation.relations.D_opt, "
             f"e.g. [K] table 6 or a fitted frontier), needed for {purpose}"
         )
+    if laws.extras["allocation"].get("compute", "C_min") != "C_min":
+        raise LmscaleError(
+            f"law set {laws.name!r}: its D_opt(C) relation was fitted in C (training FLOPs at its batch "
+            f"sizes, {laws.extras['allocation'].get('where', 'extras.allocation')}); {purpose} needs "
+            "D_opt(C_min), a frontier in C_min ([K] eq. 5.5: learning curves with the noise scale)"
+        )
 
     def gap(log_c: float) -> float:
         C = math.exp(log_c)
