@@ -64,3 +64,44 @@ def test_fit_next_run_fit_narrows_the_forecast_interval(tmp_path, capsys):
     assert rounds["round"].tolist() == [0, 1] and rounds["runs"].tolist() == [9, 9 + len(props)]
     assert rounds["width"].iloc[1] == pytest.approx(w1, rel=1e-6)
     assert rounds["later_error"].notna().tolist() == [True, False]
+
+
+def test_the_written_study_takes_the_recipe_of_the_runs_the_forecast_extends(tmp_path):
+    """A store with a batch-size sweep beside its main runs: the proposals' recipe (batch, the study's
+    lr_scale, schedule) is that of the runs the forecast uses, not the trainer's defaults (the sweep's
+    other batch sizes and schedule made those fields differ, so they were left out of the written study,
+    and its lr_scale was not carried at all: the new runs would have trained at 1/4 of the rate)."""
+    from lmscale.design import study_file as sf
+    from lmscale.laws.forecast import store_runs
+    from lmscale.models.shapes import paper_learning_rate
+
+    base = (ROOT / "studies" / "design-smoke.toml").read_text().split("[[group]]")[0]
+    study = tmp_path / "two-recipes.toml"
+    study.write_text(base.replace("seed = 0", "seed = 0\nlr_scale = 4.0\nschedule = \"cosine\"") + '''
+[[group]]
+name = "main"
+rule = "plain"
+params = [5e3, 1e4]
+tokens = [2e4, 2e4]
+
+[[group]]
+name = "batch"
+rule = "plain"
+schedule = "constant"
+batch_tokens = [1024]
+params = [5e3]
+tokens = [2e4]
+''')
+    store = tmp_path / "two.sqlite"
+    sweep(study, store)
+    with Store(store, create=False) as db:
+        points = db.final_points()
+    used = store_runs(points)  # the batch sweep's run is left out of the forecast
+    assert len(used) == 2 and set(used["run_id"]) == set(points.loc[points["group"] == "main", "run_id"])
+    every = sf.context_from_store(store).defaults
+    assert "batch_tokens" not in every and "schedule" not in every and every["lr_scale"] == 4.0
+    mine = sf.context_from_store(store, used["run_id"]).defaults
+    assert mine["batch_tokens"] == 2048 and mine["schedule"] == "cosine" and mine["lr_scale"] == 4.0
+    proposal = sf.recipes(used[["N"]].head(1), mine).iloc[0]
+    assert proposal["lr"] == pytest.approx(4.0 * paper_learning_rate(proposal["N_shape"]))
+    assert proposal["batch_tokens"] == 2048 and "lr_scale" in proposal["lr_source"]

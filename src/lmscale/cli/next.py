@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     store = Path(args.runs) if is_sqlite(Path(args.runs)) else None
     frame = api.runs_frame(runs_table(args.runs, columns, args.where), columns, where=str(args.runs),
                            store=store is not None, every_run=args.every_run)
-    ctx = sf.context_from_store(store) if store else sf.StudyContext(name=Path(args.runs).stem)
+    used = frame["run_id"].astype(str).tolist() if "run_id" in frame else None
+    ctx = sf.context_from_store(store, used) if store else sf.StudyContext(name=Path(args.runs).stem)
     defaults = dict(ctx.defaults)
     max_tokens = ctx.train_tokens
     if args.study:

@@ -32,7 +32,8 @@ from lmscale.files import atomic_path
 GROUP_PATTERN = re.compile(r"^next-(\d+)@(.+)$")
 
 #: Run fields copied into the written study's defaults when every Transformer run shares them.
-RUN_FIELDS = ("batch_tokens", "micro_batch_tokens", "lr", "schedule", "warmup_steps", "decay_fraction",
+RUN_FIELDS = ("batch_tokens", "micro_batch_tokens", "lr", "lr_scale", "lr_reference_batch", "precision",
+              "noise_every", "schedule", "warmup_steps", "decay_fraction",
               "min_lr_ratio", "weight_decay", "beta1", "beta2", "eps", "grad_clip", "seed", "patience",
               "eval_tokens", "eval_distributions", "curve_points_per_decade", "noise_scale", "device",
               "compile", "checkpoint_every_s", "eval_other_tokens", "eval_every", "noise_ema_decay",
@@ -88,8 +89,13 @@ def group_name(round_no: int, N: Sequence[float], D: Sequence[float]) -> str:
     return f"next-{round_no}@{points}"
 
 
-def context_from_store(path: str | Path) -> StudyContext:
-    """Name, data directory, shared settings and ``next`` rounds of a results store."""
+def context_from_store(path: str | Path, run_ids: Sequence[str] | None = None) -> StudyContext:
+    """Name, data directory, shared settings and ``next`` rounds of a results store.
+
+    ``run_ids``: the runs the proposals extend (those the forecast is fitted on); their shared
+    settings are the written study's defaults, so that a batch-size sweep or a run of another
+    recipe in the same store does not leave the new runs with the trainer's defaults instead.
+    """
     from lmscale.store import Store
 
     with Store(path, create=False) as store:
@@ -102,6 +108,8 @@ def context_from_store(path: str | Path) -> StudyContext:
     ctx.groups = [str(g) for g in dict.fromkeys(runs["group"].dropna())]
     ctx.rounds = max([r for r in (round_of(g) for g in ctx.groups) if r is not None], default=0)
     trained = runs[(runs["architecture"] == "transformer") & runs["spec_json"].notna()]
+    if run_ids is not None:
+        trained = trained[trained["run_id"].isin(set(run_ids))]
     if trained.empty:
         return ctx
     dirs = trained["data_dir"].dropna().unique()
@@ -164,7 +172,7 @@ def recipes(runs: pd.DataFrame, defaults: dict[str, Any] | None = None) -> pd.Da
     with no such shape get empty columns and a ``note``.
     """
     from lmscale.accounting import non_embedding_params
-    from lmscale.models.shapes import paper_learning_rate, shape_for_params
+    from lmscale.models.shapes import recipe_learning_rate, shape_for_params
 
     defaults = dict(defaults or {})
     helper = {k: defaults[k] for k in ("n_ctx", "n_vocab", "dropout", "tied_embeddings", "aspect_ratio",
@@ -180,8 +188,13 @@ def recipes(runs: pd.DataFrame, defaults: dict[str, Any] | None = None) -> pd.Da
             row.update(n_layer=spec.n_layer, d_model=spec.d_model, n_head=spec.n_head,
                        N_shape=non_embedding_params(spec))
         n_lr = row["N_shape"] or float(N)
-        row["lr"] = defaults["lr"] if defaults.get("lr") is not None else paper_learning_rate(float(n_lr))
-        row["lr_source"] = "the study's lr" if defaults.get("lr") is not None else "[K] eq. D.1 LR(N)"
+        if defaults.get("lr") is not None:
+            row["lr"], row["lr_source"] = defaults["lr"], "the study's lr"
+        else:
+            row["lr"] = recipe_learning_rate(float(n_lr), "transformer", defaults.get("lr_scale", 1.0),
+                                             defaults.get("batch_tokens"), defaults.get("lr_reference_batch"))
+            row["lr_source"] = ("[K] eq. D.1 LR(N)" if defaults.get("lr_scale", 1.0) == 1.0
+                                else f"{defaults['lr_scale']:g} x [K] eq. D.1 LR(N) (the study's lr_scale)")
         row["batch_tokens"] = defaults.get("batch_tokens")
         rows.append(row)
     return pd.concat([runs.reset_index(drop=True), pd.DataFrame(rows)], axis=1)

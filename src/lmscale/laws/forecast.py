@@ -296,6 +296,8 @@ def store_runs(runs: pd.DataFrame, every_run: bool = False) -> pd.DataFrame:
     out = pd.DataFrame({"N": runs["N"].astype(float), "D": tokens.astype(float), "loss": runs["loss"].astype(float)})
     if _repeats(runs, tokens).any():
         out["U"] = runs["dataset_tokens"].fillna(tokens).astype(float)
+    if "run_id" in runs.columns:  # which runs these are (``lmscale next`` takes their recipe)
+        out["run_id"] = runs["run_id"].astype(str).to_numpy()
     out = out.dropna().reset_index(drop=True)
     out.attrs["notes"] = notes
     return out

@@ -23,6 +23,7 @@ The search of :func:`shape_for_params`:
 from __future__ import annotations
 
 import math
+import numbers
 
 from lmscale.accounting import non_embedding_params
 from lmscale.errors import LmscaleError, SpecError
@@ -54,7 +55,7 @@ def paper_learning_rate(n_params: float, floor: float = 1e-5) -> float:
     negative beyond (larger than any model of [K]); the result is clamped
     to ``max(LR(N), floor)``.
     """
-    if isinstance(n_params, bool) or not isinstance(n_params, int | float) or not n_params > 0:
+    if isinstance(n_params, bool) or not isinstance(n_params, numbers.Real) or not n_params > 0:
         raise LmscaleError(f"N = {n_params!r}: expected a positive parameter count for LR(N)")
     if not floor > 0:
         raise LmscaleError(f"floor = {floor!r}: expected a positive learning rate")
@@ -74,6 +75,20 @@ def lstm_learning_rate(n_params: float, floor: float = 1e-5) -> float:
     (and the Transformer's) for short recipes.
     """
     return LSTM_LR_FACTOR * paper_learning_rate(n_params, floor)
+
+
+def recipe_learning_rate(n_params: float, architecture: str = "transformer", lr_scale: float = 1.0,
+                         batch_tokens: float | None = None, lr_reference_batch: float | None = None) -> float:
+    """The peak LR of a run without an explicit ``lr``: ``lr_scale`` x the architecture's rule at N
+    (:func:`lstm_learning_rate` for LSTMs, else [K] eq. D.1), and with ``lr_reference_batch`` x
+    sqrt(batch_tokens / lr_reference_batch) (the square-root rule for Adam, Malladi et al. 2022)."""
+    rule = lstm_learning_rate if architecture == "lstm" else paper_learning_rate
+    batch = 1.0
+    if lr_reference_batch is not None:
+        if batch_tokens is None:
+            raise LmscaleError("lr_reference_batch needs the run's batch_tokens")
+        batch = math.sqrt(float(batch_tokens) / float(lr_reference_batch))
+    return float(lr_scale) * batch * rule(n_params)
 
 
 def default_aspect_ratio(target_n: float) -> float:

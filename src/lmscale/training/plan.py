@@ -9,7 +9,6 @@ does not fit in memory. Pure Python (no torch).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from lmscale.accounting import (
@@ -19,7 +18,7 @@ from lmscale.accounting import (
     training_flops_per_token,
 )
 from lmscale.errors import LmscaleError
-from lmscale.models.shapes import lstm_learning_rate, paper_learning_rate
+from lmscale.models.shapes import recipe_learning_rate
 from lmscale.models.spec import ModelSpec
 from lmscale.training.config import TrainConfig
 from lmscale.training.schedule import default_warmup_steps
@@ -141,12 +140,8 @@ def default_learning_rate(config: TrainConfig) -> float:
     ``lr_reference_batch`` set, times sqrt(batch_tokens / lr_reference_batch)
     (the square-root rule for Adam, Malladi et al. 2022).
     """
-    n = applied_non_embedding_params(config.model)
-    rule = lstm_learning_rate if config.model.architecture == "lstm" else paper_learning_rate
-    batch = 1.0
-    if config.lr_reference_batch is not None:
-        batch = math.sqrt(config.batch_tokens / config.lr_reference_batch)
-    return float(config.lr_scale) * batch * rule(n)
+    return recipe_learning_rate(applied_non_embedding_params(config.model), config.model.architecture,
+                                config.lr_scale, config.batch_tokens, config.lr_reference_batch)
 
 
 def estimate_memory(spec: ModelSpec, micro_tokens: int, *, device_type: str = "cpu",
