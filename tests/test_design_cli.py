@@ -184,3 +184,24 @@ def test_next_warns_when_its_law_is_not_identified(tmp_path, capsys):
 def test_next_on_a_missing_file_exits_2_with_one_line(tmp_path, capsys, name):
     code, _, err = run_cli(capsys, "next", tmp_path / name, "--target", "7e9,1.4e11", "--budget", "1e19")
     assert code == 2 and "no such file" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_candidate_already_trained_is_not_proposed_again():
+    """Training rounds D down to whole batches: the run trained for a proposal of D = 354,000 at
+    B = 2048 has 352,256 tokens, 0.5% fewer. Compared at the proposal's own D it looked new (fresh()
+    allows 0.1%), and `next` proposed it again: with the same recipe and seed, the same run."""
+    from lmscale.design.api import next_runs
+    from lmscale.design.space import DesignSpace
+
+    B = 2048
+    space = DesignSpace(n_min=7e3, n_max=1.77e4, n_sizes=2, ratio_min=20.0, ratio_max=20.0, n_ratios=1)
+    again = (1.77e4, np.floor(20 * 1.77e4 / B) * B)  # the candidate (1.77e4, 354,000) as trained
+    rng = np.random.default_rng(0)
+    N, R = np.meshgrid((5e3, 1.5e4, 4.5e4), (5, 20, 80), indexing="ij")
+    N, D = np.r_[N.ravel(), again[0]], np.r_[(N * R).ravel(), again[1]]
+    frame = pd.DataFrame({"N": N, "D": D, "loss": TRUE.predict(N=N, D=D) * np.exp(0.005 * rng.standard_normal(len(N)))})
+    loose = next_runs(frame, 1e13, target=[(1e6, 2e7)], space=space)
+    assert "candidates: 2 runs" in " ".join(loose.notes)
+    whole = next_runs(frame, 1e13, target=[(1e6, 2e7)], space=space, batch_tokens=B)
+    assert "candidates: 1 runs" in " ".join(whole.notes)
+    assert whole.runs["N"].tolist() == [7e3] and whole.runs["D"].tolist() == [np.floor(20 * 7e3 / B) * B]

@@ -150,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
     forecaster = api.default_forecaster(args.law, args.bootstrap, args.level, args.seed)
     trainable = _trainable(defaults) if pool is None and (store or args.study) else None
     prop = api.next_runs(frame, args.budget, target=_targets(args.target), target_compute=args.target_compute,
-                         k=args.k, pool=pool, space=space, forecaster=forecaster, trainable=trainable)
+                         k=args.k, pool=pool, space=space, forecaster=forecaster, trainable=trainable,
+                         batch_tokens=defaults.get("batch_tokens") if trainable is not None else None)
     runs = prop.runs if pool is not None else sf.recipes(prop.runs, defaults)
     round_no = max(ctx.rounds, sf.rounds_in_study(args.study) if args.study else 0) + 1
     written = None

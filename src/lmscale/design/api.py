@@ -128,13 +128,17 @@ def next_runs(
     target_compute: float | None = None, k: int | None = None, pool: pd.DataFrame | None = None,
     space: DesignSpace | None = None, forecaster: Forecaster | None = None,
     trainable: Callable[[float], float | None] | None = None,
+    batch_tokens: int | None = None,
 ) -> Proposal:
     """The runs to buy with ``budget`` FLOPs for the forecast at the target.
 
     Candidates: the rows of ``pool`` (runs that exist), or the grid of
     ``space`` (default :func:`default_space`); ``trainable(N)`` gives the N of
     the model the study would build for a target N (None: none), so every
-    candidate's cost is that of a model that can be trained.
+    candidate's cost is that of a model that can be trained; ``batch_tokens``
+    (the study's batch) rounds each D down to whole batches, as training does,
+    so a candidate is the run that would be trained and one already trained is
+    recognised as such.
     """
     if not (isinstance(budget, int | float) and budget > 0):
         raise LmscaleError(f"--budget {budget!r}: expected a positive number of FLOPs")
@@ -153,6 +157,9 @@ def next_runs(
             built = np.array([trainable(n) or np.nan for n in candidates["N"]], dtype=float)
             candidates = candidates.assign(N=built)[np.isfinite(built)]
             candidates = fresh(candidates.drop_duplicates(["N", "D"]), frame)
+        if batch_tokens:
+            whole = np.maximum(np.floor(candidates["D"].to_numpy(float) / batch_tokens), 1.0) * batch_tokens
+            candidates = fresh(candidates.assign(D=whole).drop_duplicates(["N", "D"]), frame)
     candidates = candidates.assign(C=run_cost(candidates["N"], candidates["D"]))
     prop = propose(frame, goal, candidates, float(budget), forecaster, k=k, forecast=forecast)
     where = "the pool's runs not in RUNS" if pool is not None else (
