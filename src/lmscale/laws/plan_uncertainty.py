@@ -197,8 +197,9 @@ def frontier_uncertainty(alloc: Mapping[str, Any], C: float, N: float, name: str
     draws = np.asarray(alloc.get("draws") or [], dtype=float).reshape(-1, 4)
     draws = draws[np.isfinite(draws).all(axis=1)]
     if intervals and not len(draws):
-        raise LmscaleError(f"intervals asked of law set {name!r}, whose frontier (extras.allocation) has no "
-                           "bootstrap draws: fit the study with bootstrap replicates")
+        raise LmscaleError(f"intervals asked of law set {name!r}, whose N_opt(C) relation (extras.allocation) "
+                           "carries no bootstrap draws (a published table has none; a study fitted with "
+                           "bootstrap replicates has them)")
     rng = alloc.get("data_range") or {}
     distance = None
     if rng.get("N_max") and rng.get("C_max"):

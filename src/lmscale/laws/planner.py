@@ -165,16 +165,11 @@ def _allocator(laws: LawSet, unique_tokens: float | None) -> _Allocator:
              "loss": "[M] eq. 7 at (N_opt, D_opt, U)"}, fit=dc,
         )
     frontier = has_relation(laws, "N_opt") and has_relation(laws, "D_opt")
-    parametric = "chinchilla" in laws or "data_constrained" in laws or "chinchilla_tied" in laws
-    skipped = None
-    if parametric and frontier and (laws.extras["allocation"].get("identification") or {}).get("identified"):
-        source = laws.laws.get("chinchilla") or laws.laws.get("data_constrained") or laws.laws["chinchilla_tied"]
+    source, skipped = _parametric_source(laws), None
+    if source is not None and frontier and (laws.extras["allocation"].get("identification") or {}).get("identified"):
         skipped = not_identified(source.law, source.identification, "the runs it was fitted on")
-        parametric = skipped is None  # a frontier the runs identify wins over a form they do not
-    if parametric:
-        source = laws.laws.get("chinchilla") or laws.laws.get("data_constrained") or laws.laws["chinchilla_tied"]
-        fit = laws.laws.get("chinchilla") or (_unconstrained(laws.laws["data_constrained"])
-                                              if "data_constrained" in laws else laws.laws["chinchilla_tied"])
+    if source is not None and skipped is None:  # a frontier the runs identify wins over a form they do not
+        fit = _parametric_form(laws)
         tied = fit.law == "chinchilla_tied"
         p = chinchilla_params(fit.law, fit.params)
         return _Allocator(
@@ -235,6 +230,18 @@ def _allocator(laws: LawSet, unique_tokens: float | None) -> _Allocator:
         f"law set {laws.name!r} cannot allocate compute: it needs a chinchilla, chinchilla_tied or kaplan_nd "
         f"law, or an extras.allocation with N_opt and D_opt relations; it has laws: {have}"
     )
+
+
+def _parametric_source(laws: LawSet) -> FitResult | None:
+    """The [H]-form law of the set the closed-form allocation comes from, if any."""
+    return laws.laws.get("chinchilla") or laws.laws.get("data_constrained") or laws.laws.get("chinchilla_tied")
+
+
+def _parametric_form(laws: LawSet) -> FitResult:
+    """The [H] form the closed-form allocation uses: ``chinchilla``, the data-constrained law without
+    its repetition terms, or ``chinchilla_tied``."""
+    return laws.laws.get("chinchilla") or (_unconstrained(laws.laws["data_constrained"])
+                                           if "data_constrained" in laws else laws.laws["chinchilla_tied"])
 
 
 def _unconstrained(dc: FitResult) -> FitResult:
@@ -468,12 +475,9 @@ def _uncertainty(out: Plan, alloc: _Allocator, laws: LawSet, options: PlanOption
     if alloc.kind == "power":
         out.intervals, warnings = frontier_uncertainty(laws.extras["allocation"], out.C, out.N_opt, laws.name,
                                                        options.intervals, options.levels)
-        out.warnings += warnings
-        if out.intervals:
-            out.method["intervals"] = out.intervals["method"]
-        return
-    out.intervals, warnings = uncertainty(alloc.fit, out.C, out.N_opt, out.D_opt, laws.name, laws.extras,
-                                          options.intervals, options.levels, options.unique_tokens)
+    else:
+        out.intervals, warnings = uncertainty(alloc.fit, out.C, out.N_opt, out.D_opt, laws.name, laws.extras,
+                                              options.intervals, options.levels, options.unique_tokens)
     out.warnings += warnings
     if out.intervals:
         out.method["intervals"] = out.intervals["method"]
@@ -482,8 +486,7 @@ def _uncertainty(out: Plan, alloc: _Allocator, laws: LawSet, options: PlanOption
 def _band_fit(laws: LawSet, kind: str) -> FitResult | None:
     """The law the size band is computed from: the one the allocation's loss comes from."""
     if kind == "chinchilla":
-        return laws.laws.get("chinchilla") or (_unconstrained(laws.laws["data_constrained"])
-                                               if "data_constrained" in laws else laws.laws["chinchilla_tied"])
+        return _parametric_form(laws)
     if kind == "numeric":
         return laws.laws["kaplan_nd"]
     if kind == "power":
