@@ -18,7 +18,6 @@ beyond it (in decades of model size or compute).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -203,7 +202,7 @@ def frontier_uncertainty(alloc: Mapping[str, Any], C: float, N: float, name: str
     rng = alloc.get("data_range") or {}
     distance = None
     if rng.get("N_max") and rng.get("C_max"):
-        distance = max(math.log10(N / float(rng["N_max"])), math.log10(C / float(rng["C_max"])), 0.0)
+        distance = max(float(beyond(N, C, float(rng["N_max"]), float(rng["C_max"]))), 0.0)
     warnings = beyond_warnings(distance)
     if not len(draws) or intervals is False:
         return None, warnings
