@@ -77,3 +77,29 @@ def test_two_writers_of_one_path_do_not_write_into_each_other(tmp_path):
     assert not errors
     assert target.read_text() in texts  # one writer's text, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fits.json"]
+
+
+def test_a_path_that_cannot_be_written_is_said_so_not_a_traceback(tmp_path, capsys):
+    from lmscale.cli import main
+    from lmscale.errors import LmscaleError
+    from lmscale.files import writable
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    with pytest.raises(LmscaleError, match="results: is a folder; give a file name to write the record to"):
+        write_text_atomic(folder, "{}", what="the record")
+    with pytest.raises(LmscaleError, match=r"/proc/none/x.json: cannot write it \("):
+        write_text_atomic("/proc/none/x.json", "{}")
+    with pytest.raises(LmscaleError, match="is a folder"):
+        writable(folder)
+    with pytest.raises(LmscaleError, match="cannot write the run record there"):
+        writable("/proc/none/x.json", "the run record")
+    assert writable(tmp_path / "new" / "run.json") == tmp_path / "new" / "run.json"  # its folder is made
+    assert (tmp_path / "new").is_dir() and list(folder.iterdir()) == []
+
+    runs = tmp_path / "runs.csv"
+    runs.write_text("N,D,loss\n" + "\n".join(f"{n:g},{20 * n:g},{2 + 400 / n**0.3 + 400 / (20 * n)**0.3:.6f}"
+                                              for n in (1e6, 3e6, 1e7, 3e7, 1e8)) + "\n")
+    code = main(["fit", str(runs), "--law", "kaplan_n", "--bootstrap", "0", "--out", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a folder; give a file name" in err and "Traceback" not in err

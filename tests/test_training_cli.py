@@ -57,6 +57,8 @@ def test_train_text_output_and_resume(shards, tmp_path, capsys):
     (["--n-vocab", "100", "--steps", "5"], "n_vocab = 100"),
     (["--tokens", "100"], "smaller than one step"),
     (["--steps", "5", "--n-layer", "200", "--d-model", "16384", "--n-head", "128"], "needs about"),
+    (["--steps", "5", "--out", "/"], "/: is a folder; give a file name to write the run record to"),
+    (["--steps", "5", "--out", "/proc/none/run.json"], "cannot write the run record there"),
 ])
 def test_bad_input_exits_2_before_training(shards, capsys, extra, message):
     args = list(ARGS)

@@ -10,8 +10,10 @@ leaves the previous version in place:
 * it is created with the permissions of any new file (0666 less the
   umask), not the 0600 of ``tempfile.mkstemp``: a record written for a
   colleague can be read by them;
-* on any error it is removed, and a full disk raises
-  :class:`~lmscale.errors.DiskFullError` naming the path.
+* on any error it is removed; a full disk raises
+  :class:`~lmscale.errors.DiskFullError` and a path that cannot be written
+  (a folder, a missing or read-only place) :class:`~lmscale.errors.LmscaleError`,
+  each naming the path, not a traceback.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from lmscale.errors import DiskFullError, is_disk_full
+from lmscale.errors import DiskFullError, LmscaleError, is_disk_full
 
 
 def fsync_dir(directory: Path) -> None:
@@ -43,6 +45,27 @@ def _disk_full(path: Path, what: str) -> DiskFullError:
     return DiskFullError(f"{path}: no space left on the device writing {what} (the previous version is intact)")
 
 
+def writable(path: str | Path, what: str = "it") -> Path:
+    """``path`` as a file lmscale may write, checked before any work is done: not a folder, and its
+    folder creatable. Raises :class:`~lmscale.errors.LmscaleError` saying which."""
+    path = Path(path)
+    if path.is_dir():
+        raise LmscaleError(f"{path}: is a folder; give a file name to write {what} to")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LmscaleError(f"{path}: cannot write {what} there ({exc.strerror or exc})") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise LmscaleError(f"{path}: cannot write {what} there ({path.parent} is not a folder this user may write)")
+    return path
+
+
+def _cannot_write(path: Path, what: str, exc: OSError) -> LmscaleError:
+    if path.is_dir():
+        return LmscaleError(f"{path}: is a folder; give a file name to write {what} to")
+    return LmscaleError(f"{path}: cannot write {what} ({exc.strerror or exc})")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, durable: bool = False, what: str = "it") -> Iterator[Path]:
     """A temporary path beside ``path`` to write; renamed over ``path`` when the block ends without error.
@@ -60,7 +83,7 @@ def atomic_path(path: str | Path, *, durable: bool = False, what: str = "it") ->
     except OSError as exc:
         if is_disk_full(exc):
             raise _disk_full(path, what) from None
-        raise
+        raise _cannot_write(path, what, exc) from None
     try:
         yield tmp
         if durable:
@@ -73,6 +96,8 @@ def atomic_path(path: str | Path, *, durable: bool = False, what: str = "it") ->
         tmp.unlink(missing_ok=True)
         if is_disk_full(exc):
             raise _disk_full(path, what) from None
+        if isinstance(exc, OSError):
+            raise _cannot_write(path, what, exc) from None
         raise
 
 

@@ -176,6 +176,10 @@ def run(args: argparse.Namespace) -> int:
     from lmscale.training.hardware import resolve_device
 
     config = build_config(args)
+    if args.out:  # before the training, not after it
+        from lmscale.files import writable
+
+        writable(args.out, "the run record")
     # under torchrun the group outlives train(): the record is written and printed first
     with distributed.process_group(resolve_device(config.device).type) as dp:
         record = _train(config, args)
