@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,13 @@ def test_a_path_that_cannot_be_written_is_said_so_not_a_traceback(tmp_path, caps
     code = main(["fit", str(runs), "--law", "kaplan_n", "--bootstrap", "0", "--out", str(folder)])
     err = capsys.readouterr().err
     assert code == 2 and "is a folder; give a file name" in err and "Traceback" not in err
+
+
+def test_a_folder_a_command_cannot_make_is_an_error_with_its_path(capsys):
+    from lmscale.cli import main
+
+    study = Path(__file__).resolve().parents[1] / "studies" / "smoke.toml"
+    code = main(["sweep", "run", str(study), "--store", "/proc/none/s.sqlite", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("lmscale sweep: error: /proc/none: No such file or directory (a path this command had to")

@@ -189,6 +189,9 @@ def test_candidates_follow_the_columns():
     assert make_candidate("chinchilla+linear").options.residuals == "linear"
     with pytest.raises(LmscaleError, match="no irreducible loss"):
         make_candidate("kaplan_nd+e_bound")
+    # a law of N alone is refused by name, not by a KeyError from deep inside (lmscale fit --audit did)
+    with pytest.raises(LmscaleError, match="a forecast is of the loss at \\(N, D\\), and kaplan_n is a law of N alone"):
+        make_candidate("kaplan_n")
 
 
 def test_calibration_recovers_a_known_error_growth():

@@ -101,6 +101,15 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a defect, with its traceback
+            raise
+        # a path that cannot be read or written (a folder that cannot be made, no permission,
+        # a full disk): said with the path, as any input error is
+        where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+        print(f"lmscale {args.command}: error: {where}: {exc.strerror or exc} (a path this command had to "
+              "read, write or create)", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

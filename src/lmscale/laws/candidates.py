@@ -89,7 +89,11 @@ def make_candidate(name: str, base: FitOptions | None = None) -> Candidate:
     """``"chinchilla"`` or ``"chinchilla_tied+compute_weighted"`` -> :class:`Candidate`."""
     law, _, variant = name.partition("+")
     variant = variant or "huber"
-    get_form(law)  # the clear error for an unknown law
+    form = get_form(law)  # the clear error for an unknown law
+    if not {"N", "D"} <= set(form.inputs):
+        raise LmscaleError(f"law {law}: a forecast is of the loss at (N, D), and {law} is a law of "
+                           f"{', '.join(form.inputs)} alone; forecast laws: {', '.join(FORECAST_LAWS)} "
+                           f"('lmscale fit --law {law}' without --audit fits it, with its intervals)")
     if variant not in VARIANTS:
         raise LmscaleError(f"candidate {name!r}: unknown fitting variant {variant!r}; known: {', '.join(VARIANTS)}")
     if variant == "e_bound" and not _has_e(get_form(law)):
