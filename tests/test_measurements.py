@@ -358,6 +358,25 @@ def test_the_b_crit_line_names_the_levels_outside_the_relation():
     assert "1 level(s) outside the relation S = S_min + E_min / B, not compared: L = 3.864 (N = 13,824)" in line
 
 
+def test_approach_1_stability_is_judged_only_where_approach_1_is_identified():
+    from lmscale.laws.result import LawSet
+    from lmscale.laws.study.results import StudyFits
+
+    stab = {"a": 0.694, "ci": [0.616, 0.739], "without": {"data": 0.694, "sizes": 0.65}, "not_on_it": [],
+            "stable": True}
+
+    def line(identified: bool) -> str:
+        row = {"a": 0.694, "ci": [0.616, 0.739], "published": 0.5, "method": "envelope", "identified": identified,
+               "why": None if identified else "a's 95% interval is 0.75 x its value (needs < 0.5)"}
+        fits = StudyFits(laws=LawSet("s"), exponents={"approach 1: envelope of learning curves": row},
+                         checks={"envelope_stability": stab})
+        return next(x for x in fits.summary().splitlines() if x.startswith("approach 1 stability"))
+
+    assert line(True) == ("approach 1 stability: a = 0.694 [0.616, 0.739]; without 'data' 0.694, "
+                          "without 'sizes' 0.65: inside its interval")
+    assert line(False) == "approach 1 stability: not judged: approach 1's exponent is not identified (above)"
+
+
 def test_the_b_crit_scatter_line_says_what_longer_windows_could_give():
     from lmscale.laws.result import LawSet
     from lmscale.laws.study.results import StudyFits

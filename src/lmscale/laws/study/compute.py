@@ -206,15 +206,15 @@ def envelope_stability(frames: StudyFrames, fits: StudyFits) -> dict[str, Any] |
 
 
 def frontier_identification(front: Any) -> dict[str, Any]:
-    """Whether the runs identify a frontier: its exponent a by the laws' rule (95% interval narrower
-    than half its value, :func:`lmscale.laws.identification.check_interval`); without an interval
-    (no bootstrap) it is not known to be."""
+    """:func:`exponent_verdict` of a frontier as ``extras["allocation"]`` carries it for the planner:
+    ``identified``, ``failures`` and the width of a's interval in words (``a_width``)."""
     from lmscale.laws.identification import check_interval
 
-    if not front.ci or "a" not in front.ci or not np.all(np.isfinite(front.ci["a"])):
-        return {"identified": False, "failures": ["no interval on the exponent a (fitted without bootstrap)"]}
-    width, failure = check_interval("a", front.a, *front.ci["a"], of="exponent")
-    return {"identified": failure is None, "failures": [failure] if failure else [], "a_width": width}
+    verdict = exponent_verdict(front)
+    out = {"identified": verdict["identified"], "failures": [verdict["why"]] if verdict["why"] else []}
+    if front.ci and np.all(np.isfinite(front.ci["a"])):
+        out["a_width"] = check_interval("a", float(front.a), *front.ci["a"], of="exponent")[0]
+    return out
 
 
 def set_allocation(fits: StudyFits) -> None:

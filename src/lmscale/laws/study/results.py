@@ -238,7 +238,10 @@ class StudyFits:
                          + (f"overlap on [{lo:.3g}, {hi:.3g}]" if lo <= hi else
                             f"do NOT overlap (gap {lo:.3g} to {hi:.3g})"))
         stab = self.checks.get("envelope_stability")
-        if stab:
+        envelope = next((row for row in self.exponents.values() if row.get("method") == "envelope"), None)
+        if stab and envelope is not None and not envelope.get("identified", True):
+            lines.append("approach 1 stability: not judged: approach 1's exponent is not identified (above)")
+        elif stab:
             moved = ", ".join(f"without '{g}' {a:.3g}" if isinstance(a, float) else f"without '{g}': {a}"
                               for g, a in stab["without"].items())
             off = (f" ('{', '.join(stab['not_on_it'])}' not on it: other batch sizes)"
