@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from lmscale.cli import main
@@ -105,3 +106,17 @@ tokens = [2e4]
     proposal = sf.recipes(used[["N"]].head(1), mine).iloc[0]
     assert proposal["lr"] == pytest.approx(4.0 * paper_learning_rate(proposal["N_shape"]))
     assert proposal["batch_tokens"] == 2048 and "lr_scale" in proposal["lr_source"]
+
+    # the rebuilt study names its data as the store's runs do, wherever it is written: its runs' ids
+    # carry the same data identity (an absolute path became '../../root/.cache/...' relative to the file)
+    from lmscale.sweeps.spec import load_study
+
+    ctx = sf.context_from_store(store, used["run_id"])
+    with Store(store, create=False) as db:
+        data_ids = {json.loads(spec)["data_dir"] for spec in db.runs()["spec_json"]}
+    (data_id,) = data_ids
+    assert data_id.startswith("prepared:") and f'data = "{data_id}"' in sf.study_toml(ctx, tmp_path)
+    elsewhere = tmp_path / "a" / "b" / "next.toml"
+    sf.write_study(elsewhere, sf.group_toml(1, sf.recipes(pd.DataFrame({"N": [8e3], "D": [2048 * 10]}), mine)
+                                            .assign(C=6 * 8e3 * 2048 * 10), [1e5], [1e6], "test"), ctx=ctx)
+    assert {r.config.data_dir for r in load_study(elsewhere).runs} == {data_id}

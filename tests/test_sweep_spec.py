@@ -302,3 +302,17 @@ precision = "fp32"
     capsys.readouterr()
     assert main(["sweep", "plan", str(path), "--json", "--no-measure"]) == 0
     assert "MFU" in json.loads(capsys.readouterr().out)["estimate"] and len(timed) == 2
+
+
+def test_data_named_by_its_prepared_key():
+    """``data = "prepared:KEY"``: the cache's prepared data of that key, with the data identity a
+    table's runs record (location independent); a malformed key is refused by name."""
+    from lmscale.errors import SpecError
+    from lmscale.sweeps.data import DataSpec
+    from lmscale.training.hardware import cache_dir
+
+    spec = DataSpec.parse("prepared:0123456789abcdef", Path("/somewhere"), "s.toml")
+    assert spec.canonical() == "prepared:0123456789abcdef"
+    assert spec.target() == cache_dir() / "data" / "0123456789abcdef"
+    with pytest.raises(SpecError, match="prepared:KEY with the 16 hex digits"):
+        DataSpec.parse("prepared:../../etc", Path("."), "s.toml")

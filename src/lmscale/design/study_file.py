@@ -53,6 +53,7 @@ class StudyContext:
         rounds: ``next`` rounds already in the store.
         groups: the groups of the store, in order.
         train_tokens: training tokens of the data's training distribution (a run may not ask for more).
+        data_id: how the runs name their data in their ids (``prepared:KEY`` or a relative path).
     """
 
     name: str = "study"
@@ -61,6 +62,7 @@ class StudyContext:
     rounds: int = 0
     groups: list[str] = field(default_factory=list)
     train_tokens: int | None = None
+    data_id: str | None = None
 
 
 def round_of(group: str) -> int | None:
@@ -116,6 +118,8 @@ def context_from_store(path: str | Path, run_ids: Sequence[str] | None = None) -
     ctx.data = str(dirs[0]) if len(dirs) == 1 else None
     ctx.train_tokens = _train_tokens(ctx.data)
     specs = [json.loads(s) for s in trained["spec_json"]]
+    ids = {s.get("data_dir") for s in specs}
+    ctx.data_id = ids.pop() if len(ids) == 1 else None
     ctx.defaults = _shared(specs)
     return ctx
 
@@ -219,6 +223,22 @@ def group_toml(round_no: int, runs: pd.DataFrame, target_N: Sequence[float], tar
     )
 
 
+def _data_name(ctx: StudyContext) -> str:
+    """How the rebuilt study names its data: as the store's runs do (``prepared:KEY``, data prepared
+    from a table into lmscale's cache), so the new runs share their data identity; else the folder."""
+    from lmscale.sweeps.data import PREPARED, DataSpec
+
+    folder = str(Path(ctx.data).resolve())
+    if ctx.data_id and ctx.data_id.startswith(PREPARED):
+        try:
+            same = DataSpec.parse(ctx.data_id, Path("."), "store").target().resolve() == Path(folder)
+        except LmscaleError:
+            same = False
+        if same:
+            return ctx.data_id
+    return folder
+
+
 def study_toml(ctx: StudyContext, where: Path) -> str:
     """A ``[study]`` table rebuilt from a store: its name, data directory and shared settings."""
     if not ctx.data:
@@ -226,7 +246,7 @@ def study_toml(ctx: StudyContext, where: Path) -> str:
                            "pass the study file with --study")
     lines = ["[study]", f"name = {json.dumps(ctx.name)}",
              f"description = {json.dumps('rebuilt by lmscale next from the results store')}",
-             f"data = {json.dumps(str(Path(ctx.data).resolve()))}", "", "[study.defaults]"]
+             f"data = {json.dumps(_data_name(ctx))}", "", "[study.defaults]"]
     for key, value in ctx.defaults.items():
         lines.append(f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"

@@ -12,12 +12,16 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lmscale.errors import LmscaleError, SpecError
+
+#: How runs name data prepared from a ``[study] data`` table: ``prepared:<key>``.
+PREPARED = "prepared:"
 
 #: Keys of a ``[study.data]`` table and their meaning.
 DATA_KEYS = {
@@ -57,10 +61,19 @@ class DataSpec:
 
     @classmethod
     def parse(cls, value: Any, study_dir: Path, where: str) -> DataSpec:
-        """From the ``data`` value of ``[study]``: a path string or a table."""
+        """From the ``data`` value of ``[study]``: a path string, ``prepared:KEY`` (the prepared data
+        of that key in lmscale's cache, as a store's runs name data prepared from a table), or a table."""
         if isinstance(value, str):
             if "\x00" in value:
                 raise SpecError("study.data", value, "a directory path (without NUL characters)", where)
+            if value.startswith(PREPARED):
+                key = value[len(PREPARED):]
+                if not re.fullmatch(r"[0-9a-f]{16}", key):
+                    raise SpecError("study.data", value, "prepared:KEY with the 16 hex digits of a prepared "
+                                    "data key (as a store's runs record it)", where)
+                from lmscale.training.hardware import cache_dir
+
+                return cls(path=cache_dir() / "data" / key, relpath=value)  # the runs' data_dir: the same
             path = (study_dir / value).resolve()
             return cls(path=path, relpath=Path(os.path.relpath(path, study_dir.resolve())).as_posix())
         if not isinstance(value, dict):
@@ -111,7 +124,7 @@ class DataSpec:
 
     def canonical(self) -> str:
         """The ``data_dir`` written into the run ids (location independent)."""
-        return self.relpath if self.path is not None else f"prepared:{self.key()}"
+        return self.relpath if self.path is not None else f"{PREPARED}{self.key()}"
 
     def target(self) -> Path:
         """The directory the shards are (or will be) in."""
