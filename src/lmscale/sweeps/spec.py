@@ -6,6 +6,7 @@ A study file::
     name = "smoke"
     data = { sources = ["python-stdlib"], vocab_size = 512, max_mb_per_source = 2 }
     # or: data = "path/to/prepared"   (relative to this file)
+    # or: data = "prepared:KEY"        (a table's data in the cache, as its runs name it)
 
     [study.defaults]          # any TrainConfig / ModelSpec field, one value each
     n_ctx = 64
