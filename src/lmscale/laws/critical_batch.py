@@ -89,10 +89,12 @@ def trade_off_violation(S, B) -> str | None:
     S, B = S[order], B[order]
     E = B * S
     for i in range(len(B) - 1):
-        if B[i + 1] > B[i] and E[i] > E[i + 1]:
+        if B[i + 1] <= B[i]:  # the same batch twice: no order to contradict
+            continue
+        if E[i] > E[i + 1]:
             return (f"outside the relation: B = {B[i]:.0f} needs more tokens than B = {B[i + 1]:.0f} "
                     f"({E[i]:.3g} > {E[i + 1]:.3g}; E = E_min + S_min B rises with B)")
-        if B[i + 1] > B[i] and S[i + 1] > S[i]:
+        if S[i + 1] > S[i]:
             return (f"outside the relation: B = {B[i + 1]:.0f} needs more steps than B = {B[i]:.0f} "
                     f"({S[i + 1]:.3g} > {S[i]:.3g}; S = S_min + E_min / B falls with B)")
     return None

@@ -23,6 +23,13 @@ from lmscale.errors import LmscaleError, SpecError
 #: How runs name data prepared from a ``[study] data`` table: ``prepared:<key>``.
 PREPARED = "prepared:"
 
+def prepared_cache() -> Path:
+    """The folder of lmscale's cache that holds data prepared from study tables, one folder per key."""
+    from lmscale.training.hardware import cache_dir
+
+    return cache_dir() / "data"
+
+
 #: Keys of a ``[study.data]`` table and their meaning.
 DATA_KEYS = {
     "sources": "list of source names for lmscale.data.prepare (the first is the training distribution)",
@@ -71,9 +78,7 @@ class DataSpec:
                 if not re.fullmatch(r"[0-9a-f]{16}", key):
                     raise SpecError("study.data", value, "prepared:KEY with the 16 hex digits of a prepared "
                                     "data key (as a store's runs record it)", where)
-                from lmscale.training.hardware import cache_dir
-
-                return cls(path=cache_dir() / "data" / key, relpath=value)  # the runs' data_dir: the same
+                return cls(path=prepared_cache() / key, relpath=value)  # the runs' data_dir: the same
             path = (study_dir / value).resolve()
             return cls(path=path, relpath=Path(os.path.relpath(path, study_dir.resolve())).as_posix())
         if not isinstance(value, dict):
@@ -130,9 +135,7 @@ class DataSpec:
         """The directory the shards are (or will be) in."""
         if self.path is not None:
             return self.path
-        from lmscale.training.hardware import cache_dir
-
-        return (self.cache_dir or cache_dir() / "data") / self.key()
+        return (self.cache_dir or prepared_cache()) / self.key()
 
     # -- facts the plan needs ----------------------------------------------
     def vocab(self, where: str) -> int:

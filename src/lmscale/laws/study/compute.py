@@ -205,12 +205,11 @@ def envelope_stability(frames: StudyFrames, fits: StudyFits) -> dict[str, Any] |
             "max_shift": max((abs(d) for d in shifts), default=0.0), "stable": stable}
 
 
-def frontier_identification(front: Any) -> dict[str, Any]:
-    """:func:`exponent_verdict` of a frontier as ``extras["allocation"]`` carries it for the planner:
-    ``identified``, ``failures`` and the width of a's interval in words (``a_width``)."""
+def frontier_identification(front: Any, verdict: dict[str, Any]) -> dict[str, Any]:
+    """A frontier's :func:`exponent_verdict` (its exponents row's) as ``extras["allocation"]`` carries it
+    for the planner: ``identified``, ``failures`` and the width of a's interval in words (``a_width``)."""
     from lmscale.laws.identification import check_interval
 
-    verdict = exponent_verdict(front)
     out = {"identified": verdict["identified"], "failures": [verdict["why"]] if verdict["why"] else []}
     if front.ci and np.all(np.isfinite(front.ci["a"])):
         out["a_width"] = check_interval("a", float(front.a), *front.ci["a"], of="exponent")[0]
@@ -237,7 +236,7 @@ def set_allocation(fits: StudyFits) -> None:
                           if compute == "C_min" else "C, training FLOPs at the study's batch sizes")
             alloc["method"] = method
             alloc["compute"] = compute
-            alloc["identification"] = frontier_identification(front)
+            alloc["identification"] = frontier_identification(front, fits.exponents[APPROACHES[method]])
             if front.points is not None and {"C", "N_opt"} <= set(front.points) and not front.points.empty:
                 alloc["data_range"] = {"N_max": float(front.points["N_opt"].max()),
                                        "C_max": float(front.points["C"].max())}
