@@ -251,3 +251,19 @@ def test_an_address_that_fails_says_so_with_the_address(served):
     assert str(info.value).startswith(f"{base}/twice.csv: column(s) 'N' named more than once")
     with pytest.raises(LmscaleError, match="could not download"):
         read_table("http://127.0.0.1:9/runs.csv")  # nothing listens on the discard port
+
+
+def test_a_chosen_sheet_is_not_called_the_first_one(tmp_path):
+    """A sheet named after '#' whose table has a title row above it: its name in messages was
+    'the first of its sheets ...' (the title row's note was taken for the first-sheet note)."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("openpyxl")
+    from lmscale.laws.io import read_table
+
+    path = tmp_path / "two.xlsx"
+    with pd.ExcelWriter(path) as book:
+        pd.DataFrame({"N": [1e6, 2e6], "D": [2e7, 4e7], "loss": [3.0, 2.9]}).to_excel(book, sheet_name="a", index=False)
+        pd.DataFrame([["My ladder", None, None], ["N", "D", "loss"], [1e6, 2e7, 3.0], [2e6, 4e7, 2.9]]).to_excel(
+            book, sheet_name="b", index=False, header=False)
+    assert read_table(f"{path}#b").attrs["source"] == "two.xlsx#b"
+    assert read_table(path).attrs["source"] == "two.xlsx#a (the first of its sheets a, b; choose one with two.xlsx#SHEET)"

@@ -203,6 +203,7 @@ def read_workbook(path: str | Path, sheet: str | None = None) -> pd.DataFrame:
         except (ValueError, TypeError):
             pass
     frame.attrs["sheet"], frame.attrs["sheets"] = chosen, names
+    frame.attrs["sheet_given"] = sheet is not None  # or the first was taken
     notes = []
     if len(names) > 1 and sheet is None:
         notes.append(f"{path.name}: read its first sheet, {chosen!r}, of {len(names)} ({', '.join(names)}); "

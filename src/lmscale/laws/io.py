@@ -143,7 +143,7 @@ def source_name(path: Path, frame: pd.DataFrame) -> str:
     sheet, sheets = frame.attrs.get("sheet"), frame.attrs.get("sheets") or []
     if sheet is None:
         return path.name
-    others = "" if len(sheets) < 2 or "notes" not in frame.attrs else \
+    others = "" if len(sheets) < 2 or frame.attrs.get("sheet_given") else \
         f" (the first of its sheets {', '.join(sheets)}; choose one with {path.name}#SHEET)"
     return f"{path.name}#{sheet}{others}"
 
