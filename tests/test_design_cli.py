@@ -205,3 +205,49 @@ def test_a_candidate_already_trained_is_not_proposed_again():
     whole = next_runs(frame, 1e13, target=[(1e6, 2e7)], space=space, batch_tokens=B)
     assert "candidates: 1 runs" in " ".join(whole.notes)
     assert whole.runs["N"].tolist() == [7e3] and whole.runs["D"].tolist() == [np.floor(20 * 7e3 / B) * B]
+
+
+@pytest.mark.skipif(not (DATA / "olmo_ladder_final_points.csv").exists(), reason="../shared/data absent")
+def test_next_forecasts_the_target_as_predict_does(tmp_path, capsys):
+    """On runs of enough sizes to validate (the OLMo ladder: 5 sizes), ``next`` by default uses the
+    validated forecast that ``predict`` gives, with its cuts following the target: the same law, loss and
+    (to the Monte Carlo error of the draws) interval at the target. It used the plain chinchilla fit,
+    which these runs do not identify: 2.423 against predict's 2.358 at N = 7e10, D = 1.4e12."""
+    from lmscale.laws import datasets
+
+    runs = tmp_path / "olmo.csv"
+    datasets.load("olmo-ladder-final", data_dir=DATA)[["N", "D", "loss"]].to_csv(runs, index=False)
+    code, out, err = run_cli(capsys, "predict", runs, "--at", "N=7e10,D=1.4e12", "--bootstrap", "32", "--json")
+    assert code == 0, err
+    pred = json.loads(out)
+    code, out, err = run_cli(capsys, "next", runs, "--target", "7e10,1.4e12", "--budget", "1e22", "--k", "2",
+                             "--bootstrap", "32", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    p = pred["predictions"][0]
+    assert rep["law_choice"].startswith("the validated forecast") and pred["law"].startswith(rep["law"])
+    assert rep["forecast"]["loss"][0] == pytest.approx(p["loss"], rel=1e-9)
+    assert rep["forecast"]["lo"][0] == pytest.approx(p["lo80"], rel=0.01)
+    assert rep["forecast"]["hi"][0] == pytest.approx(p["hi80"], rel=0.01)
+    # a law named by --law is used as before
+    code, out, err = run_cli(capsys, "next", runs, "--target", "7e10,1.4e12", "--budget", "1e22", "--k", "2",
+                             "--bootstrap", "32", "--law", "chinchilla", "--json")
+    assert code == 0 and json.loads(out)["law"] == "chinchilla" and json.loads(out)["law_choice"] == "--law chinchilla"
+
+
+def test_the_validated_forecast_takes_a_run_to_scatter_as_the_runs_do():
+    """The criterion's noise is the scatter of one run about the law. For a compute-weighted fit the
+    forecast's in-data scale s0 is that of the few largest runs the fit passes through (2e-5 here, on
+    runs with 2% noise): taken as the noise, a new run looked like an exact measurement (the floor, 1e-3),
+    and ``next`` promised narrowing no run can give (18.6% where 5.8% is expected on the smoke store)."""
+    from lmscale.design.forecaster import ValidatedForecaster
+    from lmscale.laws.forecast import forecast
+
+    rng = np.random.default_rng(1)
+    N, R = np.meshgrid(np.geomspace(2e7, 2e9, 6), (5, 20, 80), indexing="ij")
+    N, D = N.ravel(), (N * R).ravel()
+    runs = pd.DataFrame({"N": N, "D": D, "loss": TRUE.predict(N=N, D=D) * np.exp(0.02 * rng.standard_normal(18))})
+    make = lambda frame, **kw: forecast(frame, law="chinchilla+compute_weighted", **kw)  # noqa: E731
+    fc = ValidatedForecaster(make=make, n_boot=16)(runs)
+    assert fc.source.error.s0 < 1e-3
+    assert 0.01 < fc.noise_sd < 0.06

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from lmscale.cli import main
+from lmscale.design.api import default_forecaster
 from lmscale.design.rounds import study_rounds
 from lmscale.store import Store
 
@@ -47,6 +48,8 @@ def test_fit_next_run_fit_narrows_the_forecast_interval(tmp_path, capsys):
     capsys.readouterr()
     before = next_json(capsys, store, "--target", TARGET, "--budget", "1e11", "--k", "3", "--study", study,
                        "--write-study", tmp_path / "next.toml")
+    # three sizes: too few to validate at scale, so the default forecast is chinchilla, and says why
+    assert before["law"] == "chinchilla" and "not possible on these runs" in before["law_choice"]
     props = before["proposals"]
     assert 1 <= len(props) <= 3 and before["cost"] <= 1e11 * (1 + 1e-9)
     seed_D = Store(store, create=False).final_points()["D"].min()
@@ -56,14 +59,20 @@ def test_fit_next_run_fit_narrows_the_forecast_interval(tmp_path, capsys):
     sweep(tmp_path / "next.toml", store)
     points = Store(store, create=False).final_points()
     assert len(points) == 9 + len(props)
-    after = next_json(capsys, store, "--target", TARGET, "--budget", "1e11", "--k", "3")
+    # the same law before and after: the runs bought narrowed its interval at the target
+    after = next_json(capsys, store, "--target", TARGET, "--budget", "1e11", "--k", "3", "--law", "chinchilla")
     assert after["round"] == 2 and after["n_runs"] == 9 + len(props)
     w0, w1 = before["forecast"]["relative_width"][0], after["forecast"]["relative_width"][0]
     assert w1 < w0, (w0, w1)
-    # the report's figure reads the rounds back from the group names
+    fixed = study_rounds(points, lambda: default_forecaster("chinchilla", 64))
+    assert fixed["width"].tolist() == pytest.approx([w0, w1], rel=1e-6)
+    # the report's figure reads the rounds back from the group names, each round fitted by the
+    # forecast next uses by default, which it names
+    default = next_json(capsys, store, "--target", TARGET, "--budget", "1e11", "--k", "3")
     rounds = study_rounds(points)
     assert rounds["round"].tolist() == [0, 1] and rounds["runs"].tolist() == [9, 9 + len(props)]
-    assert rounds["width"].iloc[1] == pytest.approx(w1, rel=1e-6)
+    assert rounds["law"].iloc[0] == "chinchilla" and rounds["law"].iloc[1] == default["law"]
+    assert rounds["width"].iloc[1] == pytest.approx(default["forecast"]["relative_width"][0], rel=1e-6)
     assert rounds["later_error"].notna().tolist() == [True, False]
 
 

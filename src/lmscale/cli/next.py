@@ -19,8 +19,11 @@ and token count, or a compute budget whose compute-optimal point the fit
 picks) and a budget of FLOPs, this proposes up to K new runs that shrink the
 forecast interval at the target the most per FLOP spent.
 
-How: the law (default chinchilla, [H] eq. 2) is fitted with bootstrap
-refits; their predictions at the target and at every candidate run give
+How: the forecast is fitted with bootstrap refits (by default the
+validated forecast that 'lmscale predict' gives: the law chosen by
+validation at scale, its draws widened by the calibrated extrapolation
+error; chinchilla, [H] eq. 2, where the runs hold too few model sizes to
+validate); their predictions at the target and at every candidate run give
 the spread the forecast has now. Measuring a candidate would remove
 Cov(target, run)^2 / (Var(run) + noise^2) of the target's variance (a
 linear-Gaussian update of those draws); runs are bought greedily by that
@@ -67,9 +70,11 @@ def register(sub: Any) -> None:
                       help="target compute (FLOPs): the fit's compute-optimal point at C")
     p.add_argument("--budget", type=float, required=True, metavar="FLOPS", help="compute to spend on new runs")
     p.add_argument("--k", type=int, default=None, metavar="K", help="at most K runs (none given: as many as the budget affords)")
-    p.add_argument("--law", default="chinchilla",
-                   help="law of N and D the forecast fits; 'forecast': the validated forecast (the law "
-                        "chosen by validation at scale, with its calibrated extrapolation error; 4+ sizes)")
+    p.add_argument("--law", default="auto",
+                   help="law of N and D the forecast fits (chinchilla, chinchilla_tied, kaplan_nd, ...); "
+                        "'forecast': the validated forecast, as 'lmscale predict' gives it (the law chosen by "
+                        "validation at scale, with its calibrated extrapolation error; 4+ sizes); 'auto': the "
+                        "validated forecast where the runs allow one, else chinchilla")
     p.add_argument("--bootstrap", type=int, default=64, metavar="B", help="bootstrap draws of the forecast")
     p.add_argument("--level", type=float, default=0.8, help="coverage of the forecast interval")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -147,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     space = None if pool is not None else api.default_space(
         frame, args.budget, args.max_run, _pair(args.sizes, "--sizes") if args.sizes else None,
         _pair(args.tokens_per_param, "--tokens-per-param"), _grid(args.grid), max_tokens)
-    forecaster = api.default_forecaster(args.law, args.bootstrap, args.level, args.seed)
+    forecaster = api.default_forecaster(args.law, args.bootstrap, args.level, args.seed, at=_targets(args.target))
     trainable = _trainable(defaults) if pool is None and (store or args.study) else None
     prop = api.next_runs(frame, args.budget, target=_targets(args.target), target_compute=args.target_compute,
                          k=args.k, pool=pool, space=space, forecaster=forecaster, trainable=trainable,
@@ -163,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         how = f"for the forecast at the target ({prop.target.how}); criterion: variance reduction per FLOP"
         group = sf.group_toml(round_no, runs, prop.target.N, prop.target.D, how)
         written = sf.write_study(args.write_study, group, base=args.study, ctx=ctx if store else None)
-    report = _report(prop, runs, frame, args, round_no, written, store)
+    report = _report(prop, runs, frame, args, round_no, written, store, getattr(forecaster, "choice", ""))
     if args.json:
         print_json(report)
     else:
@@ -188,13 +193,14 @@ def _trainable(defaults: dict[str, Any]):
 
 
 def _report(prop: Any, runs: Any, frame: Any, args: argparse.Namespace, round_no: int, written: Path | None,
-            store: Path | None) -> dict[str, Any]:
+            store: Path | None, choice: str = "") -> dict[str, Any]:
     lo, hi = prop.interval
     fc = prop.forecast
     return {
         "runs_in": str(args.runs), "n_runs": len(frame), "notes": [*frame.attrs.get("notes", []), *prop.notes],
         "warnings": _warnings(fc.fit, args.target_compute is not None),
-        "law": fc.fit.law, "bootstrap_draws": fc.n_draws, "level": args.level,
+        "law": fc.fit.law, "law_choice": choice or f"--law {args.law}", "bootstrap_draws": fc.n_draws,
+        "level": args.level,
         "noise_sd_log": fc.noise_sd,
         "target": {"N": prop.target.N.tolist(), "D": prop.target.D.tolist(), "C": prop.target.C.tolist(),
                    "how": prop.target.how},
@@ -228,8 +234,9 @@ def _print(r: dict[str, Any]) -> None:
         print(f"note: {note}")
     t, f = r["target"], r["forecast"]
     pct = int(round(r["level"] * 100))
-    print(f"runs: {r['n_runs']} from {r['runs_in']}; forecast: {r['law']} with {r['bootstrap_draws']} bootstrap "
+    print(f"runs: {r['n_runs']} from {r['runs_in']}; forecast: {r['law']} with {r['bootstrap_draws']} predictive "
           f"draws, residual sd {r['noise_sd_log']:.3g} (log loss)")
+    print(f"why: {r['law_choice']}")
     for i in range(len(t["N"])):
         print(f"target: N = {t['N'][i]:.3g}, D = {t['D'][i]:.3g} (C = {t['C'][i]:.3g} FLOPs; {t['how']}): "
               f"loss {f['loss'][i]:.4g}, {pct}% interval [{f['lo'][i]:.4g}, {f['hi'][i]:.4g}] "

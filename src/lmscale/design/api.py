@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lmscale.design.forecaster import (
+    AutoForecaster,
     BootstrapForecaster,
     Forecast,
     Forecaster,
@@ -27,19 +28,30 @@ from lmscale.errors import LmscaleError
 
 #: ``--law`` value that selects the validated forecast (``ls.forecast``) instead of one law.
 VALIDATED = "forecast"
+#: ``--law`` value (``next``'s default): the validated forecast where the runs allow one, else chinchilla.
+AUTO = "auto"
 
 
-def default_forecaster(law: str = "chinchilla", n_boot: int = 64, level: float = 0.8, seed: int = 0) -> Forecaster:
+def default_forecaster(law: str = "chinchilla", n_boot: int = 64, level: float = 0.8, seed: int = 0,
+                       at: Sequence[tuple[float, float]] | None = None) -> Forecaster:
     """The forecaster ``next`` and ``simulate`` use: ``law`` with bootstrap draws.
 
     ``law = "forecast"`` uses the validated forecast of :func:`lmscale.laws.forecast.forecast`
     (the law chosen by validation at scale, its draws widened by the calibrated
-    extrapolation error); it needs runs at 4 or more model sizes.
+    extrapolation error); it needs runs at 4 or more model sizes. ``law =
+    "auto"`` uses it where the runs allow, else chinchilla
+    (:class:`~lmscale.design.forecaster.AutoForecaster`, whose ``choice``
+    says which). ``at``: the (N, D) points the forecast is for; the
+    validated forecast's cuts follow them, as ``lmscale predict``'s do.
     """
-    if law == VALIDATED:
+    if law in (VALIDATED, AUTO):
         from lmscale.laws.forecast import forecast
 
-        return ValidatedForecaster(make=forecast, n_boot=n_boot, level=level, seed=seed)
+        points = pd.DataFrame(list(at), columns=["N", "D"]) if at else None
+        validated = ValidatedForecaster(make=forecast, n_boot=n_boot, level=level, seed=seed, at=points)
+        if law == VALIDATED:
+            return validated
+        return AutoForecaster(validated, BootstrapForecaster(law="chinchilla", n_boot=n_boot, level=level, seed=seed))
     return BootstrapForecaster(law=law, n_boot=n_boot, level=level, seed=seed)
 
 
@@ -143,7 +155,7 @@ def next_runs(
     if not (isinstance(budget, int | float) and budget > 0):
         raise LmscaleError(f"--budget {budget!r}: expected a positive number of FLOPs")
     check_frame(frame)
-    forecaster = forecaster or default_forecaster()
+    forecaster = forecaster or default_forecaster(AUTO, at=target)
     forecast = forecaster(frame)
     goal = resolve_target(forecast, target, target_compute)
     if pool is not None:

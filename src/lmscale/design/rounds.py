@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from lmscale.design.api import default_forecaster
+from lmscale.design.api import AUTO, default_forecaster
 from lmscale.design.forecaster import Forecaster
 from lmscale.design.space import run_cost
 from lmscale.design.study_file import round_of, target_of
@@ -28,7 +28,8 @@ def study_rounds(final_points: pd.DataFrame,
     """One row per round: round, runs, compute, target N and D, forecast, lo, hi, width, later_error.
 
     Each round is fitted by a fresh forecaster (default: the one ``lmscale next``
-    uses), so round R shows what ``next`` reported after round R.
+    uses: the validated forecast where the runs allow one, else chinchilla;
+    ``law`` names it), so round R shows what ``next`` reported after round R.
     """
     if final_points.empty or "group" not in final_points.columns:
         raise LmscaleError("no runs with groups: the store was not grown by lmscale next")
@@ -44,7 +45,7 @@ def study_rounds(final_points: pd.DataFrame,
     if not points:
         raise LmscaleError(f"group {last!r}: no target point in its name")
     tN, tD = (np.array(v, dtype=float) for v in zip(*points))
-    make_forecaster = make_forecaster or default_forecaster
+    make_forecaster = make_forecaster or (lambda: default_forecaster(AUTO, at=points))
     rows = []
     for r in [0, *grown]:
         seen = frame[rounds <= r][["N", "D", "loss"]].astype(float)

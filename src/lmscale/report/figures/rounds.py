@@ -22,8 +22,8 @@ def draw_rounds(frames: Any, fits: Any):
     x = table["compute"].to_numpy(float)
     ax.errorbar(x, table["forecast"], yerr=[table["forecast"] - table["lo"], table["hi"] - table["forecast"]],
                 fmt="o-", color=style.FIT_COLOR, capsize=3, ms=4)
-    for xi, yi, r in zip(x, table["forecast"], table["round"]):
-        ax.annotate(f"round {r}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for xi, yi, r, law in zip(x, table["forecast"], table["round"], table["law"]):
+        ax.annotate(f"round {r}: {law}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
     style.label(ax, "C", "loss", ylog=False)
     ax.set_xlabel("compute spent (FLOPs, C = 6 N D summed over runs)")
     ax.set_title(f"forecast at N = {table['target_N'].iloc[0]:.3g}, D = {table['target_D'].iloc[0]:.3g}")
@@ -49,7 +49,9 @@ FIGURES = (
         caption=(
             "A study grown by 'lmscale next --write-study' and 'lmscale sweep run'. Left: the forecast of the "
             "loss at the target (the last round's) with its interval, refitted on the runs of rounds 0 to R, "
-            "against the compute spent so far. Right: the relative width of that interval, and the mean "
+            "against the compute spent so far, by the forecast 'lmscale next' uses (the validated forecast where "
+            "the runs hold enough sizes to validate, with its extrapolation error; else chinchilla: the law is "
+            "named at each round, and a change of law can widen the interval). Right: the relative width of that interval, and the mean "
             "|predicted / measured - 1| of each round's forecast on the runs the later rounds added (runs it "
             "had not seen)."
         ),
