@@ -267,3 +267,50 @@ def test_a_chosen_sheet_is_not_called_the_first_one(tmp_path):
             book, sheet_name="b", index=False, header=False)
     assert read_table(f"{path}#b").attrs["source"] == "two.xlsx#b"
     assert read_table(path).attrs["source"] == "two.xlsx#a (the first of its sheets a, b; choose one with two.xlsx#SHEET)"
+
+
+DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (DATA / "olmo_ladder_final_points.csv").exists(), reason="../shared/data absent")
+@pytest.mark.parametrize("name,expected", [
+    ("olmo_ladder_final_points", "N=N_params,D=total_tokens,loss=c4_en_CE"),
+    ("epoch_chinchilla_svg_extracted_data", 'N="Model Size",C="Training FLOP"'),
+    ("muennighoff2023_datablations_runs", "N=N_params,D=D_tokens,loss=val_loss"),
+])
+def test_a_table_with_other_names_gets_the_columns_flag_that_fits_it(tmp_path, capsys, name, expected):
+    """Other labs name the columns N_params, total_tokens, "Model Size", val_loss: the error names the
+    --columns flag its columns suggest, and that flag, pasted, fits the table."""
+    from lmscale.cli import main
+
+    path = DATA / f"{name}.csv"
+    assert main(["fit", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"perhaps --columns '{expected}'" in err, err
+    if name.startswith("olmo"):  # the other losses are named too
+        assert "loss could also be dolma_books_CE" in err
+    assert main(["fit", str(path), "--columns", expected]) == 0, capsys.readouterr().err
+
+
+def test_a_column_of_text_is_not_offered_for_a_number():
+    """Porian et al. name a column param_count that holds the words 'standard' and 'kaplan'."""
+    from lmscale.tables import columns_hint
+
+    frame = pd.DataFrame({"param_count": ["standard", "kaplan"], "n_params": [1e6, 2e6], "D_tokens": [1e8, 2e8],
+                          "val_loss": [3.1, 3.0]})
+    assert columns_hint(frame, ["N", "D", "loss"]) == "; perhaps --columns 'N=n_params,D=D_tokens,loss=val_loss'"
+    assert columns_hint(frame[["param_count"]], ["N"]) == ""
+
+
+def test_sweep_import_takes_quoted_column_names_as_fit_does(tmp_path, capsys):
+    """`lmscale fit --columns 'N="Model Size"'` worked; `sweep import` kept the quotes as part of the name
+    and refused: column '"Model Size"' not found."""
+    from lmscale.cli import main
+
+    path = _write(tmp_path / "epoch.csv", 'Model Size,Training FLOP,loss\n1e8,6e18,3.0\n3e8,1.8e19,2.8\n1e9,6e19,2.6\n')
+    store = tmp_path / "s.sqlite"
+    assert main(["sweep", "import", str(path), "--store", str(store),
+                 "--columns", 'N="Model Size",C="Training FLOP"']) == 0, capsys.readouterr().err
+    points = Store(store, create=False).final_points()
+    assert sorted(points["N"]) == [1e8, 3e8, 1e9]
+    assert np.allclose(sorted(points["D"]), [6e18 / 6e8, 1.8e19 / 1.8e9, 6e19 / 6e9])

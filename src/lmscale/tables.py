@@ -28,8 +28,9 @@ import csv
 import re
 import warnings
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -232,3 +233,115 @@ def _decimal_commas(frame: pd.DataFrame) -> pd.DataFrame:
 
 __all__ = ["MAX_DOWNLOAD_BYTES", "OTHER_SPREADSHEETS", "SEPARATORS", "WORKBOOKS", "download", "header_separator",
            "is_url", "read_csv", "read_rows", "read_workbook", "split_sheet"]
+
+
+def parse_pairs(text: str | Mapping[str, str] | None, flag: str, form: str) -> list[tuple[str, str]]:
+    """``'a=b,c=d'`` (or a mapping) -> ``[("a", "b"), ("c", "d")]``; quotes around either side dropped,
+    and a comma inside quotes is part of the name or value (``run="a,b"``)."""
+    if text is None:
+        return []
+    if isinstance(text, Mapping):
+        return [(str(k), str(v)) for k, v in text.items()]
+    items = []
+    for part in _split_outside_quotes(str(text), flag):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise LmscaleError(f"{flag} {part.strip()!r}: expected {form}")
+        key, value = (s.strip().strip('"').strip("'") for s in part.split("=", 1))
+        items.append((key, value))
+    return items
+
+
+def _split_outside_quotes(text: str, flag: str) -> list[str]:
+    """``text`` split at the commas outside quotes (a quote opens only where a name or value starts,
+    so ``O'Brien`` is a value)."""
+    parts, current, quote, start = [], [], None, 0
+    for ch in text:
+        if quote is None and ch in "\"'" and not "".join(current[start:]).strip():
+            quote = ch
+        elif ch == quote:
+            quote = None
+        elif ch == "," and quote is None:
+            parts.append("".join(current))
+            current, start = [], 0
+            continue
+        elif ch == "=" and quote is None:
+            start = len(current) + 1
+        current.append(ch)
+    if quote is not None:
+        raise LmscaleError(f"{flag} {text!r}: a {quote} quote is not closed")
+    return [*parts, "".join(current)]
+
+
+#: Column names people give each field of a run, normalised (lower case, ``_`` for other characters).
+COLUMN_ALIASES = {
+    "N": ("n", "n_params", "params", "num_params", "nparams", "parameters", "n_parameters", "param_count",
+          "model_size", "non_embedding_params", "n_params_non_embedding"),
+    "D": ("d", "tokens", "d_tokens", "total_tokens", "train_tokens", "training_tokens", "num_tokens",
+          "n_tokens", "tokens_seen", "dataset_size", "data_size"),
+    "C": ("c", "flops", "compute", "total_flops", "training_flop", "training_flops", "train_flops",
+          "total_training_flops", "compute_flops"),
+    "loss": ("loss", "val_loss", "eval_loss", "test_loss", "valid_loss", "validation_loss", "final_loss",
+             "loss_val", "ce", "nll", "cross_entropy"),
+    "U": ("u", "unique_tokens", "u_unique_tokens", "unique", "u_tokens"),
+    "epochs": ("epochs", "epoch", "n_epochs", "num_epochs"),
+}
+#: Endings that mark a column as a loss (``c4_en_CE``, ``eval/pile_loss``).
+_LOSS_ENDINGS = ("_loss", "_ce", "_nll")
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_")
+
+
+def _numeric_columns(table: Any) -> list[str]:
+    """The names of ``table``'s columns (a DataFrame, or just names) that hold numbers in most rows."""
+    if not hasattr(table, "columns"):
+        return [str(c) for c in table]
+    import pandas as pd
+
+    out = []
+    for c in table.columns:
+        column = table[c]
+        if isinstance(column, pd.Series) and (len(column) == 0 or
+                                              pd.to_numeric(column, errors="coerce").notna().mean() > 0.5):
+            out.append(str(c))
+    return out
+
+
+def guess_columns(table: Any, fields: Iterable[str]) -> dict[str, list[str]]:
+    """For each of ``fields``, the columns of ``table`` (a DataFrame, or column names) whose names say
+    they hold it, likeliest first; a DataFrame's columns of text are passed over."""
+    names = _numeric_columns(table)
+    out: dict[str, list[str]] = {}
+    for key in fields:
+        aliases = COLUMN_ALIASES.get(key, ())
+        found = [c for c in names if _normalised(c) in aliases]
+        if key == "loss":
+            found += [c for c in names if c not in found and _normalised(c).endswith(_LOSS_ENDINGS)]
+        if found:
+            out[key] = found
+    return out
+
+
+def columns_hint(table: Any, missing: Iterable[str]) -> str:
+    """``"; perhaps --columns 'N=N_params,D=total_tokens'"`` for the fields ``missing`` whose columns
+    ``table`` (a DataFrame, or column names) seems to hold under other names ("" when none does); D
+    missing, C is offered too (D = C / (6 N))."""
+    missing = list(missing)
+    if "D" in missing and "C" not in missing:
+        missing.append("C")
+    guesses = guess_columns(table, missing)
+    if "D" in guesses:
+        guesses.pop("C", None)
+    if not guesses:
+        return ""
+
+    def quoted(name: str) -> str:
+        return f'"{name}"' if re.search(r"[\s,=]", name) else name
+
+    pairs = ",".join(f"{key}={quoted(cols[0])}" for key, cols in guesses.items())
+    others = "; ".join(f"{key} could also be {', '.join(cols[1:6])}" + (" ..." if len(cols) > 6 else "")
+                       for key, cols in guesses.items() if len(cols) > 1)
+    return f"; perhaps --columns '{pairs}'" + (f" ({others})" if others else "")

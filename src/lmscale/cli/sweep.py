@@ -112,7 +112,8 @@ def register(sub: Any) -> None:
                    "curves, and runs in MLflow, TensorBoard or W&B, see 'lmscale import --help'.")
     p.add_argument("csv", help="the CSV file, or an Excel sheet: FILE.xlsx or FILE.xlsx#SHEET")
     p.add_argument("--store", required=True, help="the SQLite results file (created if missing)")
-    p.add_argument("--columns", help="FIELD=COLUMN pairs, comma separated (fields: N, D, C, loss)")
+    p.add_argument("--columns", help="FIELD=COLUMN pairs, comma separated (fields: N, D, C, loss); quote a "
+                                     "name with a space or comma: N=\"Model Size\"")
     p.add_argument("--group", help="group name of the imported runs; None = the CSV's file name")
     p.add_argument("--rule", default="plain", help="rule tag of the imported runs (e.g. converge, isoflop)")
     p.add_argument("--json", action="store_true", help="print the count as JSON")

@@ -36,6 +36,7 @@ from lmscale.errors import LmscaleError
 from lmscale.laws.fitting import FitOptions
 from lmscale.laws.forms import LawForm, get_form
 from lmscale.laws.result import FitResult
+from lmscale.tables import columns_hint
 
 Array = np.ndarray
 
@@ -177,7 +178,7 @@ def check_frame(frame: pd.DataFrame, where: str = "runs", minimum: int = 3) -> N
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise LmscaleError(f"{where}: needs column(s) {', '.join(missing)} (or C and N, to derive D = C / (6 N)); "
-                           f"columns: {', '.join(map(str, frame.columns))}")
+                           f"columns: {', '.join(map(str, frame.columns))}" + columns_hint(frame, missing))
     values = frame[list(COLUMNS)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
     bad = ~np.all(np.isfinite(values) & (values > 0), axis=1)
     if bad.any():

@@ -36,6 +36,7 @@ from lmscale.laws import data_constrained as _data_constrained  # noqa: F401  (r
 from lmscale.laws.fitting import FitOptions
 from lmscale.laws.forms import LawForm, get_form
 from lmscale.laws.io import derive_columns, rename_columns
+from lmscale.tables import columns_hint
 
 #: Forms of L(N, D) a forecast chooses among, simplest first.
 FORECAST_LAWS = ("chinchilla_tied", "kaplan_nd", "chinchilla", "data_constrained")
@@ -152,7 +153,8 @@ def candidates_for(
         raise LmscaleError("no candidate law fits these columns (a forecast needs N, D (or C) and loss): "
                            + "; ".join(f"{k}: {v}" for k, v in skipped.items())
                            + f". The table has: {shown or 'no columns'}; map yours to these names with "
-                           "columns= (the CLI's --columns), e.g. N=n_params,D=tokens,loss=val_loss")
+                           "columns= (the CLI's --columns), e.g. N=n_params,D=tokens,loss=val_loss"
+                           + columns_hint(frame, [c for c in ("N", "D", "loss") if c not in frame.columns]))
     return out, skipped
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 
 from lmscale.errors import LmscaleError
 from lmscale.laws.forms import LawForm
-from lmscale.tables import download, is_url, read_rows, split_sheet
+from lmscale.tables import columns_hint, download, is_url, parse_pairs, read_rows, split_sheet
 
 FIT_FIELDS = ("N", "D", "C", "C_min", "S", "B", "L", "t", "L_train", "X", "U", "epochs", "loss", "run_id")
 
@@ -37,48 +37,9 @@ FIT_FIELDS = ("N", "D", "C", "C_min", "S", "B", "L", "t", "L_train", "X", "U", "
 _LOSS_INPUTS = ("L", "L_train")
 
 
-def _pairs(text: str | Mapping[str, str] | None, flag: str, form: str) -> list[tuple[str, str]]:
-    """``'a=b,c=d'`` (or a mapping) -> ``[("a", "b"), ("c", "d")]``; quotes around either side dropped,
-    and a comma inside quotes is part of the name or value (``run="a,b"``)."""
-    if text is None:
-        return []
-    if isinstance(text, Mapping):
-        return [(str(k), str(v)) for k, v in text.items()]
-    items = []
-    for part in _split_outside_quotes(str(text), flag):
-        if not part.strip():
-            continue
-        if "=" not in part:
-            raise LmscaleError(f"{flag} {part.strip()!r}: expected {form}")
-        key, value = (s.strip().strip('"').strip("'") for s in part.split("=", 1))
-        items.append((key, value))
-    return items
-
-
-def _split_outside_quotes(text: str, flag: str) -> list[str]:
-    """``text`` split at the commas outside quotes (a quote opens only where a name or value starts,
-    so ``O'Brien`` is a value)."""
-    parts, current, quote, start = [], [], None, 0
-    for ch in text:
-        if quote is None and ch in "\"'" and not "".join(current[start:]).strip():
-            quote = ch
-        elif ch == quote:
-            quote = None
-        elif ch == "," and quote is None:
-            parts.append("".join(current))
-            current, start = [], 0
-            continue
-        elif ch == "=" and quote is None:
-            start = len(current) + 1
-        current.append(ch)
-    if quote is not None:
-        raise LmscaleError(f"{flag} {text!r}: a {quote} quote is not closed")
-    return [*parts, "".join(current)]
-
-
 def parse_columns(text: str | Mapping[str, str] | None) -> dict[str, str]:
     """``'N=Model Size,C=Training FLOP'`` -> ``{"N": "Model Size", "C": "Training FLOP"}``."""
-    items = _pairs(text, "--columns", 'FIELD=COLUMN, e.g. N="Model Size"')
+    items = parse_pairs(text, "--columns", 'FIELD=COLUMN, e.g. N="Model Size"')
     mapping = {}
     for key, col in items:
         if key not in FIT_FIELDS:
@@ -220,7 +181,7 @@ def derive_columns(frame: pd.DataFrame, needed: tuple[str, ...]) -> tuple[pd.Dat
 
 def parse_where(text: str | Mapping[str, str] | None) -> dict[str, str]:
     """``'dataset=rw,hparams=tuned'`` -> ``{"dataset": "rw", "hparams": "tuned"}`` (rows to keep)."""
-    return dict(_pairs(text, "--where", "COLUMN=VALUE, e.g. dataset=rw"))
+    return dict(parse_pairs(text, "--where", "COLUMN=VALUE, e.g. dataset=rw"))
 
 
 def select_rows(frame: pd.DataFrame, where: Mapping[str, str], source: str = "data") -> pd.DataFrame:
@@ -349,6 +310,7 @@ def prepare_points(
         raise LmscaleError(
             f"{where}: law {form.name} needs column(s) {', '.join(missing)}{hint}; columns: "
             f"{', '.join(map(str, frame.columns))}; map other names with --columns / columns="
+            + columns_hint(frame, missing)
         )
     values = {c: _numbers(frame[c], c, where) for c in needed}
     ok = np.ones(len(frame), dtype=bool)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lmscale.errors import LmscaleError
 from lmscale.files import atomic_path
 from lmscale.store.store import Store
+from lmscale.tables import columns_hint, parse_pairs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,15 +58,11 @@ def export(store: Store | str | Path, out: str | Path, fmt: str = "csv") -> list
     return written
 
 
-def parse_columns(text: str | None) -> dict[str, str]:
-    """``"N=Model Size,C=Training FLOP"`` -> ``{"N": "Model Size", "C": "Training FLOP"}``."""
+def parse_columns(text: str | Mapping[str, str] | None) -> dict[str, str]:
+    """``'N="Model Size",C="Training FLOP"'`` -> ``{"N": "Model Size", "C": "Training FLOP"}`` (quotes as
+    ``lmscale fit --columns`` takes them)."""
     mapping: dict[str, str] = {}
-    if not text:
-        return mapping
-    for part in text.split(","):
-        if "=" not in part:
-            raise LmscaleError(f"--columns {part!r}: expected FIELD=COLUMN (fields: {', '.join(IMPORT_FIELDS)})")
-        key, col = (s.strip() for s in part.split("=", 1))
+    for key, col in parse_pairs(text, "--columns", f"FIELD=COLUMN (fields: {', '.join(IMPORT_FIELDS)})"):
         if key not in IMPORT_FIELDS:
             raise LmscaleError(f"--columns {key!r}: expected one of {', '.join(IMPORT_FIELDS)}")
         mapping[key] = col
@@ -91,6 +88,7 @@ def _resolve_columns(frame: pd.DataFrame, columns: Mapping[str, str], where: str
         raise LmscaleError(
             f"{where}: missing column(s) for {', '.join(need)}; map them with --columns "
             f"N=...,D=...,C=...,loss=... (columns: {', '.join(map(str, frame.columns))})"
+            + columns_hint(frame, [k for k in ("N", "D", "loss") if k not in resolved])
         )
     return resolved
 
