@@ -169,3 +169,28 @@ def test_sample_intervals_leave_failed_replicates_out_without_a_warning():
         got = sample_intervals(samples, 1.0)  # level 1: the extremes of the finite replicates
     assert got["a"] == pytest.approx((0.5, 0.7)) and got["k_D"] == pytest.approx((2.0, 4.0))
     assert all(np.isnan(x) for x in got["b"])  # every replicate failed: no interval
+
+
+def test_approach_1_leaves_out_the_compute_won_by_the_smallest_or_largest_size():
+    """On the OLMo ladder's learning curves (5 sizes, 190M to 3.2B, each at 0.5x to 10x Chinchilla's
+    tokens) the largest size wins the envelope from 1.5e21 FLOPs to the end, 1.5e22: a decade where a
+    larger model, had one been trained, may be the optimum. Counted as optima, those flat ends (and the
+    smallest size's, before 1.1e19) pulled the exponent a of N_opt ~ C^a down to 0.33 (0.29 on the ladder
+    imported with 'lmscale import'); fitted between them it is 0.37, as approach 3 (the [H] form on the
+    same runs' final points) gives."""
+    from conftest import olmo_ladder_frames
+    from lmscale.laws.study.compute import frontier_curves
+
+    frames = olmo_ladder_frames("plain")
+    front = envelope_frontier(frontier_curves(frames), bootstrap=0)
+    pts = front.points
+    edge = pts["N_opt"].isin([pts["N_opt"].min(), pts["N_opt"].max()])
+    assert pts["censored"].tolist() == edge.tolist() and edge.any() and (~edge).any()
+    assert pts.loc[edge & (pts["N_opt"] == pts["N_opt"].max()), "C"].min() == pytest.approx(1.5e21, rel=0.05)
+    k, a = fit_power_law(pts["C"][~edge], pts["N_opt"][~edge])
+    assert (front.a, front.k_N) == pytest.approx((a, k), rel=1e-9)
+    _, a_all = fit_power_law(pts["C"], pts["N_opt"])
+    assert a_all < 0.335 < 0.36 < front.a
+    final = frames.final_points
+    h = laws.fit(final[["N", "D", "loss"]], law="chinchilla").params
+    assert front.a == pytest.approx(h["beta"] / (h["alpha"] + h["beta"]), abs=0.05)

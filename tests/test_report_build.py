@@ -96,9 +96,11 @@ def test_cli_report_json_and_errors(smoke_store, tmp_path, capsys):
     for key in summary["figures"]:
         assert (out / "figures" / f"{key}.png").exists() and (out / "figures" / f"{key}.svg").exists()
         assert f'src="figures/{key}.png"' in page
-    # the fits feed the planner
-    assert main(["plan", "--law", str(out / "fits.json"), "--compute", "1e13", "--json"]) == 0
-    capsys.readouterr()
+    # the fits feed the planner; three sizes leave one between the smallest and the largest, so no
+    # frontier: the planner says it cannot allocate, and the report says why
+    assert main(["plan", "--law", str(out / "fits.json"), "--compute", "1e13", "--json"]) == 2
+    assert "cannot allocate compute" in capsys.readouterr().err
+    assert "between the smallest and the largest" in page
     # bad input: exit 2 and a one-line message naming what was wrong
     assert main(["report", "--store", str(tmp_path / "nope.sqlite"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -143,6 +145,6 @@ def test_unfinished_runs_are_left_out(smoke_store, tmp_path):
     assert any(run_id in set(p.get("run_id", [])) for p in full.points.values())
     for key, points in partial.points.items():
         assert run_id not in set(points.get("run_id", [])), key
-    assert full.frontiers["envelope"].notes["runs"] == 3
-    envelope = partial.frontiers.get("envelope")
-    assert envelope is None or envelope.notes["runs"] == 2
+    # three sizes: approach 1 has one size between the smallest and the largest, so no frontier
+    assert "envelope" not in full.frontiers and "between the smallest and the largest" in full.missing["envelope"]
+    assert "envelope" not in partial.frontiers

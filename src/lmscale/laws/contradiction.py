@@ -48,6 +48,16 @@ class Crossing:
         """Whether C* lies above the largest compute the laws were fitted on (None: unknown)."""
         return None if self.decades_beyond is None else self.decades_beyond > 0
 
+    def identification(self) -> str | None:
+        """Why C* is not identified (no interval, or a 95% interval wider than the rule allows
+        a scale: :func:`lmscale.laws.identification.check_interval`); None when it is."""
+        from lmscale.laws.identification import check_interval
+
+        ci = self.ci.get("C_star") if self.ci else None
+        if ci is None:
+            return "no interval"
+        return check_interval("C_star", self.C_star, *ci)[1]
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "beyond_data": self.beyond_data}
 

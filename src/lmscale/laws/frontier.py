@@ -297,87 +297,136 @@ def isoflop_frontier(
 # ---------------------------------------------------------------------------
 
 
+@dataclass
+class _Envelope:
+    """Every run's curve interpolated in log-log on one log-spaced compute grid (see :func:`envelope_points`)."""
+
+    grid: np.ndarray
+    L: np.ndarray  # log loss (runs x grid), inside each run's range only
+    record_at: np.ndarray  # lowest log loss each run reached at or below each grid value
+    started: np.ndarray  # whether each run has started at each grid value
+    sizes: np.ndarray
+    min_runs: int
+
+    @classmethod
+    def of(cls, curves: pd.DataFrame, n_grid: int, min_runs: int, compute: str) -> _Envelope:
+        curves = _with_compute(curves, "envelope")
+        if compute not in curves.columns:
+            raise LmscaleError(f"envelope: needs column {compute}; columns: {', '.join(map(str, curves.columns))}")
+        if "run_id" not in curves.columns:
+            raise LmscaleError("envelope: needs column run_id (one learning curve per run)")
+        curves = curves[(curves[compute] > 0) & (curves["loss"] > 0)]
+        groups = list(curves.groupby("run_id", sort=True))
+        if len(groups) < 2:
+            raise LmscaleError(f"envelope: needs at least 2 runs; got {len(groups)}")
+        grid = np.geomspace(curves[compute].min(), curves[compute].max(), n_grid)
+        lg = np.log(grid)
+        L = np.full((len(groups), n_grid), np.nan)
+        record_at = np.full((len(groups), n_grid), np.inf)
+        started = np.zeros((len(groups), n_grid), dtype=bool)
+        sizes = np.empty(len(groups))
+        for i, (_, g) in enumerate(groups):
+            g = g.sort_values(compute)
+            lc, ll = np.log(g[compute].to_numpy(dtype=float)), np.log(g["loss"].to_numpy(dtype=float))
+            inside = (lg >= lc[0]) & (lg <= lc[-1])
+            L[i, inside] = np.interp(lg[inside], lc, ll)
+            started[i] = lg >= lc[0]
+            reached = np.minimum.accumulate(ll)  # best loss of the run up to each of its points
+            last = np.searchsorted(lc, lg, side="right") - 1  # its last point at or below each grid value
+            record_at[i] = np.where(last >= 0, reached[np.maximum(last, 0)], np.inf)
+            record_at[i, inside] = np.minimum(record_at[i, inside], L[i, inside])
+            sizes[i] = float(g["N"].iloc[0])
+        return cls(grid, L, record_at, started, sizes, min_runs)
+
+    def winners(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Compute, winning size, loss, and whether each point is censored (won by the smallest or
+        the largest size among ``rows``: the optimum there may lie beyond the sizes)."""
+        n_grid = len(self.grid)
+        sub = self.L[rows]
+        has = np.isfinite(sub).any(axis=0) & (self.started[rows].sum(axis=0) >= self.min_runs)
+        best = np.argmin(np.where(np.isfinite(sub), sub, np.inf), axis=0)
+        best_loss = sub[best, np.arange(n_grid)]
+        record = np.minimum.accumulate(self.record_at[rows].min(axis=0))
+        keep = has & (best_loss <= record + 1e-12)
+        span = self.sizes[rows]
+        won = span[best[keep]]
+        censored = np.isclose(won, span.min(), rtol=1e-9) | np.isclose(won, span.max(), rtol=1e-9)
+        return self.grid[keep], won, np.exp(best_loss[keep]), censored
+
+
+def envelope_points(curves: pd.DataFrame, n_grid: int = 100, min_runs: int = 2, compute: str = "C") -> pd.DataFrame:
+    """The lower envelope of learning curves: at each of ``n_grid`` log-spaced values of ``compute``
+    (``C``, or ``C_min``), the run of lowest loss (``N_opt``, ``D_opt = C / (6 N_opt)``, ``loss``).
+
+    Each run's curve (``run_id``, ``N``, ``loss``, ``compute``) is interpolated
+    in log-log inside its own range: a run counts only where it has data. A
+    grid value is on the envelope when its best run there is also the lowest
+    loss any run reached at that compute or less (the record so far): where
+    the winning run's curve ends, the next run takes over only once it
+    overtakes the loss the ended run reached, never by default. It needs
+    ``min_runs`` runs started at or below it. ``censored``: won by the
+    smallest or the largest size trained, where the optimum may lie beyond
+    the sizes (a bound on N_opt, not an estimate). The loss column is [K]'s
+    L(C) frontier (figure 13) whatever wins.
+    """
+    env = _Envelope.of(curves, n_grid, min_runs, compute)
+    return _points_frame(*env.winners(np.arange(len(env.sizes))), compute)
+
+
+def _points_frame(C: np.ndarray, N: np.ndarray, loss: np.ndarray, censored: np.ndarray, compute: str) -> pd.DataFrame:
+    import pandas as pd
+
+    points = pd.DataFrame({compute: C, "N_opt": N, "D_opt": C / (6.0 * N), "loss": loss, "censored": censored})
+    return points if compute == "C" else points.rename(columns={compute: "C"}).assign(compute=compute)
+
+
+def _interior(C: np.ndarray, N: np.ndarray, censored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The envelope's points won by a size between the smallest and the largest trained."""
+    if len(np.unique(N[~censored])) < 2:
+        raise LmscaleError(
+            "envelope: fewer than 2 sizes win between the smallest and the largest trained (where those win, "
+            "the optimum may lie beyond the sizes); train sizes further apart around the frontier")
+    return C[~censored], N[~censored]
+
+
 def envelope_frontier(
     curves: pd.DataFrame, n_grid: int = 100, min_runs: int = 2, bootstrap: int = 200, seed: int = 0,
     ci_level: float = 0.95, compute: str = "C",
 ) -> Frontier:
-    """[H] approach 1: at each compute, the run of lowest loss; then N_opt = k C^a.
-
-    Each run's curve (``run_id``, ``N``, ``loss``, and ``compute``: ``C``, or
-    ``C_min`` for [K]'s frontier in C_min) is interpolated in log-log at
-    ``n_grid`` log-spaced values inside its own range: a run counts only where
-    it has data. A grid value is on the envelope when its best run there is
-    also the lowest loss any run reached at that compute or less (the record
-    so far): where the winning run's curve ends, the next run takes over only
-    once it overtakes the loss the ended run reached, never by default. It
-    needs ``min_runs`` runs started at or below it. N_opt(C) is the size of
-    the winning run, D_opt = C / (6 N_opt). Intervals: ``bootstrap``
-    replicates that resample whole runs (failed replicates are counted in
-    ``notes["bootstrap_failed"]`` and left out).
+    """[H] approach 1: at each compute, the run of lowest loss (:func:`envelope_points`); then N_opt = k C^a,
+    fitted where a size between the smallest and the largest trained wins (where one of those wins,
+    the optimum may lie beyond the sizes trained: a bound, not an estimate; kept in ``points`` with
+    ``censored`` true). D_opt = C / (6 N_opt). Intervals: ``bootstrap`` replicates that resample whole
+    runs (failed replicates are counted in ``notes["bootstrap_failed"]`` and left out).
     """
-    curves = _with_compute(curves, "envelope")
-    if compute not in curves.columns:
-        raise LmscaleError(f"envelope: needs column {compute}; columns: {', '.join(map(str, curves.columns))}")
-    if "run_id" not in curves.columns:
-        raise LmscaleError("envelope: needs column run_id (one learning curve per run)")
-    curves = curves[(curves[compute] > 0) & (curves["loss"] > 0)]
-    groups = list(curves.groupby("run_id", sort=True))
-    if len(groups) < 2:
-        raise LmscaleError(f"envelope: needs at least 2 runs; got {len(groups)}")
-    grid = np.geomspace(curves[compute].min(), curves[compute].max(), n_grid)
-    lg = np.log(grid)
-    L = np.full((len(groups), n_grid), np.nan)  # log loss, inside each run's range only
-    record_at = np.full((len(groups), n_grid), np.inf)  # lowest log loss the run reached at <= grid
-    started = np.zeros((len(groups), n_grid), dtype=bool)
-    sizes = np.empty(len(groups))
-    for i, (_, g) in enumerate(groups):
-        g = g.sort_values(compute)
-        lc, ll = np.log(g[compute].to_numpy(dtype=float)), np.log(g["loss"].to_numpy(dtype=float))
-        inside = (lg >= lc[0]) & (lg <= lc[-1])
-        L[i, inside] = np.interp(lg[inside], lc, ll)
-        started[i] = lg >= lc[0]
-        reached = np.minimum.accumulate(ll)  # best loss of the run up to each of its points
-        last = np.searchsorted(lc, lg, side="right") - 1  # its last point at or below each grid value
-        record_at[i] = np.where(last >= 0, reached[np.maximum(last, 0)], np.inf)
-        record_at[i, inside] = np.minimum(record_at[i, inside], L[i, inside])
-        sizes[i] = float(g["N"].iloc[0])
-
-    def winners(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        sub = L[rows]
-        has = np.isfinite(sub).any(axis=0) & (started[rows].sum(axis=0) >= min_runs)
-        best = np.argmin(np.where(np.isfinite(sub), sub, np.inf), axis=0)
-        best_loss = sub[best, np.arange(n_grid)]
-        record = np.minimum.accumulate(record_at[rows].min(axis=0))
-        keep = has & (best_loss <= record + 1e-12)
-        return grid[keep], sizes[rows][best[keep]], np.exp(best_loss[keep])
-
-    C, N, loss = winners(np.arange(len(groups)))
+    env = _Envelope.of(curves, n_grid, min_runs, compute)
+    runs = len(env.sizes)
+    C, N, loss, censored = env.winners(np.arange(runs))
     if len(np.unique(N)) < 2:
         raise LmscaleError("envelope: a single run is best at every compute; need runs of several sizes")
+    C_fit, N_fit = _interior(C, N, censored)
     ci = samples = None
     failed = 0
     if bootstrap:
         rng = np.random.default_rng(seed)
         samples = np.full((bootstrap, 4), np.nan)
         for r in range(bootstrap):
-            rows = np.unique(rng.integers(0, len(groups), len(groups)))
+            rows = np.unique(rng.integers(0, runs, runs))
             try:
-                c_r, n_r, _ = winners(rows)
-                f = _allocation("envelope", c_r, n_r)
+                c_r, n_r, _, cens_r = env.winners(rows)
+                f = _allocation("envelope", *_interior(c_r, n_r, cens_r))
                 samples[r] = [f.a, f.k_N, f.b, f.k_D]
             except (LmscaleError, ValueError):
                 failed += 1
         ci = sample_intervals(samples, ci_level)
-    import pandas as pd
-
-    points = pd.DataFrame({compute: C, "N_opt": N, "D_opt": C / (6.0 * N), "loss": loss})
-    if compute != "C":
-        points = points.rename(columns={compute: "C"}).assign(compute=compute)
-    return _allocation("envelope", C, N, ci=ci, points=points, ci_level=ci_level, samples=samples,
-                       notes={"runs": len(groups), "grid": n_grid, "min_runs": min_runs, "compute": compute,
-                              "bootstrap_failed": failed,
+    points = _points_frame(C, N, loss, censored, compute)
+    return _allocation("envelope", C_fit, N_fit, ci=ci, points=points, ci_level=ci_level, samples=samples,
+                       notes={"runs": runs, "grid": n_grid, "min_runs": min_runs, "compute": compute,
+                              "bootstrap_failed": failed, "censored_points": int(censored.sum()),
                               "envelope": f"lowest interpolated loss in {compute} among runs with data there, "
-                                          "kept where it is the lowest loss reached at that compute or less"})
+                                          "kept where it is the lowest loss reached at that compute or less; "
+                                          "fitted where a size between the smallest and the largest trained "
+                                          "wins (where those win, the optimum may lie beyond the sizes)"})
 
 
 # ---------------------------------------------------------------------------

@@ -77,16 +77,19 @@ def select_cmin_envelope(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataF
 
 
 def select_fixed_batch_envelope(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFrame, str]:
-    """L(C) at fixed batch ([K] figure 13): the compute-efficient frontier of the reference-batch curves in C."""
-    front = fits.frontiers.get("envelope")
-    if front is None or front.points is None or front.points.empty:
-        raise NotEnough("needs the envelope of learning curves of 2 or more Transformer sizes: "
-                        + fits.missing.get("envelope", "not found"))
-    pts = front.points[["C", "loss", "N_opt"]]
+    """L(C) at fixed batch ([K] figure 13): the compute-efficient frontier of the reference-batch curves in C
+    (the loss envelope, whichever size wins: approach 1's N_opt fit needs more)."""
+    from lmscale.laws.frontier import envelope_points
+
+    try:
+        batch, curves = reference_batch_curves(frames)
+        pts = envelope_points(curves)[["C", "loss", "N_opt"]]
+    except LmscaleError as exc:
+        raise NotEnough(f"needs the envelope of learning curves of 2 or more Transformer sizes: {exc}") from None
     enough(pts, "kaplan_c", 4, "points on the envelope")
     return pts, (f"the envelope of the Transformer learning curves after warm-up at the reference batch of "
-                 f"{front.notes.get('batch_tokens')} tokens, in C: the lowest loss reached at or below each "
-                 f"of {len(pts)} log-spaced C values")
+                 f"{batch} tokens, in C: the lowest loss reached at or below each of {len(pts)} log-spaced C "
+                 "values")
 
 
 def _frontier(fits: StudyFits, method: str, make: Any) -> None:
@@ -139,14 +142,20 @@ def fit_parametric_frontier(fits: StudyFits) -> None:
         _frontier(fits, "parametric", lambda: parametric_frontier(fits.laws.laws["chinchilla"]))
 
 
-def envelope_in_c(frames: StudyFrames, bootstrap: int, seed: int) -> Any:
-    """[H] approach 1 on the reference-batch curves, in C."""
-    from lmscale.laws.frontier import envelope_frontier
-
+def reference_batch_curves(frames: StudyFrames) -> tuple[int | None, pd.DataFrame]:
+    """The reference batch size and the Transformer curves at it (after warm-up, fresh data)."""
     batch = reference_batch(frames)
     curves = at_batch(frontier_curves(frames), batch, frames.results("transformer"))
     if curves.empty:
         raise LmscaleError("needs learning curves of 2 or more Transformer sizes")
+    return batch, curves
+
+
+def envelope_in_c(frames: StudyFrames, bootstrap: int, seed: int) -> Any:
+    """[H] approach 1 on the reference-batch curves, in C."""
+    from lmscale.laws.frontier import envelope_frontier
+
+    batch, curves = reference_batch_curves(frames)
     front = envelope_frontier(curves, bootstrap=bootstrap, seed=seed)
     front.notes["batch_tokens"] = batch
     return front
@@ -246,8 +255,10 @@ def set_allocation(fits: StudyFits) -> None:
             fits.laws.extras["allocation"] = alloc
             fits.missing.pop("allocation", None)
             return
+    why = "; ".join(f"{APPROACHES[m]}: {fits.missing[m]}" for m in ("envelope_cmin", "envelope", "isoflop")
+                    if m in fits.missing)
     fits.missing["allocation"] = ("needs the compute-optimal frontier: learning curves of 2 or more "
-                                  "Transformer sizes, or IsoFLOP groups")
+                                  "Transformer sizes, or IsoFLOP groups" + (f" ({why})" if why else ""))
 
 
 def compute_range(fits: StudyFits, key: str = "kaplan_cmin", column: str = "C_min") -> tuple[float, float] | None:

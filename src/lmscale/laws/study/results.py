@@ -79,10 +79,12 @@ NEEDS = {
     "bcrit_empirical": "a batch-size sweep: one model at 3 or more batch sizes (a factor 4 or more apart), "
                        "with learning curves dense enough to time each loss level",
     "transfer": "runs over a wider range of training loss, evaluated on that distribution",
-    "envelope": "learning curves at the reference batch of 5 or more sizes, each running past the compute "
-                "where the next larger one overtakes it",
-    "envelope_cmin": "learning curves of 5 or more sizes, each running past the compute where the next larger "
-                     "one overtakes it, and a fitted B_crit(L)",
+    "envelope": "learning curves at the reference batch of 5 or more sizes that win between the smallest and "
+                "the largest trained (whose wins are bounds, not fitted), each running past the compute where "
+                "the next larger one overtakes it",
+    "envelope_cmin": "learning curves of 5 or more sizes that win between the smallest and the largest trained, "
+                     "each running past the compute where the next larger one overtakes it, and a fitted "
+                     "B_crit(L)",
     "isoflop": "an 'isoflop' group: 3 or more budgets, each with 5 or more sizes around its optimum",
     "parametric": "an [H] fit whose exponents alpha and beta are determined (see chinchilla)",
     "position": "a longer final evaluation (final_eval_tokens, or a larger test split) for lower-noise "
@@ -290,9 +292,7 @@ class StudyFits:
             lines.append(f"[K] 6.3 crossing: not identified (its laws are not: {', '.join(inputs) or 'envelope_cmin'})")
         elif cross is not None:
             ci = cross.ci.get("C_star") if cross.ci else None
-            from lmscale.laws.identification import check_interval
-
-            if ci is None or check_interval("C_star", cross.C_star, *ci)[1]:
+            if cross.identification():
                 span = f"{np.log10(ci[1] / ci[0]):.1f} decades" if ci else "no interval"
                 lines.append(f"[K] 6.3 crossing: C* = {cross.C_star:.2g} FLOPs not identified (95% interval: "
                              f"{span}; more sizes and dataset sizes would narrow it)")

@@ -45,8 +45,12 @@ def draw_optimal_sizes(frames: Any, fits: Any):
     paper = _paper()
     for ax, key, label in ((ax_n, "N_opt", "N"), (ax_d, "D_opt", "D")):
         if front is not None and not front.empty:
-            ax.plot(front["C"], front[key], "o", color="#1f4e79", ms=3,
+            edge = front["censored"].astype(bool) if "censored" in front else np.zeros(len(front), dtype=bool)
+            ax.plot(front["C"][~edge], front[key][~edge], "o", color="#1f4e79", ms=3,
                     label=f"lowest loss at each {compute} (the winning run)")
+            if edge.any():
+                ax.plot(front["C"][edge], front[key][edge], "o", color="#1f4e79", mfc="none", ms=3,
+                        label="won by the smallest or largest size trained: not fitted")
         rel = alloc["relations"][key]
         (line,) = ax.plot(grid, np.asarray(allocation_relation(fits.laws, key, grid), dtype=float), "-",
                           color=style.FIT_COLOR, label=f"fitted in {compute}: {key} ~ {compute}^{rel['exponent']:.2f}")
@@ -80,10 +84,12 @@ def draw_contradiction(frames: Any, fits: Any):
             raise Missing(f"the study's L(C_min) and L(D_opt(C_min)) do not cross: {exc}") from None
     paper = _paper()
     paper_cross = crossing(paper)
+    unidentified = cross.identification()  # then no point is placed: the curves and the reason only
     fig, (ax,) = style.new_figure(width=6.0, height=4.0)
     study_c = fits.points["kaplan_cmin"]["C_min"]
-    lo = min(float(study_c.min()), cross.C_star) / 10.0
-    hi = max(cross.C_star, paper_cross.C_star) * 100.0
+    shown = [paper_cross.C_star] + ([] if unidentified else [cross.C_star])
+    lo = min(float(study_c.min()), *shown) / 10.0
+    hi = max(float(study_c.max()), *shown) * 100.0
     grid = np.logspace(np.log10(lo), np.log10(hi), 300)
     for laws, color, who, tag in ((fits.laws, style.FIT_COLOR, "this study", ""),
                                   (paper, style.PAPER_COLOR, "[K]", "@kaplan2020")):
@@ -94,16 +100,19 @@ def draw_contradiction(frames: Any, fits: Any):
         y = np.asarray(data.predict(D=d_opt), dtype=float)
         (line,) = ax.plot(grid, y, "--", color=color, label=f"{who}: L(D_opt(C_min)), data-limited")
         line.set_gid(style.law_gid(f"kaplan_d(D_opt){tag}", "C_min"))
-    if cross.ci and "C_star" in cross.ci:
-        lo_c, hi_c = cross.ci["C_star"]
-        ax.errorbar([cross.C_star], [cross.L_star], xerr=[[cross.C_star - lo_c], [hi_c - cross.C_star]],
-                    fmt="none", ecolor=style.FIT_COLOR, capsize=3, lw=1, zorder=5)
+    if cross.ci and "C_star" in cross.ci and not unidentified:
+        lo_c, hi_c = cross.ci["C_star"]  # a percentile interval need not hold the point estimate
+        ax.plot([lo_c, hi_c], [cross.L_star, cross.L_star], "-|", color=style.FIT_COLOR, lw=1, ms=6, zorder=5)
     if cross.data_max:
         ax.axvline(cross.data_max, color="#1f4e79", ls=":", lw=1)
         ax.text(cross.data_max, ax.get_ylim()[1], " largest C_min fitted", fontsize=6.5, color="#1f4e79",
                 va="top")
-    for c, color, who, dx, ha in ((cross, style.FIT_COLOR, "study", 6, "left"),
-                                  (paper_cross, style.PAPER_COLOR, "[K]", -6, "right")):
+    if unidentified:
+        ax.text(0.98, 0.86, "this study's crossing: not identified\n" + unidentified.replace("C_star", "C*"),
+                transform=ax.transAxes, fontsize=7, color=style.FIT_COLOR, ha="right", va="top")
+    marked = ((paper_cross, style.PAPER_COLOR, "[K]", -6, "right"),) if unidentified else (
+        (cross, style.FIT_COLOR, "study", 6, "left"), (paper_cross, style.PAPER_COLOR, "[K]", -6, "right"))
+    for c, color, who, dx, ha in marked:
         ax.plot([c.C_star], [c.L_star], "o", color=color, ms=7, mfc="white", zorder=5)
         text = f"{who}: C* = {c.C_star:.2g} FLOPs\nL* = {c.L_star:.3g}"
         if c is cross and c.ci:
