@@ -274,6 +274,17 @@ def _split_outside_quotes(text: str, flag: str) -> list[str]:
     return [*parts, "".join(current)]
 
 
+
+def parse_fields(text: str | Mapping[str, str] | None, flag: str, fields: Iterable[str], form: str) -> dict[str, str]:
+    """:func:`parse_pairs` whose keys must be among ``fields`` (``--columns N="Model Size"``)."""
+    allowed = tuple(fields)
+    mapping: dict[str, str] = {}
+    for key, value in parse_pairs(text, flag, form):
+        if key not in allowed:
+            raise LmscaleError(f"{flag} {key!r}: expected one of {', '.join(allowed)}")
+        mapping[key] = value
+    return mapping
+
 #: Column names people give each field of a run, normalised (lower case, ``_`` for other characters).
 COLUMN_ALIASES = {
     "N": ("n", "n_params", "params", "num_params", "nparams", "parameters", "n_parameters", "param_count",

@@ -152,9 +152,10 @@ def run(args: argparse.Namespace) -> int:
     space = None if pool is not None else api.default_space(
         frame, args.budget, args.max_run, _pair(args.sizes, "--sizes") if args.sizes else None,
         _pair(args.tokens_per_param, "--tokens-per-param"), _grid(args.grid), max_tokens)
-    forecaster = api.default_forecaster(args.law, args.bootstrap, args.level, args.seed, at=_targets(args.target))
+    targets = _targets(args.target)
+    forecaster = api.default_forecaster(args.law, args.bootstrap, args.level, args.seed, at=targets)
     trainable = _trainable(defaults) if pool is None and (store or args.study) else None
-    prop = api.next_runs(frame, args.budget, target=_targets(args.target), target_compute=args.target_compute,
+    prop = api.next_runs(frame, args.budget, target=targets, target_compute=args.target_compute,
                          k=args.k, pool=pool, space=space, forecaster=forecaster, trainable=trainable,
                          batch_tokens=defaults.get("batch_tokens") if trainable is not None else None)
     runs = prop.runs if pool is not None else sf.recipes(prop.runs, defaults)

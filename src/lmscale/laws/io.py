@@ -29,7 +29,15 @@ import pandas as pd
 
 from lmscale.errors import LmscaleError
 from lmscale.laws.forms import LawForm
-from lmscale.tables import columns_hint, download, is_url, parse_pairs, read_rows, split_sheet
+from lmscale.tables import (
+    columns_hint,
+    download,
+    is_url,
+    parse_fields,
+    parse_pairs,
+    read_rows,
+    split_sheet,
+)
 
 FIT_FIELDS = ("N", "D", "C", "C_min", "S", "B", "L", "t", "L_train", "X", "U", "epochs", "loss", "run_id")
 
@@ -38,14 +46,8 @@ _LOSS_INPUTS = ("L", "L_train")
 
 
 def parse_columns(text: str | Mapping[str, str] | None) -> dict[str, str]:
-    """``'N=Model Size,C=Training FLOP'`` -> ``{"N": "Model Size", "C": "Training FLOP"}``."""
-    items = parse_pairs(text, "--columns", 'FIELD=COLUMN, e.g. N="Model Size"')
-    mapping = {}
-    for key, col in items:
-        if key not in FIT_FIELDS:
-            raise LmscaleError(f"--columns {key!r}: expected one of {', '.join(FIT_FIELDS)}")
-        mapping[key] = col
-    return mapping
+    """``'N="Model Size",C="Training FLOP"'`` -> ``{"N": "Model Size", "C": "Training FLOP"}``."""
+    return parse_fields(text, "--columns", FIT_FIELDS, 'FIELD=COLUMN, e.g. N="Model Size"')
 
 
 def is_sqlite(path: Path) -> bool:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lmscale.errors import LmscaleError
 from lmscale.files import atomic_path
 from lmscale.store.store import Store
-from lmscale.tables import columns_hint, parse_pairs
+from lmscale.tables import columns_hint, parse_fields
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,12 +61,7 @@ def export(store: Store | str | Path, out: str | Path, fmt: str = "csv") -> list
 def parse_columns(text: str | Mapping[str, str] | None) -> dict[str, str]:
     """``'N="Model Size",C="Training FLOP"'`` -> ``{"N": "Model Size", "C": "Training FLOP"}`` (quotes as
     ``lmscale fit --columns`` takes them)."""
-    mapping: dict[str, str] = {}
-    for key, col in parse_pairs(text, "--columns", f"FIELD=COLUMN (fields: {', '.join(IMPORT_FIELDS)})"):
-        if key not in IMPORT_FIELDS:
-            raise LmscaleError(f"--columns {key!r}: expected one of {', '.join(IMPORT_FIELDS)}")
-        mapping[key] = col
-    return mapping
+    return parse_fields(text, "--columns", IMPORT_FIELDS, f"FIELD=COLUMN (fields: {', '.join(IMPORT_FIELDS)})")
 
 
 def _resolve_columns(frame: pd.DataFrame, columns: Mapping[str, str], where: str) -> dict[str, str]:
