@@ -240,3 +240,16 @@ def test_critical_batch_figure_shows_both_measurements():
     assert "1.50" in fig.axes[0].get_title()
     crosses = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() == "x"]  # the level outside the relation
     assert len(crosses) == 1 and list(crosses[0].get_xdata()) == [3.6] and list(crosses[0].get_ydata()) == [9e3]
+
+
+def test_a_log_axis_over_a_sliver_of_a_decade_gets_few_labels():
+    """Compute spent over two rounds of `next` spans 0.24 decades (1.4e11 to 2.4e11): matplotlib's log
+    locator falls back there to a tick every 0.2e11, six labels of m x 10^11 that ran into each other."""
+    _, (ax,) = style.new_figure()
+    ax.plot([1.4e11, 2.4e11], [3.8, 3.4])
+    ax.set_xscale("log")
+    style.tidy_log_ticks(ax)
+    lo, hi = ax.get_xlim()
+    shown = [t for t in ax.xaxis.get_majorticklocs() if lo <= t <= hi]
+    shown += [t for t in ax.xaxis.get_minorticklocs() if lo <= t <= hi]
+    assert 2 <= len(shown) <= 4, shown

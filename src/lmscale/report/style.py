@@ -114,7 +114,7 @@ def tick_text(value: float) -> str:
 
 def tidy_log_ticks(ax) -> None:
     """Readable ticks on log axes: labelled minor ticks on short spans, decades only on long ones."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
     text = FuncFormatter(lambda v, _: tick_text(v))
     for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()),
@@ -122,6 +122,13 @@ def tidy_log_ticks(ax) -> None:
         if scale != "log" or min(lim) <= 0:
             continue
         decades = abs(np.log10(lim[1] / lim[0]))
+        if decades < 0.3 and max(lim) >= 1e4:
+            # a sliver of a decade in m x 10^e labels: matplotlib falls back to evenly spaced ticks
+            # there, one label every 0.2 x 10^e, wider than their spacing; three of them, no minor ones
+            axis.set_major_locator(MaxNLocator(nbins=3, min_n_ticks=2))
+            axis.set_minor_locator(NullLocator())
+            axis.set_major_formatter(text)
+            continue
         if decades < 0.5:
             subs: tuple[float, ...] | None = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
         elif decades < 1.0:
