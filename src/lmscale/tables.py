@@ -30,7 +30,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -231,10 +231,6 @@ def _decimal_commas(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-__all__ = ["MAX_DOWNLOAD_BYTES", "OTHER_SPREADSHEETS", "SEPARATORS", "WORKBOOKS", "download", "header_separator",
-           "is_url", "read_csv", "read_rows", "read_workbook", "split_sheet"]
-
-
 def parse_pairs(text: str | Mapping[str, str] | None, flag: str, form: str) -> list[tuple[str, str]]:
     """``'a=b,c=d'`` (or a mapping) -> ``[("a", "b"), ("c", "d")]``; quotes around either side dropped,
     and a comma inside quotes is part of the name or value (``run="a,b"``)."""
@@ -274,7 +270,6 @@ def _split_outside_quotes(text: str, flag: str) -> list[str]:
     return [*parts, "".join(current)]
 
 
-
 def parse_fields(text: str | Mapping[str, str] | None, flag: str, fields: Iterable[str], form: str) -> dict[str, str]:
     """:func:`parse_pairs` whose keys must be among ``fields`` (``--columns N="Model Size"``)."""
     allowed = tuple(fields)
@@ -284,6 +279,7 @@ def parse_fields(text: str | Mapping[str, str] | None, flag: str, fields: Iterab
             raise LmscaleError(f"{flag} {key!r}: expected one of {', '.join(allowed)}")
         mapping[key] = value
     return mapping
+
 
 #: Column names people give each field of a run, normalised (lower case, ``_`` for other characters).
 COLUMN_ALIASES = {
@@ -306,10 +302,8 @@ def _normalised(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_")
 
 
-def _numeric_columns(table: Any) -> list[str]:
-    """The names of ``table``'s columns (a DataFrame, or just names) that hold numbers in most rows."""
-    if not hasattr(table, "columns"):
-        return [str(c) for c in table]
+def _numeric_columns(table: pd.DataFrame) -> list[str]:
+    """The names of ``table``'s columns that hold numbers in most rows (one of two same-named columns is not one)."""
     import pandas as pd
 
     out = []
@@ -321,9 +315,9 @@ def _numeric_columns(table: Any) -> list[str]:
     return out
 
 
-def guess_columns(table: Any, fields: Iterable[str]) -> dict[str, list[str]]:
-    """For each of ``fields``, the columns of ``table`` (a DataFrame, or column names) whose names say
-    they hold it, likeliest first; a DataFrame's columns of text are passed over."""
+def guess_columns(table: pd.DataFrame, fields: Iterable[str]) -> dict[str, list[str]]:
+    """For each of ``fields``, the columns of ``table`` whose names say they hold it, likeliest first;
+    columns of text are passed over."""
     names = _numeric_columns(table)
     out: dict[str, list[str]] = {}
     for key in fields:
@@ -336,10 +330,10 @@ def guess_columns(table: Any, fields: Iterable[str]) -> dict[str, list[str]]:
     return out
 
 
-def columns_hint(table: Any, missing: Iterable[str]) -> str:
+def columns_hint(table: pd.DataFrame, missing: Iterable[str]) -> str:
     """``"; perhaps --columns 'N=N_params,D=total_tokens'"`` for the fields ``missing`` whose columns
-    ``table`` (a DataFrame, or column names) seems to hold under other names ("" when none does); D
-    missing, C is offered too (D = C / (6 N))."""
+    ``table`` seems to hold under other names ("" when none does); D missing, C is offered too
+    (D = C / (6 N))."""
     missing = list(missing)
     if "D" in missing and "C" not in missing:
         missing.append("C")
@@ -356,3 +350,8 @@ def columns_hint(table: Any, missing: Iterable[str]) -> str:
     others = "; ".join(f"{key} could also be {', '.join(cols[1:6])}" + (" ..." if len(cols) > 6 else "")
                        for key, cols in guesses.items() if len(cols) > 1)
     return f"; perhaps --columns '{pairs}'" + (f" ({others})" if others else "")
+
+
+__all__ = ["COLUMN_ALIASES", "MAX_DOWNLOAD_BYTES", "OTHER_SPREADSHEETS", "SEPARATORS", "WORKBOOKS", "columns_hint",
+           "download", "guess_columns", "header_separator", "is_url", "parse_fields", "parse_pairs", "read_csv",
+           "read_rows", "read_workbook", "split_sheet"]

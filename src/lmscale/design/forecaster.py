@@ -35,6 +35,7 @@ import pandas as pd
 from lmscale.errors import LmscaleError
 from lmscale.laws.fitting import FitOptions
 from lmscale.laws.forms import LawForm, get_form
+from lmscale.laws.intervals import central_band
 from lmscale.laws.result import FitResult
 from lmscale.tables import columns_hint
 
@@ -92,8 +93,7 @@ class Forecast:
         draws = self.draws(N, D)
         if len(draws) < 2:
             raise LmscaleError(f"law {self.fit.law}: fewer than 2 usable predictive draws; no interval")
-        tail = (1.0 - level) / 2.0 * 100.0
-        lo, hi = np.percentile(draws, [tail, 100.0 - tail], axis=0)
+        lo, hi = central_band(draws, level)
         return np.exp(lo), np.exp(hi)
 
     def width(self, N: Any, D: Any, level: float | None = None) -> Array:

@@ -35,6 +35,7 @@ from lmscale.laws.fitting import (
     theta_bounds,
 )
 from lmscale.laws.forms import LawForm
+from lmscale.laws.intervals import central_band
 
 Array = np.ndarray
 
@@ -168,9 +169,8 @@ def bootstrap(
 def percentile_intervals(form: LawForm, samples: Array, level: float = 0.95) -> dict[str, tuple[float, float]]:
     """Percentile interval of each parameter at ``level``: NaN where replicates ran off to
     infinity (the identification rule then reports the parameter as not identified)."""
-    tail = (1.0 - level) / 2.0 * 100.0
     with np.errstate(invalid="ignore"):
-        lo, hi = np.percentile(samples, [tail, 100.0 - tail], axis=0)
+        lo, hi = central_band(samples, level)
     return {p: (float(a), float(b)) for p, a, b in zip(form.params, lo, hi)}
 
 

@@ -22,6 +22,7 @@ from scipy.optimize import brentq
 from lmscale.accounting import PF_DAY
 from lmscale.errors import LmscaleError
 from lmscale.laws.catalog import resolve
+from lmscale.laws.intervals import central_band
 from lmscale.laws.planner import LOG_C_RANGE, allocation_relation, has_relation
 from lmscale.laws.result import FitResult, LawSet
 
@@ -103,8 +104,7 @@ def crossing(law: str | LawSet | FitResult, *, d_opt_samples: Any = None, data_m
         rows.append([c.C_star, c.D_star, c.L_star])
     point.n_replicates = len(rows)
     if len(rows) >= 2:
-        tail = (1.0 - level) / 2.0 * 100.0
-        lo, hi = np.percentile(np.array(rows), [tail, 100.0 - tail], axis=0)
+        lo, hi = central_band(np.array(rows), level)
         point.ci = {name: (float(a), float(b)) for name, a, b in zip(("C_star", "D_star", "L_star"), lo, hi)}
     return point
 

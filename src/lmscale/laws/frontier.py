@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lmscale.errors import LmscaleError
+from lmscale.laws.intervals import central_band
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -132,12 +133,11 @@ def sample_intervals(samples: np.ndarray, level: float) -> dict[str, tuple[float
 
     Where every replicate failed, the bounds are NaN (no interval), without numpy's warning.
     """
-    tail = (1.0 - level) / 2.0 * 100.0
     samples = np.asarray(samples, dtype=float).reshape(-1, 4)
     lo, hi = np.full(4, np.nan), np.full(4, np.nan)
     some = np.isfinite(samples).any(axis=0)
     if some.any():
-        lo[some], hi[some] = np.nanpercentile(samples[:, some], [tail, 100.0 - tail], axis=0)
+        lo[some], hi[some] = central_band(samples[:, some], level, nan=True)
     return {name: (float(x), float(y)) for name, x, y in zip(("a", "k_N", "b", "k_D"), lo, hi)}
 
 

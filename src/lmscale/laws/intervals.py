@@ -150,11 +150,18 @@ def predictive_draws(log_pred: Array, scale: Array, n_draws: int, seed: int = 0)
     return log_pred[rows] + rng.standard_normal((n_draws, log_pred.shape[1])) * scale
 
 
+def central_band(values: Array, level: float, axis: int | None = 0, nan: bool = False) -> tuple[Array, Array]:
+    """(lo, hi): the central ``level`` percentile band of ``values`` along ``axis`` (draws or replicates);
+    ``nan``: ignoring NaN (replicates that failed)."""
+    tail = (1.0 - level) / 2.0 * 100.0
+    lo, hi = (np.nanpercentile if nan else np.percentile)(values, [tail, 100.0 - tail], axis=axis)
+    return lo, hi
+
+
 def predictive_quantiles(draws: Array, level: float) -> tuple[Array, Array]:
     """(lo, hi) of log-loss draws at ``level`` (central interval), per point; in nats."""
     check_level(level)
-    tail = (1.0 - level) / 2.0
-    lo, hi = np.quantile(draws, [tail, 1.0 - tail], axis=0)
+    lo, hi = central_band(draws, level)
     return np.exp(lo), np.exp(hi)
 
 
@@ -182,5 +189,5 @@ def coverage(measured: Array, lo: Array, hi: Array) -> float:
     return float(np.mean((measured >= lo) & (measured <= hi)))
 
 
-__all__ = ["LEVELS", "ExtrapolationError", "beyond", "check_level", "coverage", "predictive_draws",
+__all__ = ["LEVELS", "ExtrapolationError", "beyond", "central_band", "check_level", "coverage", "predictive_draws",
            "predictive_quantiles"]

@@ -28,7 +28,7 @@ from lmscale.errors import LmscaleError
 from lmscale.laws.data_constrained import data_constrained_allocation
 from lmscale.laws.forms import chinchilla_params, get_form
 from lmscale.laws.frontier import chinchilla_allocation
-from lmscale.laws.intervals import ExtrapolationError, beyond, predictive_draws
+from lmscale.laws.intervals import ExtrapolationError, beyond, central_band, predictive_draws
 from lmscale.laws.result import FitResult
 
 #: Laws whose compute-optimal allocation :func:`optimal_allocation` knows.
@@ -148,9 +148,8 @@ def plan_uncertainty(fit: FitResult, C: float, N: float, D: float, levels: Seque
     out: dict[str, Any] = {"n_draws": int(len(draws)), "n_failed": int(len(fit.bootstrap_params) - len(draws)),
                            "levels": {}, "distance_decades": distance}
     for level in levels:
-        tail = (1.0 - level) / 2.0 * 100.0
-        lo, hi = np.percentile(draws[:, :2], [tail, 100.0 - tail], axis=0)
-        l_lo, l_hi = np.exp(np.percentile(log_loss, [tail, 100.0 - tail]))
+        lo, hi = central_band(draws[:, :2], level)
+        l_lo, l_hi = np.exp(central_band(log_loss, level))
         out["levels"][f"{round(level * 100):d}"] = {
             "N_opt": [float(lo[0]), float(hi[0])], "D_opt": [float(lo[1]), float(hi[1])],
             "loss": [float(l_lo), float(l_hi)]}
@@ -211,10 +210,9 @@ def frontier_uncertainty(alloc: Mapping[str, Any], C: float, N: float, name: str
         n_opt, d_opt = draws[:, 1] * c ** draws[:, 0], draws[:, 3] * c ** draws[:, 2]
     out: dict[str, Any] = {"n_draws": int(len(draws)), "levels": {}, "distance_decades": distance}
     for level in levels:
-        tail = (1.0 - level) / 2.0 * 100.0
         out["levels"][f"{round(level * 100):d}"] = {
-            "N_opt": [float(v) for v in np.percentile(n_opt, [tail, 100.0 - tail])],
-            "D_opt": [float(v) for v in np.percentile(d_opt, [tail, 100.0 - tail])]}
+            "N_opt": [float(v) for v in central_band(n_opt, level)],
+            "D_opt": [float(v) for v in central_band(d_opt, level)]}
     out["method"] = (f"N_opt = k_N C^a and D_opt = k_D C^b for each of the frontier's {len(draws)} bootstrap "
                      f"draws at C = {C:.3g} FLOPs, percentiles over the draws (no loss interval: the "
                      "frontier carries no loss law)")

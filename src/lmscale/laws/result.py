@@ -20,6 +20,7 @@ import numpy as np
 from lmscale.errors import LmscaleError
 from lmscale.files import write_text_atomic
 from lmscale.laws.forms import LawForm, get_form
+from lmscale.laws.intervals import central_band
 
 JSON_VERSION = 1
 
@@ -100,8 +101,7 @@ class FitResult:
             np.asarray(form.predict(dict(zip(form.params, row, strict=True)), **inputs))
             for row in self.bootstrap_params
         ])
-        tail = (1.0 - level) / 2.0 * 100.0
-        return np.nanpercentile(preds, tail, axis=0), np.nanpercentile(preds, 100.0 - tail, axis=0)
+        return central_band(preds, level, nan=True)
 
     # -- display ------------------------------------------------------------------
     def summary(self) -> str:
