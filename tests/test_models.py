@@ -12,6 +12,9 @@ from lmscale import accounting as acc
 from lmscale.errors import LmscaleError, SpecError
 from lmscale.models import ModelSpec, build_model
 from lmscale.models.shapes import paper_learning_rate, shape_for_params
+from lmscale.models.spec import SCORES_MAX_CTX, materialises_scores
+from lmscale.models.transformer import causal_attention
+from lmscale.training.plan import estimate_memory
 
 ARCHS = ("transformer", "universal", "lstm")
 SHAPES = [
@@ -166,7 +169,50 @@ def test_transformer_flops_match_torch_counter(arch):
     seen_linear = counts.get("mm", 0) + counts.get("addmm", 0)
     assert seen_linear == pytest.approx(linear * b * t, rel=0.01)
     # The counter charges the full T x T products; causal attention uses half ([K] table 1).
-    assert counts["bmm"] == pytest.approx(2 * ours["attention_mask"] * b * t, rel=0.01)
+    seen_attention = counts.get("bmm", 0) + counts.get("baddbmm", 0)  # flash or scores path
+    assert seen_attention == pytest.approx(2 * ours["attention_mask"] * b * t, rel=0.01)
+
+
+def _attention_by_position(q, k, v):
+    """Causal attention one query position at a time: softmax over the keys up to it."""
+    out = torch.empty_like(q)
+    for i in range(q.shape[-2]):
+        w = torch.softmax(q[..., i:i + 1, :] @ k[..., :i + 1, :].transpose(-1, -2) / math.sqrt(q.shape[-1]), -1)
+        out[..., i:i + 1, :] = w @ v[..., :i + 1, :]
+    return out
+
+
+@pytest.mark.parametrize("t", [1, 64, SCORES_MAX_CTX, SCORES_MAX_CTX + 8])
+def test_causal_attention_matches_position_by_position(t):
+    """Both CPU paths (scores up to SCORES_MAX_CTX, flash beyond): values and gradients."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, t, 6, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    grad = torch.randn(3, 2, t, 6, dtype=torch.float64)
+    ours = torch.autograd.grad(causal_attention(q, k, v), (q, k, v), grad)
+    ref = torch.autograd.grad(_attention_by_position(q, k, v), (q, k, v), grad)
+    assert causal_attention(q, k, v).dtype == torch.float64
+    torch.testing.assert_close(causal_attention(q, k, v), _attention_by_position(q, k, v))
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # attention alone stays in fp32
+        out = causal_attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), _attention_by_position(q, k, v), atol=0.05, rtol=0.05)
+
+
+def test_memory_estimate_counts_materialised_scores(monkeypatch):
+    from lmscale.models import spec as spec_module
+
+    spec = ModelSpec(n_layer=2, d_model=12, n_head=2, n_ctx=64, n_vocab=512)
+    long = ModelSpec(n_layer=2, d_model=12, n_head=2, n_ctx=SCORES_MAX_CTX + 64, n_vocab=512)
+    tokens = 2048 * 64
+    kept = estimate_memory(spec, tokens, device_type="cpu")
+    monkeypatch.setattr(spec_module, "SCORES_MAX_CTX", 0)  # as if the CPU used the flash kernel
+    # [heads, T, T] probabilities and scores, fp32, per layer and token
+    assert kept - estimate_memory(spec, tokens, device_type="cpu") == tokens * 2 * 2 * 2 * 64 * 4
+    monkeypatch.undo()
+    assert materialises_scores("cpu", 64, 0.0) and not materialises_scores("cpu", long.n_ctx, 0.0)
+    assert materialises_scores("cuda", long.n_ctx, 0.1) and not materialises_scores("cuda", 64, 0.0)
 
 
 @pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")

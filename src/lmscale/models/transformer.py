@@ -1,8 +1,8 @@
 """Decoder-only Transformer of [K] section 2.1 (GPT-2 style, pre-layer-norm).
 
-Learned position embeddings, pre-LN blocks (causal self-attention through
-``scaled_dot_product_attention(is_causal=True)``, GELU feed-forward),
-a final layer norm and an output head that may share the input embedding.
+Learned position embeddings, pre-LN blocks (causal self-attention, GELU
+feed-forward), a final layer norm and an output head that may share the
+input embedding.
 The Universal Transformer is the same network with one block applied
 ``n_layer`` times.
 """
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmscale.errors import LmscaleError
-from lmscale.models.spec import ModelSpec
+from lmscale.models.spec import SCORES_MAX_CTX, ModelSpec
 
 #: Standard deviation of the GPT-2 initialisation.
 INIT_STD = 0.02
@@ -30,18 +30,31 @@ INIT_STD = 0.02
 EMBED_STD = 0.05
 
 
+def scores_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal softmax(q k^T / sqrt(d_head) + mask) v, the scores materialised: one batched
+    matmul with the mask added (``baddbmm``), a softmax and one more matmul."""
+    *lead, t, d = q.shape
+    mask = torch.full((t, t), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
+    scores = torch.baddbmm(mask, q.reshape(-1, t, d), k.reshape(-1, t, d).transpose(-1, -2), alpha=d ** -0.5)
+    return torch.bmm(torch.softmax(scores, dim=-1), v.reshape(-1, t, d)).view(*lead, t, d)
+
+
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
-    """``scaled_dot_product_attention(q, k, v, is_causal=True)``; on a CPU in bf16, in fp32.
+    """``scaled_dot_product_attention(q, k, v, is_causal=True)``; on a CPU in fp32, and for
+    contexts up to :data:`SCORES_MAX_CTX` without dropout through :func:`scores_attention`.
 
     PyTorch's CPU flash-attention backward in bf16 is about 20x slower than
     in fp32 (37 ms against under 2 ms per call at 4/80, n_ctx 64, torch
     2.13), so under bf16 autocast on a CPU attention alone runs in fp32.
     """
-    if q.device.type == "cpu" and (q.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
-        with torch.autocast("cpu", enabled=False):
-            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=dropout_p,
-                                                  is_causal=True)
-    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    with torch.autocast("cpu", enabled=False):
+        if q.dtype in (torch.bfloat16, torch.float16):
+            q, k, v = q.float(), k.float(), v.float()
+        if dropout_p == 0.0 and q.shape[-2] <= SCORES_MAX_CTX:
+            return scores_attention(q, k, v)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
 
 
 def _dropout(p: float) -> nn.Module:

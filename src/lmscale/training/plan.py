@@ -19,7 +19,7 @@ from lmscale.accounting import (
 )
 from lmscale.errors import LmscaleError
 from lmscale.models.shapes import recipe_learning_rate
-from lmscale.models.spec import ModelSpec
+from lmscale.models.spec import ModelSpec, materialises_scores
 from lmscale.training.config import TrainConfig
 from lmscale.training.schedule import default_warmup_steps
 
@@ -155,7 +155,7 @@ def estimate_memory(spec: ModelSpec, micro_tokens: int, *, device_type: str = "c
     per_param = 16 + (4 if keep_best else 0) + (2 if device_type == "cuda" else 0)
     applications = spec.n_layer
     per_token_layer = 10 * spec.d_model + 2 * d_ff + 2 * spec.n_head
-    if spec.dropout > 0 and spec.architecture != "lstm":  # attention probabilities are kept
+    if spec.architecture != "lstm" and materialises_scores(device_type, spec.n_ctx, spec.dropout):
         per_token_layer += 2 * spec.n_head * spec.n_ctx
     act_bytes = 2 if device_type == "cuda" else 4
     activations = micro_tokens * (applications * per_token_layer + 4 * spec.d_model) * act_bytes
