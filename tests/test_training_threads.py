@@ -1,6 +1,7 @@
 """The thread count of a lone CPU run: 1 or every CPU, whichever trains the shape faster here."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,32 @@ def test_the_faster_count_wins_and_is_measured_once(tmp_path, monkeypatch):
     all_faster, calls = _timings({1: 0.030, 4: 0.012})
     threads, why = step_timing.choose_threads(SMALL, 2048, 4, all_faster)
     assert threads == 4 and "2.50x faster than on 1" in why and len(calls) == 4
+
+
+def test_a_count_measured_on_other_step_code_is_measured_again(tmp_path, monkeypatch, request):
+    """The cached answer belongs to the code of the step it timed: edit one of the step's modules
+    (here: a copy of the package's sources, one byte added to the attention) and the same
+    shape, machine and torch are timed again."""
+    import shutil
+
+    monkeypatch.setenv("LMSCALE_CACHE", str(tmp_path / "cache"))
+    package = tmp_path / "lmscale"
+    for name in step_timing.STEP_MODULES:
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(step_timing.__file__).resolve().parent.parent / name, package / name)
+    monkeypatch.setattr(step_timing, "__file__", str(package / "training" / "step_timing.py"))
+    step_timing.step_code.cache_clear()
+    request.addfinalizer(step_timing.step_code.cache_clear)  # the package's own fingerprint after
+    before = step_timing.step_code()
+    one_faster, calls = _timings({1: 0.010, 4: 0.013})
+    assert step_timing.choose_threads(SMALL, 1024, 4, one_faster)[0] == 1 and len(calls) == 4
+    again, calls = _timings({1: 0.030, 4: 0.012})
+    assert step_timing.choose_threads(SMALL, 1024, 4, again)[0] == 1 and calls == []  # cached
+    with open(package / "models" / "transformer.py", "a") as f:
+        f.write("\n")
+    step_timing.step_code.cache_clear()
+    assert step_timing.step_code() != before
+    assert step_timing.choose_threads(SMALL, 1024, 4, again)[0] == 4 and len(calls) == 4  # timed again
 
 
 def test_a_matmul_bound_step_or_one_cpu_is_not_measured(tmp_path, monkeypatch):
