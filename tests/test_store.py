@@ -242,6 +242,43 @@ def test_import_chinchilla_points_via_cli(tmp_path):
     assert list(merged["C"]) == pytest.approx(list(expect["Training FLOP"]), rel=1e-12)
 
 
+def test_import_refuses_mixed_settings_and_where_picks_one(tmp_path, capsys):
+    """Two data sets at the same N and D, 10% apart in loss: imported together, the store (N, D,
+    loss) could not tell them apart, so the import is refused with the --where that picks one;
+    --where imports that setting's rows only."""
+    from lmscale.cli import main
+
+    n = [1e6, 1e6, 1e7, 1e7]
+    path = tmp_path / "two.csv"
+    pd.DataFrame({"N": n + n, "D": [1e9, 2e9] * 4, "dataset": ["web"] * 4 + ["code"] * 4,
+                  "seed": [0, 1] * 4, "loss": [3.0, 2.9, 2.7, 2.6, 3.3, 3.2, 3.0, 2.9]}).to_csv(path, index=False)
+    store = tmp_path / "s.sqlite"
+    with pytest.raises(LmscaleError, match=r"differ in dataset \(code, web\).*could not tell apart.*--where dataset="):
+        import_csv(store, path)
+    assert main(["sweep", "import", str(path), "--store", str(store), "--where", "dataset=web"]) == 0
+    points = Store(store, create=False).final_points()
+    assert sorted(points["loss"]) == [2.6, 2.7, 2.9, 3.0]
+    assert main(["sweep", "import", str(path), "--store", str(store), "--where", "dataset=books"]) == 2
+    assert "dataset holds code, web" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "porian2024_isoflop_points.csv").exists(),
+                    reason="../shared/data not beside the checkout")
+def test_import_one_setting_of_the_porian_isoflop_points(tmp_path):
+    src = SHARED / "data" / "porian2024_isoflop_points.csv"
+    cols = {"N": "N", "D": "D_tokens", "C": "flops", "loss": "loss"}
+    with pytest.raises(LmscaleError, match="differ in .*dataset \\(owt2, rw\\)"):
+        import_csv(tmp_path / "all.sqlite", src, cols)
+    where = dict(dataset="rw", hparams="tuned", warmup="short", decay="const", param_count="standard",
+                 loss_split="val")
+    assert import_csv(tmp_path / "rw.sqlite", src, cols, where=where, rule="isoflop") == 121
+    raw = pd.read_csv(src)
+    for col, value in where.items():
+        raw = raw[raw[col] == value]
+    points = Store(tmp_path / "rw.sqlite", create=False).final_points()
+    assert sorted(points["loss"]) == pytest.approx(sorted(raw["loss"]))
+
+
 def test_schema_1_store_is_migrated(tmp_path):
     """A store written before provenance columns existed opens, keeps its runs and gains the columns."""
     from lmscale.store.schema import ADDED_COLUMNS, PROVENANCE_COLUMNS, TRAINING_COLUMNS

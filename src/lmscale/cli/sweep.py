@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from lmscale.cli._common import add_parser, print_json
+from lmscale.cli._common import WHERE_HELP, add_parser, print_json
 
 DESCRIPTION = """\
 Run a study described by a TOML sweep file into one SQLite results store.
@@ -108,12 +108,19 @@ def register(sub: Any) -> None:
                    description="Import a CSV of N, D (or C: then D = C / 6N), loss, to fit it with lmscale.\n\n"
                    "  lmscale sweep import chinchilla.csv --store ext.sqlite \\\n"
                    "      --columns 'N=Model Size,C=Training FLOP,loss=loss' --group chinchilla\n\n"
-                   "Columns named N, D, C, loss (any case) are found without --columns. For learning\n"
+                   "  # one setting of Porian et al.'s IsoFLOP points, for approaches 2 and 3 in the report\n"
+                   "  lmscale sweep import porian2024_isoflop_points.csv --store rw.sqlite --rule isoflop \\\n"
+                   "      --columns N=N,D=D_tokens,C=flops,loss=loss \\\n"
+                   "      --where dataset=rw,hparams=tuned,warmup=short,decay=const,param_count=standard,loss_split=val\n\n"
+                   "Columns named N, D, C, loss (any case) are found without --columns. A table whose runs\n"
+                   "at one N and D differ in loss by a text column (a data set, a schedule) is refused with\n"
+                   "the --where that picks one setting: the store keeps N, D and loss only. For learning\n"
                    "curves, and runs in MLflow, TensorBoard or W&B, see 'lmscale import --help'.")
     p.add_argument("csv", help="the CSV file, or an Excel sheet: FILE.xlsx or FILE.xlsx#SHEET")
     p.add_argument("--store", required=True, help="the SQLite results file (created if missing)")
     p.add_argument("--columns", help="FIELD=COLUMN pairs, comma separated (fields: N, D, C, loss); quote a "
                                      "name with a space or comma: N=\"Model Size\"")
+    p.add_argument("--where", default=None, metavar="COL=VALUE,...", help=WHERE_HELP)
     p.add_argument("--group", help="group name of the imported runs; None = the CSV's file name")
     p.add_argument("--rule", default="plain", help="rule tag of the imported runs (e.g. converge, isoflop)")
     p.add_argument("--json", action="store_true", help="print the count as JSON")
@@ -322,8 +329,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from lmscale.store import import_csv, parse_columns
+    from lmscale.tables import parse_where
 
-    n = import_csv(args.store, args.csv, parse_columns(args.columns), group=args.group, rule=args.rule)
+    n = import_csv(args.store, args.csv, parse_columns(args.columns), group=args.group, rule=args.rule,
+                   where=parse_where(args.where))
     if args.json:
         print_json({"store": args.store, "imported": n})
     else:

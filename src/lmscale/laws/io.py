@@ -29,13 +29,17 @@ import pandas as pd
 
 from lmscale.errors import LmscaleError
 from lmscale.laws.forms import LawForm
-from lmscale.tables import (
+from lmscale.tables import (  # noqa: F401  (parse_where ... settings_note: read from here by the CLI and tests)
     columns_hint,
     download,
     is_url,
+    mixed_settings,
     parse_fields,
     parse_pairs,
+    parse_where,
     read_rows,
+    select_rows,
+    settings_note,
     split_sheet,
 )
 
@@ -179,84 +183,6 @@ def derive_columns(frame: pd.DataFrame, needed: tuple[str, ...]) -> tuple[pd.Dat
         frame["C"] = 6.0 * pd.to_numeric(frame["N"], errors="coerce") * pd.to_numeric(frame["D"], errors="coerce")
         derived.append("C = 6 N D (no C column, [K] section 2.1)")
     return frame, derived
-
-
-def parse_where(text: str | Mapping[str, str] | None) -> dict[str, str]:
-    """``'dataset=rw,hparams=tuned'`` -> ``{"dataset": "rw", "hparams": "tuned"}`` (rows to keep)."""
-    return dict(parse_pairs(text, "--where", "COLUMN=VALUE, e.g. dataset=rw"))
-
-
-def select_rows(frame: pd.DataFrame, where: Mapping[str, str], source: str = "data") -> pd.DataFrame:
-    """The rows whose columns equal the values of ``where`` (numbers compared as numbers)."""
-    for col, value in where.items():
-        if col not in frame.columns:
-            raise LmscaleError(f"{source}: --where {col}={value}: no column {col!r}; columns: "
-                               f"{', '.join(map(str, frame.columns))}")
-        column = frame[col]
-        keep = column.astype(str) == value
-        if pd.api.types.is_numeric_dtype(column):
-            try:
-                keep |= np.isclose(pd.to_numeric(column, errors="coerce"), float(value), rtol=1e-9, atol=0.0)
-            except ValueError:
-                pass
-        if not keep.any():
-            values = sorted(map(str, column.dropna().unique()))
-            shown = ", ".join(values[:12]) + (f", ... ({len(values)} values)" if len(values) > 12 else "")
-            raise LmscaleError(f"{source}: --where {col}={value}: no row has it; {col} holds {shown}")
-        frame = frame[keep]
-    return frame
-
-
-#: Most distinct values a column may hold and still be read as a setting (dataset, schedule, ...).
-MAX_SETTING_VALUES = 12
-#: Median spread of the loss between a column's values at one (N, D) above which they are settings,
-#: not replicates (a rerun or another seed moves the loss by a fraction of this).
-SETTING_LOSS_SPREAD = 0.01
-
-
-def mixed_settings(frame: pd.DataFrame) -> dict[str, list[str]]:
-    """Text columns whose values, at the same N and D, move the loss: settings of the runs (data
-    set, schedule, tuning, ...) that a law of N and D fitted across them cannot tell apart.
-
-    A column is one when rows of one (N, D) differ in it and the loss between its values
-    there differs by more than ``SETTING_LOSS_SPREAD`` (median over such points, in log
-    loss). Labels that follow N or D (a size name, a run path) never differ at one (N, D);
-    replicates (``1xC`` and ``1xC-rerun``) differ in it but not in loss; a column of more
-    than ``MAX_SETTING_VALUES`` values (run names) is not read as a setting.
-    """
-    if not {"N", "D", "loss"} <= set(frame.columns) or len(frame) < 2:
-        return {}
-    n, d, loss = (pd.to_numeric(frame[c], errors="coerce") for c in ("N", "D", "loss"))
-    ok = (n > 0) & (d > 0) & (loss > 0)
-    key = pd.Series(list(zip(np.round(np.log10(n.where(ok)), 3), np.round(np.log10(d.where(ok)), 3))),
-                    index=frame.index)[ok]
-    log_loss = np.log(loss[ok])
-    out = {}
-    for col in frame.columns:
-        column = frame[col]
-        if col in FIT_FIELDS or pd.api.types.is_numeric_dtype(column):
-            continue
-        values = column[ok].astype(str).where(column[ok].notna())
-        if not 2 <= values.nunique() <= MAX_SETTING_VALUES:
-            continue
-        per_value = log_loss.groupby([key, values]).mean()
-        spread = per_value.groupby(level=0).agg(lambda x: x.max() - x.min() if len(x) > 1 else np.nan).dropna()
-        if len(spread) and float(spread.median()) > SETTING_LOSS_SPREAD:
-            out[str(col)] = sorted(values.dropna().unique())
-    return out
-
-
-def settings_note(frame: pd.DataFrame, source: str) -> str | None:
-    """A line for a table that mixes settings (:func:`mixed_settings`), with the ``--where`` to pick one."""
-    mixed = mixed_settings(frame)
-    if not mixed:
-        return None
-    listed = "; ".join(f"{col} ({', '.join(v)})" for col, v in mixed.items())
-    common = frame.groupby(list(mixed), dropna=True).size().idxmax()  # the setting with the most runs
-    common = common if isinstance(common, tuple) else (common,)
-    pick = ",".join(f"{col}={value}" for col, value in zip(mixed, common))
-    return (f"{source}: runs at the same N and D differ in {listed}: settings a law of N and D cannot tell "
-            f"apart, so one fitted across them describes none of them; choose one with --where {pick}")
 
 
 def modal_batch(runs: pd.DataFrame) -> int | None:

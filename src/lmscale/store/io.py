@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lmscale.errors import LmscaleError
 from lmscale.files import atomic_path
 from lmscale.store.store import Store
-from lmscale.tables import columns_hint, parse_fields
+from lmscale.tables import columns_hint, parse_fields, select_rows, settings_note
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,6 +88,19 @@ def _resolve_columns(frame: pd.DataFrame, columns: Mapping[str, str], where: str
     return resolved
 
 
+def _refuse_mixed_settings(frame: pd.DataFrame, cols: Mapping[str, str], where: str) -> None:
+    import pandas as pd
+
+    named = frame.drop(columns=list(cols.values())).rename(columns=lambda c: f"{c} (column)" if c in IMPORT_FIELDS else c)
+    for key, col in cols.items():
+        named[key] = pd.to_numeric(frame[col], errors="coerce")
+    if "D" not in named:
+        named["D"] = named["C"] / (6.0 * named["N"])
+    note = settings_note(named, where, "settings that a store of N, D and loss could not tell apart once imported")
+    if note:
+        raise LmscaleError(f"{note} (or import each setting into a --group of its own)")
+
+
 def import_csv(
     store: Store | str | Path,
     csv_path: str | Path,
@@ -96,13 +109,19 @@ def import_csv(
     group: str | None = None,
     rule: str = "plain",
     study: str | None = None,
+    where: Mapping[str, str] | None = None,
 ) -> int:
     """Import rows of N, D (or C, then D = C / 6N), loss from a CSV; returns the row count.
 
     ``columns`` maps the fields ``N``, ``D``, ``C``, ``loss`` to the CSV's
-    column names (default: columns named so, any case). Every value must be
-    a positive finite number; an error names the row and column. Re-importing
-    the same file replaces its rows (ids hash the file name and row).
+    column names (default: columns named so, any case); ``where`` keeps the
+    rows whose columns hold the given values (``{"dataset": "rw"}``). Every
+    value must be a positive finite number; an error names the row and
+    column. A table whose runs at one N and D differ in loss by a text
+    column (a data set, a schedule: :func:`lmscale.tables.mixed_settings`)
+    is refused: the store keeps N, D and loss, and the settings could not be
+    told apart once imported. Re-importing the same file replaces its rows
+    (ids hash the file name and row).
     """
     from lmscale.tables import read_rows, split_sheet
 
@@ -113,7 +132,9 @@ def import_csv(
     frame = read_rows(csv_path)  # a CSV, or an Excel sheet (FILE.xlsx#SHEET)
     if frame.empty:
         raise LmscaleError(f"{path}: no data rows")
+    frame = select_rows(frame, where or {}, str(path))
     cols = _resolve_columns(frame, columns or {}, str(path))
+    _refuse_mixed_settings(frame, cols, str(path))
     group = group or path.stem
     rows: list[tuple[str, dict[str, Any]]] = []
     for i, raw in enumerate(frame.to_dict("records")):
