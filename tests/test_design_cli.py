@@ -163,16 +163,24 @@ def test_a_validated_forecast_plugs_into_the_criterion():
 
 def test_next_warns_when_its_law_is_not_identified(tmp_path, capsys):
     """A 3 x 3 seed grid does not pin the [H] form's five parameters down: a compute-optimal target drawn
-    from that fit is said to mean little; a wide grid identifies the law and draws no warning."""
+    from that fit is said to mean little; a wide grid identifies the law and draws no warning. By
+    default the grid's 9 compute budgets validate a forecast cut by compute (3 sizes cannot be cut by
+    size), whose law (alpha = beta, 4 parameters; the true law has 0.348 and 0.366) they do identify."""
     few = grid_runs(tmp_path / "few.csv")
+    law = ("--law", "chinchilla")
     code, out, err = run_cli(capsys, "next", few, "--target-compute", "1e21", "--budget", "3e19", "--k", "2",
-                             "--bootstrap", "32", "--json")
+                             "--bootstrap", "32", "--json", *law)
     assert code == 0, err
     warnings = json.loads(out)["warnings"]
     assert len(warnings) == 1 and "not identified" in warnings[0] and "--target" in warnings[0]
     code, out, _ = run_cli(capsys, "next", few, "--target-compute", "1e21", "--budget", "3e19", "--k", "2",
-                           "--bootstrap", "32")
+                           "--bootstrap", "32", *law)
     assert code == 0 and "warning: chinchilla's parameters are not identified" in out
+    code, out, err = run_cli(capsys, "next", few, "--target-compute", "1e21", "--budget", "3e19", "--k", "2",
+                             "--bootstrap", "32", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["law"] == "chinchilla_tied" and "cuts by compute" in rep["law_choice"] and rep["warnings"] == []
     wide = grid_runs(tmp_path / "wide.csv", sizes=np.geomspace(1e7, 3e9, 6), ratios=(2, 8, 32, 128, 512))
     code, out, err = run_cli(capsys, "next", wide, "--target-compute", "1e23", "--budget", "3e20", "--k", "2",
                              "--bootstrap", "32", "--json")
@@ -233,6 +241,35 @@ def test_next_forecasts_the_target_as_predict_does(tmp_path, capsys):
     code, out, err = run_cli(capsys, "next", runs, "--target", "7e10,1.4e12", "--budget", "1e22", "--k", "2",
                              "--bootstrap", "32", "--law", "chinchilla", "--json")
     assert code == 0 and json.loads(out)["law"] == "chinchilla" and json.loads(out)["law_choice"] == "--law chinchilla"
+
+
+@pytest.mark.skipif(not (DATA / "porian2024_isoflop_points.csv").exists(), reason="../shared/data absent")
+def test_next_for_a_compute_budget_cuts_by_compute(tmp_path, capsys):
+    """Porian et al.'s IsoFLOP points (one setting), a budget 1.6 decades beyond them: cut by size,
+    the validation held out the most over-sized model of each budget (12.7% validated error, an 80%
+    interval at the target of 119%); the question is a larger budget, so `next` cuts by compute, as
+    `predict` does for points beyond in compute (3.1%), and says so; --by N asks for the sizes."""
+    raw = pd.read_csv(DATA / "porian2024_isoflop_points.csv")
+    setting = dict(dataset="rw", hparams="tuned", warmup="short", decay="const", param_count="standard",
+                   loss_split="val")
+    for col, value in setting.items():
+        raw = raw[raw[col] == value]
+    runs = tmp_path / "rw.csv"
+    raw.rename(columns={"D_tokens": "D"})[["N", "D", "loss"]].to_csv(runs, index=False)
+    args = ("next", runs, "--target-compute", "1e21", "--budget", "2e19", "--k", "2", "--bootstrap", "16", "--json")
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    by_compute = json.loads(out)
+    assert "cuts by compute: the compute asked about lies up to 1.59 decades beyond the runs" in by_compute["law_choice"]
+    code, out, err = run_cli(capsys, *args, "--by", "N")
+    assert code == 0, err
+    by_size = json.loads(out)
+    assert "cuts by compute" not in by_size["law_choice"]
+
+    def validated(rep):
+        return float(rep["law_choice"].split("validated error ")[1].split("%")[0])
+
+    assert validated(by_compute) < 5.0 < 10.0 < validated(by_size)
 
 
 def test_the_validated_forecast_takes_a_run_to_scatter_as_the_runs_do():

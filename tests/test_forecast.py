@@ -423,6 +423,19 @@ def test_the_cuts_follow_the_points_asked_about(por):
     assert ls.forecast(runs, candidates=["kaplan_nd"], variants=["huber"], bootstrap=0).data["by"] == "N"
 
 
+def test_a_compute_budget_asked_about_is_cut_by_compute(por):
+    """A compute budget alone (its model size the fit's choice, as `next --target-compute` asks):
+    beyond the runs' compute it is cut by compute, within them by size (the default)."""
+    from lmscale.laws.forecast import axis_for_points
+
+    c = 6 * por["N"] * por["D"]
+    runs = por[c < c.max() * 0.99]
+    by, why = axis_for_points(runs, pd.DataFrame({"C": [c.max() * 10]}))
+    beyond_c = np.log10(c.max() * 10 / (6 * runs["N"] * runs["D"]).max())
+    assert by == "C" and f"up to {beyond_c:.2f} decades beyond the runs" in why and "fit's choice" in why
+    assert axis_for_points(runs, pd.DataFrame({"C": [c.min()]})) == (None, "")
+
+
 def test_when_compute_cannot_hold_the_cuts_asked_for_the_forecast_cuts_by_size_and_says_why():
     """8 sizes at about 20 tokens per parameter, points far beyond in compute: with 5 cuts asked for,
     the compute budgets leave too few runs below the last cut, so the forecast falls back to the sizes

@@ -75,6 +75,10 @@ def register(sub: Any) -> None:
                         "'forecast': the validated forecast, as 'lmscale predict' gives it (the law chosen by "
                         "validation at scale, with its calibrated extrapolation error; 4+ sizes); 'auto': the "
                         "validated forecast where the runs allow one, else chinchilla")
+    p.add_argument("--by", choices=("N", "C"), default=None,
+                   help="cut axis of the validated forecast (default: as predict chooses for the target: by "
+                        "compute where the target lies further beyond the runs in compute than in model size, "
+                        "as a --target-compute beyond the runs does)")
     p.add_argument("--bootstrap", type=int, default=64, metavar="B", help="bootstrap draws of the forecast")
     p.add_argument("--level", type=float, default=0.8, help="coverage of the forecast interval")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -153,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
         frame, args.budget, args.max_run, _pair(args.sizes, "--sizes") if args.sizes else None,
         _pair(args.tokens_per_param, "--tokens-per-param"), _grid(args.grid), max_tokens)
     targets = _targets(args.target)
-    forecaster = api.default_forecaster(args.law, args.bootstrap, args.level, args.seed, at=targets)
+    forecaster = api.default_forecaster(args.law, args.bootstrap, args.level, args.seed, at=targets,
+                                        at_compute=args.target_compute, by=args.by)
     trainable = _trainable(defaults) if pool is None and (store or args.study) else None
     prop = api.next_runs(frame, args.budget, target=targets, target_compute=args.target_compute,
                          k=args.k, pool=pool, space=space, forecaster=forecaster, trainable=trainable,

@@ -33,7 +33,8 @@ AUTO = "auto"
 
 
 def default_forecaster(law: str = "chinchilla", n_boot: int = 64, level: float = 0.8, seed: int = 0,
-                       at: Sequence[tuple[float, float]] | None = None) -> Forecaster:
+                       at: Sequence[tuple[float, float]] | None = None, at_compute: float | None = None,
+                       by: str | None = None) -> Forecaster:
     """The forecaster ``next`` and ``simulate`` use: ``law`` with bootstrap draws.
 
     ``law = "forecast"`` uses the validated forecast of :func:`lmscale.laws.forecast.forecast`
@@ -41,14 +42,18 @@ def default_forecaster(law: str = "chinchilla", n_boot: int = 64, level: float =
     extrapolation error); it needs runs at 4 or more model sizes. ``law =
     "auto"`` uses it where the runs allow, else chinchilla
     (:class:`~lmscale.design.forecaster.AutoForecaster`, whose ``choice``
-    says which). ``at``: the (N, D) points the forecast is for; the
-    validated forecast's cuts follow them, as ``lmscale predict``'s do.
+    says which). ``at``: the (N, D) points the forecast is for, or
+    ``at_compute``: the compute budget (FLOPs) whose compute-optimal point
+    it is for; the validated forecast's cuts follow them, as ``lmscale
+    predict``'s do, unless ``by`` (``"N"`` or ``"C"``) sets the axis.
     """
     if law in (VALIDATED, AUTO):
         from lmscale.laws.forecast import forecast
 
         points = pd.DataFrame(list(at), columns=["N", "D"]) if at else None
-        validated = ValidatedForecaster(make=forecast, n_boot=n_boot, level=level, seed=seed, at=points)
+        if points is None and at_compute is not None:
+            points = pd.DataFrame({"C": [float(at_compute)]})
+        validated = ValidatedForecaster(make=forecast, n_boot=n_boot, level=level, seed=seed, at=points, by=by)
         if law == VALIDATED:
             return validated
         return AutoForecaster(validated, BootstrapForecaster(law="chinchilla", n_boot=n_boot, level=level, seed=seed))
@@ -155,7 +160,7 @@ def next_runs(
     if not (isinstance(budget, int | float) and budget > 0):
         raise LmscaleError(f"--budget {budget!r}: expected a positive number of FLOPs")
     check_frame(frame)
-    forecaster = forecaster or default_forecaster(AUTO, at=target)
+    forecaster = forecaster or default_forecaster(AUTO, at=target, at_compute=target_compute)
     forecast = forecaster(frame)
     goal = resolve_target(forecast, target, target_compute)
     if pool is not None:

@@ -259,12 +259,17 @@ class ValidatedForecaster:
     n_boot: int = 64
     level: float = 0.8
     seed: int = 0
-    #: the points the forecast is for (N, D): its validation cuts follow them, as ``lmscale predict``'s do
+    #: the points the forecast is for (N and D, or C alone: compute budgets): its validation cuts
+    #: follow them, as ``lmscale predict``'s do
     at: pd.DataFrame | None = None
+    #: the cut axis, ``"N"`` or ``"C"`` (None: as ``at`` asks, :func:`lmscale.laws.forecast.axis_for_points`)
+    by: str | None = None
 
     def __call__(self, frame: pd.DataFrame) -> ValidatedForecast:
         check_frame(frame)
-        extra = {} if self.at is None else {"at": self.at}
+        extra = {"at": self.at} if self.at is not None else {}
+        if self.by is not None:
+            extra["by"] = self.by
         source = self.make(frame[list(COLUMNS)], bootstrap=self.n_boot, seed=self.seed, **extra)
         return ValidatedForecast(source=source, level=self.level, seed=self.seed)
 

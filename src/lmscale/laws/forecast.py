@@ -75,9 +75,9 @@ def forecast(
         variants: fitting variants to try (default: all of ``VARIANTS``).
         cuts: number of validation cuts (default: up to 3, leaving 3 sizes to fit).
         by: cut axis, ``"N"`` (default when there is an N column) or ``"C"``.
-        at: the points the forecast is for (N and D or C); when ``by`` is not
-            given and they lie further beyond the runs in compute than in model
-            size, the cuts go by compute (:func:`axis_for_points`).
+        at: the points the forecast is for (N and D, or N and C; or C alone: compute
+            budgets); when ``by`` is not given and they lie further beyond the runs
+            in compute than in model size, the cuts go by compute (:func:`axis_for_points`).
         bootstrap: bootstrap replicates of the final fit (0: no intervals).
         tie_rtol: validated errors within this fraction of the best are ties.
         combine: ``"select"`` (one law) or ``"average"`` (the best ``max_members``
@@ -166,16 +166,24 @@ def axis_for_points(frame: pd.DataFrame, points: pd.DataFrame, columns: Mapping[
     beyond the runs in compute (6 N D) than in model size N, so that the cuts hold out what
     the question extrapolates to (a larger budget of an IsoFLOP design, longer training of
     the sizes trained); ``(None, "")`` (the default axis) otherwise, or where the runs give
-    too few compute budgets to cut by."""
+    too few compute budgets to cut by. ``points`` with a ``C`` column and no ``N`` are compute
+    budgets, whose model size the fit chooses: they go by compute where they lie beyond the runs."""
     try:
         n_runs, _ = size_axis(frame, "N", columns)
         c_runs, _ = size_axis(frame, "C", columns)
         cut_thresholds(c_runs, None, MIN_TRAIN_SIZES, "compute budgets")
     except LmscaleError:
         return None, ""
+    c_max = np.nanmax(np.where(c_runs > 0, c_runs, np.nan))
+    if "N" not in points.columns and "C" in points.columns:
+        budgets = pd.to_numeric(points["C"], errors="coerce").to_numpy(dtype=float)
+        beyond_c = float(np.max(beyond(None, budgets, None, c_max)))
+        if beyond_c <= AXIS_MARGIN_DECADES:
+            return None, ""
+        return "C", (f"the compute asked about lies up to {beyond_c:.2f} decades beyond the runs, and its model "
+                     "size is the fit's choice, so the cuts hold out the largest budgets; --by N to cut by size")
     N, D, _ = points_frame(points)
     n_max = np.nanmax(np.where(n_runs > 0, n_runs, np.nan))
-    c_max = np.nanmax(np.where(c_runs > 0, c_runs, np.nan))
     beyond_n = float(np.max(beyond(None, N, None, n_max)))  # decades beyond, one axis at a time
     beyond_c = float(np.max(beyond(None, 6.0 * N * D, None, c_max)))
     if beyond_c <= max(beyond_n, 0.0) + AXIS_MARGIN_DECADES:
