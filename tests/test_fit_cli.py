@@ -191,7 +191,8 @@ def test_a_table_of_several_settings_is_flagged_and_where_picks_one(capsys):
     import pandas as pd
 
     from lmscale.cli import main
-    from lmscale.laws.io import derive_columns, mixed_settings, rename_columns
+    from lmscale.laws.io import derive_columns, rename_columns
+    from lmscale.tables import mixed_settings
 
     porian = SHARED / "data" / "porian2024_isoflop_points.csv"
     assert main(["fit", str(porian), "--columns", "D=D_tokens", "--json"]) == 0

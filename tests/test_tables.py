@@ -102,7 +102,8 @@ def test_predict_at_a_budget_alone_points_to_plan(tmp_path):
 
 
 def test_where_and_columns_take_names_and_values_with_commas_in_quotes():
-    from lmscale.laws.io import parse_columns, parse_where, select_rows
+    from lmscale.laws.io import parse_columns
+    from lmscale.tables import parse_where, select_rows
 
     assert parse_where('run="a,b",lr=0.001') == {"run": "a,b", "lr": "0.001"}
     assert parse_where("note='x, y', owner=O'Brien") == {"note": "x, y", "owner": "O'Brien"}

@@ -61,15 +61,8 @@ def runs_table(path: Any, columns: dict[str, str], where: str | None) -> Any:
     from pathlib import Path
 
     from lmscale.errors import LmscaleError
-    from lmscale.laws.io import (
-        derive_columns,
-        is_sqlite,
-        parse_where,
-        read_table,
-        rename_columns,
-        select_rows,
-        settings_note,
-    )
+    from lmscale.laws.io import derive_columns, is_sqlite, read_table, rename_columns
+    from lmscale.tables import parse_where, select_rows, settings_note
 
     frame = select_rows(read_table(path), parse_where(where), str(path))
     if is_sqlite(Path(path)):  # a store's runs are one study's; its sweeps are handled where it is read

@@ -29,17 +29,12 @@ import pandas as pd
 
 from lmscale.errors import LmscaleError
 from lmscale.laws.forms import LawForm
-from lmscale.tables import (  # noqa: F401  (parse_where ... settings_note: read from here by the CLI and tests)
+from lmscale.tables import (
     columns_hint,
     download,
     is_url,
-    mixed_settings,
     parse_fields,
-    parse_pairs,
-    parse_where,
     read_rows,
-    select_rows,
-    settings_note,
     split_sheet,
 )
 
