@@ -26,9 +26,15 @@ MAX_SIZE = 2**40
 SCORES_MAX_CTX = 128
 
 
+def scores_path(device_type: str, n_ctx: int, dropout: float) -> bool:
+    """Whether attention over ``n_ctx`` tokens runs from the materialised scores (else PyTorch's kernel)."""
+    return device_type == "cpu" and dropout == 0.0 and n_ctx <= SCORES_MAX_CTX
+
+
 def materialises_scores(device_type: str, n_ctx: int, dropout: float) -> bool:
-    """Whether a Transformer's attention keeps its [T, T] probabilities for the backward pass."""
-    return dropout > 0 or (device_type == "cpu" and n_ctx <= SCORES_MAX_CTX)
+    """Whether a Transformer's attention keeps its [T, T] probabilities for the backward pass: on the
+    scores path, and with dropout (which PyTorch's kernels apply to the probabilities)."""
+    return dropout > 0 or scores_path(device_type, n_ctx, dropout)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmscale.errors import LmscaleError
-from lmscale.models.spec import SCORES_MAX_CTX, ModelSpec
+from lmscale.models.spec import ModelSpec, scores_path
 
 #: Standard deviation of the GPT-2 initialisation.
 INIT_STD = 0.02
@@ -41,7 +41,8 @@ def scores_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
     """``scaled_dot_product_attention(q, k, v, is_causal=True)``; on a CPU in fp32, and for
-    contexts up to :data:`SCORES_MAX_CTX` without dropout through :func:`scores_attention`.
+    contexts up to ``SCORES_MAX_CTX`` without dropout through :func:`scores_attention`
+    (:func:`lmscale.models.spec.scores_path`).
 
     PyTorch's CPU flash-attention backward in bf16 is about 20x slower than
     in fp32 (37 ms against under 2 ms per call at 4/80, n_ctx 64, torch
@@ -52,7 +53,7 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_
     with torch.autocast("cpu", enabled=False):
         if q.dtype in (torch.bfloat16, torch.float16):
             q, k, v = q.float(), k.float(), v.float()
-        if dropout_p == 0.0 and q.shape[-2] <= SCORES_MAX_CTX:
+        if scores_path("cpu", q.shape[-2], dropout_p):
             return scores_attention(q, k, v)
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
 

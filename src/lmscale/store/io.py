@@ -88,14 +88,12 @@ def _resolve_columns(frame: pd.DataFrame, columns: Mapping[str, str], where: str
     return resolved
 
 
-def _refuse_mixed_settings(frame: pd.DataFrame, cols: Mapping[str, str], where: str) -> None:
-    import pandas as pd
-
+def _refuse_mixed_settings(frame: pd.DataFrame, cols: Mapping[str, str], values: list[dict[str, float]],
+                           where: str) -> None:
+    """Refuse ``frame`` where its text columns are settings (:func:`lmscale.tables.settings_note`), judged
+    on each row's parsed ``values`` (N, D, loss)."""
     named = frame.drop(columns=list(cols.values())).rename(columns=lambda c: f"{c} (column)" if c in IMPORT_FIELDS else c)
-    for key, col in cols.items():
-        named[key] = pd.to_numeric(frame[col], errors="coerce")
-    if "D" not in named:
-        named["D"] = named["C"] / (6.0 * named["N"])
+    named = named.assign(**{key: [v[key] for v in values] for key in ("N", "D", "loss")})
     note = settings_note(named, where, "settings that a store of N, D and loss could not tell apart once imported")
     if note:
         raise LmscaleError(f"{note} (or import each setting into a --group of its own)")
@@ -134,9 +132,8 @@ def import_csv(
         raise LmscaleError(f"{path}: no data rows")
     frame = select_rows(frame, where or {}, str(path))
     cols = _resolve_columns(frame, columns or {}, str(path))
-    _refuse_mixed_settings(frame, cols, str(path))
     group = group or path.stem
-    rows: list[tuple[str, dict[str, Any]]] = []
+    parsed: list[dict[str, float]] = []
     for i, raw in enumerate(frame.to_dict("records")):
         values: dict[str, float] = {}
         for key, col in cols.items():
@@ -153,6 +150,10 @@ def import_csv(
             values[key] = number
         if "D" not in values:
             values["D"] = values["C"] / (6.0 * values["N"])
+        parsed.append(values)
+    _refuse_mixed_settings(frame, cols, parsed, str(path))
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for i, values in enumerate(parsed):
         spec = {"imported_from": name, "row": i + 1, **values}
         run_id = "imp-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
         rows.append((run_id, {
