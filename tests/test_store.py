@@ -262,6 +262,22 @@ def test_import_refuses_mixed_settings_and_where_picks_one(tmp_path, capsys):
     assert "dataset holds code, web" in capsys.readouterr().err
 
 
+def test_an_error_after_where_names_the_row_of_the_file(tmp_path):
+    """--where keeps rows 2 and 4 of the file; a bad value in row 4 is named as row 4 (line 5), not as
+    the second row kept, and a row imported with --where has the id it has in a whole import."""
+    path = tmp_path / "lab.csv"
+    pd.DataFrame({"N": [1e6, 1e6, 1e7, 1e7], "D": [1e9, 2e9, 1e9, "x"], "loss": [3.0, 2.9, 2.7, 2.6],
+                  "arm": ["a", "b", "a", "b"]}).to_csv(path, index=False)
+    with pytest.raises(LmscaleError, match=r"row 4 \(line 5\), column 'D'"):
+        import_csv(tmp_path / "s.sqlite", path, where={"arm": "b"})
+    good = tmp_path / "good.csv"
+    pd.DataFrame({"N": [1e6, 1e7], "D": [1e9, 2e9], "loss": [3.0, 2.7], "arm": ["a", "b"]}).to_csv(good, index=False)
+    import_csv(tmp_path / "one.sqlite", good, where={"arm": "b"})
+    import_csv(tmp_path / "all.sqlite", good)
+    one = set(Store(tmp_path / "one.sqlite", create=False).runs()["run_id"])
+    assert len(one) == 1 and one < set(Store(tmp_path / "all.sqlite", create=False).runs()["run_id"])
+
+
 @pytest.mark.skipif(not (SHARED / "data" / "porian2024_isoflop_points.csv").exists(),
                     reason="../shared/data not beside the checkout")
 def test_import_one_setting_of_the_porian_isoflop_points(tmp_path):

@@ -130,11 +130,11 @@ def import_csv(
     frame = read_rows(csv_path)  # a CSV, or an Excel sheet (FILE.xlsx#SHEET)
     if frame.empty:
         raise LmscaleError(f"{path}: no data rows")
-    frame = select_rows(frame, where or {}, str(path))
+    frame = select_rows(frame.reset_index(drop=True), where or {}, str(path))  # rows keep their place in the file
     cols = _resolve_columns(frame, columns or {}, str(path))
     group = group or path.stem
     parsed: list[dict[str, float]] = []
-    for i, raw in enumerate(frame.to_dict("records")):
+    for i, raw in zip(frame.index, frame.to_dict("records")):
         values: dict[str, float] = {}
         for key, col in cols.items():
             value = raw[col]
@@ -153,7 +153,7 @@ def import_csv(
         parsed.append(values)
     _refuse_mixed_settings(frame, cols, parsed, str(path))
     rows: list[tuple[str, dict[str, Any]]] = []
-    for i, values in enumerate(parsed):
+    for i, values in zip(frame.index, parsed):
         spec = {"imported_from": name, "row": i + 1, **values}
         run_id = "imp-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
         rows.append((run_id, {
