@@ -247,6 +247,7 @@ def test_plan_intervals_hold_the_true_optimum(synthetic_forecasts):
         plan = planner.plan(fc.to_lawset(), compute=C_PLAN)
         lo, hi = plan.intervals["levels"]["95"]["N_opt"]
         assert lo <= plan.N_opt <= hi
+        assert not any("disagree on the allocation" in w for w in plan.warnings), (law, plan.warnings)
         hits.append(lo <= n_true <= hi)
     assert np.mean(hits) >= 0.9, hits
 
@@ -383,27 +384,61 @@ def por():
     return frame[keep][["N", "D", "loss"]]
 
 
-def test_an_isoflop_table_cut_by_size_says_to_cut_by_compute(por):
-    """Porian et al.'s points of one setting lie on 12 budgets of several sizes each: cut by model
-    size, the audit holds out the most over-sized model of every budget, and its reason says how to
-    validate a forecast of a larger budget instead. Ladders and grids are no IsoFLOP design."""
+def test_an_isoflop_table_is_cut_by_compute(por):
+    """Porian et al.'s points of one setting lie on 12 budgets of several sizes each. Cut by model
+    size (--by N), the audit holds out the most over-sized model of every budget, and its reason
+    says how to validate a forecast of a larger budget instead; asked nothing, the forecast cuts by
+    compute, as such a forecast is of a larger budget, and says why. Ladders and grids are no
+    IsoFLOP design and keep the cuts by size."""
     from lmscale.laws import datasets
     from lmscale.laws.validation import isoflop_budgets
 
+    olmo = datasets.load("olmo-ladder-final", data_dir=SHARED_DATA)[["N", "D", "loss"]]
+    grid = simulate_runs("chinchilla", seed=0)
     assert isoflop_budgets(por) == 12
-    assert isoflop_budgets(datasets.load("olmo-ladder-final", data_dir=SHARED_DATA)[["N", "D", "loss"]]) == 0
-    assert isoflop_budgets(simulate_runs("chinchilla", seed=0)) == 0
-    by_size = ls.forecast(por, candidates=["kaplan_nd"], variants=["huber"], bootstrap=0)
+    assert isoflop_budgets(olmo) == 0 and isoflop_budgets(grid) == 0
+    by_size = ls.forecast(por, candidates=["kaplan_nd"], variants=["huber"], bootstrap=0, by="N")
     assert "12 compute budgets (an IsoFLOP design)" in by_size.reason and "--by C" in by_size.reason
-    by_compute = ls.forecast(por, candidates=["kaplan_nd"], variants=["huber"], bootstrap=0, by="C")
-    assert "IsoFLOP" not in by_compute.reason
-    assert by_compute.validation[0]["mean_abs_rel_error"] < by_size.validation[0]["mean_abs_rel_error"]
+    by_default = ls.forecast(por, candidates=["kaplan_nd"], variants=["huber"], bootstrap=0)
+    assert by_default.data["by"] == "C"
+    assert "cuts by compute: the runs lie on 12 compute budgets (an IsoFLOP design)" in by_default.reason
+    assert "--by N" in by_default.reason
+    assert by_default.validation[0]["mean_abs_rel_error"] < by_size.validation[0]["mean_abs_rel_error"]
+    for frame in (olmo, grid):
+        assert ls.forecast(frame, candidates=["chinchilla"], variants=["huber"], bootstrap=0).data["by"] == "N"
+
+
+def test_a_plan_says_where_the_plausible_laws_disagree_on_the_allocation(por):
+    """Fitted to Porian et al.'s IsoFLOP points, forms that predict the loss about equally well put
+    the optimum of 1e21 FLOPs a decade apart (the loss is flat near it): the plan names the laws at
+    either end, says when its own N_opt lies outside the 80% interval over them, and points to the
+    budgets' minima (approach 2), which measure the allocation."""
+    from lmscale.laws.plan_uncertainty import DISAGREE_FACTOR, disagreement_warning
+
+    fc = ls.forecast(por, bootstrap=20)
+    assert fc.data["isoflop_budgets"] == 12
+    plan = planner.plan(fc.to_lawset(), compute=1e21)
+    n_opt = {name: optimal_allocation(fit.law, fit.params, 1e21)[0] for name, (_, fit) in fc.alternatives.items()}
+    low, high = min(n_opt, key=n_opt.get), max(n_opt, key=n_opt.get)
+    assert n_opt[high] > DISAGREE_FACTOR * n_opt[low]
+    said = [w for w in plan.warnings if "disagree on the allocation" in w]
+    assert len(said) == 1
+    assert f"N_opt from {n_opt[low]:.3g} ({low}) to {n_opt[high]:.3g} ({high})" in said[0]
+    assert "IsoFLOP design" in said[0] and "approach 2" in said[0]
+    lo, hi = plan.intervals["levels"]["80"]["N_opt"]
+    assert ("outside the 80% interval" in said[0]) == (not lo <= plan.N_opt <= hi)
+    # laws that agree within the factor, or one law: nothing to say
+    assert disagreement_warning({"a": 1e9, "b": 2.9e9}, "a", 1e9, (1e9, 2.9e9)) == []
+    assert disagreement_warning({"a": 1e9}, "a", 1e9, (1e9, 1e9)) == []
+    text = disagreement_warning({"a": 1e9, "b": 1e10}, "b", 1e10, (1e9, 5e9))[0]
+    assert "10.0x" in text and "(b, 1e+10) lies outside the 80% interval" in text and "IsoFLOP" not in text
 
 
 def test_the_cuts_follow_the_points_asked_about(por):
     """Asked about a larger budget of the same sizes (Porian et al.'s IsoFLOP points, the largest
     budget held out), the forecast cuts by compute and says why; asked about a larger model at the
-    runs' budgets, or with no points, it keeps the default cuts by size; --by N overrides."""
+    runs' budgets, it keeps the cuts by size (where no points are asked about, such a design is
+    cut by compute: the test above); --by N overrides."""
     from lmscale.laws.forecast import axis_for_points
 
     c = 6 * por["N"] * por["D"]
@@ -420,7 +455,8 @@ def test_the_cuts_follow_the_points_asked_about(por):
                        by="N").data["by"] == "N"
     bigger_model = pd.DataFrame({"N": [runs["N"].max() * 4], "D": [runs["D"].median()]})
     assert axis_for_points(runs, bigger_model) == (None, "")
-    assert ls.forecast(runs, candidates=["kaplan_nd"], variants=["huber"], bootstrap=0).data["by"] == "N"
+    assert ls.forecast(runs, candidates=["kaplan_nd"], variants=["huber"], bootstrap=0,
+                       at=bigger_model).data["by"] == "N"
 
 
 def test_a_compute_budget_asked_about_is_cut_by_compute(por):

@@ -78,7 +78,8 @@ def register(sub: Any) -> None:
     p.add_argument("--cuts", type=int, default=None, metavar="K",
                    help="with --audit: number of cuts (default: up to 3, leaving 3 model sizes to fit on)")
     p.add_argument("--by", choices=("N", "C"), default=None,
-                   help="with --audit: cut by model size N (default) or by compute C")
+                   help="with --audit: cut by model size N, or by compute C (default: N, or C where the runs "
+                        "form an IsoFLOP design, 3 or more compute budgets of 3 or more sizes each)")
     p.add_argument("--where", default=None, metavar="COL=VALUE,...", help=WHERE_HELP)
     p.add_argument("--every-run", action="store_true",
                    help="with --audit on a store: keep batch-sweep runs and runs that repeat their data "

@@ -48,6 +48,7 @@ from lmscale.laws.validation import (
     audit,
     compute_of,
     cut_thresholds,
+    isoflop_budgets,
     size_axis,
 )
 
@@ -100,6 +101,8 @@ def forecast(
     axis_reason = ""
     if by is None and at is not None:
         by, axis_reason = axis_for_points(frame, at, columns)
+    elif by is None and cuts is None:
+        by, axis_reason = axis_for_design(frame, columns)
 
     def run_audit(axis: str | None) -> tuple[Audit, dict[str, Any]]:
         return audit(frame, pool, n_cuts=cuts, by=axis, columns=columns, drop_highest_loss=drop_highest_loss,
@@ -112,7 +115,7 @@ def forecast(
         if not axis_reason:
             raise
         axis_reason = ""  # the compute budgets cannot hold the cuts asked for (cuts=K): the default axis
-        fallback = f" (the points lie further beyond in compute, but cuts by compute failed: {str(exc)[:160]})"
+        fallback = f" (cuts by size: cuts by compute failed: {str(exc)[:160]})"
         result, points_of = run_audit(None)
     chosen = result.chosen
     weights = {chosen.name: 1.0}
@@ -145,7 +148,7 @@ def forecast(
     c6 = compute_of(points)
     data = {"C_max": float(c6.max()), "C_min": float(c6.min()), "N_max": float(points.X["N"].max()),
             "D_max": float(points.X["D"].max()), "n_points": len(points), "by": result.by,
-            "compute": "6 N D (FLOPs)"}
+            "compute": "6 N D (FLOPs)", "isoflop_budgets": isoflop_budgets(frame, columns)}
     head = max(weights, key=weights.get)
     summary = result.to_dict()
     summary["detail"] = {name: [_cut_detail(r, points_of[name]) for r in result.results[name]] for name in weights}
@@ -191,6 +194,18 @@ def axis_for_points(frame: pd.DataFrame, points: pd.DataFrame, columns: Mapping[
     return "C", (f"the points asked about lie up to {beyond_c:.2f} decades beyond the runs in compute and "
                  f"{beyond_n:+.2f} in model size, so the cuts hold out the largest budgets, as the question "
                  "does; --by N to cut by size")
+
+
+def axis_for_design(frame: pd.DataFrame, columns: Mapping[str, str] | None = None) -> tuple[str | None, str]:
+    """The cut axis runs ask for when no points are asked about: ``("C", why)`` for an IsoFLOP
+    design (:func:`~lmscale.laws.validation.isoflop_budgets`), whose forecasts are of larger
+    budgets, and whose cuts by size would hold out the largest model of every budget, a question
+    nobody asks; ``(None, "")`` (the default axis) otherwise."""
+    budgets = isoflop_budgets(frame, columns)
+    if not budgets:
+        return None, ""
+    return "C", (f"the runs lie on {budgets} compute budgets (an IsoFLOP design), where cuts by size would "
+                 "hold out the largest model of every budget; --by N to cut by size")
 
 
 def _cut_detail(cut: Any, points: Any) -> dict[str, Any]:

@@ -94,30 +94,60 @@ def draw_allocations(fit: FitResult, C: float, unique_tokens: float | None = Non
 
 
 def _recentre(draws: np.ndarray, fit: FitResult, C: float, unique_tokens: float | None,
-              alternatives: Mapping[str, Any], seed: int) -> tuple[np.ndarray, int]:
+              alternatives: Mapping[str, Any], seed: int) -> tuple[np.ndarray, dict[str, float]]:
     """Model uncertainty: each draw moved by (an alternative law's allocation - the fit's), in logs.
 
     The alternative of each draw is picked with the forecast's weights; laws
-    without an allocation (or whose allocation fails) take no part.
+    without an allocation (or whose allocation fails) take no part. Also
+    returns the N_opt of every law that took part (none when fewer than 2).
     """
     if len(alternatives) < 2:
-        return draws, 0
+        return draws, {}
     N0, D0 = optimal_allocation(fit.law, fit.params, C, unique_tokens)
     base = np.log([N0, D0, _loss(fit, N0, D0, unique_tokens)])
-    logs, weights = [], []
-    for alt in alternatives.values():
+    logs, weights, n_opt = [], [], {}
+    for name, alt in alternatives.items():
         try:
             other = FitResult(law=alt["law"], params=dict(alt["params"]))
             N, D = optimal_allocation(other.law, other.params, C, unique_tokens)
             logs.append(np.log([N, D, _loss(other, N, D, unique_tokens)]))
             weights.append(float(alt["weight"]))
+            n_opt[name] = N
         except (LmscaleError, KeyError, TypeError):
             continue
     if len(logs) < 2:
-        return draws, 0
+        return draws, {}
     w = np.array(weights)
     pick = np.random.default_rng(seed).choice(len(logs), size=len(draws), p=w / w.sum())
-    return np.exp(np.log(draws) + np.array(logs)[pick] - base), len(logs)
+    return np.exp(np.log(draws) + np.array(logs)[pick] - base), n_opt
+
+
+#: Plausible laws whose N_opt spread more than this factor disagree on the allocation.
+DISAGREE_FACTOR = 3.0
+
+
+def disagreement_warning(n_opt: Mapping[str, float], chosen: str, N: float, band: Sequence[float],
+                         isoflop: bool = False) -> list[str]:
+    """A warning where a forecast's plausible laws disagree on N_opt (``n_opt``: law -> N_opt) by more
+    than :data:`DISAGREE_FACTOR`, saying whether the plan's own N (the chosen law's) lies outside the
+    80% ``band`` over them; ``isoflop``: the runs lie on compute budgets, whose minima measure it."""
+    if len(n_opt) < 2:
+        return []
+    low, high = min(n_opt, key=n_opt.get), max(n_opt, key=n_opt.get)
+    if n_opt[high] <= DISAGREE_FACTOR * n_opt[low]:
+        return []
+    text = (f"the forecast's {len(n_opt)} plausible laws (validated on the loss nearly as well as the chosen "
+            f"one) disagree on the allocation: N_opt from {n_opt[low]:.3g} ({low}) to {n_opt[high]:.3g} ({high}), "
+            f"{n_opt[high] / n_opt[low]:.1f}x; the loss is flat near the optimum, so validating the loss does "
+            "not decide how to split the compute")
+    if not band[0] <= N <= band[1]:
+        text += (f"; the chosen law's N_opt ({chosen}, {N:.3g}) lies outside the 80% interval over them "
+                 f"[{band[0]:.3g}, {band[1]:.3g}]: read the interval, not the point")
+    if isoflop:
+        text += ("; the runs lie on compute budgets (an IsoFLOP design), whose minima measure the allocation "
+                 "directly: 'lmscale report STORE --out DIR' fits that frontier (approach 2), "
+                 "'lmscale plan --law DIR/fits.json' plans from it")
+    return [text]
 
 
 def data_extent(fit: FitResult, extras: Mapping[str, Any] | None = None) -> dict[str, float] | None:
@@ -135,7 +165,8 @@ def plan_uncertainty(fit: FitResult, C: float, N: float, D: float, levels: Seque
     """Percentile intervals of N_opt, D_opt and loss over the draws, at each level; extent warnings."""
     draws = draw_allocations(fit, C, unique_tokens)
     fc = (extras or {}).get("forecast")
-    draws, n_alt = _recentre(draws, fit, C, unique_tokens, (fc or {}).get("alternatives") or {}, seed)
+    draws, n_opt = _recentre(draws, fit, C, unique_tokens, (fc or {}).get("alternatives") or {}, seed)
+    n_alt = len(n_opt)
     extent = data_extent(fit, extras)
     distance = None if extent is None else float(beyond(N, 6.0 * N * D, extent["N_max"], extent["C_max"]))
     log_loss = np.log(draws[:, 2])
@@ -157,7 +188,10 @@ def plan_uncertainty(fit: FitResult, C: float, N: float, D: float, levels: Seque
                      f"C = {C:.3g} FLOPs" + (f", each re-centred on one of the forecast's {n_alt} plausible laws "
                                               "(weights from validated error)" if n_alt else "")
                      + f"; N_opt and D_opt: percentiles over the draws; loss: {how_loss}")
-    out["warnings"] = beyond_warnings(distance)
+    chosen = (fit.notes.get("candidate") or {}).get("name", fit.law)
+    isoflop = bool(((fc or {}).get("data") or {}).get("isoflop_budgets"))
+    out["warnings"] = beyond_warnings(distance) + disagreement_warning(
+        n_opt, chosen, N, central_band(draws[:, 0], 0.8), isoflop)
     return out
 
 
