@@ -154,6 +154,17 @@ def test_l_of_n_uses_only_converged_runs():
     assert sorted(pts["N"]) == [1e3, 3e3, 1e4] and "3 left out, not converged" in rule
 
 
+def test_l_of_n_leaves_out_the_batch_sweep_away_from_the_reference_batch():
+    # the B = 512 run at N = 1e4 on 1e7 tokens passes [K] eq. 4.4 (D >= 5e3 N^0.74) but is 0.4 nats
+    # worse at its N for its batch (a constant-rate schedule in kaplan-cpu's sweep)
+    frames = study(batch_sweep=True)
+    sweep = frames.final_points[frames.final_points["group"] == "batch"]
+    assert (sweep["D"] >= 5e3 * sweep["N"] ** 0.74).any()
+    pts, rule = select_size_sweep(frames, None)
+    assert set(pts["batch_tokens"]) == {2048} and set(pts["group"]) == {"sizes"}
+    assert "at the reference batch of 2048 tokens (6 run(s) of a batch sweep at other batch sizes left out)" in rule
+
+
 def test_accounting_switch():
     frames = study(batch_sweep=False)
     exact = fit_study(frames, bootstrap=0, flops="exact", compare=False, holdout=False)

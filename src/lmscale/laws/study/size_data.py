@@ -25,7 +25,10 @@ def select_size_sweep(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFram
     of its test loss or trained on at least ``CONVERGED_TOKENS_PER_PARAM``
     tokens per parameter; runs of other groups must pass
     ``selection.converged_runs`` (early stopped, or D >= 5e3 N^0.74), except
-    ``data`` and ``isoflop`` groups, whose D is limited on purpose.
+    ``data`` and ``isoflop`` groups, whose D is limited on purpose, and runs
+    of a batch-size sweep away from the reference batch (trained to their
+    own schedule, a constant rate in kaplan-cpu's; L(C) and the [H] form
+    leave them out too).
     """
     from lmscale.laws.selection import converged_runs
 
@@ -49,10 +52,15 @@ def select_size_sweep(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFram
                      + ", ".join(f"{t / n:.1f}" for t, n in zip(tokens[~ok], low["N"])) + " tokens/param)")
         rules.append(text)
     if others.any():
-        chosen = converged_runs(runs[others])
+        batch = reference_batch(frames)
+        same_batch = at_batch(runs[others], batch, runs)
+        chosen = converged_runs(same_batch) if len(same_batch) else same_batch
         parts.append(chosen)
-        rules.append("other groups except 'data' and 'isoflop' (their D is limited on purpose): "
-                     + rule_text(chosen, "converged_runs"))
+        away = int(others.sum()) - len(same_batch)
+        rules.append("other groups except 'data' and 'isoflop' (their D is limited on purpose)"
+                     + (f", at the reference batch of {batch} tokens ({away} run(s) of a batch sweep at other "
+                        "batch sizes left out)" if away else "") + ": "
+                     + (rule_text(chosen, "converged_runs") if len(same_batch) else "none"))
     if not parts:
         raise NotEnough("needs Transformers trained near convergence at 3 or more sizes (a 'converge' "
                         "group, or early-stopped runs); the study's Transformer runs are all in 'data' or "
