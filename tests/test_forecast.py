@@ -427,11 +427,15 @@ def test_a_plan_says_where_the_plausible_laws_disagree_on_the_allocation(por):
     assert "IsoFLOP design" in said[0] and "approach 2" in said[0]
     lo, hi = plan.intervals["levels"]["80"]["N_opt"]
     assert ("outside the 80% interval" in said[0]) == (not lo <= plan.N_opt <= hi)
+    # saved without bootstrap draws (no intervals), the plan still says it
+    plain = planner.plan(ls.forecast(por, bootstrap=0).to_lawset(), compute=1e21)
+    assert plain.intervals is None and sum("disagree on the allocation" in w for w in plain.warnings) == 1
     # laws that agree within the factor, or one law: nothing to say
-    assert disagreement_warning({"a": 1e9, "b": 2.9e9}, "a", 1e9, (1e9, 2.9e9)) == []
-    assert disagreement_warning({"a": 1e9}, "a", 1e9, (1e9, 1e9)) == []
-    text = disagreement_warning({"a": 1e9, "b": 1e10}, "b", 1e10, (1e9, 5e9))[0]
-    assert "10.0x" in text and "(b, 1e+10) lies outside the 80% interval" in text and "IsoFLOP" not in text
+    fit = ls.fit(por, law="chinchilla")
+    assert disagreement_warning(fit, {"a": (1e9, 1, 1, 1), "b": (2.9e9, 1, 1, 1)}, None, 1e9, (1e9, 2.9e9)) == []
+    assert disagreement_warning(fit, {"a": (1e9, 1, 1, 1)}, None, 1e9, (1e9, 1e9)) == []
+    text = disagreement_warning(fit, {"a": (1e9, 1, 1, 1), "b": (1e10, 1, 1, 1)}, None, 1e10, (1e9, 5e9))[0]
+    assert "10.0x" in text and "(chinchilla, 1e+10) lies outside the 80% interval" in text and "IsoFLOP" not in text
 
 
 def test_the_cuts_follow_the_points_asked_about(por):

@@ -93,44 +93,48 @@ def draw_allocations(fit: FitResult, C: float, unique_tokens: float | None = Non
     return np.array(rows)
 
 
-def _recentre(draws: np.ndarray, fit: FitResult, C: float, unique_tokens: float | None,
-              alternatives: Mapping[str, Any], seed: int) -> tuple[np.ndarray, dict[str, float]]:
-    """Model uncertainty: each draw moved by (an alternative law's allocation - the fit's), in logs.
-
-    The alternative of each draw is picked with the forecast's weights; laws
-    without an allocation (or whose allocation fails) take no part. Also
-    returns the N_opt of every law that took part (none when fewer than 2).
-    """
-    if len(alternatives) < 2:
-        return draws, {}
-    N0, D0 = optimal_allocation(fit.law, fit.params, C, unique_tokens)
-    base = np.log([N0, D0, _loss(fit, N0, D0, unique_tokens)])
-    logs, weights, n_opt = [], [], {}
+def alternative_allocations(alternatives: Mapping[str, Any], C: float, unique_tokens: float | None,
+                            ) -> dict[str, tuple[float, float, float, float]]:
+    """(N_opt, D_opt, loss there, weight) at compute C of each of a forecast's plausible laws that
+    has an allocation (laws without one, or whose allocation fails, are left out)."""
+    out = {}
     for name, alt in alternatives.items():
         try:
             other = FitResult(law=alt["law"], params=dict(alt["params"]))
             N, D = optimal_allocation(other.law, other.params, C, unique_tokens)
-            logs.append(np.log([N, D, _loss(other, N, D, unique_tokens)]))
-            weights.append(float(alt["weight"]))
-            n_opt[name] = N
+            out[name] = (N, D, _loss(other, N, D, unique_tokens), float(alt["weight"]))
         except (LmscaleError, KeyError, TypeError):
             continue
-    if len(logs) < 2:
-        return draws, {}
-    w = np.array(weights)
+    return out
+
+
+def _recentre(draws: np.ndarray, fit: FitResult, C: float, unique_tokens: float | None,
+              allocations: Mapping[str, tuple[float, float, float, float]], seed: int) -> np.ndarray:
+    """Model uncertainty: each draw moved by (a plausible law's allocation - the fit's), in logs,
+    the law of each draw picked with the forecast's weights (``allocations``:
+    :func:`alternative_allocations`; fewer than 2: the draws as they are)."""
+    if len(allocations) < 2:
+        return draws
+    N0, D0 = optimal_allocation(fit.law, fit.params, C, unique_tokens)
+    base = np.log([N0, D0, _loss(fit, N0, D0, unique_tokens)])
+    table = np.array(list(allocations.values()))
+    logs, w = np.log(table[:, :3]), table[:, 3]
     pick = np.random.default_rng(seed).choice(len(logs), size=len(draws), p=w / w.sum())
-    return np.exp(np.log(draws) + np.array(logs)[pick] - base), n_opt
+    return np.exp(np.log(draws) + logs[pick] - base)
 
 
 #: Plausible laws whose N_opt spread more than this factor disagree on the allocation.
 DISAGREE_FACTOR = 3.0
 
 
-def disagreement_warning(n_opt: Mapping[str, float], chosen: str, N: float, band: Sequence[float],
-                         isoflop: bool = False) -> list[str]:
-    """A warning where a forecast's plausible laws disagree on N_opt (``n_opt``: law -> N_opt) by more
-    than :data:`DISAGREE_FACTOR`, saying whether the plan's own N (the chosen law's) lies outside the
-    80% ``band`` over them; ``isoflop``: the runs lie on compute budgets, whose minima measure it."""
+def disagreement_warning(fit: FitResult, allocations: Mapping[str, tuple[float, ...]],
+                         forecast: Mapping[str, Any] | None, N: float, band: Sequence[float] | None = None,
+                         ) -> list[str]:
+    """A warning where a forecast's plausible laws (``allocations``: :func:`alternative_allocations`)
+    put N_opt more than :data:`DISAGREE_FACTOR` apart; with the 80% ``band`` of N_opt over them, it
+    says whether the plan's own N (``fit``'s, the chosen law's) lies outside it; where the
+    forecast's runs lie on compute budgets, it points to their minima, which measure N_opt."""
+    n_opt = {name: values[0] for name, values in allocations.items()}
     if len(n_opt) < 2:
         return []
     low, high = min(n_opt, key=n_opt.get), max(n_opt, key=n_opt.get)
@@ -140,10 +144,11 @@ def disagreement_warning(n_opt: Mapping[str, float], chosen: str, N: float, band
             f"one) disagree on the allocation: N_opt from {n_opt[low]:.3g} ({low}) to {n_opt[high]:.3g} ({high}), "
             f"{n_opt[high] / n_opt[low]:.1f}x; the loss is flat near the optimum, so validating the loss does "
             "not decide how to split the compute")
-    if not band[0] <= N <= band[1]:
+    if band is not None and not band[0] <= N <= band[1]:
+        chosen = (fit.notes.get("candidate") or {}).get("name", fit.law)
         text += (f"; the chosen law's N_opt ({chosen}, {N:.3g}) lies outside the 80% interval over them "
                  f"[{band[0]:.3g}, {band[1]:.3g}]: read the interval, not the point")
-    if isoflop:
+    if ((forecast or {}).get("data") or {}).get("isoflop_budgets"):
         text += ("; the runs lie on compute budgets (an IsoFLOP design), whose minima measure the allocation "
                  "directly: 'lmscale report STORE --out DIR' fits that frontier (approach 2), "
                  "'lmscale plan --law DIR/fits.json' plans from it")
@@ -165,8 +170,9 @@ def plan_uncertainty(fit: FitResult, C: float, N: float, D: float, levels: Seque
     """Percentile intervals of N_opt, D_opt and loss over the draws, at each level; extent warnings."""
     draws = draw_allocations(fit, C, unique_tokens)
     fc = (extras or {}).get("forecast")
-    draws, n_opt = _recentre(draws, fit, C, unique_tokens, (fc or {}).get("alternatives") or {}, seed)
-    n_alt = len(n_opt)
+    allocations = alternative_allocations((fc or {}).get("alternatives") or {}, C, unique_tokens)
+    n_alt = len(allocations) if len(allocations) >= 2 else 0
+    draws = _recentre(draws, fit, C, unique_tokens, allocations, seed)
     extent = data_extent(fit, extras)
     distance = None if extent is None else float(beyond(N, 6.0 * N * D, extent["N_max"], extent["C_max"]))
     log_loss = np.log(draws[:, 2])
@@ -188,10 +194,8 @@ def plan_uncertainty(fit: FitResult, C: float, N: float, D: float, levels: Seque
                      f"C = {C:.3g} FLOPs" + (f", each re-centred on one of the forecast's {n_alt} plausible laws "
                                               "(weights from validated error)" if n_alt else "")
                      + f"; N_opt and D_opt: percentiles over the draws; loss: {how_loss}")
-    chosen = (fit.notes.get("candidate") or {}).get("name", fit.law)
-    isoflop = bool(((fc or {}).get("data") or {}).get("isoflop_budgets"))
     out["warnings"] = beyond_warnings(distance) + disagreement_warning(
-        n_opt, chosen, N, central_band(draws[:, 0], 0.8), isoflop)
+        fit, allocations, fc, N, central_band(draws[:, 0], 0.8))
     return out
 
 
@@ -211,10 +215,15 @@ def uncertainty(fit: FitResult | None, C: float, N: float, D: float, name: str,
     if draws and intervals is not False:
         out = plan_uncertainty(fit, C, N, D, levels, unique_tokens, extras)
         return out, list(out["warnings"])
-    extent = None if fit is None else data_extent(fit, extras)
-    if extent is None:
+    if fit is None:
         return None, []
-    return None, beyond_warnings(float(beyond(N, 6.0 * N * D, extent["N_max"], extent["C_max"])))
+    fc = (extras or {}).get("forecast")
+    said = disagreement_warning(fit, alternative_allocations((fc or {}).get("alternatives") or {}, C, unique_tokens),
+                                fc, N)
+    extent = data_extent(fit, extras)
+    if extent is None:
+        return None, said
+    return None, beyond_warnings(float(beyond(N, 6.0 * N * D, extent["N_max"], extent["C_max"]))) + said
 
 
 def frontier_uncertainty(alloc: Mapping[str, Any], C: float, N: float, name: str, intervals: bool | None = None,
