@@ -424,7 +424,20 @@ def test_a_plan_says_where_the_plausible_laws_disagree_on_the_allocation(por):
     said = [w for w in plan.warnings if "disagree on the allocation" in w]
     assert len(said) == 1
     assert f"N_opt from {n_opt[low]:.3g} ({low}) to {n_opt[high]:.3g} ({high})" in said[0]
-    assert "IsoFLOP design" in said[0] and "approach 2" in said[0]
+    # the budgets' own minima (approach 2, fitted as the report fits it) measure the allocation
+    from lmscale.laws.frontier import isoflop_frontier
+
+    front = isoflop_frontier(por, bootstrap=0)
+    assert fc.data["isoflop_frontier"]["a"] == pytest.approx(front.a) and 0.45 < front.a < 0.55
+    measured = float(front.n_opt(1e21))
+    near = min(n_opt, key=lambda name: abs(np.log(n_opt[name] / measured)))
+    assert f"IsoFLOP design), whose minima measure the allocation: approach 2 on them puts N_opt at {measured:.3g} [" \
+        in said[0] and f"nearest to {near} ({n_opt[near]:.3g})" in said[0]
+    assert f"N_opt = {front.k_N:.3g} C^{front.a:.3f}" in fc.summary()
+    assert "isoflop_frontier" not in ls.forecast(simulate_runs("chinchilla", seed=0), bootstrap=0).data
+    back = ls.Forecast.from_json(fc.to_json())
+    assert np.allclose(back.data["isoflop_frontier"]["draws"], fc.data["isoflop_frontier"]["draws"])
+    assert len(back.data["isoflop_frontier"]["draws"]) >= 190
     lo, hi = plan.intervals["levels"]["80"]["N_opt"]
     assert ("outside the 80% interval" in said[0]) == (not lo <= plan.N_opt <= hi)
     # saved without bootstrap draws (no intervals), the plan still says it
@@ -432,9 +445,9 @@ def test_a_plan_says_where_the_plausible_laws_disagree_on_the_allocation(por):
     assert plain.intervals is None and sum("disagree on the allocation" in w for w in plain.warnings) == 1
     # laws that agree within the factor, or one law: nothing to say
     fit = ls.fit(por, law="chinchilla")
-    assert disagreement_warning(fit, {"a": (1e9, 1, 1, 1), "b": (2.9e9, 1, 1, 1)}, None, 1e9, (1e9, 2.9e9)) == []
-    assert disagreement_warning(fit, {"a": (1e9, 1, 1, 1)}, None, 1e9, (1e9, 1e9)) == []
-    text = disagreement_warning(fit, {"a": (1e9, 1, 1, 1), "b": (1e10, 1, 1, 1)}, None, 1e10, (1e9, 5e9))[0]
+    assert disagreement_warning(fit, {"a": (1e9, 1, 1, 1), "b": (2.9e9, 1, 1, 1)}, None, 1e21, 1e9, (1e9, 2.9e9)) == []
+    assert disagreement_warning(fit, {"a": (1e9, 1, 1, 1)}, None, 1e21, 1e9, (1e9, 1e9)) == []
+    text = disagreement_warning(fit, {"a": (1e9, 1, 1, 1), "b": (1e10, 1, 1, 1)}, None, 1e21, 1e10, (1e9, 5e9))[0]
     assert "10.0x" in text and "(chinchilla, 1e+10) lies outside the 80% interval" in text and "IsoFLOP" not in text
 
 

@@ -37,6 +37,7 @@ from lmscale.errors import LmscaleError
 from lmscale.laws.candidates import candidates_for, make_candidate
 from lmscale.laws.estimate import fit_points
 from lmscale.laws.fitting import FitOptions, compute_weights
+from lmscale.laws.frontier import isoflop_frontier
 from lmscale.laws.intervals import ExtrapolationError, beyond
 from lmscale.laws.io import parse_columns
 from lmscale.laws.prediction import N_DRAWS, Forecast, Prediction, point_inputs, points_frame
@@ -149,6 +150,8 @@ def forecast(
     data = {"C_max": float(c6.max()), "C_min": float(c6.min()), "N_max": float(points.X["N"].max()),
             "D_max": float(points.X["D"].max()), "n_points": len(points), "by": result.by,
             "compute": "6 N D (FLOPs)", "isoflop_budgets": isoflop_budgets(frame, columns)}
+    if data["isoflop_budgets"]:
+        data["isoflop_frontier"] = _budget_minima(points, seed)
     head = max(weights, key=weights.get)
     summary = result.to_dict()
     summary["detail"] = {name: [_cut_detail(r, points_of[name]) for r in result.results[name]] for name in weights}
@@ -206,6 +209,26 @@ def axis_for_design(frame: pd.DataFrame, columns: Mapping[str, str] | None = Non
         return None, ""
     return "C", (f"the runs lie on {budgets} compute budgets (an IsoFLOP design), where cuts by size would "
                  "hold out the largest model of every budget; --by N to cut by size")
+
+
+#: Bootstrap draws of the approach-2 frontier a forecast of an IsoFLOP design keeps.
+FRONTIER_DRAWS = 200
+
+
+def _budget_minima(points: Any, seed: int) -> dict[str, Any] | None:
+    """[H] approach 2 on the runs of an IsoFLOP design (:func:`~lmscale.laws.frontier.isoflop_frontier`):
+    N_opt = k_N C^a from each budget's parabola minimum, with ``FRONTIER_DRAWS`` draws of (a, k_N), for
+    plans to set beside the laws' allocations (the loss the forecast validates is flat near the
+    optimum; the budgets' minima measure where it lies). None where fewer than 2 budgets give one."""
+    runs = pd.DataFrame({"N": points.X["N"], "D": points.X["D"], "loss": points.y})
+    try:
+        front = isoflop_frontier(runs, bootstrap=FRONTIER_DRAWS, seed=seed)
+    except LmscaleError:
+        return None
+    draws = front.samples[np.isfinite(front.samples).all(axis=1)][:, :2] if front.samples is not None else []
+    return {"method": "[H] approach 2: the parabola minimum of each budget, N_opt = k_N C^a across budgets",
+            "a": front.a, "k_N": front.k_N, "ci_a": list(front.ci["a"]) if front.ci else None,
+            "budgets_used": front.notes["budgets_used"], "draws": np.asarray(draws).tolist()}
 
 
 def _cut_detail(cut: Any, points: Any) -> dict[str, Any]:

@@ -128,12 +128,13 @@ DISAGREE_FACTOR = 3.0
 
 
 def disagreement_warning(fit: FitResult, allocations: Mapping[str, tuple[float, ...]],
-                         forecast: Mapping[str, Any] | None, N: float, band: Sequence[float] | None = None,
-                         ) -> list[str]:
+                         forecast: Mapping[str, Any] | None, C: float, N: float,
+                         band: Sequence[float] | None = None) -> list[str]:
     """A warning where a forecast's plausible laws (``allocations``: :func:`alternative_allocations`)
     put N_opt more than :data:`DISAGREE_FACTOR` apart; with the 80% ``band`` of N_opt over them, it
     says whether the plan's own N (``fit``'s, the chosen law's) lies outside it; where the
-    forecast's runs lie on compute budgets, it points to their minima, which measure N_opt."""
+    forecast's runs lie on compute budgets, it gives N_opt at C from their minima (approach 2,
+    :func:`budget_minima_n_opt`), which measure it, and the plausible law nearest to that."""
     n_opt = {name: values[0] for name, values in allocations.items()}
     if len(n_opt) < 2:
         return []
@@ -148,11 +149,33 @@ def disagreement_warning(fit: FitResult, allocations: Mapping[str, tuple[float, 
         chosen = (fit.notes.get("candidate") or {}).get("name", fit.law)
         text += (f"; the chosen law's N_opt ({chosen}, {N:.3g}) lies outside the 80% interval over them "
                  f"[{band[0]:.3g}, {band[1]:.3g}]: read the interval, not the point")
-    if ((forecast or {}).get("data") or {}).get("isoflop_budgets"):
+    data = (forecast or {}).get("data") or {}
+    measured = budget_minima_n_opt(data.get("isoflop_frontier"), C)
+    if measured is not None:
+        point, lo, hi = measured
+        near = min(n_opt, key=lambda name: abs(np.log(n_opt[name] / point)))
+        text += (f"; the runs lie on compute budgets (an IsoFLOP design), whose minima measure the allocation: "
+                 f"approach 2 on them puts N_opt at {point:.3g}" + (f" [{lo:.3g}, {hi:.3g}] (95%)" if lo else "")
+                 + f", nearest to {near} ({n_opt[near]:.3g}); 'lmscale report STORE --out DIR' fits it with the rest "
+                 "of the study, and 'lmscale plan --law DIR/fits.json' plans from it")
+    elif data.get("isoflop_budgets"):
         text += ("; the runs lie on compute budgets (an IsoFLOP design), whose minima measure the allocation "
                  "directly: 'lmscale report STORE --out DIR' fits that frontier (approach 2), "
                  "'lmscale plan --law DIR/fits.json' plans from it")
     return [text]
+
+
+def budget_minima_n_opt(frontier: Mapping[str, Any] | None, C: float) -> tuple[float, float | None, float | None] | None:
+    """N_opt at C from a forecast's approach-2 frontier (``data["isoflop_frontier"]``: k_N C^a, and
+    draws of (a, k_N)): (point, lo, hi), the 95% band over the draws (None, None without them)."""
+    if not frontier or not frontier.get("k_N"):
+        return None
+    point = float(frontier["k_N"]) * C ** float(frontier["a"])
+    draws = np.asarray(frontier.get("draws") or [], dtype=float).reshape(-1, 2)
+    if len(draws) < 2:
+        return point, None, None
+    lo, hi = central_band(draws[:, 1] * C ** draws[:, 0], 0.95)
+    return point, float(lo), float(hi)
 
 
 def data_extent(fit: FitResult, extras: Mapping[str, Any] | None = None) -> dict[str, float] | None:
@@ -195,7 +218,7 @@ def plan_uncertainty(fit: FitResult, C: float, N: float, D: float, levels: Seque
                                               "(weights from validated error)" if n_alt else "")
                      + f"; N_opt and D_opt: percentiles over the draws; loss: {how_loss}")
     out["warnings"] = beyond_warnings(distance) + disagreement_warning(
-        fit, allocations, fc, N, central_band(draws[:, 0], 0.8))
+        fit, allocations, fc, C, N, central_band(draws[:, 0], 0.8))
     return out
 
 
@@ -219,7 +242,7 @@ def uncertainty(fit: FitResult | None, C: float, N: float, D: float, name: str,
         return None, []
     fc = (extras or {}).get("forecast")
     said = disagreement_warning(fit, alternative_allocations((fc or {}).get("alternatives") or {}, C, unique_tokens),
-                                fc, N)
+                                fc, C, N)
     extent = data_extent(fit, extras)
     if extent is None:
         return None, said

@@ -232,6 +232,13 @@ class Forecast:
                      f"beyond the data in N (N_max = {self.data['N_max']:.3g}) or compute (C_max = "
                      f"{self.data['C_max']:.3g} FLOPs), calibrated on "
                      f"{e.n_residuals} held-out runs of {e.n_cuts} cut(s)")
+        front = self.data.get("isoflop_frontier")
+        if front:
+            ci = front.get("ci_a")
+            lines.append(f"allocation from the runs' {front['budgets_used']} budget minima ([H] approach 2): N_opt = "
+                         f"{front['k_N']:.3g} C^{front['a']:.3f}" + (f", a in [{ci[0]:.3f}, {ci[1]:.3f}] (95%)" if ci
+                                                                     else "")
+                         + "; plans from this forecast set it beside the laws' own N_opt")
         lines += [f"warning: {w}" for w in self._not_converged()]  # the fit's summary gives its verdict
         lines.append("validation (the forecast's law):")
         for row in self.validation:
