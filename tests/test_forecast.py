@@ -401,6 +401,10 @@ def test_an_isoflop_table_is_cut_by_compute(por):
     assert "12 compute budgets (an IsoFLOP design)" in by_size.reason and "--by C" in by_size.reason
     by_default = ls.forecast(por, candidates=["kaplan_nd"], variants=["huber"], bootstrap=0)
     assert by_default.data["by"] == "C"
+    from lmscale.laws.validation import audit_text
+
+    assert "cut(s) by compute C (12 distinct budgets); cut k fits the runs below its threshold (spaced in log " \
+        "compute)" in audit_text(by_default.audit)
     assert "cuts by compute: the runs lie on 12 compute budgets (an IsoFLOP design)" in by_default.reason
     assert "--by N" in by_default.reason
     assert by_default.validation[0]["mean_abs_rel_error"] < by_size.validation[0]["mean_abs_rel_error"]

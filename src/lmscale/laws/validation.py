@@ -308,9 +308,10 @@ class Audit:
 
 def audit_text(data: Mapping[str, Any]) -> str:
     """An audit (``Audit.to_dict()`` form) as a fixed-width table, one line per candidate and cut."""
-    what, unit = ("model size N", "sizes") if data["by"] == "N" else ("compute C", "budgets")
+    what, unit, axis = (("model size N", "sizes", "size") if data["by"] == "N"
+                        else ("compute C", "budgets", "compute"))
     lines = [f"validation by scale: {len(data['thresholds'])} cut(s) by {what} ({data['n_sizes']} distinct {unit}); "
-             f"cut k fits the runs below its threshold (spaced in log {what.split()[0]}) and predicts the rest",
+             f"cut k fits the runs below its threshold (spaced in log {axis}) and predicts the rest",
              *([f"cut by compute: {data['axis_note']}"] if data.get("axis_note") else []),
              f"{'candidate':<34} {'k':>2} {'held out >=':>11} {'fit':>4} {'held':>4} "
              f"{'mean |err|':>10} {'worst':>8} {'bias':>8} {'score':>8}"]
