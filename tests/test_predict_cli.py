@@ -136,6 +136,30 @@ def test_unknown_column_names_are_listed_with_the_way_to_map_them(files, capsys,
     assert mapped == pytest.approx(json.loads(out)["predictions"][0]["loss"])
 
 
+def test_repetition_left_unmapped_is_said_so(capsys, tmp_path):
+    """Runs that repeat data with their unique tokens under another name (U_unique_tokens, as in
+    Muennighoff et al.'s table), N, D and loss mapped but not U: the data-constrained form is no
+    candidate, and the output says so and how to map U; points that give U are warned that it is
+    ignored. Mapped, the data-constrained form is a candidate and U moves the prediction."""
+    runs = simulate_runs("data_constrained", seed=0).rename(columns={"N": "n", "D": "d", "U": "U_unique_tokens"})
+    path = tmp_path / "repeats.csv"
+    runs.to_csv(path, index=False)
+    at = ["--at", "N=1e9,D=2e10,U=2e9", "--bootstrap", "5", "--json"]
+    code, out, err = run(capsys, "predict", path, *at, "--columns", "N=n,D=d")
+    assert code == 0, err
+    data = json.loads(out)
+    assert "U=U_unique_tokens" in data["not_candidates"]["data_constrained"]
+    assert any("the points give U, which" in w and "ignored" in w for w in data["fit_warnings"])
+    code, out, err = run(capsys, "predict", path, *at[:-1], "--columns", "N=n,D=d")
+    assert "not a candidate: data_constrained: needs column(s) U (or epochs); perhaps --columns 'U=U_unique_tokens'" \
+        in out
+    code, out, err = run(capsys, "predict", path, *at, "--columns", "N=n,D=d,U=U_unique_tokens")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["law"].startswith("data_constrained") and "data_constrained" not in data["not_candidates"]
+    assert not any("the points give U" in w for w in data["fit_warnings"])
+
+
 def test_a_law_that_did_not_converge_or_is_not_identified_is_said_so(files, capsys):
     """Muennighoff et al.'s 296 runs: the validated choice (data-constrained, compute-weighted) is
     refitted on all runs without converging, and its parameters are not identified; the forecast

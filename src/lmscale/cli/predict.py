@@ -145,28 +145,41 @@ def run(args: argparse.Namespace) -> int:
         fc.to_json(args.save)
     if args.out:
         _write_csv(table[cols], Path(args.out))
+    skipped = dict(fc.audit.get("skipped") or {})
+    unused = unused_point_columns(fc, points)
     if args.json:
         print_json({"law": fc.law, "reason": fc.reason, "cuts_by": fc.data.get("by"),
                     "predictions": table[cols].to_dict(orient="records"),
-                    "validation": fc.validation, "fit_warnings": fc.warnings,
-                    "notes": list(fc.notes.get("runs", []))})
+                    "validation": fc.validation, "fit_warnings": fc.warnings + unused,
+                    "not_candidates": skipped, "notes": list(fc.notes.get("runs", []))})
         return 0
     print(f"forecast: {fc.law}: {fc.reason}")
     for line in fc.notes.get("runs", []):
         print(f"note: {line}")
+    for name, why in skipped.items():
+        print(f"not a candidate: {name}: {why}")
     print(" ".join(f"{c:>11}" for c in cols))
     for _, row in table.iterrows():
         print(" ".join(f"{row[c]:>11.4g}" if c in ("N", "D") else f"{row[c]:>11.4f}" for c in cols))
     e = fc.error
     print(f"intervals: {fc.fit.stats.get('n_bootstrap', 0)} bootstrap draws of {fc.law} plus the extrapolation "
           f"error measured on {e.n_cuts} cut(s): s(d) = sqrt({e.s0:.4f}^2 + ({e.k:.4f} d)^2) in log loss")
-    for line in [*fc.warnings, *far_warnings(table, e.max_distance)]:
+    for line in [*fc.warnings, *unused, *far_warnings(table, e.max_distance)]:
         print(f"warning: {line}")
     if args.save:
         print(f"wrote {args.save}")
     if args.out:
         print(f"wrote {args.out}")
     return 0
+
+
+def unused_point_columns(fc, points) -> list[str]:
+    """A line for each of the points' U and epochs columns that no law of the forecast takes (the
+    repetition they describe is then ignored)."""
+    taken = {name for _, fit in fc.members.values() for name in fit.form.inputs}
+    return [f"the points give {col}, which {fc.law} does not take: ignored (the data-constrained form "
+            "takes U, and needs it in the runs too: --columns U=... where the table names it otherwise)"
+            for col in ("U", "epochs") if col in points.columns and "U" not in taken]
 
 
 def far_warnings(table, seen: float) -> list[str]:

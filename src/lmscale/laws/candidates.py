@@ -138,6 +138,8 @@ def candidates_for(
         missing = [c for c in (*form.inputs, form.output) if c not in derived.columns]
         if missing:
             hint = " (or epochs)" if "U" in missing else ""
+            if missing == ["U"]:  # the others fit without it: say where the table may hold it
+                hint += columns_hint(frame, missing)
             skipped[law] = f"needs column(s) {', '.join(missing)}{hint}"
             continue
         if law == "data_constrained" and not repeats_data(frame):
@@ -154,7 +156,7 @@ def candidates_for(
                            + "; ".join(f"{k}: {v}" for k, v in skipped.items())
                            + f". The table has: {shown or 'no columns'}; map yours to these names with "
                            "columns= (the CLI's --columns), e.g. N=n_params,D=tokens,loss=val_loss"
-                           + columns_hint(frame, [c for c in ("N", "D", "loss") if c not in frame.columns]))
+                           + columns_hint(frame, [c for c in ("N", "D", "loss", "U") if c not in frame.columns]))
     return out, skipped
 
 
