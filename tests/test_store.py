@@ -318,3 +318,52 @@ def test_schema_1_store_is_migrated(tmp_path):
         assert len(store.curves()) == 5
         store.write_record(make_record(run_id="new"))  # and it takes new runs
         assert len(store.runs()) == 2
+
+
+def test_learning_curves_are_refused_and_last_per_imports_each_runs_last_row(tmp_path, capsys):
+    """Four runs' learning curves (12 points each, a column naming the run): imported as final points,
+    every checkpoint would be a finished run, so the import is refused and says how to take each run's
+    last row; --last-per imports exactly those. A ladder (3 sizes x 6 token budgets, each its own run,
+    a size label) is no curve and imports whole."""
+    from lmscale.cli import main
+
+    rows = []
+    for run, n in enumerate([1e6, 3e6, 1e7, 3e7]):
+        for step in range(1, 13):
+            rows.append({"path": f"runs/{run}.csv", "N": n, "D": step * 1e8, "loss": 5.0 / (n * step) ** 0.05})
+    curves = pd.DataFrame(rows)
+    path = tmp_path / "curves.csv"
+    curves.to_csv(path, index=False)
+    store = tmp_path / "c.sqlite"
+    with pytest.raises(LmscaleError, match=r"points of learning curves: column 'path' names 4 runs of 12 rows.*"
+                                           r"--last-per path"):
+        import_csv(store, path)
+    assert main(["sweep", "import", str(path), "--store", str(store), "--last-per", "path"]) == 0
+    points = Store(store, create=False).final_points().sort_values("N")
+    last = curves.groupby("path").tail(1).sort_values("N")
+    assert list(points["D"]) == list(last["D"]) and list(points["loss"]) == pytest.approx(list(last["loss"]))
+    assert main(["sweep", "import", str(path), "--store", str(store), "--last-per", "run"]) == 2
+    assert "no column 'run' to take each run's last row by (columns: path, N, D, loss)" in capsys.readouterr().err
+    ladder = pd.DataFrame([{"size": f"{n:g}", "N": n, "D": m * 20 * n, "loss": 3.0 - 0.1 * i - 0.05 * j}
+                           for i, n in enumerate([1e6, 1e7, 1e8]) for j, m in enumerate([0.5, 1, 2, 4, 8, 16])])
+    ladder.to_csv(tmp_path / "ladder.csv", index=False)
+    assert import_csv(tmp_path / "l.sqlite", tmp_path / "ladder.csv") == 18
+
+
+def test_the_olmo_ladders_curves_give_its_final_points(tmp_path):
+    """OLMo's 3,569 curve rows, each run's last taken (--last-per source_path), are the 30 rows of the
+    ladder's own final-points table."""
+    from conftest import SHARED_DATA
+
+    if not SHARED_DATA.exists():
+        pytest.skip("../shared/data is not beside the checkout")
+    cols = {"N": "N_params", "D": "total_tokens", "loss": "c4_en_CE"}
+    with pytest.raises(LmscaleError, match="column 'source_path' names 30 runs of 119 rows"):
+        import_csv(tmp_path / "o.sqlite", SHARED_DATA / "olmo_ladder_learning_curves.csv", cols)
+    assert import_csv(tmp_path / "o.sqlite", SHARED_DATA / "olmo_ladder_learning_curves.csv", cols,
+                      last_per="source_path") == 30
+    got = Store(tmp_path / "o.sqlite", create=False).final_points().sort_values(["N", "D", "loss"])
+    final = pd.read_csv(SHARED_DATA / "olmo_ladder_final_points.csv").sort_values(
+        ["N_params", "total_tokens", "c4_en_CE"])  # a rerun shares its run's N and D
+    assert list(got["loss"]) == pytest.approx(list(final["c4_en_CE"]))
+    assert list(got["D"]) == pytest.approx(list(final["total_tokens"]))

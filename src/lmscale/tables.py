@@ -429,6 +429,51 @@ def mixed_settings(frame: pd.DataFrame) -> dict[str, list[str]]:
     return out
 
 
+#: Fewest distinct D per run for rows to read as points of a learning curve: curves log tens of
+#: points, while a ladder trains a size at a few budgets (OLMo's: 6 per size, each its own run).
+CURVE_MIN_POINTS = 10
+
+
+def curve_column(frame: pd.DataFrame) -> tuple[str, int] | None:
+    """(column, runs) where ``frame``'s rows are points of learning curves: a text column whose
+    values (2 or more, fewer than half the rows) each hold rows of one N and
+    ``CURVE_MIN_POINTS`` or more D, in 80% of its values or more: each value one run's curve,
+    whose rows a table of final points would each take for a run. Of several such columns, the
+    one of most values (a run's path before its size's name). ``frame`` names its columns as the
+    fits do (``N``, ``D``); None where no column is one."""
+    import pandas as pd
+
+    if not {"N", "D"} <= set(frame.columns) or len(frame) < 2 * CURVE_MIN_POINTS:
+        return None
+    n, d = (pd.to_numeric(frame[c], errors="coerce") for c in ("N", "D"))
+    best: tuple[str, int] | None = None
+    for col in frame.columns:
+        column = frame[col]
+        if col in ("N", "D", "loss") or pd.api.types.is_numeric_dtype(column):
+            continue
+        runs = column.astype(str).where(column.notna())
+        k = runs.nunique()
+        if not 2 <= k < len(frame) / 2:
+            continue
+        per_run = pd.DataFrame({"run": runs, "N": n.round(-1), "D": d}).dropna().groupby("run")
+        curve = (per_run["N"].nunique() == 1) & (per_run["D"].nunique() >= CURVE_MIN_POINTS)
+        if curve.mean() >= 0.8 and (best is None or k > best[1]):
+            best = (str(col), int(k))
+    return best
+
+
+def last_rows(frame: pd.DataFrame, column: str, where: str) -> pd.DataFrame:
+    """Each run's last point: of the rows sharing a value of ``column`` (one run's learning curve),
+    the one of largest ``D`` (``frame`` names its columns as the fits do)."""
+    import pandas as pd
+
+    if column not in frame.columns:
+        raise LmscaleError(f"{where}: no column {column!r} to take each run's last row by (columns: "
+                           f"{', '.join(map(str, frame.columns))})")
+    d = pd.to_numeric(frame["D"], errors="coerce")
+    return frame.loc[d.groupby(frame[column].astype(str)).idxmax().dropna().sort_values()]
+
+
 #: What :func:`settings_note` says mixed settings do to a law fitted across them.
 MIXED_SETTINGS_FIT = "settings a law of N and D cannot tell apart, so one fitted across them describes none of them"
 
@@ -448,5 +493,5 @@ def settings_note(frame: pd.DataFrame, source: str, consequence: str = MIXED_SET
 
 __all__ = ["COLUMN_ALIASES", "MAX_DOWNLOAD_BYTES", "MAX_SETTING_VALUES", "MIXED_SETTINGS_FIT", "NOT_SETTINGS", "OTHER_SPREADSHEETS",
            "SEPARATORS", "SETTING_LOSS_SPREAD", "WORKBOOKS", "columns_hint", "download", "guess_columns",
-           "header_separator", "is_url", "mixed_settings", "parse_fields", "parse_pairs", "parse_where", "read_csv",
+           "curve_column", "header_separator", "is_url", "last_rows", "mixed_settings", "parse_fields", "parse_pairs", "parse_where", "read_csv",
            "read_rows", "read_workbook", "select_rows", "settings_note", "split_sheet"]

@@ -114,13 +114,21 @@ def register(sub: Any) -> None:
                    "      --where dataset=rw,hparams=tuned,warmup=short,decay=const,param_count=standard,loss_split=val\n\n"
                    "Columns named N, D, C, loss (any case) are found without --columns. A table whose runs\n"
                    "at one N and D differ in loss by a text column (a data set, a schedule) is refused with\n"
-                   "the --where that picks one setting: the store keeps N, D and loss only. For learning\n"
-                   "curves, and runs in MLflow, TensorBoard or W&B, see 'lmscale import --help'.")
+                   "the --where that picks one setting: the store keeps N, D and loss only. A table of\n"
+                   "learning curves (a column naming runs, each at one N with D growing) is refused too:\n"
+                   "--last-per COLUMN imports each run's last row; for the curves themselves, and runs in\n"
+                   "MLflow, TensorBoard or W&B, see 'lmscale import --help'.\n\n"
+                   "  # the OLMo ladder's 30 runs, from their learning curves\n"
+                   "  lmscale sweep import olmo_ladder_learning_curves.csv --store olmo.sqlite \\\n"
+                   "      --columns N=N_params,D=total_tokens,loss=c4_en_CE --last-per source_path")
     p.add_argument("csv", help="the CSV file, or an Excel sheet: FILE.xlsx or FILE.xlsx#SHEET")
     p.add_argument("--store", required=True, help="the SQLite results file (created if missing)")
     p.add_argument("--columns", help="FIELD=COLUMN pairs, comma separated (fields: N, D, C, loss); quote a "
                                      "name with a space or comma: N=\"Model Size\"")
     p.add_argument("--where", default=None, metavar="COL=VALUE,...", help=WHERE_HELP)
+    p.add_argument("--last-per", default=None, metavar="COLUMN",
+                   help="the table holds learning curves, one run per value of COLUMN: import each run's "
+                        "last row (largest D); without it such a table is refused")
     p.add_argument("--group", help="group name of the imported runs; None = the CSV's file name")
     p.add_argument("--rule", default="plain", help="rule tag of the imported runs (e.g. converge, isoflop)")
     p.add_argument("--json", action="store_true", help="print the count as JSON")
@@ -332,7 +340,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from lmscale.tables import parse_where
 
     n = import_csv(args.store, args.csv, parse_columns(args.columns), group=args.group, rule=args.rule,
-                   where=parse_where(args.where))
+                   where=parse_where(args.where), last_per=args.last_per)
     if args.json:
         print_json({"store": args.store, "imported": n})
     else:

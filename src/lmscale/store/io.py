@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 from lmscale.errors import LmscaleError
 from lmscale.files import atomic_path
 from lmscale.store.store import Store
-from lmscale.tables import columns_hint, parse_fields, select_rows, settings_note
+from lmscale.tables import (
+    columns_hint,
+    curve_column,
+    last_rows,
+    parse_fields,
+    select_rows,
+    settings_note,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,12 +95,25 @@ def _resolve_columns(frame: pd.DataFrame, columns: Mapping[str, str], where: str
     return resolved
 
 
-def _refuse_mixed_settings(frame: pd.DataFrame, cols: Mapping[str, str], values: list[dict[str, float]],
-                           where: str) -> None:
-    """Refuse ``frame`` where its text columns are settings (:func:`lmscale.tables.settings_note`), judged
-    on each row's parsed ``values`` (N, D, loss)."""
+def _named(frame: pd.DataFrame, cols: Mapping[str, str], values: list[dict[str, float]]) -> pd.DataFrame:
+    """``frame``'s other columns beside each row's parsed N, D and loss, named as the fits name them."""
     named = frame.drop(columns=list(cols.values())).rename(columns=lambda c: f"{c} (column)" if c in IMPORT_FIELDS else c)
-    named = named.assign(**{key: [v[key] for v in values] for key in ("N", "D", "loss")})
+    return named.assign(**{key: [v[key] for v in values] for key in ("N", "D", "loss")})
+
+
+def _refuse_curves_and_mixed_settings(named: pd.DataFrame, where: str) -> None:
+    """Refuse rows that are points of learning curves (:func:`lmscale.tables.curve_column`), each of
+    which a store of final points would take for a finished run; and rows whose text columns are
+    settings (:func:`lmscale.tables.settings_note`)."""
+    curves = curve_column(named)
+    if curves:
+        column, runs = curves
+        raise LmscaleError(
+            f"{where}: the rows are points of learning curves: column {column!r} names {runs} runs of "
+            f"{len(named) / runs:.0f} rows on average, each at one N with D growing; a store of final points "
+            "would take every checkpoint for a finished run (and a loss mid-schedule for its final loss). "
+            f"Import each run's last row with --last-per {column}, or the curves themselves with "
+            f"'lmscale import csv FILE --store STORE --map MAP.toml' (run = \"{column}\")")
     note = settings_note(named, where, "settings that a store of N, D and loss could not tell apart once imported")
     if note:
         raise LmscaleError(f"{note} (or import each setting into a --group of its own)")
@@ -108,6 +128,7 @@ def import_csv(
     rule: str = "plain",
     study: str | None = None,
     where: Mapping[str, str] | None = None,
+    last_per: str | None = None,
 ) -> int:
     """Import rows of N, D (or C, then D = C / 6N), loss from a CSV; returns the row count.
 
@@ -118,8 +139,10 @@ def import_csv(
     column. A table whose runs at one N and D differ in loss by a text
     column (a data set, a schedule: :func:`lmscale.tables.mixed_settings`)
     is refused: the store keeps N, D and loss, and the settings could not be
-    told apart once imported. Re-importing the same file replaces its rows
-    (ids hash the file name and row).
+    told apart once imported; so is a table of learning curves (a column
+    naming runs, each at one N with D growing), unless ``last_per`` names
+    that column: then each run's row of largest D is imported. Re-importing
+    the same file replaces its rows (ids hash the file name and row).
     """
     from lmscale.tables import read_rows, split_sheet
 
@@ -151,7 +174,13 @@ def import_csv(
         if "D" not in values:
             values["D"] = values["C"] / (6.0 * values["N"])
         parsed.append(values)
-    _refuse_mixed_settings(frame, cols, parsed, str(path))
+    named = _named(frame, cols, parsed)
+    if last_per is not None:
+        keep = last_rows(named, last_per, str(path)).index
+        kept = set(keep)
+        parsed = [values for i, values in zip(frame.index, parsed) if i in kept]
+        frame, named = frame.loc[keep], named.loc[keep]
+    _refuse_curves_and_mixed_settings(named, str(path))
     rows: list[tuple[str, dict[str, Any]]] = []
     for i, values in zip(frame.index, parsed):
         spec = {"imported_from": name, "row": i + 1, **values}
