@@ -228,3 +228,22 @@ def test_a_table_of_several_settings_is_flagged_and_where_picks_one(capsys):
     assert settings("olmo_ladder_final_points.csv", {"N": "N_params", "D": "total_tokens", "loss": "c4_en_CE"}) == {}
     assert settings("epoch_chinchilla_svg_extracted_data.csv", {"N": "Model Size", "C": "Training FLOP"}) == {}
     assert settings("muennighoff2023_datablations_runs.csv", {}) == {}
+
+
+def test_a_table_of_learning_curves_is_flagged(capsys, tmp_path):
+    """Four runs' curves (12 checkpoints each, a column naming the run) fitted as final points: the note
+    says each checkpoint is taken for a finished run and how to fit each run's last row; the runs' last
+    rows alone carry no such note."""
+    from lmscale.cli import main
+
+    rows = [{"path": f"r{run}", "N": n, "D": step * 1e8, "loss": 2.0 + 40 / n ** 0.3 + 400 / (step * 1e8) ** 0.3}
+            for run, n in enumerate([1e6, 3e6, 1e7, 3e7]) for step in range(1, 13)]
+    curves = pd.DataFrame(rows)
+    curves.to_csv(tmp_path / "curves.csv", index=False)
+    assert main(["fit", str(tmp_path / "curves.csv"), "--law", "chinchilla", "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "points of learning curves (column 'path' names 4 runs of 12 rows on average" in err
+    assert "--last-per path" in err
+    curves.groupby("path").tail(1).to_csv(tmp_path / "last.csv", index=False)
+    assert main(["fit", str(tmp_path / "last.csv"), "--law", "kaplan_n", "--json"]) == 0
+    assert "learning curves" not in capsys.readouterr().err

@@ -71,9 +71,24 @@ def runs_table(path: Any, columns: dict[str, str], where: str | None) -> Any:
         named, _ = derive_columns(rename_columns(frame, columns, str(path)), ("N", "D"))
     except LmscaleError:  # the fit itself says what is wrong with the columns
         return frame
-    note = settings_note(named, str(path))
-    frame.attrs["notes"] = list(frame.attrs.get("notes", [])) + ([note] if note else [])  # a workbook's own
+    notes = [settings_note(named, str(path)), curves_note(named, str(path))]
+    frame.attrs["notes"] = list(frame.attrs.get("notes", [])) + [n for n in notes if n]  # a workbook's own
     return frame
+
+
+def curves_note(named: Any, path: str) -> str | None:
+    """A line for a table of learning curves (:func:`lmscale.tables.curve_column`), whose every
+    checkpoint a law of final losses takes for a finished run."""
+    from lmscale.tables import curve_column
+
+    curves = curve_column(named)
+    if not curves:
+        return None
+    column, runs = curves
+    return (f"{path}: the rows are points of learning curves (column {column!r} names {runs} runs of "
+            f"{len(named) / runs:.0f} rows on average, each at one N with D growing): every checkpoint is fitted "
+            "as a run's final loss, losses mid-schedule included; fit each run's last row instead "
+            f"('lmscale sweep import FILE --store STORE --last-per {column}', then the store)")
 
 
 def print_notes(frame: Any) -> None:
