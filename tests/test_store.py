@@ -335,7 +335,7 @@ def test_learning_curves_are_refused_and_last_per_imports_each_runs_last_row(tmp
     path = tmp_path / "curves.csv"
     curves.to_csv(path, index=False)
     store = tmp_path / "c.sqlite"
-    with pytest.raises(LmscaleError, match=r"points of learning curves: column 'path' names 4 runs of 12 rows.*"
+    with pytest.raises(LmscaleError, match=r"points of learning curves \(column 'path' names 4 runs of 12 rows.*"
                                            r"--last-per path"):
         import_csv(store, path)
     assert main(["sweep", "import", str(path), "--store", str(store), "--last-per", "path"]) == 0

@@ -462,6 +462,18 @@ def curve_column(frame: pd.DataFrame) -> tuple[str, int] | None:
     return best
 
 
+def curves_note(frame: pd.DataFrame, source: str, consequence: str) -> str | None:
+    """A line for a table of learning curves (:func:`curve_column`): which column names the runs,
+    ``consequence``, and how to take each run's last row; None for a table of runs."""
+    found = curve_column(frame)
+    if not found:
+        return None
+    column, runs = found
+    return (f"{source}: the rows are points of learning curves (column {column!r} names {runs} runs of "
+            f"{len(frame) / runs:.0f} rows on average, each at one N with D growing): {consequence}; take each "
+            f"run's last row with 'lmscale sweep import FILE --store STORE --last-per {column}'")
+
+
 def last_rows(frame: pd.DataFrame, column: str, where: str) -> pd.DataFrame:
     """Each run's last point: of the rows sharing a value of ``column`` (one run's learning curve),
     the one of largest ``D`` (``frame`` names its columns as the fits do)."""
@@ -493,5 +505,5 @@ def settings_note(frame: pd.DataFrame, source: str, consequence: str = MIXED_SET
 
 __all__ = ["COLUMN_ALIASES", "MAX_DOWNLOAD_BYTES", "MAX_SETTING_VALUES", "MIXED_SETTINGS_FIT", "NOT_SETTINGS", "OTHER_SPREADSHEETS",
            "SEPARATORS", "SETTING_LOSS_SPREAD", "WORKBOOKS", "columns_hint", "download", "guess_columns",
-           "curve_column", "header_separator", "is_url", "last_rows", "mixed_settings", "parse_fields", "parse_pairs", "parse_where", "read_csv",
+           "curve_column", "curves_note", "header_separator", "is_url", "last_rows", "mixed_settings", "parse_fields", "parse_pairs", "parse_where", "read_csv",
            "read_rows", "read_workbook", "select_rows", "settings_note", "split_sheet"]

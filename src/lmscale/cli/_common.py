@@ -62,7 +62,7 @@ def runs_table(path: Any, columns: dict[str, str], where: str | None) -> Any:
 
     from lmscale.errors import LmscaleError
     from lmscale.laws.io import derive_columns, is_sqlite, read_table, rename_columns
-    from lmscale.tables import parse_where, select_rows, settings_note
+    from lmscale.tables import curves_note, parse_where, select_rows, settings_note
 
     frame = select_rows(read_table(path), parse_where(where), str(path))
     if is_sqlite(Path(path)):  # a store's runs are one study's; its sweeps are handled where it is read
@@ -71,24 +71,11 @@ def runs_table(path: Any, columns: dict[str, str], where: str | None) -> Any:
         named, _ = derive_columns(rename_columns(frame, columns, str(path)), ("N", "D"))
     except LmscaleError:  # the fit itself says what is wrong with the columns
         return frame
-    notes = [settings_note(named, str(path)), curves_note(named, str(path))]
+    notes = [settings_note(named, str(path)),
+             curves_note(named, str(path), "every checkpoint is fitted as a run's final loss, losses "
+                                          "mid-schedule included")]
     frame.attrs["notes"] = list(frame.attrs.get("notes", [])) + [n for n in notes if n]  # a workbook's own
     return frame
-
-
-def curves_note(named: Any, path: str) -> str | None:
-    """A line for a table of learning curves (:func:`lmscale.tables.curve_column`), whose every
-    checkpoint a law of final losses takes for a finished run."""
-    from lmscale.tables import curve_column
-
-    curves = curve_column(named)
-    if not curves:
-        return None
-    column, runs = curves
-    return (f"{path}: the rows are points of learning curves (column {column!r} names {runs} runs of "
-            f"{len(named) / runs:.0f} rows on average, each at one N with D growing): every checkpoint is fitted "
-            "as a run's final loss, losses mid-schedule included; fit each run's last row instead "
-            f"('lmscale sweep import FILE --store STORE --last-per {column}', then the store)")
 
 
 def print_notes(frame: Any) -> None:

@@ -20,6 +20,7 @@ from lmscale.store.store import Store
 from lmscale.tables import (
     columns_hint,
     curve_column,
+    curves_note,
     last_rows,
     parse_fields,
     select_rows,
@@ -105,15 +106,12 @@ def _refuse_curves_and_mixed_settings(named: pd.DataFrame, where: str) -> None:
     """Refuse rows that are points of learning curves (:func:`lmscale.tables.curve_column`), each of
     which a store of final points would take for a finished run; and rows whose text columns are
     settings (:func:`lmscale.tables.settings_note`)."""
-    curves = curve_column(named)
+    curves = curves_note(named, where, "a store of final points would take every checkpoint for a finished "
+                                       "run, and its loss mid-schedule for a final loss")
     if curves:
-        column, runs = curves
-        raise LmscaleError(
-            f"{where}: the rows are points of learning curves: column {column!r} names {runs} runs of "
-            f"{len(named) / runs:.0f} rows on average, each at one N with D growing; a store of final points "
-            "would take every checkpoint for a finished run (and a loss mid-schedule for its final loss). "
-            f"Import each run's last row with --last-per {column}, or the curves themselves with "
-            f"'lmscale import csv FILE --store STORE --map MAP.toml' (run = \"{column}\")")
+        column = curve_column(named)[0]
+        raise LmscaleError(f"{curves}; or import the curves themselves with 'lmscale import csv FILE --store "
+                           f"STORE --map MAP.toml' (run = \"{column}\")")
     note = settings_note(named, where, "settings that a store of N, D and loss could not tell apart once imported")
     if note:
         raise LmscaleError(f"{note} (or import each setting into a --group of its own)")
