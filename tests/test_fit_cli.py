@@ -246,4 +246,10 @@ def test_a_table_of_learning_curves_is_flagged(capsys, tmp_path):
     assert "--last-per path" in err
     curves.groupby("path").tail(1).to_csv(tmp_path / "last.csv", index=False)
     assert main(["fit", str(tmp_path / "last.csv"), "--law", "kaplan_n", "--json"]) == 0
-    assert "learning curves" not in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "learning curves" not in err
+    # --last-per takes the same rows from the curves themselves
+    assert main(["fit", str(tmp_path / "curves.csv"), "--law", "kaplan_n", "--json", "--last-per", "path"]) == 0
+    taken, err = capsys.readouterr()
+    assert "learning curves" not in err and json.loads(taken)["params"] == json.loads(out)["params"]
+    assert json.loads(taken)["n_points"] == 4

@@ -471,7 +471,7 @@ def curves_note(frame: pd.DataFrame, source: str, consequence: str) -> str | Non
     column, runs = found
     return (f"{source}: the rows are points of learning curves (column {column!r} names {runs} runs of "
             f"{len(frame) / runs:.0f} rows on average, each at one N with D growing): {consequence}; take each "
-            f"run's last row with 'lmscale sweep import FILE --store STORE --last-per {column}'")
+            f"run's last row with --last-per {column}")
 
 
 def last_rows(frame: pd.DataFrame, column: str, where: str) -> pd.DataFrame:

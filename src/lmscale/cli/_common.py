@@ -54,23 +54,36 @@ WHERE_HELP = ("keep only the rows whose columns hold these values, e.g. dataset=
               "quote a value that holds a comma: run=\"a,b\"")
 
 
-def runs_table(path: Any, columns: dict[str, str], where: str | None) -> Any:
-    """The runs table at ``path`` (CSV, Excel sheet, Parquet or store) with ``--where`` applied; a
-    table whose runs at one N and D differ in a setting that moves the loss gets a line in ``attrs["notes"]``
-    (a forecast and ``next`` carry it into their text and JSON; :func:`print_notes` prints it)."""
+LAST_PER_HELP = ("the table holds learning curves, one run per value of COLUMN: take each run's last row "
+                 "(largest D) as its final point; without it, such a table gets a note")
+
+
+def runs_table(path: Any, columns: dict[str, str], where: str | None, last_per: str | None = None) -> Any:
+    """The runs table at ``path`` (CSV, Excel sheet, Parquet or store) with ``--where`` applied, and
+    with ``--last-per`` each run's last row only (:func:`lmscale.tables.last_rows`); a table whose
+    runs at one N and D differ in a setting that moves the loss, or whose rows are points of
+    learning curves, gets a line in ``attrs["notes"]`` (a forecast and ``next`` carry it into
+    their text and JSON; :func:`print_notes` prints it)."""
     from pathlib import Path
 
     from lmscale.errors import LmscaleError
     from lmscale.laws.io import derive_columns, is_sqlite, read_table, rename_columns
-    from lmscale.tables import curves_note, parse_where, select_rows, settings_note
+    from lmscale.tables import curves_note, last_rows, parse_where, select_rows, settings_note
 
     frame = select_rows(read_table(path), parse_where(where), str(path))
     if is_sqlite(Path(path)):  # a store's runs are one study's; its sweeps are handled where it is read
+        if last_per is not None:
+            raise LmscaleError(f"{path}: --last-per takes a table's learning curves; a store's runs are runs")
         return frame
     try:
         named, _ = derive_columns(rename_columns(frame, columns, str(path)), ("N", "D"))
     except LmscaleError:  # the fit itself says what is wrong with the columns
+        if last_per is not None:
+            raise
         return frame
+    if last_per is not None:
+        keep = last_rows(named, last_per, str(path)).index
+        frame, named = frame.loc[keep], named.loc[keep]
     notes = [settings_note(named, str(path)),
              curves_note(named, str(path), "every checkpoint is fitted as a run's final loss, losses "
                                           "mid-schedule included")]

@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lmscale.cli._common import WHERE_HELP, add_parser, print_json, print_notes, runs_table
+from lmscale.cli._common import (
+    LAST_PER_HELP,
+    WHERE_HELP,
+    add_parser,
+    print_json,
+    print_notes,
+    runs_table,
+)
 from lmscale.errors import LmscaleError
 
 DESCRIPTION = """\
@@ -81,6 +88,7 @@ def register(sub: Any) -> None:
                    help="with --audit: cut by model size N, or by compute C (default: N, or C where the runs "
                         "form an IsoFLOP design, 3 or more compute budgets of 3 or more sizes each)")
     p.add_argument("--where", default=None, metavar="COL=VALUE,...", help=WHERE_HELP)
+    p.add_argument("--last-per", default=None, metavar="COLUMN", help=LAST_PER_HELP)
     p.add_argument("--every-run", action="store_true",
                    help="with --audit on a store: keep batch-sweep runs and runs that repeat their data "
                         "(left out by default: the laws have no term for either)")
@@ -102,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if args.bootstrap < 0:
         raise LmscaleError(f"--bootstrap {args.bootstrap}: expected 0 or more replicates")
     columns = parse_columns(args.columns)
-    frame = runs_table(args.input, columns, args.where)
+    frame = runs_table(args.input, columns, args.where, args.last_per)
     if args.audit:
         if is_sqlite(Path(args.input)):  # a store: D = tokens trained, U = unique tokens where data repeats
             from lmscale.laws.forecast import store_runs

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from lmscale.cli._common import WHERE_HELP, add_parser, print_json, runs_table
+from lmscale.cli._common import LAST_PER_HELP, WHERE_HELP, add_parser, print_json, runs_table
 from lmscale.errors import LmscaleError
 
 DESCRIPTION = """\
@@ -92,6 +92,7 @@ def register(sub: Any) -> None:
     p.add_argument("--write-study", default=None, metavar="FILE.toml",
                    help="write the proposals as a study group for 'lmscale sweep run'")
     p.add_argument("--where", default=None, metavar="COL=VALUE,...", help=WHERE_HELP)
+    p.add_argument("--last-per", default=None, metavar="COLUMN", help=LAST_PER_HELP)
     p.add_argument("--every-run", action="store_true",
                    help="RUNS a store: keep its batch-sweep runs and runs that repeat their data (left out by "
                         "default: the law has no term for either)")
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         raise LmscaleError(f"--k {args.k}: expected at least 1 run")
     columns = parse_columns(args.columns)
     store = Path(args.runs) if is_sqlite(Path(args.runs)) else None
-    frame = api.runs_frame(runs_table(args.runs, columns, args.where), columns, where=str(args.runs),
+    frame = api.runs_frame(runs_table(args.runs, columns, args.where, args.last_per), columns, where=str(args.runs),
                            store=store is not None, every_run=args.every_run)
     used = frame["run_id"].astype(str).tolist() if "run_id" in frame else None
     ctx = sf.context_from_store(store, used) if store else sf.StudyContext(name=Path(args.runs).stem)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lmscale.cli._common import WHERE_HELP, add_parser, print_json, runs_table
+from lmscale.cli._common import LAST_PER_HELP, WHERE_HELP, add_parser, print_json, runs_table
 from lmscale.errors import LmscaleError
 
 DESCRIPTION = """\
@@ -69,6 +69,7 @@ def register(sub: Any) -> None:
     p.add_argument("--save", default=None, metavar="FORECAST.json", help="write the forecast (for plan/predict)")
     p.add_argument("--out", default=None, metavar="PRED.csv", help="write the predictions as CSV")
     p.add_argument("--where", default=None, metavar="COL=VALUE,...", help=WHERE_HELP)
+    p.add_argument("--last-per", default=None, metavar="COLUMN", help=LAST_PER_HELP)
     p.add_argument("--every-run", action="store_true",
                    help="from a store: keep batch-sweep runs and runs that repeat their data")
     p.add_argument("--json", action="store_true",
@@ -119,7 +120,7 @@ def load_or_fit(args: argparse.Namespace, at=None):
         return Forecast.from_json(path)
     if args.bootstrap < 0:
         raise LmscaleError(f"--bootstrap {args.bootstrap}: expected 0 or more replicates")
-    frame = runs_table(args.runs, parse_columns(args.columns), args.where)
+    frame = runs_table(args.runs, parse_columns(args.columns), args.where, args.last_per)
     if is_sqlite(path):  # a store: D = tokens trained, U = unique tokens where data repeats
         frame = store_runs(frame, every_run=args.every_run)
     return forecast(frame, law=args.law, cuts=args.cuts, by=args.by, bootstrap=args.bootstrap, seed=args.seed,
