@@ -49,7 +49,8 @@ def saved(files):
 
 def test_predict_json_save_and_read_back(files, saved, capsys):
     data = saved
-    assert set(data) == {"law", "reason", "cuts_by", "predictions", "validation", "fit_warnings", "notes"}
+    assert set(data) == {"law", "reason", "cuts_by", "predictions", "validation", "fit_warnings", "not_candidates",
+                         "notes"}
     assert data["fit_warnings"] == [] and data["notes"] == []  # a CSV: no store runs left out
     assert [set(p) for p in data["predictions"]] == [set(COLUMNS)] * 2
     for p in data["predictions"]:
