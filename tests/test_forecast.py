@@ -412,7 +412,7 @@ def test_an_isoflop_table_is_cut_by_compute(por):
         assert ls.forecast(frame, candidates=["chinchilla"], variants=["huber"], bootstrap=0).data["by"] == "N"
 
 
-def test_a_plan_says_where_the_plausible_laws_disagree_on_the_allocation(por):
+def test_a_plan_says_where_the_plausible_laws_disagree_on_the_allocation(por, tmp_path, capsys):
     """Fitted to Porian et al.'s IsoFLOP points, forms that predict the loss about equally well put
     the optimum of 1e21 FLOPs a decade apart (the loss is flat near it): the plan names the laws at
     either end, says when its own N_opt lies outside the 80% interval over them, and points to the
@@ -438,6 +438,17 @@ def test_a_plan_says_where_the_plausible_laws_disagree_on_the_allocation(por):
     assert f"IsoFLOP design), whose minima measure the allocation: approach 2 on them puts N_opt at {measured:.3g} [" \
         in said[0] and f"nearest to {near} ({n_opt[near]:.3g})" in said[0]
     assert f"N_opt = {front.k_N:.3g} C^{front.a:.3f}" in fc.summary()
+    minima = plan.budget_minima  # the plan's own row beside the law's N_opt
+    assert minima["N_opt"] == pytest.approx(measured) and minima["N_opt_95"][0] < measured < minima["N_opt_95"][1]
+    assert minima["a"] == pytest.approx(front.a)
+    assert planner.plan("hoffmann2022", compute=1e21).budget_minima is None
+    from lmscale.cli import main
+
+    fc.to_json(tmp_path / "fc.json")
+    assert main(["plan", "--compute", "1e21", "--law", f"{tmp_path / 'fc.json'},hoffmann2022"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("  budget minima (95%)"))
+    lo, hi = minima["N_opt_95"]
+    assert row.split()[3:] == [f"{measured:.3g}", f"[{lo:.3g},", f"{hi:.3g}]", "-"]
     assert "isoflop_frontier" not in ls.forecast(simulate_runs("chinchilla", seed=0), bootstrap=0).data
     back = ls.Forecast.from_json(fc.to_json())
     assert np.allclose(back.data["isoflop_frontier"]["draws"], fc.data["isoflop_frontier"]["draws"])

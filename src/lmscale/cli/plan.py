@@ -143,6 +143,9 @@ _ROWS = (
     ("C (PF-days)", lambda p: _g(p["C_pf_days"])),
     ("N_opt (params)", lambda p: _g(p["N_opt"])),
     ("  80% / 95%", lambda p: _interval(p, "N_opt", ".3g")),
+    ("  budget minima (95%)", lambda p: "-" if not p.get("budget_minima") else
+        f"{p['budget_minima']['N_opt']:.3g}" + ("" if not p["budget_minima"]["N_opt_95"] else
+                                                " [{:.3g}, {:.3g}]".format(*p["budget_minima"]["N_opt_95"]))),
     ("D_opt (tokens)", lambda p: _g(p["D_opt"])),
     ("  80% / 95% ", lambda p: _interval(p, "D_opt", ".3g")),
     ("tokens / param", lambda p: _g(p["tokens_per_param"], ".1f")),
@@ -166,6 +169,10 @@ _ROWS = (
 )
 
 
+#: Rows shown only where some plan has the key: what few law sets give.
+_ONLY_WHERE_GIVEN = {"  budget minima (95%)": "budget_minima"}
+
+
 def _interval(p: dict[str, Any], key: str, fmt: str) -> str:
     levels = (p.get("intervals") or {}).get("levels") or {}
     return " / ".join(f"[{format(v[key][0], fmt)}, {format(v[key][1], fmt)}]" for v in levels.values()
@@ -174,7 +181,8 @@ def _interval(p: dict[str, Any], key: str, fmt: str) -> str:
 
 def _table(plans: list[dict[str, Any]]) -> str:
     header = ["", *(p["law"] for p in plans)]
-    rows = [header] + [[label, *(get(p) for p in plans)] for label, get in _ROWS]
+    rows = [header] + [[label, *(get(p) for p in plans)] for label, get in _ROWS
+                       if label not in _ONLY_WHERE_GIVEN or any(p.get(_ONLY_WHERE_GIVEN[label]) for p in plans)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

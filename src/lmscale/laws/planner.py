@@ -47,7 +47,12 @@ from lmscale.laws.forms import chinchilla_params, min_steps, overfitting, overfi
 from lmscale.laws.frontier import chinchilla_allocation
 from lmscale.laws.identification import not_identified
 from lmscale.laws.plan_options import DEVICES, REQUIRABLE, Device, PlanOptions, positive
-from lmscale.laws.plan_uncertainty import frontier_uncertainty, optimal_allocation, uncertainty
+from lmscale.laws.plan_uncertainty import (
+    budget_minima_n_opt,
+    frontier_uncertainty,
+    optimal_allocation,
+    uncertainty,
+)
 from lmscale.laws.result import FitResult, LawSet
 
 #: ln C search range of the inversions: 1 FLOP ... 1e100 FLOPs.
@@ -81,6 +86,7 @@ class Plan:
     wall_time: dict[str, Any] = field(default_factory=dict)
     method: dict[str, str] = field(default_factory=dict)
     intervals: dict[str, Any] | None = None
+    budget_minima: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -481,6 +487,12 @@ def _uncertainty(out: Plan, alloc: _Allocator, laws: LawSet, options: PlanOption
     out.warnings += warnings
     if out.intervals:
         out.method["intervals"] = out.intervals["method"]
+    front = ((laws.extras.get("forecast") or {}).get("data") or {}).get("isoflop_frontier")
+    measured = budget_minima_n_opt(front, out.C)
+    if measured is not None:
+        point, lo, hi = measured
+        out.budget_minima = {"N_opt": point, "N_opt_95": None if lo is None else [lo, hi], "a": front["a"],
+                             "method": front["method"] + " (the forecast's runs, an IsoFLOP design)"}
 
 
 def _band_fit(laws: LawSet, kind: str) -> FitResult | None:
