@@ -477,7 +477,8 @@ def _not_identified(out: Plan, alloc: _Allocator, laws: LawSet) -> list[str]:
 
 
 def _uncertainty(out: Plan, alloc: _Allocator, laws: LawSet, options: PlanOptions) -> None:
-    """Intervals from the fit's bootstrap draws, and the warning for a plan far beyond the data."""
+    """Intervals from the fit's bootstrap draws, the warning for a plan far beyond the data, and (a
+    forecast of an IsoFLOP design) N_opt at the plan's C from its runs' budget minima."""
     if alloc.kind == "power":
         out.intervals, warnings = frontier_uncertainty(laws.extras["allocation"], out.C, out.N_opt, laws.name,
                                                        options.intervals, options.levels)
