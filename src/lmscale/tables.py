@@ -462,16 +462,17 @@ def curve_column(frame: pd.DataFrame) -> tuple[str, int] | None:
     return best
 
 
-def curves_note(frame: pd.DataFrame, source: str, consequence: str) -> str | None:
+def curves_note(frame: pd.DataFrame, source: str, consequence: str, also: str = "") -> str | None:
     """A line for a table of learning curves (:func:`curve_column`): which column names the runs,
-    ``consequence``, and how to take each run's last row; None for a table of runs."""
+    ``consequence``, how to take each run's last row, and ``also`` (where ``{column}`` is that
+    column); None for a table of runs."""
     found = curve_column(frame)
     if not found:
         return None
     column, runs = found
     return (f"{source}: the rows are points of learning curves (column {column!r} names {runs} runs of "
             f"{len(frame) / runs:.0f} rows on average, each at one N with D growing): {consequence}; take each "
-            f"run's last row with --last-per {column}")
+            f"run's last row with --last-per {column}" + also.format(column=column))
 
 
 def last_rows(frame: pd.DataFrame, column: str, where: str) -> pd.DataFrame:

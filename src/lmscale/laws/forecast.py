@@ -100,10 +100,11 @@ def forecast(
     else:
         pool, skipped = candidates_for(frame, columns, candidates, variants, base)
     axis_reason = ""
+    budgets = isoflop_budgets(frame, columns)
     if by is None and at is not None:
         by, axis_reason = axis_for_points(frame, at, columns)
     elif by is None and cuts is None:
-        by, axis_reason = axis_for_design(frame, columns)
+        by, axis_reason = axis_for_design(budgets)
 
     def run_audit(axis: str | None) -> tuple[Audit, dict[str, Any]]:
         return audit(frame, pool, n_cuts=cuts, by=axis, columns=columns, drop_highest_loss=drop_highest_loss,
@@ -149,7 +150,7 @@ def forecast(
     c6 = compute_of(points)
     data = {"C_max": float(c6.max()), "C_min": float(c6.min()), "N_max": float(points.X["N"].max()),
             "D_max": float(points.X["D"].max()), "n_points": len(points), "by": result.by,
-            "compute": "6 N D (FLOPs)", "isoflop_budgets": isoflop_budgets(frame, columns)}
+            "compute": "6 N D (FLOPs)", "isoflop_budgets": budgets}
     if data["isoflop_budgets"]:
         data["isoflop_frontier"] = _budget_minima(points, seed)
     head = max(weights, key=weights.get)
@@ -199,12 +200,11 @@ def axis_for_points(frame: pd.DataFrame, points: pd.DataFrame, columns: Mapping[
                  "does; --by N to cut by size")
 
 
-def axis_for_design(frame: pd.DataFrame, columns: Mapping[str, str] | None = None) -> tuple[str | None, str]:
+def axis_for_design(budgets: int) -> tuple[str | None, str]:
     """The cut axis runs ask for when no points are asked about: ``("C", why)`` for an IsoFLOP
-    design (:func:`~lmscale.laws.validation.isoflop_budgets`), whose forecasts are of larger
-    budgets, and whose cuts by size would hold out the largest model of every budget, a question
-    nobody asks; ``(None, "")`` (the default axis) otherwise."""
-    budgets = isoflop_budgets(frame, columns)
+    design (``budgets``: :func:`~lmscale.laws.validation.isoflop_budgets` of the runs), whose
+    forecasts are of larger budgets, and whose cuts by size would hold out the largest model of
+    every budget, a question nobody asks; ``(None, "")`` (the default axis) otherwise."""
     if not budgets:
         return None, ""
     return "C", (f"the runs lie on {budgets} compute budgets (an IsoFLOP design), where cuts by size would "

@@ -19,7 +19,6 @@ from lmscale.files import atomic_path
 from lmscale.store.store import Store
 from lmscale.tables import (
     columns_hint,
-    curve_column,
     curves_note,
     last_rows,
     parse_fields,
@@ -107,11 +106,11 @@ def _refuse_curves_and_mixed_settings(named: pd.DataFrame, where: str) -> None:
     which a store of final points would take for a finished run; and rows whose text columns are
     settings (:func:`lmscale.tables.settings_note`)."""
     curves = curves_note(named, where, "a store of final points would take every checkpoint for a finished "
-                                       "run, and its loss mid-schedule for a final loss")
+                                       "run, and its loss mid-schedule for a final loss",
+                         "; or import the curves themselves with 'lmscale import csv FILE --store STORE --map "
+                         "MAP.toml' (run = \"{column}\")")
     if curves:
-        column = curve_column(named)[0]
-        raise LmscaleError(f"{curves}; or import the curves themselves with 'lmscale import csv FILE --store "
-                           f"STORE --map MAP.toml' (run = \"{column}\")")
+        raise LmscaleError(curves)
     note = settings_note(named, where, "settings that a store of N, D and loss could not tell apart once imported")
     if note:
         raise LmscaleError(f"{note} (or import each setting into a --group of its own)")
