@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from lmscale.errors import LmscaleError
+from lmscale.laws.allocation_check import check_allocations
 from lmscale.laws.candidates import candidates_for, make_candidate
 from lmscale.laws.estimate import fit_points
 from lmscale.laws.fitting import FitOptions, compute_weights
@@ -153,6 +154,8 @@ def forecast(
             "compute": "6 N D (FLOPs)", "isoflop_budgets": budgets}
     if data["isoflop_budgets"]:
         data["isoflop_frontier"] = _budget_minima(points, seed)
+    if data.get("isoflop_frontier") and result.by == "C" and combine == "select":
+        data["allocation_check"] = _allocation_check(result, points, [chosen.name, *alternatives])
     head = max(weights, key=weights.get)
     summary = result.to_dict()
     summary["detail"] = {name: [_cut_detail(r, points_of[name]) for r in result.results[name]] for name in weights}
@@ -229,6 +232,14 @@ def _budget_minima(points: Any, seed: int) -> dict[str, Any] | None:
     return {"method": "[H] approach 2: the parabola minimum of each budget, N_opt = k_N C^a across budgets",
             "a": front.a, "k_N": front.k_N, "ci_a": list(front.ci["a"]) if front.ci else None,
             "budgets_used": front.notes["budgets_used"], "draws": np.asarray(draws).tolist()}
+
+
+def _allocation_check(result: Audit, points: Any, names: Sequence[str]) -> dict[str, Any] | None:
+    """The chosen law's and its plausible alternatives' N_opt validated on the held-out budgets' minima,
+    beside approach 2's (:func:`~lmscale.laws.allocation_check.check_allocations`)."""
+    law_of = {c.name: c.law for c in result.candidates}
+    cut_params = {name: [(law_of[name], r.params) for r in result.results[name]] for name in dict.fromkeys(names)}
+    return check_allocations(points, result.thresholds, cut_params, result.chosen.name)
 
 
 def _cut_detail(cut: Any, points: Any) -> dict[str, Any]:

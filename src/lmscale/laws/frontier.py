@@ -61,6 +61,12 @@ def chinchilla_allocation(params: Mapping[str, float], C):
 # ---------------------------------------------------------------------------
 
 
+def power_law(coef, exponent, x):
+    """coef x^exponent, element-wise (overflow gives inf, not a warning): every N_opt = k C^a here."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return coef * np.asarray(x, dtype=float) ** exponent
+
+
 @dataclass
 class Frontier:
     """N_opt(C) = k_N C^a and D_opt(C) = k_D C^b (C in FLOPs), found one way.
@@ -88,11 +94,11 @@ class Frontier:
 
     def n_opt(self, C):
         """Compute-optimal parameters at compute C (FLOPs)."""
-        return self.k_N * np.asarray(C, dtype=float) ** self.a
+        return power_law(self.k_N, self.a, C)
 
     def d_opt(self, C):
         """Compute-optimal tokens at compute C (FLOPs)."""
-        return self.k_D * np.asarray(C, dtype=float) ** self.b
+        return power_law(self.k_D, self.b, C)
 
     def to_dict(self) -> dict[str, Any]:
         from lmscale.laws.result import _clean

@@ -27,7 +27,7 @@ from scipy.optimize import minimize_scalar
 from lmscale.errors import LmscaleError
 from lmscale.laws.data_constrained import data_constrained_allocation
 from lmscale.laws.forms import chinchilla_params, get_form
-from lmscale.laws.frontier import chinchilla_allocation
+from lmscale.laws.frontier import chinchilla_allocation, power_law
 from lmscale.laws.intervals import ExtrapolationError, beyond, central_band, predictive_draws
 from lmscale.laws.result import FitResult
 
@@ -156,8 +156,7 @@ def disagreement_warning(fit: FitResult, allocations: Mapping[str, tuple[float, 
         near = min(n_opt, key=lambda name: abs(np.log(n_opt[name] / point)))
         text += (f"; the runs lie on compute budgets (an IsoFLOP design), whose minima measure the allocation: "
                  f"approach 2 on them puts N_opt at {point:.3g}" + (f" [{lo:.3g}, {hi:.3g}] (95%)" if lo else "")
-                 + f", nearest to {near} ({n_opt[near]:.3g}); 'lmscale report STORE --out DIR' fits it with the rest "
-                 "of the study, and 'lmscale plan --law DIR/fits.json' plans from it")
+                 + f", nearest to {near} ({n_opt[near]:.3g})" + _validated(data.get("allocation_check")))
     elif data.get("isoflop_budgets"):
         text += ("; the runs lie on compute budgets (an IsoFLOP design), whose minima measure the allocation "
                  "directly: 'lmscale report STORE --out DIR' fits that frontier (approach 2), "
@@ -165,16 +164,27 @@ def disagreement_warning(fit: FitResult, allocations: Mapping[str, tuple[float, 
     return [text]
 
 
+def _validated(check: Mapping[str, Any] | None) -> str:
+    """What the allocation check (:mod:`lmscale.laws.allocation_check`) decided, for the warning."""
+    if not check or "approach 2" not in check.get("factor", {}) or check.get("law") not in check["factor"]:
+        return ("; 'lmscale report STORE --out DIR' fits it with the rest of the study, and 'lmscale plan --law "
+                "DIR/fits.json' plans from it")
+    factor, law = check["factor"], check["law"]
+    which = "approach 2's" if check["allocate"] == "approach 2" else f"the law's ({law})"
+    return (f"; on the held-out budgets' own minima approach 2's allocation is off by {factor['approach 2']:.2f}x, "
+            f"the chosen law's ({law}) by {factor[law]:.2f}x: the plan's N_opt and D_opt are {which}")
+
+
 def budget_minima_n_opt(frontier: Mapping[str, Any] | None, C: float) -> tuple[float, float | None, float | None] | None:
     """N_opt at C from a forecast's approach-2 frontier (``data["isoflop_frontier"]``: k_N C^a, and
     draws of (a, k_N)): (point, lo, hi), the 95% band over the draws (None, None without them)."""
     if not frontier or not frontier.get("k_N"):
         return None
-    point = float(frontier["k_N"]) * C ** float(frontier["a"])
+    point = float(power_law(float(frontier["k_N"]), float(frontier["a"]), C))
     draws = np.asarray(frontier.get("draws") or [], dtype=float).reshape(-1, 2)
     if len(draws) < 2:
         return point, None, None
-    lo, hi = central_band(draws[:, 1] * C ** draws[:, 0], 0.95)
+    lo, hi = central_band(power_law(draws[:, 1], draws[:, 0], C), 0.95)
     return point, float(lo), float(hi)
 
 
@@ -198,13 +208,8 @@ def plan_uncertainty(fit: FitResult, C: float, N: float, D: float, levels: Seque
     draws = _recentre(draws, fit, C, unique_tokens, allocations, seed)
     extent = data_extent(fit, extras)
     distance = None if extent is None else float(beyond(N, 6.0 * N * D, extent["N_max"], extent["C_max"]))
-    log_loss = np.log(draws[:, 2])
-    how_loss = "percentiles of the loss at each draw's own optimum"
-    if fc and "extrapolation_error" in fc and distance is not None:
-        error = ExtrapolationError.from_dict(fc["extrapolation_error"])
-        log_loss = predictive_draws(log_loss[:, None], error.scale(distance), 4000, seed)[:, 0]
-        how_loss += (f", plus the forecast's extrapolation error s(d) at d = {max(distance, 0.0):.2f} decades "
-                     "beyond its data")
+    log_loss, how_loss = _with_extrapolation(np.log(draws[:, 2]), "percentiles of the loss at each draw's own "
+                                             "optimum", fc, distance, seed)
     out: dict[str, Any] = {"n_draws": int(len(draws)), "n_failed": int(len(fit.bootstrap_params) - len(draws)),
                            "levels": {}, "distance_decades": distance}
     for level in levels:
@@ -220,6 +225,55 @@ def plan_uncertainty(fit: FitResult, C: float, N: float, D: float, levels: Seque
     out["warnings"] = beyond_warnings(distance) + disagreement_warning(
         fit, allocations, fc, C, N, central_band(draws[:, 0], 0.8))
     return out
+
+
+def _with_extrapolation(log_loss: np.ndarray, how: str, forecast: Mapping[str, Any] | None, distance: float | None,
+                        seed: int) -> tuple[np.ndarray, str]:
+    """Loss draws (logs) plus a forecast's extrapolation error s(d) at ``distance`` decades beyond its
+    data (unchanged without a forecast or a distance), and ``how`` they were made, said."""
+    if not forecast or "extrapolation_error" not in forecast or distance is None:
+        return log_loss, how
+    error = ExtrapolationError.from_dict(forecast["extrapolation_error"])
+    return (predictive_draws(log_loss[:, None], error.scale(distance), 4000, seed)[:, 0],
+            f"{how}, plus the forecast's extrapolation error s(d) at d = {max(distance, 0.0):.2f} decades beyond its data")
+
+
+def budget_minima_uncertainty(fit: FitResult, C: float, N: float, D: float, extras: Mapping[str, Any],
+                              intervals: bool | None = None, levels: Sequence[float] = (0.8, 0.95),
+                              seed: int = 0) -> tuple[dict[str, Any] | None, list[str]]:
+    """A plan allocated by a forecast's budget minima (approach 2, chosen by its validated allocation,
+    :mod:`lmscale.laws.allocation_check`): N_opt and D_opt over the frontier's draws of (a, k_N), the
+    loss over ``fit``'s bootstrap draws at the plan's (N, D) plus the extrapolation error; the
+    extent warning and the plausible laws' disagreement."""
+    fc = extras.get("forecast") or {}
+    front = fc["data"]["isoflop_frontier"]
+    extent = data_extent(fit, extras)
+    distance = None if extent is None else float(beyond(N, 6.0 * N * D, extent["N_max"], extent["C_max"]))
+    warnings = beyond_warnings(distance) + disagreement_warning(
+        fit, alternative_allocations(fc.get("alternatives") or {}, C, None), fc, C, N)
+    frontier_draws = np.asarray(front.get("draws") or [], dtype=float).reshape(-1, 2)
+    has = fit.bootstrap_params is not None and len(fit.bootstrap_params) > 1 and len(frontier_draws) > 1
+    if intervals and not has:
+        raise LmscaleError(f"intervals asked of forecast:{fc.get('law')}, which has no bootstrap draws: save the "
+                           "forecast with bootstrap draws (lmscale fit --audit --bootstrap K --out)")
+    if not has or intervals is False:
+        return None, warnings
+    n_opt = power_law(frontier_draws[:, 1], frontier_draws[:, 0], C)
+    losses = [_loss(FitResult(law=fit.law, params=dict(zip(fit.form.params, row))), N, D, None)
+              for row in fit.bootstrap_params]
+    log_loss, how_loss = _with_extrapolation(np.log(np.asarray(losses, dtype=float)), "percentiles of the law's "
+                                             "bootstrap draws at the plan's (N_opt, D_opt)", fc, distance, seed)
+    out: dict[str, Any] = {"n_draws": int(len(frontier_draws)), "levels": {}, "distance_decades": distance}
+    for level in levels:
+        lo, hi = central_band(n_opt, level)
+        l_lo, l_hi = np.exp(central_band(log_loss, level))
+        out["levels"][f"{round(level * 100):d}"] = {
+            "N_opt": [float(lo), float(hi)], "D_opt": [C / (6.0 * float(hi)), C / (6.0 * float(lo))],
+            "loss": [float(l_lo), float(l_hi)]}
+    out["method"] = (f"N_opt = k_N C^a for each of approach 2's {len(frontier_draws)} bootstrap draws (budgets "
+                     f"resampled, each minimum moved by its error) at C = {C:.3g} FLOPs, D_opt = C / (6 N_opt); "
+                     f"loss: {how_loss}")
+    return out, warnings
 
 
 def uncertainty(fit: FitResult | None, C: float, N: float, D: float, name: str,
@@ -272,8 +326,7 @@ def frontier_uncertainty(alloc: Mapping[str, Any], C: float, N: float, name: str
     if not len(draws) or intervals is False:
         return None, warnings
     c = C / float(alloc.get("C_unit_flops", 1.0))
-    with np.errstate(over="ignore", invalid="ignore"):
-        n_opt, d_opt = draws[:, 1] * c ** draws[:, 0], draws[:, 3] * c ** draws[:, 2]
+    n_opt, d_opt = power_law(draws[:, 1], draws[:, 0], c), power_law(draws[:, 3], draws[:, 2], c)
     out: dict[str, Any] = {"n_draws": int(len(draws)), "levels": {}, "distance_decades": distance}
     for level in levels:
         out["levels"][f"{round(level * 100):d}"] = {
@@ -292,5 +345,5 @@ def beyond_warnings(distance: float | None) -> list[str]:
             "the numbers and their intervals assume the law still holds that far out"]
 
 
-__all__ = ["ALLOCATABLE", "WARN_DECADES", "data_extent", "draw_allocations", "frontier_uncertainty",
+__all__ = ["ALLOCATABLE", "WARN_DECADES", "budget_minima_uncertainty", "data_extent", "draw_allocations", "frontier_uncertainty",
            "optimal_allocation", "plan_uncertainty", "uncertainty"]

@@ -41,14 +41,16 @@ from scipy.optimize import brentq, minimize_scalar
 
 from lmscale.accounting import PF_DAY, non_embedding_params
 from lmscale.errors import LmscaleError
+from lmscale.laws.allocation_check import BUDGET_MINIMA
 from lmscale.laws.catalog import resolve
 from lmscale.laws.data_constrained import DATA_CONSTRAINED, data_constrained_allocation
 from lmscale.laws.forms import chinchilla_params, min_steps, overfitting, overfitting_data_rule
-from lmscale.laws.frontier import chinchilla_allocation
+from lmscale.laws.frontier import chinchilla_allocation, power_law
 from lmscale.laws.identification import not_identified
 from lmscale.laws.plan_options import DEVICES, REQUIRABLE, Device, PlanOptions, positive
 from lmscale.laws.plan_uncertainty import (
     budget_minima_n_opt,
+    budget_minima_uncertainty,
     frontier_uncertainty,
     optimal_allocation,
     uncertainty,
@@ -130,7 +132,7 @@ def allocation_relation(laws: LawSet, key: str, C):
         raise LmscaleError(f"law set {laws.name!r}: extras.allocation.relations has no {key} "
                            f"with coef and exponent; it has: {have}")
     unit = float(alloc.get("C_unit_flops", 1.0))
-    return float(rel["coef"]) * (np.asarray(C, dtype=float) / unit) ** float(rel["exponent"])
+    return power_law(float(rel["coef"]), float(rel["exponent"]), np.asarray(C, dtype=float) / unit)
 
 
 def has_relation(laws: LawSet, key: str) -> bool:
@@ -170,6 +172,9 @@ def _allocator(laws: LawSet, unique_tokens: float | None) -> _Allocator:
                       "([M] eq. 7); D_opt = C / (6 N_opt)",
              "loss": "[M] eq. 7 at (N_opt, D_opt, U)"}, fit=dc,
         )
+    by_minima = _budget_minima_allocator(laws)
+    if by_minima is not None:
+        return by_minima
     frontier = has_relation(laws, "N_opt") and has_relation(laws, "D_opt")
     source, skipped = _parametric_source(laws), None
     if source is not None and frontier and (laws.extras["allocation"].get("identification") or {}).get("identified"):
@@ -236,6 +241,31 @@ def _allocator(laws: LawSet, unique_tokens: float | None) -> _Allocator:
         f"law set {laws.name!r} cannot allocate compute: it needs a chinchilla, chinchilla_tied or kaplan_nd "
         f"law, or an extras.allocation with N_opt and D_opt relations; it has laws: {have}"
     )
+
+
+def _budget_minima_allocator(laws: LawSet) -> _Allocator | None:
+    """A forecast of an IsoFLOP design whose budgets' minima (approach 2) validated clearly better on
+    the allocation than its law (:mod:`lmscale.laws.allocation_check`): N_opt = k_N C^a from them,
+    the loss from the law at that allocation. None otherwise."""
+    data = (laws.extras.get("forecast") or {}).get("data") or {}
+    check, front = data.get("allocation_check") or {}, data.get("isoflop_frontier")
+    if check.get("allocate") != BUDGET_MINIMA or not front or len(laws.laws) != 1:
+        return None
+    fit = next(iter(laws.laws.values()))
+    factor = check["factor"]
+
+    def n_opt(C):
+        return float(power_law(float(front["k_N"]), float(front["a"]), C))
+
+    return _Allocator(
+        "budget_minima", n_opt, lambda C: C / (6.0 * n_opt(C)),
+        lambda C: float(fit.predict(N=n_opt(C), D=C / (6.0 * n_opt(C)))),
+        {"N_opt": f"[H] approach 2 on the forecast's runs: N_opt = {front['k_N']:.4g} C^{front['a']:.4f} from "
+                  f"{front['budgets_used']} budgets' parabola minima; validated on held-out budgets' minima it is "
+                  f"off by {factor[BUDGET_MINIMA]:.2f}x, the law's allocation ({check['law']}) by "
+                  f"{factor[check['law']]:.2f}x, so the plan allocates by it",
+         "D_opt": "D_opt = C / (6 N_opt)",
+         "loss": f"{check['law']} (the forecast's law, validated on the loss) at (N_opt, D_opt)"}, fit=fit)
 
 
 def _parametric_source(laws: LawSet) -> FitResult | None:
@@ -440,6 +470,9 @@ def plan(
     band_fit = _band_fit(laws, alloc.kind)
     if band_fit is not None and L is not None:
         out.size_band = size_band(band_fit, L, N, options.overhead)
+    elif alloc.kind == "budget_minima":
+        method["size_band"] = ("not computed: N_opt comes from the budgets' minima, and the law's own band lies "
+                               "around its own optimum")
     else:
         method["size_band"] = "not computed: needs a loss and chinchilla, kaplan_ns or kaplan_nd " \
             "(and no data constraint)"
@@ -461,7 +494,7 @@ def plan(
 
 def _not_identified(out: Plan, alloc: _Allocator, laws: LawSet) -> list[str]:
     """A warning per law the plan rests on that its runs do not identify (a published law says nothing)."""
-    used = [(alloc.fit, "N_opt, D_opt and the loss follow")]
+    used = [(alloc.fit, "the loss follows" if alloc.kind == "budget_minima" else "N_opt, D_opt and the loss follow")]
     if alloc.loss_law is not None and out.loss is not None:
         used.append((laws.laws[alloc.loss_law], "the loss follows"))
     if out.overfitting.get("delta_L") is not None:
@@ -482,6 +515,9 @@ def _uncertainty(out: Plan, alloc: _Allocator, laws: LawSet, options: PlanOption
     if alloc.kind == "power":
         out.intervals, warnings = frontier_uncertainty(laws.extras["allocation"], out.C, out.N_opt, laws.name,
                                                        options.intervals, options.levels)
+    elif alloc.kind == "budget_minima":
+        out.intervals, warnings = budget_minima_uncertainty(alloc.fit, out.C, out.N_opt, out.D_opt, laws.extras,
+                                                            options.intervals, options.levels)
     else:
         out.intervals, warnings = uncertainty(alloc.fit, out.C, out.N_opt, out.D_opt, laws.name, laws.extras,
                                               options.intervals, options.levels, options.unique_tokens)

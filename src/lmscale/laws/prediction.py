@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lmscale.errors import LmscaleError
+from lmscale.laws.allocation_check import allocation_text
 from lmscale.laws.identification import not_identified
 from lmscale.laws.intervals import (
     LEVELS,
@@ -238,7 +239,10 @@ class Forecast:
             lines.append(f"allocation from the runs' {front['budgets_used']} budget minima ([H] approach 2): N_opt = "
                          f"{front['k_N']:.3g} C^{front['a']:.3f}" + (f", a in [{ci[0]:.3f}, {ci[1]:.3f}] (95%)" if ci
                                                                      else "")
-                         + "; plans from this forecast set it beside the laws' own N_opt")
+                         + ("" if self.data.get("allocation_check") else
+                            "; plans from this forecast set it beside the laws' own N_opt"))
+        if self.data.get("allocation_check"):
+            lines.append(allocation_text(self.data["allocation_check"]))
         lines += [f"warning: {w}" for w in self._not_converged()]  # the fit's summary gives its verdict
         lines.append("validation (the forecast's law):")
         for row in self.validation:

@@ -163,6 +163,7 @@ class CutResult:
     predicted: np.ndarray = field(repr=False)
     measured: np.ndarray = field(repr=False)
     param_var: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    params: dict[str, float] = field(repr=False, default_factory=dict)  # the fit below the cut
 
     def row(self) -> dict[str, Any]:
         return {"candidate": self.candidate, "cut": self.k, "threshold": self.threshold,
@@ -208,7 +209,8 @@ def validate(candidate: Candidate, points: Points, sizes: np.ndarray, thresholds
             log_residuals=np.log(measured) - np.log(pred),
             distances=_beyond_of(points, compute, train, held), held_index=np.flatnonzero(held),
             predicted=pred, measured=measured,
-            param_var=prediction_variance(form, best.theta, sub.X, sub.y, X_held)))
+            param_var=prediction_variance(form, best.theta, sub.X, sub.y, X_held),
+            params=form.from_theta(best.theta)))
     return out
 
 
