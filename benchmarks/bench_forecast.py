@@ -23,6 +23,10 @@ defaults (its own validation cuts among the smaller runs, 200 bootstrap
 draws). Printed per set: mean |predicted / measured - 1| of both on the
 held-out runs, their ratio, the chosen law and its cut axis, and the share of held-out runs
 inside the forecast's 80% and 95% intervals; then the pooled coverage.
+Where a set is an IsoFLOP design (Porian's), the forecast also validates the
+allocation (:mod:`lmscale.laws.allocation_check`), and the plan at each
+held-out budget is scored against that budget's own parabola minimum,
+beside the N_opt of the forecast's law.
 Then, per set, the plausible alternatives (the candidates validated within
 2x of the chosen one, which widen its intervals) each scored on the
 held-out runs, how much the choice matters; and the forecast from every
@@ -124,8 +128,31 @@ def accuracy(bootstrap: int) -> tuple[list[dict], float]:
                      "forecast": err, "ratio": naive_err / err, "law": fc.law, "by": fc.data["by"], "cov80": float(in80.mean()),
                      "cov95": float(in95.mean()), "target": target, "meets": bool(ok),
                      "not_worse": bool(err <= naive_err), "seconds": seconds, "alternatives": others,
-                     "loaded_columns": {"law": loaded.law, "forecast": loaded_err}})
+                     "loaded_columns": {"law": loaded.law, "forecast": loaded_err},
+                     "allocation": held_out_allocation(fc, frame[cols], held)})
     return rows, float(np.mean(inside))
+
+
+def held_out_allocation(fc, frame, held) -> list[dict] | None:
+    """Where the forecast validated the allocation (an IsoFLOP design): at each held-out budget, its
+    own parabola minimum against the plan's N_opt (with its 80% interval) and the law's own N_opt."""
+    from lmscale.laws import planner
+    from lmscale.laws.frontier import isoflop_optima
+    from lmscale.laws.plan_uncertainty import optimal_allocation
+
+    check = fc.data.get("allocation_check")
+    if not check:
+        return None
+    optima = isoflop_optima(frame)
+    top = optima[(optima["status"] == "ok") & (optima["C"] >= 0.99 * (6.0 * frame["N"] * frame["D"])[held].min())]
+    out = []
+    for C, measured in zip(top["C"], top["N_opt"]):
+        plan = planner.plan(fc.to_lawset(), compute=float(C))
+        out.append({"C": float(C), "measured": float(measured), "plan": plan.N_opt,
+                    "plan80": (plan.intervals or {}).get("levels", {}).get("80", {}).get("N_opt"),
+                    "law": optimal_allocation(fc.fit.law, fc.fit.params, float(C))[0], "allocate": check["allocate"],
+                    "factor": check["factor"]})
+    return out
 
 
 def synthetic(seeds: int, bootstrap: int) -> dict[str, dict]:
@@ -207,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {r['set']}: alternatives validated within 2x of the chosen law, on the held-out runs: "
               f"{alts or 'none'}; from every column the loader gives: {r['loaded_columns']['law']} "
               f"{r['loaded_columns']['forecast']:.2%}")
+    for r in rows:
+        for a in r["allocation"] or []:
+            band = "" if not a["plan80"] else " [{:.3g}, {:.3g}]".format(*a["plan80"])
+            print(f"  {r['set']}: N_opt at the held-out budget {a['C']:.3g}: its own parabola minimum {a['measured']:.3g}; "
+                  f"the plan {a['plan']:.3g}{band} (80%; by {a['allocate']}, validated {a['factor'][a['allocate']]:.2f}x "
+                  f"off on the smaller budgets' cuts), {a['plan'] / a['measured']:.2f}x; the law's own "
+                  f"{a['law']:.3g}, {a['law'] / a['measured']:.2f}x")
     print(f"  pooled 80% coverage: {pooled:.0%} (target 70% to 90%)")
     print("  hind: in hindsight, the naive fit / the forecast's law fitted on every run, the held-out ones "
           "included, scored on the held-out runs")

@@ -54,6 +54,7 @@ def check_allocations(points: Any, thresholds: Sequence[float], cut_params: Mapp
     optima = isoflop_optima(runs)
     optima = optima[optima["status"] == "ok"]
     errors: dict[str, list[float]] = {name: [] for name in [*cut_params, BUDGET_MINIMA]}
+    spread: list[tuple[float, float]] = []  # approach 2's (decades beyond the cut, ln error) per held-out budget
     cuts = []
     for k, threshold in enumerate(thresholds):
         held = optima[optima["C"] >= threshold * (1.0 - BUDGET_RTOL)]
@@ -64,6 +65,8 @@ def check_allocations(points: Any, thresholds: Sequence[float], cut_params: Mapp
         try:
             below = isoflop_frontier(runs[compute < threshold * (1.0 - 1e-12)], bootstrap=0)
             predicted[BUDGET_MINIMA] = np.asarray(below.n_opt(C), dtype=float)
+            beyond = np.log10(C / compute[compute < threshold * (1.0 - 1e-12)].max())
+            spread += list(zip(beyond, np.log(predicted[BUDGET_MINIMA] / measured)))
         except LmscaleError:  # fewer than 2 budgets with a minimum below the cut
             pass
         for name, n_opt in predicted.items():
@@ -76,8 +79,16 @@ def check_allocations(points: Any, thresholds: Sequence[float], cut_params: Mapp
     return {"method": "N_opt at each held-out budget, predicted from the runs below the cut (each law's "
                       "compute-optimal allocation; approach 2's k_N C^a), against the minimum of that budget's "
                       "parabola in log N; factor = exp(mean over cuts of the mean |ln(predicted / measured)|)",
-            "law": law, "factor": factor, "cuts": cuts,
+            "law": law, "factor": factor, "cuts": cuts, "error_per_decade": error_per_decade(spread),
             "allocate": BUDGET_MINIMA if allocates_by_budget_minima(factor, law) else law}
+
+
+def error_per_decade(spread: Sequence[tuple[float, float]]) -> float | None:
+    """k of the extrapolation error of ln N_opt, s(d) = k d at d decades of compute beyond the
+    fitted budgets: the root mean square of (ln error / d) over approach 2's held-out budgets
+    (its draws resample the budgets' minima, not the extrapolation itself). None without any."""
+    ratios = [err / d for d, err in spread if d > 0 and np.isfinite(err)]
+    return float(np.sqrt(np.mean(np.square(ratios)))) if ratios else None
 
 
 def allocates_by_budget_minima(factor: Mapping[str, float], law: str) -> bool:
@@ -112,4 +123,5 @@ def allocation_text(check: Mapping[str, Any]) -> str:
             f"{each}; plans allocate by {uses}")
 
 
-__all__ = ["ALLOCATION_RTOL", "BUDGET_MINIMA", "allocates_by_budget_minima", "allocation_text", "check_allocations"]
+__all__ = ["ALLOCATION_RTOL", "BUDGET_MINIMA", "allocates_by_budget_minima", "allocation_text", "check_allocations",
+           "error_per_decade"]

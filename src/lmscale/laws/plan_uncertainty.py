@@ -259,6 +259,13 @@ def budget_minima_uncertainty(fit: FitResult, C: float, N: float, D: float, extr
     if not has or intervals is False:
         return None, warnings
     n_opt = power_law(frontier_draws[:, 1], frontier_draws[:, 0], C)
+    k = (fc["data"].get("allocation_check") or {}).get("error_per_decade")
+    reach = None if extent is None else max(float(np.log10(C / extent["C_max"])), 0.0)
+    how_n = ""
+    if k and reach:  # the frontier's draws resample the minima, not the extrapolation: add its validated error
+        n_opt = n_opt * np.exp(k * reach * np.random.default_rng(seed).standard_normal(len(n_opt)))
+        how_n = (f", each moved by the extrapolation error validated on held-out budgets, s = {k:.3f} per decade "
+                 f"x {reach:.2f} decades beyond the runs' largest budget")
     losses = [_loss(FitResult(law=fit.law, params=dict(zip(fit.form.params, row))), N, D, None)
               for row in fit.bootstrap_params]
     log_loss, how_loss = _with_extrapolation(np.log(np.asarray(losses, dtype=float)), "percentiles of the law's "
@@ -271,8 +278,8 @@ def budget_minima_uncertainty(fit: FitResult, C: float, N: float, D: float, extr
             "N_opt": [float(lo), float(hi)], "D_opt": [C / (6.0 * float(hi)), C / (6.0 * float(lo))],
             "loss": [float(l_lo), float(l_hi)]}
     out["method"] = (f"N_opt = k_N C^a for each of approach 2's {len(frontier_draws)} bootstrap draws (budgets "
-                     f"resampled, each minimum moved by its error) at C = {C:.3g} FLOPs, D_opt = C / (6 N_opt); "
-                     f"loss: {how_loss}")
+                     f"resampled, each minimum moved by its error) at C = {C:.3g} FLOPs{how_n}, D_opt = C / (6 N_opt);"
+                     f" loss: {how_loss}")
     return out, warnings
 
 
