@@ -146,9 +146,9 @@ def held_out_allocation(fc, frame, held) -> list[dict] | None:
     optima = isoflop_optima(frame)
     top = optima[(optima["status"] == "ok") & (optima["C"] >= 0.99 * (6.0 * frame["N"] * frame["D"])[held].min())]
     out = []
-    for C, measured in zip(top["C"], top["N_opt"]):
+    for C, measured, se in zip(top["C"], top["N_opt"], top["se_log_n"]):
         plan = planner.plan(fc.to_lawset(), compute=float(C))
-        out.append({"C": float(C), "measured": float(measured), "plan": plan.N_opt,
+        out.append({"C": float(C), "measured": float(measured), "se_log_n": float(se), "plan": plan.N_opt,
                     "plan80": (plan.intervals or {}).get("levels", {}).get("80", {}).get("N_opt"),
                     "law": optimal_allocation(fc.fit.law, fc.fit.params, float(C))[0], "allocate": check["allocate"],
                     "factor": check["factor"]})
@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         for a in r["allocation"] or []:
             band = "" if not a["plan80"] else " [{:.3g}, {:.3g}]".format(*a["plan80"])
-            print(f"  {r['set']}: N_opt at the held-out budget {a['C']:.3g}: its own parabola minimum {a['measured']:.3g}; "
+            print(f"  {r['set']}: N_opt at the held-out budget {a['C']:.3g}: its own parabola minimum {a['measured']:.3g} "
+                  f"(standard error {a['se_log_n']:.2f} in ln N); "
                   f"the plan {a['plan']:.3g}{band} (80%; by {a['allocate']}, validated {a['factor'][a['allocate']]:.2f}x "
                   f"off on the smaller budgets' cuts), {a['plan'] / a['measured']:.2f}x; the law's own "
                   f"{a['law']:.3g}, {a['law'] / a['measured']:.2f}x")

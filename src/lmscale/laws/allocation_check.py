@@ -30,11 +30,11 @@ import numpy as np
 import pandas as pd
 
 from lmscale.errors import LmscaleError
-from lmscale.laws.frontier import isoflop_frontier, isoflop_optima
+from lmscale.laws.frontier import APPROACH_2, isoflop_frontier, isoflop_optima
 from lmscale.laws.plan_uncertainty import optimal_allocation
 
 #: The name approach 2 goes by among the laws scored.
-BUDGET_MINIMA = "approach 2"
+BUDGET_MINIMA = APPROACH_2
 #: Approach 2 allocates a plan where its validated log error is below (1 - this) x the law's.
 ALLOCATION_RTOL = 0.1
 #: A held-out budget's optimum is matched to a cut when its compute lies within this of the threshold.

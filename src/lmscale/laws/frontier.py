@@ -61,6 +61,10 @@ def chinchilla_allocation(params: Mapping[str, float], C):
 # ---------------------------------------------------------------------------
 
 
+#: The name [H] approach 2 (the budgets' parabola minima, fitted across budgets) goes by beside fitted laws.
+APPROACH_2 = "approach 2"
+
+
 def power_law(coef, exponent, x):
     """coef x^exponent, element-wise (overflow gives inf, not a warning): every N_opt = k C^a here."""
     with np.errstate(over="ignore", invalid="ignore"):

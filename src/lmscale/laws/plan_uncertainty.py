@@ -27,7 +27,7 @@ from scipy.optimize import minimize_scalar
 from lmscale.errors import LmscaleError
 from lmscale.laws.data_constrained import data_constrained_allocation
 from lmscale.laws.forms import chinchilla_params, get_form
-from lmscale.laws.frontier import chinchilla_allocation, power_law
+from lmscale.laws.frontier import APPROACH_2, chinchilla_allocation, power_law
 from lmscale.laws.intervals import ExtrapolationError, beyond, central_band, predictive_draws
 from lmscale.laws.result import FitResult
 
@@ -166,12 +166,12 @@ def disagreement_warning(fit: FitResult, allocations: Mapping[str, tuple[float, 
 
 def _validated(check: Mapping[str, Any] | None) -> str:
     """What the allocation check (:mod:`lmscale.laws.allocation_check`) decided, for the warning."""
-    if not check or "approach 2" not in check.get("factor", {}) or check.get("law") not in check["factor"]:
+    if not check or APPROACH_2 not in check.get("factor", {}) or check.get("law") not in check["factor"]:
         return ("; 'lmscale report STORE --out DIR' fits it with the rest of the study, and 'lmscale plan --law "
                 "DIR/fits.json' plans from it")
     factor, law = check["factor"], check["law"]
-    which = "approach 2's" if check["allocate"] == "approach 2" else f"the law's ({law})"
-    return (f"; on the held-out budgets' own minima approach 2's allocation is off by {factor['approach 2']:.2f}x, "
+    which = "approach 2's" if check["allocate"] == APPROACH_2 else f"the law's ({law})"
+    return (f"; on the held-out budgets' own minima approach 2's allocation is off by {factor[APPROACH_2]:.2f}x, "
             f"the chosen law's ({law}) by {factor[law]:.2f}x: the plan's N_opt and D_opt are {which}")
 
 
