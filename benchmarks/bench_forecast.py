@@ -26,7 +26,9 @@ inside the forecast's 80% and 95% intervals; then the pooled coverage.
 Where a set is an IsoFLOP design (Porian's), the forecast also validates the
 allocation (:mod:`lmscale.laws.allocation_check`), and the plan at each
 held-out budget is scored against that budget's own parabola minimum,
-beside the N_opt of the forecast's law.
+beside the N_opt of the forecast's law; and on each of Porian et al.'s 15
+settings, the plan at 1e21 FLOPs from a forecast of all its runs against
+their own published frontier for it.
 Then, per set, the plausible alternatives (the candidates validated within
 2x of the chosen one, which widen its intervals) each scored on the
 held-out runs, how much the choice matters; and the forecast from every
@@ -155,6 +157,35 @@ def held_out_allocation(fc, frame, held) -> list[dict] | None:
     return out
 
 
+def porian_plans(bootstrap: int, C: float = 1e21) -> list[dict]:
+    """Each of Porian et al.'s 15 settings forecast whole and planned at ``C``: the plan's N_opt and
+    the N_opt of the law chosen on the loss, each against their own frontier for the setting
+    (``porian2024_fit_results.csv``, the weighted fit N* = n_coef C^n_exponent their tables use)."""
+    import pandas as pd
+
+    import lmscale as ls
+    from lmscale.laws import datasets, planner
+    from lmscale.laws.plan_uncertainty import optimal_allocation
+
+    points = datasets.load("porian2024-isoflop", data_dir=DATA)
+    fits = pd.read_csv(DATA / "porian2024_fit_results.csv")
+    fits = fits[fits["fit"] == "weighted"]
+    keys = ["dataset", "hparams", "warmup", "decay", "param_count", "loss_split"]
+    out = []
+    for setting, runs in points.groupby(keys):
+        theirs = fits[(fits[keys] == pd.Series(setting, index=keys)).all(axis=1)]
+        if len(theirs) != 1:
+            continue
+        theirs_n = float(theirs["n_coef"].iloc[0] * C ** theirs["n_exponent"].iloc[0])
+        fc = ls.forecast(runs[["N", "D", "loss"]], bootstrap=bootstrap)
+        plan = planner.plan(fc.to_lawset(), compute=C)
+        check = fc.data.get("allocation_check") or {}
+        out.append({"setting": "/".join(setting[:5]), "law": fc.law, "allocate": check.get("allocate"),
+                    "plan": plan.N_opt / theirs_n,
+                    "law_n_opt": optimal_allocation(fc.fit.law, fc.fit.params, C)[0] / theirs_n})
+    return out
+
+
 def synthetic(seeds: int, bootstrap: int) -> dict[str, dict]:
     from lmscale.laws import planner
     from lmscale.laws.forecast import forecast
@@ -245,11 +276,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  pooled 80% coverage: {pooled:.0%} (target 70% to 90%)")
     print("  hind: in hindsight, the naive fit / the forecast's law fitted on every run, the held-out ones "
           "included, scored on the held-out runs")
+    plans = porian_plans(min(args.bootstrap, 50))
+    print(f"plans at 1e21 FLOPs on each of Porian et al.'s {len(plans)} settings (forecast from all of its runs), "
+          "N_opt / their own frontier's (weighted fit):")
+    for p in plans:
+        print(f"  {p['setting']:<32} plan {p['plan']:5.2f}x (allocated by {p['allocate']})  "
+              f"the loss-chosen law's own {p['law_n_opt']:5.2f}x ({p['law']})")
+    for key, what in (("plan", "the plan"), ("law_n_opt", "the law's own")):
+        factors = np.exp(np.abs(np.log([p[key] for p in plans])))
+        print(f"  {what}: median {np.median(factors):.2f}x off, worst {factors.max():.2f}x")
     print(f"synthetic runs, {args.seeds} seeds per true form:")
     synth = synthetic(args.seeds, min(args.bootstrap, 100))
     print("speed of the audit (all candidates and variants):")
     times = speed(args.bootstrap)
-    print(json.dumps({"benchmark": "forecast", "load": load, "public": rows, "pooled_cov80": pooled,
+    print(json.dumps({"benchmark": "forecast", "load": load, "public": rows, "pooled_cov80": pooled, "porian_plans": plans,
                       "synthetic": synth, "audit_seconds": times}, default=float))
     return 0
 
