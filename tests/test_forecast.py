@@ -611,3 +611,25 @@ def test_where_the_law_allocates_as_well_as_the_minima_the_plan_keeps_it():
                     & (theirs["param_count"] == "kaplan") & (theirs["fit"] == "weighted")]
     assert len(theirs) == 1 and theirs["n_exponent"].iloc[0] == pytest.approx(0.835, abs=0.001)
     assert plan.N_opt == pytest.approx(float(theirs["n_coef"].iloc[0] * C_PLAN ** theirs["n_exponent"].iloc[0]), rel=0.1)
+
+
+def test_a_law_without_an_allocation_at_some_cut_yields_to_the_budget_minima(por):
+    """A law with no compute-optimal size below some cut (kaplan_nd's loss falling all along
+    C = 6 N D, say) has no allocation factor: the check lists it, approach 2 allocates, and the
+    plan's words say why, from a saved forecast too (where the factor would be a JSON null)."""
+    from lmscale.laws.allocation_check import BUDGET_MINIMA, allocation_text, check_allocations
+    from lmscale.laws.io import prepare_points
+    from lmscale.laws.plan_uncertainty import disagreement_warning
+
+    points = prepare_points(por, get_form("kaplan_nd"))
+    flat = {"N_c": 1e14, "D_c": 1e13, "alpha_N": -0.07, "alpha_D": 0.1}  # the loss falls all along C = 6 N D
+    thresholds = np.array([1.28e19, 3.2e18])
+    check = check_allocations(points, thresholds, {"kaplan_nd": [("kaplan_nd", flat)] * 2}, "kaplan_nd")
+    assert check["no_allocation"] == ["kaplan_nd"] and set(check["factor"]) == {BUDGET_MINIMA}
+    assert check["allocate"] == BUDGET_MINIMA
+    assert "kaplan_nd (the law) no allocation at some cut" in allocation_text(check)
+    fc = {"data": {"isoflop_frontier": {"k_N": 0.09, "a": 0.5}, "allocation_check": check}}
+    two = {"x": (1e9, 1.6e11, 2.0, 0.5), "y": (1e10, 1.6e10, 2.0, 0.5)}
+    said = disagreement_warning(ls.fit(por, law="kaplan_nd"), two, fc, 1e21, 1e9)[0]
+    assert "the chosen law's (kaplan_nd) has no compute-optimal size at some cut: the plan's N_opt and D_opt are " \
+        "approach 2's" in said

@@ -76,10 +76,13 @@ def check_allocations(points: Any, thresholds: Sequence[float], cut_params: Mapp
     if not cuts:
         return None
     factor = {name: float(np.exp(np.mean(e))) for name, e in errors.items() if len(e) == len(cuts)}
+    missing = sorted(name for name, f in factor.items() if not np.isfinite(f))  # no N_opt at some cut
+    factor = {name: f for name, f in factor.items() if np.isfinite(f)}
     return {"method": "N_opt at each held-out budget, predicted from the runs below the cut (each law's "
                       "compute-optimal allocation; approach 2's k_N C^a), against the minimum of that budget's "
                       "parabola in log N; factor = exp(mean over cuts of the mean |ln(predicted / measured)|)",
-            "law": law, "factor": factor, "cuts": cuts, "error_per_decade": error_per_decade(spread),
+            "law": law, "factor": factor, "no_allocation": missing, "cuts": cuts,
+            "error_per_decade": error_per_decade(spread),
             "allocate": BUDGET_MINIMA if allocates_by_budget_minima(factor, law) else law}
 
 
@@ -93,9 +96,12 @@ def error_per_decade(spread: Sequence[tuple[float, float]]) -> float | None:
 
 def allocates_by_budget_minima(factor: Mapping[str, float], law: str) -> bool:
     """Whether approach 2's validated allocation is clearly better than the law's: its log error
-    below (1 - :data:`ALLOCATION_RTOL`) x the law's (ties keep the law, whose loss the plan gives)."""
-    if BUDGET_MINIMA not in factor or law not in factor:
+    below (1 - :data:`ALLOCATION_RTOL`) x the law's (ties keep the law, whose loss the plan gives),
+    or the law has none (no compute-optimal size at some cut: an exponent <= 0)."""
+    if BUDGET_MINIMA not in factor:
         return False
+    if law not in factor:  # the law had no compute-optimal allocation at some cut
+        return True
     return np.log(factor[BUDGET_MINIMA]) < (1.0 - ALLOCATION_RTOL) * np.log(factor[law])
 
 
@@ -117,6 +123,8 @@ def allocation_text(check: Mapping[str, Any]) -> str:
     factor = check["factor"]
     order = sorted(factor, key=factor.get)
     each = ", ".join(f"{name}{' (the law)' if name == check['law'] else ''} {factor[name]:.2f}x" for name in order)
+    each += "".join(f", {name}{' (the law)' if name == check['law'] else ''} no allocation at some cut"
+                    for name in check.get("no_allocation", []))
     uses = ("approach 2 (the budgets' minima fitted across budgets); the loss stays the law's"
             if check["allocate"] == BUDGET_MINIMA else "the law's own")
     return (f"allocation validated on the {len(check['cuts'])} cut(s)' held-out budget minima (mean factor off): "

@@ -166,13 +166,18 @@ def disagreement_warning(fit: FitResult, allocations: Mapping[str, tuple[float, 
 
 def _validated(check: Mapping[str, Any] | None) -> str:
     """What the allocation check (:mod:`lmscale.laws.allocation_check`) decided, for the warning."""
-    if not check or APPROACH_2 not in check.get("factor", {}) or check.get("law") not in check["factor"]:
+    if not check or APPROACH_2 not in check.get("factor", {}):
         return ("; 'lmscale report STORE --out DIR' fits it with the rest of the study, and 'lmscale plan --law "
                 "DIR/fits.json' plans from it")
     factor, law = check["factor"], check["law"]
     which = "approach 2's" if check["allocate"] == APPROACH_2 else f"the law's ({law})"
     return (f"; on the held-out budgets' own minima approach 2's allocation is off by {factor[APPROACH_2]:.2f}x, "
-            f"the chosen law's ({law}) by {factor[law]:.2f}x: the plan's N_opt and D_opt are {which}")
+            f"the chosen law's ({law}) {times(factor.get(law))}: the plan's N_opt and D_opt are {which}")
+
+
+def times(factor: float | None) -> str:
+    """'by 1.23x', or that there was none to score (a law without a compute-optimal size at some cut)."""
+    return "has no compute-optimal size at some cut" if factor is None else f"by {factor:.2f}x"
 
 
 def budget_minima_n_opt(frontier: Mapping[str, Any] | None, C: float) -> tuple[float, float | None, float | None] | None:

@@ -53,6 +53,7 @@ from lmscale.laws.plan_uncertainty import (
     budget_minima_uncertainty,
     frontier_uncertainty,
     optimal_allocation,
+    times,
     uncertainty,
 )
 from lmscale.laws.result import FitResult, LawSet
@@ -262,8 +263,8 @@ def _budget_minima_allocator(laws: LawSet) -> _Allocator | None:
         lambda C: float(fit.predict(N=n_opt(C), D=C / (6.0 * n_opt(C)))),
         {"N_opt": f"[H] approach 2 on the forecast's runs: N_opt = {front['k_N']:.4g} C^{front['a']:.4f} from "
                   f"{front['budgets_used']} budgets' parabola minima; validated on held-out budgets' minima it is "
-                  f"off by {factor[BUDGET_MINIMA]:.2f}x, the law's allocation ({check['law']}) by "
-                  f"{factor[check['law']]:.2f}x, so the plan allocates by it",
+                  f"off by {factor[BUDGET_MINIMA]:.2f}x, the law's allocation ({check['law']}) "
+                  f"{times(factor.get(check['law']))}, so the plan allocates by it",
          "D_opt": "D_opt = C / (6 N_opt)",
          "loss": f"{check['law']} (the forecast's law, validated on the loss) at (N_opt, D_opt)"}, fit=fit)
 
