@@ -64,7 +64,8 @@ def optimal_allocation(law: str, params: Mapping[str, float], C: float,
     raise LmscaleError(f"law {law}: no compute-optimal allocation (known for {', '.join(ALLOCATABLE)})")
 
 
-def _loss(fit: FitResult, N: float, D: float, unique_tokens: float | None) -> float:
+def loss_at(fit: FitResult, N: float, D: float, unique_tokens: float | None = None) -> float:
+    """The law's loss at (N, D); a law of repeated data at ``unique_tokens`` (default: fresh data, U = D)."""
     inputs = {"N": N, "D": D}
     if "U" in fit.form.inputs:
         inputs["U"] = D if unique_tokens is None else unique_tokens
@@ -83,7 +84,7 @@ def draw_allocations(fit: FitResult, C: float, unique_tokens: float | None = Non
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 N, D = optimal_allocation(fit.law, params, C, unique_tokens)
-                row = (N, D, _loss(FitResult(law=fit.law, params=params), N, D, unique_tokens))
+                row = (N, D, loss_at(FitResult(law=fit.law, params=params), N, D, unique_tokens))
         except LmscaleError:
             continue  # a draw with no optimum (e.g. alpha <= 0) counts as failed
         if np.all(np.isfinite(row)) and min(row) > 0:
@@ -102,7 +103,7 @@ def alternative_allocations(alternatives: Mapping[str, Any], C: float, unique_to
         try:
             other = FitResult(law=alt["law"], params=dict(alt["params"]))
             N, D = optimal_allocation(other.law, other.params, C, unique_tokens)
-            out[name] = (N, D, _loss(other, N, D, unique_tokens), float(alt["weight"]))
+            out[name] = (N, D, loss_at(other, N, D, unique_tokens), float(alt["weight"]))
         except (LmscaleError, KeyError, TypeError):
             continue
     return out
@@ -116,7 +117,7 @@ def _recentre(draws: np.ndarray, fit: FitResult, C: float, unique_tokens: float 
     if len(allocations) < 2:
         return draws
     N0, D0 = optimal_allocation(fit.law, fit.params, C, unique_tokens)
-    base = np.log([N0, D0, _loss(fit, N0, D0, unique_tokens)])
+    base = np.log([N0, D0, loss_at(fit, N0, D0, unique_tokens)])
     table = np.array(list(allocations.values()))
     logs, w = np.log(table[:, :3]), table[:, 3]
     pick = np.random.default_rng(seed).choice(len(logs), size=len(draws), p=w / w.sum())
@@ -271,7 +272,7 @@ def budget_minima_uncertainty(fit: FitResult, C: float, N: float, D: float, extr
         n_opt = n_opt * np.exp(k * reach * np.random.default_rng(seed).standard_normal(len(n_opt)))
         how_n = (f", each moved by the extrapolation error validated on held-out budgets, s = {k:.3f} per decade "
                  f"x {reach:.2f} decades beyond the runs' largest budget")
-    losses = [_loss(FitResult(law=fit.law, params=dict(zip(fit.form.params, row))), N, D, None)
+    losses = [loss_at(FitResult(law=fit.law, params=dict(zip(fit.form.params, row))), N, D, None)
               for row in fit.bootstrap_params]
     log_loss, how_loss = _with_extrapolation(np.log(np.asarray(losses, dtype=float)), "percentiles of the law's "
                                              "bootstrap draws at the plan's (N_opt, D_opt)", fc, distance, seed)
@@ -357,5 +358,5 @@ def beyond_warnings(distance: float | None) -> list[str]:
             "the numbers and their intervals assume the law still holds that far out"]
 
 
-__all__ = ["ALLOCATABLE", "WARN_DECADES", "budget_minima_uncertainty", "data_extent", "draw_allocations", "frontier_uncertainty",
+__all__ = ["ALLOCATABLE", "WARN_DECADES", "budget_minima_uncertainty", "data_extent", "loss_at", "times", "draw_allocations", "frontier_uncertainty",
            "optimal_allocation", "plan_uncertainty", "uncertainty"]

@@ -52,6 +52,7 @@ from lmscale.laws.plan_uncertainty import (
     budget_minima_n_opt,
     budget_minima_uncertainty,
     frontier_uncertainty,
+    loss_at,
     optimal_allocation,
     times,
     uncertainty,
@@ -260,7 +261,7 @@ def _budget_minima_allocator(laws: LawSet) -> _Allocator | None:
 
     return _Allocator(
         "budget_minima", n_opt, lambda C: C / (6.0 * n_opt(C)),
-        lambda C: float(fit.predict(N=n_opt(C), D=C / (6.0 * n_opt(C)))),
+        lambda C: loss_at(fit, n_opt(C), C / (6.0 * n_opt(C))),
         {"N_opt": f"[H] approach 2 on the forecast's runs: N_opt = {front['k_N']:.4g} C^{front['a']:.4f} from "
                   f"{front['budgets_used']} budgets' parabola minima; validated on held-out budgets' minima it is "
                   f"off by {factor[BUDGET_MINIMA]:.2f}x, the law's allocation ({check['law']}) "
