@@ -49,7 +49,7 @@ def check_allocations(points: Any, thresholds: Sequence[float], cut_params: Mapp
     (6 N D), largest first; ``cut_params``: name -> one ``(law, params)`` per cut (the fit below
     it); ``law``: the forecast's chosen name. None where no held-out budget has a minimum.
     """
-    runs = pd.DataFrame({"N": points.X["N"], "D": points.X["D"], "loss": points.y})
+    runs = runs_of(points)
     compute = 6.0 * runs["N"].to_numpy() * runs["D"].to_numpy()
     optima = isoflop_optima(runs)
     optima = optima[optima["status"] == "ok"]
@@ -62,10 +62,11 @@ def check_allocations(points: Any, thresholds: Sequence[float], cut_params: Mapp
             continue
         C, measured = held["C"].to_numpy(dtype=float), held["N_opt"].to_numpy(dtype=float)
         predicted = {name: _law_n_opt(*per_cut[k], C) for name, per_cut in cut_params.items()}
+        fitted = compute < threshold * (1.0 - 1e-12)
         try:
-            below = isoflop_frontier(runs[compute < threshold * (1.0 - 1e-12)], bootstrap=0)
+            below = isoflop_frontier(runs[fitted], bootstrap=0)
             predicted[BUDGET_MINIMA] = np.asarray(below.n_opt(C), dtype=float)
-            beyond = np.log10(C / compute[compute < threshold * (1.0 - 1e-12)].max())
+            beyond = np.log10(C / compute[fitted].max())
             spread += list(zip(beyond, np.log(predicted[BUDGET_MINIMA] / measured)))
         except LmscaleError:  # fewer than 2 budgets with a minimum below the cut
             pass
@@ -84,6 +85,11 @@ def check_allocations(points: Any, thresholds: Sequence[float], cut_params: Mapp
             "law": law, "factor": factor, "no_allocation": missing, "cuts": cuts,
             "error_per_decade": error_per_decade(spread),
             "allocate": BUDGET_MINIMA if allocates_by_budget_minima(factor, law) else law}
+
+
+def runs_of(points: Any) -> pd.DataFrame:
+    """The fitted rows of :class:`~lmscale.laws.io.Points` as the frontier functions take them: N, D, loss."""
+    return pd.DataFrame({"N": points.X["N"], "D": points.X["D"], "loss": points.y})
 
 
 def error_per_decade(spread: Sequence[tuple[float, float]]) -> float | None:
@@ -132,4 +138,4 @@ def allocation_text(check: Mapping[str, Any]) -> str:
 
 
 __all__ = ["ALLOCATION_RTOL", "BUDGET_MINIMA", "allocates_by_budget_minima", "allocation_text", "check_allocations",
-           "error_per_decade"]
+           "error_per_decade", "runs_of"]

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from lmscale.errors import LmscaleError
-from lmscale.laws.allocation_check import check_allocations
+from lmscale.laws.allocation_check import check_allocations, runs_of
 from lmscale.laws.candidates import candidates_for, make_candidate
 from lmscale.laws.estimate import fit_points
 from lmscale.laws.fitting import FitOptions, compute_weights
@@ -223,9 +223,8 @@ def _budget_minima(points: Any, seed: int) -> dict[str, Any] | None:
     N_opt = k_N C^a from each budget's parabola minimum, with ``FRONTIER_DRAWS`` draws of (a, k_N), for
     plans to set beside the laws' allocations (the loss the forecast validates is flat near the
     optimum; the budgets' minima measure where it lies). None where fewer than 2 budgets give one."""
-    runs = pd.DataFrame({"N": points.X["N"], "D": points.X["D"], "loss": points.y})
     try:
-        front = isoflop_frontier(runs, bootstrap=FRONTIER_DRAWS, seed=seed)
+        front = isoflop_frontier(runs_of(points), bootstrap=FRONTIER_DRAWS, seed=seed)
     except LmscaleError:
         return None
     draws = front.samples[np.isfinite(front.samples).all(axis=1)][:, :2] if front.samples is not None else []

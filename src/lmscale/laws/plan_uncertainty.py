@@ -181,12 +181,17 @@ def times(factor: float | None) -> str:
     return "has no compute-optimal size at some cut" if factor is None else f"by {factor:.2f}x"
 
 
+def frontier_n_opt(frontier: Mapping[str, Any], C: float) -> float:
+    """N_opt = k_N C^a of a forecast's approach-2 frontier (``data["isoflop_frontier"]``) at C."""
+    return float(power_law(float(frontier["k_N"]), float(frontier["a"]), C))
+
+
 def budget_minima_n_opt(frontier: Mapping[str, Any] | None, C: float) -> tuple[float, float | None, float | None] | None:
     """N_opt at C from a forecast's approach-2 frontier (``data["isoflop_frontier"]``: k_N C^a, and
     draws of (a, k_N)): (point, lo, hi), the 95% band over the draws (None, None without them)."""
     if not frontier or not frontier.get("k_N"):
         return None
-    point = float(power_law(float(frontier["k_N"]), float(frontier["a"]), C))
+    point = frontier_n_opt(frontier, C)
     draws = np.asarray(frontier.get("draws") or [], dtype=float).reshape(-1, 2)
     if len(draws) < 2:
         return point, None, None
@@ -358,5 +363,5 @@ def beyond_warnings(distance: float | None) -> list[str]:
             "the numbers and their intervals assume the law still holds that far out"]
 
 
-__all__ = ["ALLOCATABLE", "WARN_DECADES", "budget_minima_uncertainty", "data_extent", "loss_at", "times", "draw_allocations", "frontier_uncertainty",
+__all__ = ["ALLOCATABLE", "WARN_DECADES", "budget_minima_uncertainty", "data_extent", "frontier_n_opt", "loss_at", "times", "draw_allocations", "frontier_uncertainty",
            "optimal_allocation", "plan_uncertainty", "uncertainty"]

@@ -51,6 +51,7 @@ from lmscale.laws.plan_options import DEVICES, REQUIRABLE, Device, PlanOptions, 
 from lmscale.laws.plan_uncertainty import (
     budget_minima_n_opt,
     budget_minima_uncertainty,
+    frontier_n_opt,
     frontier_uncertainty,
     loss_at,
     optimal_allocation,
@@ -257,7 +258,7 @@ def _budget_minima_allocator(laws: LawSet) -> _Allocator | None:
     factor = check["factor"]
 
     def n_opt(C):
-        return float(power_law(float(front["k_N"]), float(front["a"]), C))
+        return frontier_n_opt(front, C)
 
     return _Allocator(
         "budget_minima", n_opt, lambda C: C / (6.0 * n_opt(C)),
