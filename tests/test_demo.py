@@ -65,3 +65,42 @@ def test_demo_resumes_fits_and_reports(smoke_store, tmp_path):
             assert row["lo"] <= row["hi"]
     # the smoke study has no 'converge' group, so the summary says why L(N) and the check are missing
     assert "kaplan_n" in data["not_fitted"] and data["holdout"] is None
+
+
+def test_demo_fits_only_the_runs_its_study_names(smoke_store, tmp_path):
+    """An edited study file plans other runs beside those of its earlier version in the same store:
+    the demo fits and reports the study as it stands, and says how many runs it left out."""
+    store = tmp_path / "smoke.sqlite"
+    shutil.copy(smoke_store, store)
+    runs = Store(store).runs()
+    lstm = sorted(runs.loc[runs["architecture"] == "lstm", "run_id"])
+    assert len(lstm) == 3
+    edited = tmp_path / "smoke-transformers.toml"  # the same study, its LSTMs taken out
+    text = (studies_dir() / "smoke.toml").read_text()
+    assert 'architecture = ["transformer", "lstm"]' in text
+    edited.write_text(text.replace('architecture = ["transformer", "lstm"]', 'architecture = "transformer"'))
+    result = subprocess.run(
+        [sys.executable, "-m", "lmscale", "demo", "--study", str(edited), "--store", str(store), "--no-report",
+         "--bootstrap", "0", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(result.stdout)
+    assert data["trained"] == [] and len(data["skipped"]) == 3 and data["left_out"] == lstm
+    assert data["checks"]["positions"]["runs"] == 1  # per-position losses: the largest Transformer alone
+    whole = subprocess.run(
+        [sys.executable, "-m", "lmscale", "demo", "--study", "smoke", "--store", str(store), "--no-report",
+         "--bootstrap", "0", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    data = json.loads(whole.stdout)
+    assert data["left_out"] == [] and data["checks"]["positions"]["runs"] == 2  # and the largest LSTM
+    report = subprocess.run(
+        [sys.executable, "-m", "lmscale", "report", str(store), "--study", str(edited), "--out",
+         str(tmp_path / "report"), "--bootstrap", "0", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    data = json.loads(report.stdout)
+    assert data["left_out"] == lstm and (tmp_path / "report" / "index.html").exists()

@@ -62,6 +62,9 @@ class DemoResult:
         skipped: run ids already finished before this call (not trained again).
         fits: the fitted laws (``lmscale.laws.study.StudyFits``).
         timings: seconds spent per stage.
+        left_out: run ids in the store that the study as it stands does not name
+            (trained by an earlier version of its file, or by another study):
+            not fitted, not reported, still in the store.
     """
 
     study: Path
@@ -72,6 +75,7 @@ class DemoResult:
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    left_out: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         fits = self.fits
@@ -82,6 +86,7 @@ class DemoResult:
             "counts": self.counts,
             "trained": self.trained,
             "skipped": self.skipped,
+            "left_out": self.left_out,
             "timings_s": self.timings,
             "fits": fits.summary_rows() if fits is not None else [],
             "holdout": fits.holdout.to_dict() if fits is not None and fits.holdout is not None else None,
@@ -97,6 +102,10 @@ class DemoResult:
         lines = [f"study: {self.study}", f"store: {self.store}",
                  "runs: " + ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items()))
                  + f" (trained now: {len(self.trained)}, already done: {len(self.skipped)})"]
+        if self.left_out:
+            lines.append(f"left out: {len(self.left_out)} run(s) in the store that the study as it stands does "
+                         "not name (trained by an earlier version of its file, or by another study): not fitted, "
+                         "not reported")
         if self.fits is not None:
             lines += ["", self.fits.summary()]
         if self.report is not None:
@@ -141,7 +150,8 @@ def run_demo(
                            f"every finished run)")
 
     start = time.perf_counter()
-    fits = fit_study(store_path, bootstrap=bootstrap, holdout=True, progress=progress, flops=flops)
+    frames, left_out = study_frames(store_path, parsed)
+    fits = fit_study(frames, bootstrap=bootstrap, holdout=True, progress=progress, flops=flops)
     timings["fit"] = time.perf_counter() - start
 
     index = None
@@ -149,9 +159,23 @@ def run_demo(
         from lmscale.report import ReportOptions, build_report
 
         start = time.perf_counter()
-        built = build_report(store_path, out_dir, ReportOptions(bootstrap=bootstrap, progress=progress,
+        built = build_report(frames, out_dir, ReportOptions(bootstrap=bootstrap, progress=progress,
                                                                 flops=flops), fits=fits)
         index = Path(built.index)
         timings["report"] = time.perf_counter() - start
     return DemoResult(study=path, store=store_path, report=index, counts=dict(swept.counts), fits=fits,
-                      trained=list(swept.trained), skipped=list(swept.skipped), timings=timings)
+                      trained=list(swept.trained), skipped=list(swept.skipped), timings=timings,
+                      left_out=left_out)
+
+
+def study_frames(store_path: str | Path, study: Any) -> tuple[Any, list[str]]:
+    """The store's tables restricted to the runs ``study`` (a parsed study file) plans, and the ids
+    of the other runs the store holds: an edited study file plans new runs beside the old ones,
+    which fitting the whole store would mix in (two learning rates at one size, say, as two
+    points of L(N))."""
+    from lmscale.laws.study import StudyFrames
+
+    planned = {run.run_id for run in study.runs}
+    frames = StudyFrames.load(store_path)
+    known = set(frames.runs["run_id"].astype(str)) if "run_id" in frames.runs else set()
+    return frames.restricted_to(planned), sorted(known - planned)

@@ -28,6 +28,8 @@ Examples:
   lmscale report --store smoke.sqlite --out smoke-report --bootstrap 0 --json
   lmscale report --store smoke.sqlite --out smoke-exact --flops exact   # C with attention and logits
   lmscale plan --law smoke-report/fits.json --compute 1e18
+  # a store that also holds runs of an earlier version of the study file
+  lmscale report runs/kaplan-cpu.sqlite --study kaplan-cpu --out report
 """
 
 
@@ -37,6 +39,10 @@ def register(sub: Any) -> None:
     p.add_argument("store_path", nargs="?", default=None, metavar="STORE",
                    help="the study's results store (.sqlite); or give it as --store")
     p.add_argument("--store", default=None, metavar="PATH", help="the study's results store (.sqlite)")
+    p.add_argument("--study", default=None, metavar="FILE",
+                   help="fit and draw only the runs this study file (or shipped study name) plans; other "
+                        "runs in the store (an earlier version of the file, another study) are left out "
+                        "and counted (default: every run in the store)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write the report into")
     p.add_argument("--bootstrap", type=int, default=200, metavar="K",
                    help="bootstrap refits per law for the 95%% intervals (0: none, fastest)")
@@ -66,10 +72,22 @@ def run(args: argparse.Namespace) -> int:
         raise LmscaleError(f"--store {store}: no such file (run 'lmscale sweep run STUDY --store {store}')")
     options = ReportOptions(bootstrap=args.bootstrap, holdout=not args.no_holdout, seed=args.seed,
                             embed=not args.link_figures, progress=not args.json, flops=args.flops)
-    report = build_report(store, args.out, options)
+    source: Any = store
+    left_out: list[str] = []
+    if args.study is not None:
+        from lmscale.demo import resolve_study, study_frames
+        from lmscale.sweeps import load_study
+
+        source, left_out = study_frames(store, load_study(resolve_study(args.study)))
+        if source.runs.empty:
+            raise LmscaleError(f"--study {args.study}: none of its runs is in {store} (run 'lmscale sweep run "
+                               f"{args.study} --store {store}')")
+    report = build_report(source, args.out, options)
     if args.json:
-        print_json(summary(report))
+        print_json({**summary(report), "left_out": left_out})
     else:
+        if left_out:
+            print(f"left out: {len(left_out)} run(s) in {store} that --study {args.study} does not plan")
         print(f"report: {report.index}")
         print(f"fits:   {report.fits_json}  ({len(report.fits.laws.laws)} laws)")
         print(f"figures drawn: {len(report.drawn)}; not drawn: {len(report.not_drawn)}")

@@ -9,8 +9,8 @@ a study can be fitted without a training stack.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,18 @@ class StudyFrames:
         raise LmscaleError(
             f"expected a results store, its path, or DataFrames of final points; got {type(obj).__name__}"
         )
+
+    def restricted_to(self, run_ids: Iterable[str]) -> StudyFrames:
+        """The same tables holding the runs ``run_ids`` only (one study's runs in a store that
+        also holds others: runs of an earlier version of its study file, or of another study)."""
+        keep = {str(r) for r in run_ids}
+
+        def only(table: pd.DataFrame) -> pd.DataFrame:
+            if table.empty or "run_id" not in table:
+                return table
+            return table[table["run_id"].astype(str).isin(keep)].reset_index(drop=True)
+
+        return replace(self, **{name: only(getattr(self, name)) for name in TABLES})
 
     def results(self, architecture: str | None = "transformer") -> pd.DataFrame:
         """Final points of one architecture (all when ``None``); no architecture column = all."""
