@@ -165,6 +165,32 @@ def test_l_of_n_leaves_out_the_batch_sweep_away_from_the_reference_batch():
     assert "at the reference batch of 2048 tokens (6 run(s) of a batch sweep at other batch sizes left out)" in rule
 
 
+def test_l_of_n_takes_the_better_learning_rate_at_each_size():
+    # every size at two peak rates (two seeds at the better one), the lower rate 3% worse (too low
+    # for the short run): L(N) from the better runs is the law exactly
+    base = study(batch_sweep=False)
+    curves, finals = [base.curves], [base.final_points]
+    for n in (1e3, 3e3, 1e4, 3e4, 1e5, 3e5):
+        for run_id, lr, worse in ((f"s{n:.0f}-seed1", 1e-3, 0.0), (f"s{n:.0f}-low", 5e-4, 0.03)):
+            c = curve(run_id, n, 40.0 * n, lr=lr, noise=512.0)
+            c["loss"] *= 1.0 + worse
+            curves.append(c)
+            finals.append(pd.DataFrame([final_of(c, "early_stopped" if n < 3e4 else "finished")]))
+    frames = StudyFrames(final_points=pd.concat(finals, ignore_index=True), curves=pd.concat(curves, ignore_index=True))
+    pts, rule = select_size_sweep(frames, None)
+    assert len(pts) == 12 and not pts["run_id"].str.endswith("-low").any()  # both seeds at the better rate
+    assert "at 6 size(s) trained at 2 learning rates" in rule and "(6 run(s) at the others left out)" in rule
+    np.testing.assert_allclose(pts["loss"], loss_of(pts["N"], pts["tokens"]), rtol=1e-12)
+    # the rate is chosen per size: at N >= 1e5 the lower rate 1% better than the other, and kept
+    low_better = frames.final_points.assign(loss=lambda f: f["loss"] * np.where(
+        f["run_id"].str.endswith("-low") & (f["N"] >= 1e5), 0.99 / 1.03, 1.0))
+    pts, _ = select_size_sweep(StudyFrames(final_points=low_better, curves=frames.curves), None)
+    assert sorted(pts.loc[pts["run_id"].str.endswith("-low"), "N"]) == [1e5, 3e5]
+    # a single rate per size (the plain study) is left as it is
+    pts, rule = select_size_sweep(base, None)
+    assert len(pts) == 6 and "learning rates" not in rule
+
+
 def test_accounting_switch():
     frames = study(batch_sweep=False)
     exact = fit_study(frames, bootstrap=0, flops="exact", compare=False, holdout=False)

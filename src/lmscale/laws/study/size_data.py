@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from lmscale.laws.io import at_batch
@@ -65,7 +66,9 @@ def select_size_sweep(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFram
         raise NotEnough("needs Transformers trained near convergence at 3 or more sizes (a 'converge' "
                         "group, or early-stopped runs); the study's Transformer runs are all in 'data' or "
                         "'isoflop' groups")
-    pts = pd.concat(parts).sort_values("N")
+    pts, tuned = best_learning_rate(pd.concat(parts).sort_values("N"), frames)
+    if tuned:
+        rules.append(tuned)
     distinct = count_distinct(pts["N"]) if len(pts) else 0
     if distinct < 3:
         raise NotEnough(
@@ -74,6 +77,45 @@ def select_size_sweep(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFram
             f"{distinct} size(s): " + "; ".join(rules)
         )
     return pts, "; ".join(rules)
+
+
+def peak_learning_rates(frames: StudyFrames) -> pd.Series:
+    """Each run's peak learning rate (the largest its curve records), by run id; empty without curves."""
+    curves = frames.curves
+    if curves.empty or not {"run_id", "lr"} <= set(curves.columns):
+        return pd.Series(dtype=float)
+    return pd.to_numeric(curves["lr"], errors="coerce").groupby(curves["run_id"]).max().dropna()
+
+
+def best_learning_rate(pts: pd.DataFrame, frames: StudyFrames) -> tuple[pd.DataFrame, str]:
+    """At each size and budget trained at several peak learning rates, the runs of the rate with
+    the lowest mean loss: L(N) is the loss a size reaches with its recipe tuned, and a rate too low for a
+    size (a short run's best rate falls with N faster than [K] eq. D.1) bends L(N) where it is.
+    Seeds at one rate stay together. Returns the kept runs and a sentence for the rule ('' when
+    no size had a choice)."""
+    peak = peak_learning_rates(frames)
+    if pts.empty or peak.empty:
+        return pts, ""
+    rate = pts["run_id"].map(peak)
+    if rate.isna().any():
+        return pts, ""
+    def rounded(values: pd.Series) -> np.ndarray:  # equal within about 5%
+        return np.round(np.log(values.to_numpy(dtype=float)) / np.log1p(0.05)).astype(int)
+
+    tokens = pts["tokens"] if "tokens" in pts else pts["D"]
+    key = pd.DataFrame({"size": list(zip(rounded(pts["N"]), rounded(tokens))),  # one size and budget
+                        "rate": np.round(np.log(rate.to_numpy(dtype=float)), 3),
+                        "loss": pts["loss"].to_numpy(dtype=float)}, index=pts.index)
+    mean = key.groupby(["size", "rate"])["loss"].mean().reset_index()
+    if not mean.duplicated("size").any():
+        return pts, ""
+    best = mean.loc[mean.groupby("size")["loss"].idxmin(), ["size", "rate"]]
+    keep = key.reset_index().merge(best, on=["size", "rate"])["index"]
+    kept = pts.loc[sorted(keep)]
+    choices = mean.groupby("size").size()
+    tuned = int((choices > 1).sum())
+    return kept, (f"at {tuned} size(s) trained at {int(choices.max())} learning rates, the runs of the rate "
+                  f"with the lowest loss ({len(pts) - len(kept)} run(s) at the others left out)")
 
 
 def _early_stopped_data_runs(frames: StudyFrames, what: str) -> tuple[pd.DataFrame, str]:
