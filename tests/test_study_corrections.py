@@ -172,11 +172,14 @@ def test_l_of_n_takes_the_better_learning_rate_at_each_size():
     curves, finals = [base.curves], [base.final_points]
     for n in (1e3, 3e3, 1e4, 3e4, 1e5, 3e5):
         for run_id, lr, worse in ((f"s{n:.0f}-seed1", 1e-3, 0.0), (f"s{n:.0f}-low", 5e-4, 0.03)):
-            c = curve(run_id, n, 40.0 * n, lr=lr, noise=512.0)
+            stopped = run_id == "s1000-low"  # early-stopped short of the budget: still an alternative
+            c = curve(run_id, n, (30.0 if stopped else 40.0) * n, lr=lr, noise=512.0)
             c["loss"] *= 1.0 + worse
             curves.append(c)
             finals.append(pd.DataFrame([final_of(c, "early_stopped" if n < 3e4 else "finished")]))
-    frames = StudyFrames(final_points=pd.concat(finals, ignore_index=True), curves=pd.concat(curves, ignore_index=True))
+    final = pd.concat(finals, ignore_index=True)
+    runs = pd.DataFrame({"run_id": final["run_id"], "budget_tokens": 40.0 * final["N"]})
+    frames = StudyFrames(final_points=final, curves=pd.concat(curves, ignore_index=True), runs=runs)
     pts, rule = select_size_sweep(frames, None)
     assert len(pts) == 12 and not pts["run_id"].str.endswith("-low").any()  # both seeds at the better rate
     assert "at 6 size(s) trained at 2 learning rates" in rule and "(6 run(s) at the others left out)" in rule

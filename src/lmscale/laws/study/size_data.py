@@ -103,6 +103,10 @@ def best_learning_rate(pts: pd.DataFrame, frames: StudyFrames) -> tuple[pd.DataF
         return np.round(np.log(values.to_numpy(dtype=float)) / np.log1p(0.05)).astype(int)
 
     tokens = pts["tokens"] if "tokens" in pts else pts["D"]
+    runs = frames.runs
+    if not runs.empty and {"run_id", "budget_tokens"} <= set(runs.columns):  # early stopping ends a run short
+        budget = pts["run_id"].map(pd.to_numeric(runs.set_index("run_id")["budget_tokens"], errors="coerce"))
+        tokens = budget.fillna(tokens)
     key = pd.DataFrame({"size": list(zip(rounded(pts["N"]), rounded(tokens))),  # one size and budget
                         "rate": np.round(np.log(rate.to_numpy(dtype=float)), 3),
                         "loss": pts["loss"].to_numpy(dtype=float)}, index=pts.index)
