@@ -8,6 +8,8 @@ crossing's interval, and the overfitting law at large arguments.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -187,7 +189,7 @@ def test_l_of_n_takes_the_better_learning_rate_at_each_size():
     # the rate is chosen per size: at N >= 1e5 the lower rate 1% better than the other, and kept
     low_better = frames.final_points.assign(loss=lambda f: f["loss"] * np.where(
         f["run_id"].str.endswith("-low") & (f["N"] >= 1e5), 0.99 / 1.03, 1.0))
-    pts, _ = select_size_sweep(StudyFrames(final_points=low_better, curves=frames.curves), None)
+    pts, _ = select_size_sweep(replace(frames, final_points=low_better), None)
     assert sorted(pts.loc[pts["run_id"].str.endswith("-low"), "N"]) == [1e5, 3e5]
     # a single rate per size (the plain study) is left as it is
     pts, rule = select_size_sweep(base, None)
