@@ -30,7 +30,7 @@ Resumable: run it again after an interruption and it continues where it
 stopped (finished runs are never trained twice).
 
 examples:
-  lmscale demo                      # the full study, about 30 minutes on 2 cores
+  lmscale demo                      # the full study, about 20 minutes on 2 cores
   lmscale demo --quick              # a reduced study for a first look (< 3 minutes)
   lmscale demo --study studies/kaplan-gpu.toml --workers 1
   lmscale demo --quick --flops exact  # compute counted with attention and logits
