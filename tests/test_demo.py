@@ -104,3 +104,20 @@ def test_demo_fits_only_the_runs_its_study_names(smoke_store, tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
     data = json.loads(report.stdout)
     assert data["left_out"] == lstm and (tmp_path / "report" / "index.html").exists()
+
+
+def test_report_says_when_a_store_holds_several_studies(smoke_store, tmp_path):
+    import sqlite3
+
+    store = tmp_path / "two.sqlite"
+    shutil.copy(smoke_store, store)
+    with sqlite3.connect(store) as db:  # the LSTMs as if another study had put them in this store
+        db.execute("UPDATE runs SET study = 'smoke-lstm' WHERE architecture = 'lstm'")
+    result = subprocess.run(
+        [sys.executable, "-m", "lmscale", "report", str(store), "--out", str(tmp_path / "r"), "--bootstrap", "0",
+         "--no-holdout", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"note: {store} holds the runs of 2 studies (smoke 3, smoke-lstm 3), all fitted together" in result.stderr
+    assert json.loads(result.stdout)["left_out"] == []

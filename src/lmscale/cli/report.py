@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from lmscale.cli._common import add_parser, print_json
@@ -74,7 +75,13 @@ def run(args: argparse.Namespace) -> int:
                             embed=not args.link_figures, progress=not args.json, flops=args.flops)
     source: Any = store
     left_out: list[str] = []
-    if args.study is not None:
+    if args.study is None:
+        mixed = studies_in(store)
+        if len(mixed) > 1:
+            print(f"note: {store} holds the runs of {len(mixed)} studies ("
+                  + ", ".join(f"{name} {count}" for name, count in mixed.items())
+                  + "), all fitted together; --study FILE fits one", file=sys.stderr)
+    else:
         from lmscale.demo import resolve_study, study_frames
         from lmscale.sweeps import load_study
 
@@ -98,6 +105,17 @@ def run(args: argparse.Namespace) -> int:
 
         webbrowser.open(report.index.resolve().as_uri())
     return 0
+
+
+def studies_in(store: Any) -> dict[str, int]:
+    """Runs per study name in a results store (runs without a study are not counted)."""
+    from lmscale.store import Store
+
+    with Store(store, create=False) as opened:
+        runs = opened.runs()
+    if runs.empty or "study" not in runs:
+        return {}
+    return {str(k): int(v) for k, v in runs["study"].dropna().value_counts().sort_index().items()}
 
 
 def summary(report: Any) -> dict[str, Any]:
