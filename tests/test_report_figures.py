@@ -253,3 +253,28 @@ def test_a_log_axis_over_a_sliver_of_a_decade_gets_few_labels():
     shown = [t for t in ax.xaxis.get_majorticklocs() if lo <= t <= hi]
     shown += [t for t in ax.xaxis.get_minorticklocs() if lo <= t <= hi]
     assert 2 <= len(shown) <= 4, shown
+
+
+def test_the_l_of_n_panel_shows_the_size_sweep_runs_it_left_out():
+    # two peak rates per size, the lower one 3% worse: the fitted points are the better rate's,
+    # the others drawn hollow beside them
+    N = np.array([1e3, 3e3, 1e4, 3e4, 1e5])
+    loss = (8.8e13 / N) ** 0.076
+    rows, curves = [], []
+    for rate, worse in ((1e-3, 1.0), (5e-4, 1.03)):
+        for n, value in zip(N, loss * worse):
+            run_id = f"n{n:.0f}-lr{rate:g}"
+            rows.append({"run_id": run_id, "rule": "converge", "group": "sizes", "architecture": "transformer",
+                         "N": n, "D": 40 * n, "tokens": 40 * n, "C": 240 * n * n, "loss": value,
+                         "batch_tokens": 2048, "status": "finished"})
+            curves.append({"run_id": run_id, "lr": rate, "step": 10, "N": n, "D": 40 * n, "C": 240 * n * n,
+                           "loss": value, "architecture": "transformer", "batch_tokens": 2048})
+    frames = StudyFrames(final_points=pd.DataFrame(rows), curves=pd.DataFrame(curves))
+    fits = fit_study(frames, bootstrap=0, holdout=False, compare=False)
+    with style.style():
+        fig = spec("fig01_headline").draw(frames, fits)
+    ax = fig.axes[2]
+    (fitted,) = [ln for ln in ax.get_lines() if ln.get_label() == "fitted points"]
+    (left,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("left out")]
+    np.testing.assert_allclose(sorted(fitted.get_ydata()), sorted(loss))
+    np.testing.assert_allclose(sorted(left.get_ydata()), sorted(loss * 1.03))

@@ -50,6 +50,8 @@ def draw_headline(frames: Any, fits: Any):
             style.label(ax, x, "loss")
         if not pts.empty:
             ax.plot(pts[column], pts["loss"], "o", color="#1f4e79", ms=4, zorder=4, label="fitted points")
+            if key == "kaplan_n":
+                _size_sweep_left_out(ax, frames, pts)
         xs = pts[column] if not pts.empty else None
         if xs is None or xs.empty:
             raise Missing(f"{title}: the fit kept no points")
@@ -59,6 +61,18 @@ def draw_headline(frames: Any, fits: Any):
         ax.set_title(style.marked(fit, f"{fit.form.title}: {alpha} = {fit.params[alpha]:.3f}"))
         ax.legend(loc="best")
     return fig
+
+
+def _size_sweep_left_out(ax: Any, frames: Any, pts: Any) -> None:
+    """The size sweep's Transformer runs L(N) did not fit (another learning rate at their size, or
+    not converged; the rule under the figure says which), hollow, beside the fitted points."""
+    runs = frames.results("transformer")
+    if runs.empty or not {"rule", "run_id", "N", "loss"} <= set(runs.columns):
+        return
+    out = runs[(runs["rule"] == "converge") & ~runs["run_id"].isin(pts["run_id"])]
+    if not out.empty:
+        ax.plot(out["N"], out["loss"], "o", mfc="none", color="#7f7f7f", ms=4, zorder=3,
+                label="left out: other LR, or not converged")
 
 
 def draw_critical_batch(frames: Any, fits: Any):
