@@ -163,8 +163,10 @@ def miss_in_errors(a: dict) -> str:
     minimum one standard error off is not yet a miscalibration. s_plan from the 80% band as normal."""
     if not a["plan80"] or not np.isfinite(a["se_log_n"]):
         return ""
+    from scipy.stats import norm
+
     lo, hi = a["plan80"]
-    s_plan = np.log(hi / lo) / (2.0 * 1.2816)
+    s_plan = np.log(hi / lo) / (2.0 * norm.ppf(0.9))
     z = np.log(a["plan"] / a["measured"]) / np.hypot(s_plan, a["se_log_n"])
     return f"; plan minus minimum in ln N: z = {z:.2f} of the two errors combined (plan {s_plan:.2f}, minimum {a['se_log_n']:.2f})"
 

@@ -168,14 +168,14 @@ def run_demo(
                       left_out=left_out)
 
 
-def study_frames(store_path: str | Path, study: Any) -> tuple[Any, list[str]]:
-    """The store's tables restricted to the runs ``study`` (a parsed study file) plans, and the ids
-    of the other runs the store holds: an edited study file plans new runs beside the old ones,
+def study_frames(store: Any, study: Any) -> tuple[Any, list[str]]:
+    """The tables of ``store`` (its path, or its ``StudyFrames``) restricted to the runs ``study``
+    (a parsed study file) plans, and the ids of the other runs the store holds: an edited study file plans new runs beside the old ones,
     which fitting the whole store would mix in (two learning rates at one size, say, as two
     points of L(N))."""
     from lmscale.laws.study import StudyFrames
 
     planned = {run.run_id for run in study.runs}
-    frames = StudyFrames.load(store_path)
+    frames = StudyFrames.load(store)
     known = set(frames.runs["run_id"].astype(str)) if "run_id" in frames.runs else set()
     return frames.restricted_to(planned), sorted(known - planned)

@@ -73,10 +73,12 @@ def run(args: argparse.Namespace) -> int:
         raise LmscaleError(f"--store {store}: no such file (run 'lmscale sweep run STUDY --store {store}')")
     options = ReportOptions(bootstrap=args.bootstrap, holdout=not args.no_holdout, seed=args.seed,
                             embed=not args.link_figures, progress=not args.json, flops=args.flops)
-    source: Any = store
+    from lmscale.laws.study import StudyFrames
+
+    source = StudyFrames.load(store)  # read once: the note below, the study's runs and the report
     left_out: list[str] = []
     if args.study is None:
-        mixed = studies_in(store)
+        mixed = studies_in(source.runs)
         if len(mixed) > 1:
             print(f"note: {store} holds the runs of {len(mixed)} studies ("
                   + ", ".join(f"{name} {count}" for name, count in mixed.items())
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         from lmscale.demo import resolve_study, study_frames
         from lmscale.sweeps import load_study
 
-        source, left_out = study_frames(store, load_study(resolve_study(args.study)))
+        source, left_out = study_frames(source, load_study(resolve_study(args.study)))
         if source.runs.empty:
             raise LmscaleError(f"--study {args.study}: none of its runs is in {store} (run 'lmscale sweep run "
                                f"{args.study} --store {store}')")
@@ -107,12 +109,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def studies_in(store: Any) -> dict[str, int]:
-    """Runs per study name in a results store (runs without a study are not counted)."""
-    from lmscale.store import Store
-
-    with Store(store, create=False) as opened:
-        runs = opened.runs()
+def studies_in(runs: Any) -> dict[str, int]:
+    """Runs per study name in a store's runs table (runs without a study are not counted)."""
     if runs.empty or "study" not in runs:
         return {}
     return {str(k): int(v) for k, v in runs["study"].dropna().value_counts().sort_index().items()}
