@@ -152,13 +152,14 @@ def resolve_device(name: str) -> Any:
 
 
 #: glibc ``mallopt`` parameters (``malloc.h``) and the values a training process sets.
-#: By default glibc serves each block of 128 KiB or more (an activation of a
-#: small model: 2048 x 80 floats is 640 KiB) with a fresh ``mmap`` and returns
-#: it on ``free``, and trims the heap's free top above 128 KiB, so every step
-#: asks the kernel for its activations again and faults in and zeroes their
-#: pages: about 1,900 page faults a step at 4/80 (2048-token batches), 5% of
-#: its time. Served from the heap and kept there, the same blocks are reused
-#: step after step (page faults of a 200k-token run 292k -> 102k).
+#: By default glibc serves blocks of 128 KiB or more (an activation of a small
+#: model: 2048 x 80 floats is 640 KiB) with ``mmap`` and returns them on
+#: ``free`` (its threshold adapts, within limits), and trims the heap's free
+#: top, so later steps ask the kernel for their activations again and fault in
+#: and zero their pages: a 200k-token run at 4/80 took 149k to 298k page
+#: faults. Served from the heap and kept there, the same blocks are reused
+#: step after step: 101k to 103k, those of the first steps and evaluations
+#: (the whole process 0.96-0.97x the wall time, README "Memory").
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 #: Blocks up to this size come from the heap (glibc's largest allowed value on 64-bit).
 KEEP_BLOCKS_BELOW = 32 << 20
