@@ -89,13 +89,24 @@ class PlainResult:
 
 def run_plain(tokens: np.ndarray, n_layer: int, d_model: int, n_head: int, n_ctx: int, vocab: int,
               batch_tokens: int, steps: int, lr: float, warmup: int = 5, seed: int = 0,
-              device: str = "cpu") -> PlainResult:
-    """Train ``warmup + steps`` steps; tokens/s over the last ``steps``; raise if the loss did not fall."""
+              device: str = "cpu", precision: str = "fp32", compile: bool = False,
+              micro_batch_tokens: int | None = None) -> PlainResult:
+    """Train ``warmup + steps`` steps; tokens/s over the last ``steps``; raise if the loss did not fall.
+
+    On a GPU as nanoGPT's train.py runs: ``precision = "bf16"`` (autocast, fp32
+    weights), ``compile`` (``torch.compile`` of the model, its compilation in
+    the untimed warm-up steps) and gradient accumulation over micro-batches of
+    ``micro_batch_tokens``.
+    """
     torch.manual_seed(seed)
     model = PlainGPT(n_layer, d_model, n_head, n_ctx, vocab).to(device)
     opt = nanogpt_adamw(model, lr, torch.device(device).type)
+    step_model = torch.compile(model) if compile else model
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
     rng = np.random.default_rng(seed)
     rows = batch_tokens // n_ctx
+    micro_rows = max(1, min(rows, (micro_batch_tokens or batch_tokens) // n_ctx))
+    passes = max(1, rows // micro_rows)
     losses = []
     start = 0.0
     for step in range(warmup + steps):
@@ -103,15 +114,17 @@ def run_plain(tokens: np.ndarray, n_layer: int, d_model: int, n_head: int, n_ctx
             if device != "cpu":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        offsets = rng.integers(0, len(tokens) - n_ctx - 1, rows)
+        offsets = rng.integers(0, len(tokens) - n_ctx - 1, micro_rows * passes)
         window = np.stack([tokens[o:o + n_ctx + 1] for o in offsets]).astype(np.int64)
         batch = torch.from_numpy(window).to(device)
-        loss = model(batch[:, :-1], batch[:, 1:])
-        loss.backward()
+        for part in batch.split(micro_rows):
+            with autocast:
+                loss = step_model(part[:, :-1], part[:, 1:]) / passes
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(loss.detach())  # read back at the end: no host synchronisation per step
+        losses.append(loss.detach() * passes)  # read back at the end: no host synchronisation per step
     if device != "cpu":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
@@ -119,4 +132,4 @@ def run_plain(tokens: np.ndarray, n_layer: int, d_model: int, n_head: int, n_ctx
     last = float(np.mean(losses[-10:]))
     if not (math.isfinite(last) and last < losses[0] - 0.05):
         raise RuntimeError(f"plain loop's loss did not fall: {losses[0]:.3f} -> {last:.3f}")
-    return PlainResult(steps * batch_tokens / elapsed, losses[0], last, steps)
+    return PlainResult(steps * micro_rows * passes * n_ctx / elapsed, losses[0], last, steps)
