@@ -48,8 +48,9 @@ import torch
 from lmscale.accounting import non_embedding_params, training_flops_per_token
 from lmscale.sweeps.spec import load_study
 from lmscale.training import TrainConfig, train
-from lmscale.training.hardware import cache_dir, matmul_peak, resolve_device
+from lmscale.training.hardware import matmul_peak, resolve_device
 from plain_gpt import run_plain
+from stdlib_shards import stdlib_shards
 
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "kaplan-gpu.toml"
 VOCAB = 8192
@@ -65,15 +66,7 @@ def datasheet_peak(name: str) -> float | None:
 
 def shards() -> Path:
     """Python standard library, 8192-token BPE, prepared once per machine."""
-    from lmscale.data import PreparedData, prepare
-
-    out = cache_dir() / "bench-shards-python-stdlib-bpe8192"
-    try:
-        return Path(PreparedData.open(out).path)
-    except Exception:
-        prepare(["python-stdlib"], out, vocab_size=VOCAB, max_bytes_per_source=20_000_000,
-                progress=False, overwrite=True)
-        return out
+    return stdlib_shards(VOCAB)
 
 
 def study_configs(data_dir: Path) -> list[TrainConfig]:

@@ -51,12 +51,12 @@ from lmscale.models import ModelSpec  # noqa: E402
 from lmscale.models.shapes import paper_learning_rate  # noqa: E402
 from lmscale.training import TrainConfig, train  # noqa: E402
 from lmscale.training.hardware import (  # noqa: E402
-    cache_dir,
     configure_threads,
     matmul_peak,
 )
 from lmscale.training.precision import native_bf16  # noqa: E402
-from plain_gpt import run_plain  # noqa: E402
+from plain_gpt import run_plain
+from stdlib_shards import stdlib_shards  # noqa: E402
 
 N_CTX, VOCAB, BATCH = 256, 4096, 8192
 #: Optimizer steps per measurement, per size (about 10-40 s each on 2 quiet cores).
@@ -65,15 +65,7 @@ STEPS = {(2, 128): 30, (4, 256): 12, (6, 384): 6}
 
 def shards() -> Path:
     """Python standard library, 4096-token BPE, prepared once per machine."""
-    from lmscale.data import PreparedData, prepare
-
-    out = cache_dir() / "bench-shards-python-stdlib-bpe4096"
-    try:
-        return Path(PreparedData.open(out).path)
-    except Exception:
-        prepare(["python-stdlib"], out, vocab_size=VOCAB, max_bytes_per_source=20_000_000,
-                progress=False, overwrite=True)
-        return out
+    return stdlib_shards(VOCAB)
 
 
 def lmscale_run(spec: ModelSpec, data_dir: Path, steps: int, noise_scale: bool = True,
