@@ -25,6 +25,7 @@ dense bf16 peak where the card is known (the usual convention; the issue's
 target: at least 45% at 1e8 parameters).
 
     .venv/bin/python benchmarks/bench_gpu.py                       # every size, 200 steps
+    PYTHONPATH=src python3 benchmarks/bench_gpu.py --steps 100     # with a GPU machine's own PyTorch
     .venv/bin/python benchmarks/bench_gpu.py --sizes 3 --steps 50  # the first three sizes
     .venv/bin/python benchmarks/bench_gpu.py --device cpu --sizes 2 --steps 6 --warmup 2 --batch-tokens 4096
 
@@ -102,6 +103,10 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20, help="plain loop: untimed first steps")
     parser.add_argument("--batch-tokens", type=int, help="replace the study's batch (and micro-batch)")
     args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("bench_gpu: no CUDA device here, nothing measured (--device cpu runs the procedure)", file=sys.stderr)
+        print(json.dumps({"benchmark": "gpu", "skipped": "no CUDA device"}))
+        return 0
     device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # as nanoGPT sets it, for both sides
