@@ -31,7 +31,10 @@ cached), alternating in one process, each round:
 
 Ratios are against the plain loop of the same round; the best round of
 each is kept (others' processes slow some rounds) and every round's ratio
-is printed with the load average.
+is printed with the load average. The plain loop shares the process, and
+with it what lmscale sets for a training process (freed memory kept for
+reuse, ``lmscale.training.hardware.keep_freed_memory``): a baseline no
+slower than nanoGPT run alone.
 
     .venv/bin/python benchmarks/bench_small.py
     .venv/bin/python benchmarks/bench_small.py --shapes 2/48 --rounds 3 --threads 1
