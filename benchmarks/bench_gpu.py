@@ -57,8 +57,7 @@ STUDY = Path(__file__).resolve().parents[1] / "studies" / "kaplan-gpu.toml"
 VOCAB = 8192
 #: Dense bf16 tensor-core peaks from the vendors' datasheets (FLOP/s), by a name the device reports.
 DATASHEET_BF16 = {"H100 SXM": 989.4e12, "H100 80GB HBM3": 989.4e12, "H100 PCIe": 756.5e12,
-                  "H100 NVL": 835.5e12, "H200": 989.4e12, "A100": 312e12, "L40S": 362.05e12,
-                  "RTX 4090": 165.2e12}
+                  "H100 NVL": 835.5e12, "H200": 989.4e12, "A100": 312e12}
 
 
 def datasheet_peak(name: str) -> float | None:
