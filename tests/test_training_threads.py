@@ -195,7 +195,7 @@ def test_a_training_process_reuses_freed_blocks_instead_of_faulting_them_in_agai
 
     # with glibc's defaults the blocks of a step's activations go back to the kernel when freed
     # and are faulted in (and zeroed) again by a later step: a second run of 30 steps at 4/80
-    # faults 40k to 85k pages; with freed blocks kept for reuse, under 1,300 (the heap is sized)
+    # faults 20k to 85k pages; with freed blocks kept for reuse, under 1,300 (the heap is sized)
     default, kept = faults("default"), faults("keep")
-    assert default > 10_000
-    assert kept < default / 10
+    assert kept < 2_000
+    assert kept * 5 < default
