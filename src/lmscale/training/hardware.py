@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import platform
@@ -167,18 +168,18 @@ KEEP_BLOCKS_BELOW = 32 << 20
 KEEP_FREE_HEAP = 512 << 20
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
     """Let glibc's malloc keep and reuse freed blocks instead of returning them to the kernel.
 
-    Process-wide; returns whether it applied (glibc only: elsewhere, as it was).
+    Process-wide, set once per process; returns whether it applied (glibc only: elsewhere, as it was).
     """
     import ctypes
-    import ctypes.util
 
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the process's own symbols: glibc's mallopt, no library search
         return bool(libc.mallopt(M_MMAP_THRESHOLD, KEEP_BLOCKS_BELOW)
                     and libc.mallopt(M_TRIM_THRESHOLD, KEEP_FREE_HEAP))
     except (OSError, AttributeError):

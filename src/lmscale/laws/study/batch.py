@@ -24,6 +24,7 @@ from lmscale.laws.study.frames import (
     count_distinct,
     finished_only,
     first_epoch,
+    peak_learning_rates,
     transformer_curves,
 )
 from lmscale.laws.study.results import NotEnough, StudyFits, enough
@@ -85,7 +86,7 @@ def select_critical_batch(frames: StudyFrames, fits: StudyFits) -> tuple[pd.Data
     if not curves.empty and {"lr", "step", "run_id"} <= set(curves) and curves["lr"].notna().any():
         lr = curves.drop_duplicates(["run_id", "step"]).set_index(["run_id", "step"])["lr"]
         at = pd.Series(lr.reindex(pd.MultiIndex.from_frame(noise[["run_id", "step"]])).to_numpy(), index=noise.index)
-        peak = noise["run_id"].map(curves.groupby("run_id")["lr"].max())
+        peak = noise["run_id"].map(peak_learning_rates(frames))
         late &= at.isna() | (at >= MIN_LR_SHARE * peak)
         how += f" with the learning rate at >= {MIN_LR_SHARE:.0%} of its peak"
     windows = closing_windows(noise[late])

@@ -148,10 +148,28 @@ def rule_of(frame: pd.DataFrame) -> pd.Series:
     return frame["rule"].fillna("plain") if "rule" in frame else pd.Series("plain", index=frame.index)
 
 
+def tolerance_groups(values: pd.Series, rtol: float = 0.05) -> np.ndarray:
+    """Group number of each value: in sorted order, a value within ``rtol`` of its neighbour joins
+    the neighbour's group (so the groups are the distinct values of :func:`count_distinct`)."""
+    x = np.log(values.to_numpy(dtype=float))
+    order = np.argsort(x, kind="stable")
+    groups = np.zeros(len(x), dtype=int)
+    groups[order[1:]] = np.cumsum(np.diff(x[order]) > np.log1p(rtol))
+    return groups
+
+
 def count_distinct(values: pd.Series, rtol: float = 0.05) -> int:
     """Distinct values, those within ``rtol`` of a neighbour counted once."""
-    v = np.sort(np.log(values.to_numpy(dtype=float)))
-    return 0 if len(v) == 0 else int(1 + np.sum(np.diff(v) > np.log1p(rtol)))
+    groups = tolerance_groups(values, rtol)
+    return int(groups.max()) + 1 if len(groups) else 0
+
+
+def peak_learning_rates(frames: StudyFrames) -> pd.Series:
+    """Each run's peak learning rate (the largest its curve records), by run id; empty without curves."""
+    curves = frames.curves
+    if curves.empty or not {"run_id", "lr"} <= set(curves.columns):
+        return pd.Series(dtype=float)
+    return pd.to_numeric(curves["lr"], errors="coerce").groupby(curves["run_id"]).max().dropna()
 
 
 #: Accountings of training compute a study can be fitted in.

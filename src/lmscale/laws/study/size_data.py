@@ -10,8 +10,10 @@ from lmscale.laws.study.frames import (
     StudyFrames,
     count_distinct,
     data_limited,
+    peak_learning_rates,
     reference_batch,
     rule_of,
+    tolerance_groups,
 )
 from lmscale.laws.study.results import NotEnough, StudyFits, enough, rule_text
 
@@ -79,14 +81,6 @@ def select_size_sweep(frames: StudyFrames, fits: StudyFits) -> tuple[pd.DataFram
     return pts, "; ".join(rules)
 
 
-def peak_learning_rates(frames: StudyFrames) -> pd.Series:
-    """Each run's peak learning rate (the largest its curve records), by run id; empty without curves."""
-    curves = frames.curves
-    if curves.empty or not {"run_id", "lr"} <= set(curves.columns):
-        return pd.Series(dtype=float)
-    return pd.to_numeric(curves["lr"], errors="coerce").groupby(curves["run_id"]).max().dropna()
-
-
 def best_learning_rate(pts: pd.DataFrame, frames: StudyFrames) -> tuple[pd.DataFrame, str]:
     """At each size and budget trained at several peak learning rates, the runs of the rate with
     the lowest mean loss: L(N) is the loss a size reaches with its recipe tuned, and a rate too low for a
@@ -99,15 +93,12 @@ def best_learning_rate(pts: pd.DataFrame, frames: StudyFrames) -> tuple[pd.DataF
     rate = pts["run_id"].map(peak)
     if rate.isna().any():
         return pts, ""
-    def rounded(values: pd.Series) -> np.ndarray:  # equal within about 5%
-        return np.round(np.log(values.to_numpy(dtype=float)) / np.log1p(0.05)).astype(int)
-
     tokens = pts["tokens"] if "tokens" in pts else pts["D"]
     runs = frames.runs
     if not runs.empty and {"run_id", "budget_tokens"} <= set(runs.columns):  # early stopping ends a run short
         budget = pts["run_id"].map(pd.to_numeric(runs.set_index("run_id")["budget_tokens"], errors="coerce"))
         tokens = budget.fillna(tokens)
-    key = pd.DataFrame({"size": list(zip(rounded(pts["N"]), rounded(tokens))),  # one size and budget
+    key = pd.DataFrame({"size": list(zip(tolerance_groups(pts["N"]), tolerance_groups(tokens))),  # size, budget
                         "rate": np.round(np.log(rate.to_numpy(dtype=float)), 3),
                         "loss": pts["loss"].to_numpy(dtype=float)}, index=pts.index)
     mean = key.groupby(["size", "rate"])["loss"].mean().reset_index()
