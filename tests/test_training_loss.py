@@ -1,5 +1,7 @@
 """The chunked output-head cross-entropy equals F.cross_entropy on full logits."""
 
+import math
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -58,3 +60,36 @@ def test_packed_runs_get_each_their_own_loss_and_gradients(d):
     ref_h, ref_w = torch.autograd.grad((weights * ref).sum(), (h, w))
     torch.testing.assert_close(got_h, ref_h, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(got_w, ref_w, rtol=1e-9, atol=1e-12)
+
+
+def test_bf16_matmuls_give_the_fp32_loss_and_gradients_to_bf16_precision():
+    # under bf16 the head's matmuls run in bf16 and the softmax in fp32 (one buffer each, reused)
+    gen = torch.Generator().manual_seed(2)
+    h = (torch.randn(300, 16, generator=gen) * 0.5).requires_grad_()
+    w = (torch.randn(53, 16, generator=gen) * 0.5).requires_grad_()
+    y = torch.randint(0, 53, (300,), generator=gen)
+    ref = F.cross_entropy(h @ w.t(), y)
+    ref_h, ref_w = torch.autograd.grad(ref, (h, w))
+    got = linear_cross_entropy(h, w, y, compute_dtype=torch.bfloat16, chunk_elements=1 << 12)
+    got_h, got_w = torch.autograd.grad(got, (h, w))
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(ref.item(), rel=2e-2)
+    for a, b in ((got_h, ref_h), (got_w, ref_w)):
+        assert float((a - b).norm() / b.norm()) < 2e-2
+
+
+def test_a_target_given_no_probability_costs_the_capped_loss_in_training_and_the_exact_one_in_evaluation():
+    # the training loss reads -log p(target) from the softmax: where p underflows fp32 it is
+    # capped at -log(tiny) = 87.3 nats (the gradient stays softmax - onehot); evaluation takes
+    # log-softmax and gives the exact loss
+    h = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    w = torch.tensor([[0.0, 0.0], [200.0, 0.0], [0.0, 3.0]])
+    y = torch.tensor([0, 2])
+    exact = F.cross_entropy(h.detach() @ w.t(), y, reduction="none")
+    assert float(exact[0]) > 150
+    got = linear_cross_entropy(h, w, y)
+    assert float(got.detach()) == pytest.approx((-math.log(torch.finfo(torch.float32).tiny) + float(exact[1])) / 2, rel=1e-6)
+    (g,) = torch.autograd.grad(got, h)
+    ref_g = ((torch.softmax(h.detach() @ w.t(), -1) - F.one_hot(y, 3)) @ w) / 2
+    torch.testing.assert_close(g, ref_g)
+    torch.testing.assert_close(linear_cross_entropy_per_row(h.detach(), w, y), exact)

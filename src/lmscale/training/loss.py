@@ -7,6 +7,14 @@ For a model ending in ``logits = h @ W^T`` the loss, in nats per token, is
 during the forward pass, in place in one ``chunk x n_vocab`` buffer that
 stays in cache: no ``[M, n_vocab]`` logits, log-probabilities or gradient
 tensors, and no second pass over them in the backward.
+
+The softmax and the log-softmax are PyTorch's fused row kernels, run in
+place on the buffer: each row's maximum, exponentials and sum are taken
+while the row is in the first-level cache, where separate max, subtract,
+exp, sum and scale passes each stream the whole buffer again. The 1/M of
+the mean goes into the gradient matmuls (``alpha``) rather than over the
+buffer. At d = 12, V = 512, 2048 rows on this project's 2-core AMD EPYC:
+the loss and both gradients in 2.0 ms against 4.1 ms on 1 thread.
 """
 
 from __future__ import annotations
@@ -24,13 +32,36 @@ def _chunk_rows(n_vocab: int, chunk_elements: int | None, device: torch.device) 
     return max(16, chunk_elements // max(1, n_vocab))
 
 
-def _chunk_loss_(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row loss; leaves exp(logits - max) in ``logits`` and returns the row sums."""
-    target_logit = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    row_max = logits.amax(dim=-1)
-    logits.sub_(row_max.unsqueeze(-1)).exp_()
-    sums = logits.sum(dim=-1)
-    return sums.log().add_(row_max).sub_(target_logit), sums
+#: Smallest probability a target is given when its loss is read from the softmax: the loss of
+#: a row is capped at -ln of it (87.3 nats), where the softmax of an fp32 row underflows.
+TINY_PROBABILITY = torch.finfo(torch.float32).tiny
+
+
+def _rows_(kernel: str, logits: torch.Tensor) -> None:
+    """``logits`` replaced by its softmax or log-softmax (``kernel``) over the last dimension.
+
+    On a CPU in place (PyTorch's row kernel reads a row's maximum and sum
+    before it writes the row: checked against the separate passes to 1e-10);
+    elsewhere through a new tensor, whose kernels are not documented as safe
+    to alias.
+    """
+    op = torch.ops.aten._softmax if kernel == "softmax" else torch.ops.aten._log_softmax
+    if logits.device.type == "cpu":
+        op.out(logits, -1, False, out=logits)
+    else:
+        logits.copy_(op(logits, -1, False))
+
+
+def _chunk_loss_(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-row loss, -log_softmax at the target; leaves the log-probabilities in ``logits``."""
+    _rows_("log_softmax", logits)
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).neg_()
+
+
+def _chunk_softmax_loss_(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-row loss, -log of the target's probability; leaves the softmax in ``logits``."""
+    _rows_("softmax", logits)
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).clamp_min_(TINY_PROBABILITY).log_().neg_()
 
 
 class _ChunkBuffers:
@@ -84,24 +115,24 @@ class _LinearCrossEntropy(torch.autograd.Function):
             h = h_c[..., start:start + chunk_rows, :]
             y = targets[..., start:start + chunk_rows]
             low, logits = buffers.logits(h, w_t)
-            losses, sums = _chunk_loss_(logits, y)
-            total += losses.sum(dim=-1)
-            if needs_grad:
-                # softmax / M, minus 1/M at the target: the gradient of the mean loss.
-                logits.mul_((sums.reciprocal() * scale).unsqueeze(-1))
-                logits.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(logits[..., :1], -scale))
-                g = low.copy_(logits) if low is not logits else logits
-                # dh = g W and dW = g^T h, each computed transposed, (W^T g^T)^T and h^T g:
-                # the same sums, but the matmuls' outputs are [d, rows] and [d, V] rather than
-                # [rows, d] and [V, d], which BLAS runs several times faster when d is small
-                # (0.4 and 0.35 ms against 1.8 and 5.4 ms at d = 4, V = 512, 2048 rows, 1 thread)
-                grad_h[..., start:start + chunk_rows, :] = (w_t @ g.mT).mT
-                if g.dtype != acc:  # bf16 products, summed in fp32
-                    grad_wt += h.mT @ g
-                elif g.dim() == 3:  # packed runs
-                    grad_wt.baddbmm_(h.mT, g)
-                else:
-                    grad_wt.addmm_(h.mT, g)
+            if not needs_grad:
+                total += _chunk_loss_(logits, y).sum(dim=-1)
+                continue
+            total += _chunk_softmax_loss_(logits, y).sum(dim=-1)
+            # softmax minus 1 at the target: M times the gradient of the mean loss
+            logits.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(logits[..., :1], -1.0))
+            g = low.copy_(logits) if low is not logits else logits
+            # dh = g W / M and dW = g^T h / M, each computed transposed, (W^T g^T)^T and h^T g:
+            # the same sums, but the matmuls' outputs are [d, rows] and [d, V] rather than
+            # [rows, d] and [V, d], which BLAS runs several times faster when d is small
+            # (0.4 and 0.35 ms against 1.8 and 5.4 ms at d = 4, V = 512, 2048 rows, 1 thread)
+            grad_h[..., start:start + chunk_rows, :] = (w_t @ g.mT).mT.mul_(scale)
+            if g.dtype != acc:  # bf16 products, summed in fp32
+                grad_wt.add_(h.mT @ g, alpha=scale)
+            elif g.dim() == 3:  # packed runs
+                grad_wt.baddbmm_(h.mT, g, alpha=scale)
+            else:
+                grad_wt.addmm_(h.mT, g, alpha=scale)
         if needs_grad:
             ctx.save_for_backward(grad_h, grad_wt.mT.to(weight.dtype, memory_format=torch.contiguous_format))
         return total * scale
@@ -176,7 +207,7 @@ def linear_cross_entropy_per_row(
     out = torch.empty(h.shape[:-1], dtype=acc, device=h.device)
     for start in range(0, h.shape[-2], rows):
         logits = (h[..., start:start + rows, :] @ w_t).to(acc)
-        out[..., start:start + rows] = _chunk_loss_(logits, y[..., start:start + rows])[0]
+        out[..., start:start + rows] = _chunk_loss_(logits, y[..., start:start + rows])
     return out.view(targets.shape)
 
 
