@@ -183,11 +183,12 @@ def _attention_by_position(q, k, v):
 
 
 @pytest.mark.parametrize("t", [1, 64, SCORES_MAX_CTX, SCORES_MAX_CTX + 8])
-def test_causal_attention_matches_position_by_position(t):
-    """Both CPU paths (scores up to SCORES_MAX_CTX, flash beyond): values and gradients."""
+@pytest.mark.parametrize("d_head", [6, 16])
+def test_causal_attention_matches_position_by_position(t, d_head):
+    """Both CPU paths (scores up to SCORES_MAX_CTX, flash beyond), narrow heads and not: values and gradients."""
     torch.manual_seed(0)
-    q, k, v = (torch.randn(3, 2, t, 6, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    grad = torch.randn(3, 2, t, 6, dtype=torch.float64)
+    q, k, v = (torch.randn(3, 2, t, d_head, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    grad = torch.randn(3, 2, t, d_head, dtype=torch.float64)
     ours = torch.autograd.grad(causal_attention(q, k, v), (q, k, v), grad)
     ref = torch.autograd.grad(_attention_by_position(q, k, v), (q, k, v), grad)
     assert causal_attention(q, k, v).dtype == torch.float64
