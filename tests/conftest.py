@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE_STUDY = ROOT / "studies" / "smoke.toml"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 OLMO_CURVES = SHARED_DATA / "olmo_ladder_learning_curves.csv"
+
+
+def pytest_configure(config):
+    """The suite measures into a cache of its own (matmul peaks, thread and precision trials,
+    prepared shards): a trial timed while the suite's other workers train would otherwise decide
+    the threads or precision of the user's later runs. Set ``LMSCALE_CACHE`` to keep one."""
+    if "LMSCALE_CACHE" not in os.environ and not hasattr(config, "workerinput"):  # xdist workers inherit it
+        os.environ["LMSCALE_CACHE"] = config._lmscale_cache = tempfile.mkdtemp(prefix="lmscale-tests-")
+
+
+def pytest_unconfigure(config):
+    cache = getattr(config, "_lmscale_cache", None)
+    if cache:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
