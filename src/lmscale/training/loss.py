@@ -13,8 +13,9 @@ place on the buffer: each row's maximum, exponentials and sum are taken
 while the row is in the first-level cache, where separate max, subtract,
 exp, sum and scale passes each stream the whole buffer again. The 1/M of
 the mean goes into the gradient matmuls (``alpha``) rather than over the
-buffer. At d = 12, V = 512, 2048 rows on this project's 2-core AMD EPYC:
-the loss and both gradients in 2.0 ms against 4.1 ms on 1 thread.
+buffer. At V = 512 and 2048 rows on this project's 2-core AMD EPYC the
+loss and both gradients took 1.05x to 1.29x less time at d = 12 to 80, fp32
+and bf16 (d = 12, fp32, 1 thread: 2.76 against 3.32 ms).
 """
 
 from __future__ import annotations
