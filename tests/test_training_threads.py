@@ -182,8 +182,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-@pytest.mark.skipif(not (hw.platform.system() == "Linux" and hw.platform.libc_ver()[0] == "glibc"),
-                    reason="mallopt is glibc's")
+@pytest.mark.skipif(not hw.on_glibc(), reason="mallopt is glibc's")
 def test_a_training_process_reuses_freed_blocks_instead_of_faulting_them_in_again():
     import subprocess
     import sys

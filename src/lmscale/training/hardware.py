@@ -168,6 +168,11 @@ KEEP_BLOCKS_BELOW = 32 << 20
 KEEP_FREE_HEAP = 512 << 20
 
 
+def on_glibc() -> bool:
+    """Whether this process runs on Linux with glibc (whose ``mallopt`` :func:`keep_freed_memory` calls)."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
 @functools.cache
 def keep_freed_memory() -> bool:
     """Let glibc's malloc keep and reuse freed blocks instead of returning them to the kernel.
@@ -176,7 +181,7 @@ def keep_freed_memory() -> bool:
     """
     import ctypes
 
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not on_glibc():
         return False
     try:
         libc = ctypes.CDLL(None)  # the process's own symbols: glibc's mallopt, no library search

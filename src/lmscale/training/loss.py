@@ -38,15 +38,14 @@ def _chunk_rows(n_vocab: int, chunk_elements: int | None, device: torch.device) 
 TINY_PROBABILITY = torch.finfo(torch.float32).tiny
 
 
-def _rows_(kernel: str, logits: torch.Tensor) -> None:
-    """``logits`` replaced by its softmax or log-softmax (``kernel``) over the last dimension.
+def _rows_(op: torch._ops.OpOverloadPacket, logits: torch.Tensor) -> None:
+    """``logits`` replaced by ``op`` (``aten._softmax`` or ``aten._log_softmax``) over the last dimension.
 
     On a CPU in place (PyTorch's row kernel reads a row's maximum and sum
     before it writes the row: checked against the separate passes to 1e-10);
     elsewhere through a new tensor, whose kernels are not documented as safe
     to alias.
     """
-    op = torch.ops.aten._softmax if kernel == "softmax" else torch.ops.aten._log_softmax
     if logits.device.type == "cpu":
         op.out(logits, -1, False, out=logits)
     else:
@@ -55,13 +54,13 @@ def _rows_(kernel: str, logits: torch.Tensor) -> None:
 
 def _chunk_loss_(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per-row loss, -log_softmax at the target; leaves the log-probabilities in ``logits``."""
-    _rows_("log_softmax", logits)
+    _rows_(torch.ops.aten._log_softmax, logits)
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).neg_()
 
 
 def _chunk_softmax_loss_(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per-row loss, -log of the target's probability; leaves the softmax in ``logits``."""
-    _rows_("softmax", logits)
+    _rows_(torch.ops.aten._softmax, logits)
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).clamp_min_(TINY_PROBABILITY).log_().neg_()
 
 
