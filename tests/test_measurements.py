@@ -61,6 +61,46 @@ def test_verdict_rules_on_known_intervals():
     assert distinct([1.0, 1.02, 1.04, 1.06, 1.08]) == 2 and distinct([1.0, 1.02, 1.04], rtol=0.01) == 3
 
 
+def test_a_verdict_near_a_limit_is_flagged_at_the_edge_whichever_way_it_falls():
+    from lmscale.laws.identification import at_edge, edge_note, short
+
+    inputs = {"N": np.geomspace(1e3, 1e6, 8)}
+    y = np.linspace(5, 3, 8)
+    # N_c's interval spans 1.9 decades (0.95 of the 2-decade limit), alpha_N's 0.25 x its value
+    inside = verdict({"N_c": 1e13, "alpha_N": 0.08}, inputs, y, ci={"N_c": (1e12, 10**13.9), "alpha_N": (0.07, 0.09)},
+                     samples=np.full((200, 2), [1e13, 0.08]), n_requested=200)
+    assert inside["identified"] and at_edge(inside) == ["N_c"]
+    assert inside["checks"]["limit_ratios"]["N_c"] == pytest.approx(0.95)
+    assert inside["checks"]["limit_ratios"]["alpha_N"] == pytest.approx(0.5)
+    assert edge_note(inside) == "at the rule's edge after 200 replicates: N_c at 0.95 of its limit"
+    assert short(inside) == f"identified ({edge_note(inside)})"
+    # 2.1 decades: not identified, and at the edge as well
+    outside = verdict({"N_c": 1e13, "alpha_N": 0.08}, inputs, y, ci={"N_c": (1e12, 10**14.1), "alpha_N": (0.07, 0.09)})
+    assert not outside["identified"] and at_edge(outside) == ["N_c"]
+    assert short(outside).startswith("not identified: N_c's 95% interval spans 2.1 decades")
+    # far from every limit: no flag
+    clear = verdict({"N_c": 1e13, "alpha_N": 0.08}, inputs, y, ci={"N_c": (1e12, 5e13), "alpha_N": (0.07, 0.09)})
+    assert at_edge(clear) == [] and edge_note(clear) is None and short(clear) == "identified"
+
+
+def test_a_fit_at_the_edge_draws_more_replicates_and_keeps_the_first(monkeypatch):
+    """At the edge the bootstrap is extended to EDGE_REPLICATES x the replicates asked for, the
+    first ones the same draws as before (one seed), and the verdict judged on all of them."""
+    from lmscale.laws import identification
+
+    points = _chinchilla_points(5, 5, noise=0.01)
+    plain = fit(points, law="chinchilla", bootstrap=30, seed=3)
+    assert "bootstrap_extended" not in plain.stats and plain.stats["n_bootstrap"] == 30
+    monkeypatch.setattr(identification, "EDGE_MARGIN", 1e9)  # every check counts as at the edge
+    wide = fit(points, law="chinchilla", bootstrap=30, seed=3)
+    assert wide.stats["n_bootstrap"] == 30 * identification.EDGE_REPLICATES
+    assert "judged on 120" in wide.stats["bootstrap_extended"]
+    assert wide.identification["checks"]["replicates"] == 120
+    first = wide.bootstrap_params[:len(plain.bootstrap_params)]
+    assert np.allclose(first, plain.bootstrap_params, rtol=1e-6)  # the same first draws
+    assert wide.params == plain.params  # the point estimate does not move
+
+
 def test_a_standard_error_beyond_every_float_is_an_unbounded_interval_not_a_crash():
     # a scale whose Gauss-Newton standard error is 1e4 times its value: exp(1.96e4) overflows
     inputs = {"N": np.geomspace(1e3, 1e6, 8)}

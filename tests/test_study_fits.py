@@ -342,6 +342,39 @@ def test_bcrit_uncertainty_is_carried_into_the_laws_it_converts(ladder):
     assert tuple(entry["ci"]) == front.ci["a"] and len(front.samples) == 40 and "B_crit(L)" in entry["how"]
 
 
+def test_a_propagated_verdict_at_the_edge_draws_more_bcrit_replicates(ladder, monkeypatch):
+    """Where the verdict on B_crit(L)'s propagated replicates lands at the rule's edge, the law is
+    refitted over EDGE_REPLICATES x as many of B_crit's replicates, the first ones unchanged."""
+    from lmscale.laws import identification
+    from lmscale.laws.api import fit
+    from lmscale.laws.result import FitResult
+    from lmscale.laws.study.compute import select_cmin_envelope
+    from lmscale.laws.study.propagation import propagate_bcrit
+    from lmscale.laws.study.results import StudyFits
+
+    rng = np.random.default_rng(0)
+    replicates = np.column_stack([2e8 * np.exp(rng.normal(0, 1, 100)), 0.21 + rng.normal(0, 0.02, 100)])
+
+    def propagated() -> FitResult:
+        study = StudyFits(laws=LawSet("study"))
+        study.laws.laws["bcrit"] = FitResult(law="bcrit", params={"B_star": 2e8, "alpha_B": 0.21},
+                                             bootstrap_params=replicates)
+        pts, rule = select_cmin_envelope(ladder, study)
+        study.add("kaplan_cmin", fit(pts, law="kaplan_cmin"), pts, rule)
+        propagate_bcrit(ladder, study, bootstrap=40, seed=0)
+        return study.laws.laws["kaplan_cmin"], study.rules["kaplan_cmin"]
+
+    plain, plain_rule = propagated()
+    assert len(plain.bootstrap_params) == 40 and "bootstrap_extended" not in plain.stats
+    monkeypatch.setattr(identification, "EDGE_MARGIN", 1e9)  # every check counts as at the edge
+    wide, rule = propagated()
+    assert len(wide.bootstrap_params) == 160  # 80 of B_crit's replicates x 2 resamples
+    assert "judged again over 80" in wide.stats["bootstrap_extended"]
+    assert np.array_equal(wide.bootstrap_params[:40], plain.bootstrap_params)
+    assert wide.identification["checks"]["replicates"] == 160
+    assert rule.count("intervals over") == 1 and "over 80 replicates" in rule  # one note, for the final draws
+
+
 def test_noise_scale_fit_keeps_only_fresh_data():
     """B_crit(L) ([K] eq. 5.3) from B_simple on fresh data: windows past the first pass of a
     repeated dataset (a 'data' run on 1e5 unique tokens) are left out, and the fit recovers

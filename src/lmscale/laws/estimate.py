@@ -18,7 +18,7 @@ from lmscale.laws.bootstrap import bootstrap_stderr, percentile_intervals
 from lmscale.laws.fitting import FitOptions, compute_weights, minimise, start_grid
 from lmscale.laws.forms import LawForm
 from lmscale.laws.goodness import gauss_newton_stderr, goodness
-from lmscale.laws.identification import verdict
+from lmscale.laws.identification import EDGE_MARGIN, EDGE_REPLICATES, at_edge, verdict
 from lmscale.laws.io import Points
 from lmscale.laws.result import FitResult
 
@@ -31,6 +31,10 @@ def fit_points(
     """Fit ``form`` to prepared points; bootstrap intervals when ``bootstrap > 0``.
 
     ``options.weight_power`` weights the points by compute (``points.size``).
+    Where the bootstrap puts the identification verdict at the rule's edge
+    (``lmscale.laws.identification.at_edge``), it is extended to
+    ``EDGE_REPLICATES`` times as many replicates and judged again
+    (``stats["bootstrap_extended"]`` says so).
     """
     t0 = time.perf_counter()
     logy = np.log(points.y)
@@ -48,20 +52,32 @@ def fit_points(
         stats["variant"] = options.describe()
     stderr = gauss_newton_stderr(form, best.theta, points.X, points.y)
     stats["stderr_method"] = "gauss_newton"
+    inputs = {x: points.X[x] for x in form.inputs}
     ci = None
     samples = None
-    if bootstrap:
-        boot = run_bootstrap(form, points.X, points.y, options, best.theta, bootstrap, seed=seed,
+    identification = verdict(params, inputs, points.y, stderr=stderr)
+    n_boot = bootstrap
+    while n_boot:
+        # the same seed draws the same first replicates: an extension adds to them
+        boot = run_bootstrap(form, points.X, points.y, options, best.theta, n_boot, seed=seed,
                              groups=points.groups, n_jobs=n_jobs, n_refine=bootstrap_refine,
                              progress=progress, weights=weights)
         samples = boot.params
         if len(samples) >= 2:
             ci = percentile_intervals(form, samples, ci_level)
-            stats["stderr_gauss_newton"] = stderr
+            stats.setdefault("stderr_gauss_newton", stderr)
             stderr = bootstrap_stderr(form, samples)
             stats["stderr_method"] = "bootstrap"
-        stats.update(n_bootstrap=bootstrap, bootstrap_unit=boot.unit, bootstrap_failed=boot.n_failed,
+        stats.update(n_bootstrap=n_boot, bootstrap_unit=boot.unit, bootstrap_failed=boot.n_failed,
                      bootstrap_seed=seed, ci_method="percentile")
+        identification = verdict(params, inputs, points.y, ci=ci, stderr=stderr, samples=samples,
+                                 n_requested=n_boot)
+        edge = at_edge(identification)
+        if n_boot > bootstrap or not edge:
+            break
+        n_boot = bootstrap * EDGE_REPLICATES
+        stats["bootstrap_extended"] = (f"{bootstrap} replicates put {', '.join(edge)} within {EDGE_MARGIN:.0%} "
+                                       f"of the rule's limit: judged on {n_boot}")
     stats["time_s"] = time.perf_counter() - t0
     notes = dict(points.notes)
     notes.update(equation=form.equation, units=dict(form.units), extrapolation_size=points.size_by)
@@ -69,8 +85,6 @@ def fit_points(
         notes["data_range"] = {"N_max": float(points.X["N"].max()), "D_max": float(points.X["D"].max()),
                                "C_max": float((6.0 * points.X["N"] * points.X["D"]).max()),
                                "compute": "6 N D (FLOPs)"}
-    identification = verdict(params, {x: points.X[x] for x in form.inputs}, points.y, ci=ci, stderr=stderr,
-                             samples=samples, n_requested=bootstrap)
     return FitResult(law=form.name, params=params, ci=ci, stderr=stderr, n_points=len(points),
                      stats=stats, source="fit", notes=notes, ci_level=ci_level, bootstrap_params=samples,
                      identification=identification)

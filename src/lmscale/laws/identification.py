@@ -21,7 +21,14 @@ A law is *identified* by its points when all of these hold (the rule,
 
 Intervals are the bootstrap's percentile intervals; a fit without a
 bootstrap uses value +- 1.96 Gauss-Newton standard errors (log-normal for
-scale constants) and says so. :func:`verdict` applies the rule;
+scale constants) and says so.
+
+A percentile interval from a few hundred replicates carries Monte Carlo
+noise of its own: where a check lands within ``EDGE_MARGIN`` (10%) of its
+limit (:func:`at_edge`), the verdict could turn with the bootstrap's seed,
+so the fits draw ``EDGE_REPLICATES`` times as many replicates and judge
+again; a check still that close is reported as *at the rule's edge*
+(:func:`edge_note`), whichever way it fell. :func:`verdict` applies the rule;
 ``lmscale.laws.estimate.fit_points`` stores its result on every
 ``FitResult`` (``fit.identification``), so ``lmscale fit``, the study fits,
 the report and the demo all read the same verdict.
@@ -51,6 +58,11 @@ EXPONENT_CEIL = 10.0
 COLLAPSE = 1e-3
 #: A scale constant beyond 1e+-this has run away.
 SCALE_DECADES_CEIL = 60.0
+
+#: A check within this fraction of its limit (interval width, share of replicates) is at the rule's edge.
+EDGE_MARGIN = 0.1
+#: Replicates drawn in all, as a multiple of those asked for, where a verdict is at the edge.
+EDGE_REPLICATES = 4
 
 #: Names of exponents (by prefix), linear coefficients, and irreducible terms.
 EXPONENT_PREFIXES = ("alpha", "beta", "eta", "gamma")
@@ -118,6 +130,20 @@ def check_interval(name: str, value: float, lo: float, hi: float,
     return f"{decades:.2f} decades", None
 
 
+def limit_ratio(name: str, value: float, lo: float, hi: float, of: str | None = None) -> float:
+    """How far along its limit one parameter's interval is (1: exactly at rule 4's or 5's limit):
+    width / (``EXPONENT_WIDTH`` x value) for exponents and coefficients, decades /
+    ``SCALE_DECADES`` for the others; inf where the interval has no finite measure."""
+    k = of or kind(name)
+    if k in ("exponent", "coefficient"):
+        if value == 0 or (k == "exponent" and value < 0):
+            return math.inf
+        return (hi - lo) / abs(value) / EXPONENT_WIDTH
+    if not (lo > 0 and hi > 0 and math.isfinite(lo) and math.isfinite(hi)):
+        return math.inf
+    return math.log10(hi / lo) / SCALE_DECADES
+
+
 def _at_bound(params: list[str], samples: np.ndarray, floor: float) -> np.ndarray:
     """Per replicate: whether any parameter sits at a search bound."""
     bad = ~np.all(np.isfinite(samples), axis=1)
@@ -170,6 +196,7 @@ def verdict(params: Mapping[str, float], inputs: Mapping[str, Any], y: Any, *,
     y = np.asarray(y, dtype=float)
     failures: list[str] = []
     checks: dict[str, Any] = {}
+    ratios: dict[str, float] = {}  # each judged measure over its limit (1: at the limit)
     counts = {x: distinct(v, 0.01 if x in LOSS_INPUTS else 0.05) for x, v in inputs.items()}
     checks["distinct_inputs"] = counts
     for x, n in counts.items():
@@ -181,7 +208,9 @@ def verdict(params: Mapping[str, float], inputs: Mapping[str, Any], y: Any, *,
     if n_requested:
         n_ok = 0 if samples is None else len(samples)
         failed = (n_requested - n_ok) / n_requested
+        checks["replicates"] = n_requested
         checks["bootstrap_failed"] = n_requested - n_ok
+        ratios["failed replicates"] = failed / MAX_FAILED
         if failed > MAX_FAILED:
             failures.append(f"{n_requested - n_ok} of {n_requested} bootstrap replicates failed "
                             f"({failed:.0%} > {MAX_FAILED:.0%})")
@@ -189,6 +218,7 @@ def verdict(params: Mapping[str, float], inputs: Mapping[str, Any], y: Any, *,
             floor = float(np.min(y)) if len(y) else 0.0
             share = float(np.mean(_at_bound(names, np.asarray(samples, dtype=float), floor)))
             checks["at_bound"] = share
+            ratios["replicates at a bound"] = share / MAX_AT_BOUND
             if share > MAX_AT_BOUND:
                 failures.append(f"a parameter is at a search bound in {share:.0%} of the bootstrap replicates "
                                 f"(> {MAX_AT_BOUND:.0%})")
@@ -202,20 +232,46 @@ def verdict(params: Mapping[str, float], inputs: Mapping[str, Any], y: Any, *,
             continue
         width, problem = check_interval(name, float(params[name]), *lo_hi)
         widths[name] = width
+        ratios[name] = limit_ratio(name, float(params[name]), *lo_hi)
         if problem:
             failures.append(problem)
     checks["widths"] = widths
+    checks["limit_ratios"] = ratios
+    checks["edge"] = [k for k, r in ratios.items() if abs(r - 1.0) <= EDGE_MARGIN]
     return {"identified": not failures, "failures": failures, "checks": checks,
             "intervals": {k: list(v) for k, v in intervals.items()}, "rule": RULE}
 
 
+def at_edge(identification: Mapping[str, Any] | None) -> list[str]:
+    """The checks of a verdict within ``EDGE_MARGIN`` of their limits (parameter names, or
+    ``"failed replicates"`` / ``"replicates at a bound"``): where more replicates could turn it."""
+    if not identification:
+        return []
+    return list((identification.get("checks") or {}).get("edge") or [])
+
+
+def edge_note(identification: Mapping[str, Any] | None) -> str | None:
+    """``"at the rule's edge after 800 replicates: C_c_min at 0.96 of its limit"``; None off the edge."""
+    edge = at_edge(identification)
+    if not edge:
+        return None
+    checks = identification.get("checks") or {}
+    ratios = checks.get("limit_ratios") or {}
+    n = checks.get("replicates")
+    after = f" after {n} replicates" if n else ""
+    parts = ", ".join(f"{k} at {ratios[k]:.2f} of its limit" for k in edge if k in ratios)
+    return f"at the rule's edge{after}: {parts}"
+
+
 def short(identification: Mapping[str, Any] | None) -> str:
-    """One line: ``identified`` or ``not identified: <first reasons>``."""
+    """One line: ``identified`` or ``not identified: <first reasons>``; with :func:`edge_note` where it applies."""
     if not identification:
         return "identification not assessed"
+    edge = edge_note(identification)
+    tail = f" ({edge})" if edge else ""
     if identification.get("identified"):
-        return "identified"
-    return "not identified: " + "; ".join(identification.get("failures", [])[:3])
+        return "identified" + tail
+    return "not identified: " + "; ".join(identification.get("failures", [])[:3]) + tail
 
 
 def not_identified(law: str, identification: Mapping[str, Any] | None, runs: str = "these runs") -> str | None:
@@ -228,4 +284,5 @@ def not_identified(law: str, identification: Mapping[str, Any] | None, runs: str
             + (f" ({'; '.join(failures[:2])})" if failures else ""))
 
 
-__all__ = ["RULE", "check_interval", "distinct", "kind", "not_identified", "short", "verdict"]
+__all__ = ["EDGE_MARGIN", "EDGE_REPLICATES", "RULE", "at_edge", "check_interval", "distinct", "edge_note", "kind",
+           "limit_ratio", "not_identified", "short", "verdict"]

@@ -106,7 +106,10 @@ def params_cell(fit: Any, needs: str | None = None) -> str:
         return (f'<strong class="bad">not identified</strong> by its runs (intervals not shown)'
                 f'<ul class="params">{values}</ul><ul class="note">{why}</ul>{more}')
     items = "".join(f"<li>{param_value(fit, p)}</li>" for p in fit.form.params)
-    return f'<ul class="params">{items}</ul>'
+    from lmscale.laws.identification import edge_note
+
+    edge = edge_note(fit.identification)
+    return f'<ul class="params">{items}</ul>' + (f'<span class="note">identified, {esc(edge)}</span>' if edge else "")
 
 
 def published_for(key: str, law: str, published: Mapping[str, Any]) -> list[tuple[str, Any]]:

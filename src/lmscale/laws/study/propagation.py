@@ -12,7 +12,9 @@ each of ``draws`` replicates of the B_crit(L) fit, the points (the curves)
 are converted again with that replicate's B_* and alpha_B, and the law (the
 frontier) is refitted on ``bootstrap / draws`` resamples of them (runs
 resampled, as in its own bootstrap). The intervals are percentiles of all
-those refits, and the identification rule judges them. The two
+those refits, and the identification rule judges them; where its verdict
+lands at the rule's edge, ``EDGE_REPLICATES`` times as many B_crit
+replicates are drawn and it judges again. The two
 stages resample independently, although the noise-scale estimates and the
 learning curves come from the same runs: an approximation that leaves out
 their covariance.
@@ -29,7 +31,7 @@ from lmscale.laws.bootstrap import bootstrap as run_bootstrap
 from lmscale.laws.bootstrap import bootstrap_stderr, percentile_intervals
 from lmscale.laws.fitting import FitOptions
 from lmscale.laws.frontier import envelope_frontier, sample_intervals
-from lmscale.laws.identification import verdict
+from lmscale.laws.identification import EDGE_MARGIN, EDGE_REPLICATES, at_edge, verdict
 from lmscale.laws.io import prepare_points
 from lmscale.laws.result import FitResult, LawSet
 from lmscale.laws.study.batch import select_steps
@@ -61,20 +63,35 @@ def propagate_bcrit(frames: StudyFrames, fits: StudyFits, bootstrap: int, seed: 
     if not bootstrap or source is None or source.bootstrap_params is None or len(source.bootstrap_params) < 2:
         return
     replicates = np.asarray(source.bootstrap_params, dtype=float)
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(len(replicates), size=min(draws, len(replicates)), replace=False)
+    # the first `draws` of one order of B_crit's replicates; an extension takes the next ones
+    order = np.random.default_rng(seed).permutation(len(replicates))
+    picks = order[:min(draws, len(replicates))]
     per_draw = max(1, bootstrap // len(picks))
-    trials = []
-    for row in replicates[picks]:
-        trial = StudyFits(laws=LawSet("bcrit-replicate"))
-        trial.laws.laws["bcrit"] = FitResult(law=source.law, params=dict(zip(source.form.params, row)))
-        trials.append(trial)
+
+    def trials(n: int) -> list[StudyFits]:
+        out = []
+        for row in replicates[order[:n]]:
+            trial = StudyFits(laws=LawSet("bcrit-replicate"))
+            trial.laws.laws["bcrit"] = FitResult(law=source.law, params=dict(zip(source.form.params, row)))
+            out.append(trial)
+        return out
+
+    first = trials(len(picks))
     for key, select in BCRIT_DEPENDENT.items():
         law = fits.laws.laws.get(key)
-        if law is not None:
-            _refit_intervals(frames, fits, key, law, select, trials, per_draw, seed)
+        if law is None:
+            continue
+        _refit_intervals(frames, fits, key, law, select, first, per_draw, seed)
+        edge = at_edge(law.identification)
+        more = min(len(replicates), len(picks) * EDGE_REPLICATES)
+        if edge and more > len(picks):  # the same draws and more: the verdict judged again
+            _refit_intervals(frames, fits, key, law, select, trials(more), per_draw, seed)
+            law.stats["bootstrap_extended"] = (
+                f"the refits over {len(picks)} of B_crit(L)'s replicates put {', '.join(edge)} within "
+                f"{EDGE_MARGIN:.0%} of the rule's limit: judged again over {more}")
+        fits.rules[key] = f"{fits.rules.get(key, '')}; {law.notes['bcrit_propagated']}"
     if "envelope_cmin" in fits.frontiers:
-        _refit_cmin_frontier(frames, fits, trials, per_draw, seed)
+        _refit_cmin_frontier(frames, fits, first, per_draw, seed)
 
 
 def _note(draws: int, per_draw: int, ok: int, failed_draws: int) -> str:
@@ -138,4 +155,3 @@ def _refit_intervals(frames: StudyFrames, fits: StudyFits, key: str, law: FitRes
     law.stats.update(n_bootstrap=requested, bootstrap_failed=requested - len(pooled),
                      ci_method="percentile, B_crit(L) propagated")
     law.notes["bcrit_propagated"] = _note(len(trials), per_draw, len(pooled), failed_draws)
-    fits.rules[key] = f"{fits.rules.get(key, '')}; {law.notes['bcrit_propagated']}"

@@ -206,6 +206,12 @@ class StudyFits:
             pub = f"{r['published']:.4g}" if r["published"] is not None else "-"
             lines.append(f"{r['law']:<26} {r['param']:<12} {r['value']:>11.4g} {ci:>25} {pub:>11}")
         lines += self.check_lines()
+        from lmscale.laws.identification import edge_note
+
+        for key, fit in self.laws.laws.items():
+            edge = edge_note(fit.identification)
+            if edge and fit.identified is not False:
+                lines.append(f"{key}: identified, {edge}")
         for key, why in self.not_identified().items():
             lines.append(f"{key}: {why}; would need: {needs_for(key)}")
         for key, why in self.missing.items():
