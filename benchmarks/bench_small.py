@@ -170,7 +170,8 @@ def main() -> int:
                 configure_threads(count)
                 result = run_plain(train_tokens, n_layer, d_model, SHAPES[item], N_CTX, VOCAB, BATCH,
                                    steps=tokens // BATCH, lr=lr)
-                plain[count] = {"tok_s": result.tokens_per_second, "loss": result.last_loss, "threads": count}
+                plain[count] = {"tok_s": result.tokens_per_second, "first_loss": result.first_loss,
+                                "loss": result.last_loss, "threads": count}
             configure_threads(threads)
             rounds.append({
                 "plain": max(plain.values(), key=lambda p: p["tok_s"]),  # the faster thread count
@@ -206,7 +207,7 @@ def main() -> int:
         results.append(row)
         fmt = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
         print(f"{item:>5}: plain {plain_best:8.0f} tok/s on {best['plain']['threads']} thread(s) (loss "
-              f"{best['plain']['loss']:.3f}; on {threads}: {max(r['plain_default']['tok_s'] for r in rounds):.0f}) | "
+              f"{best['plain']['first_loss']:.3f} -> {best['plain']['loss']:.3f}; on {threads}: {max(r['plain_default']['tok_s'] for r in rounds):.0f}) | "
               f"lmscale [{best['lmscale']['device']}] "
               f"{best['lmscale']['tok_s']:8.0f} tok/s training, {best['lmscale']['wall_tok_s']:8.0f} with "
               f"evaluations (loss {best['lmscale']['loss']:.3f}, {best['lmscale']['evals']} curve points)",

@@ -84,10 +84,11 @@ def lr_of(spec: ModelSpec) -> float:
     return paper_learning_rate(applied_non_embedding_params(spec))
 
 
-def plain_tokens_per_second(spec: ModelSpec, tokens, steps: int, warmup: int) -> float:
+def plain_run(spec: ModelSpec, tokens, steps: int, warmup: int) -> tuple[float, list[float]]:
+    """(tokens/s, [first loss, mean of the last 10]) of the plain loop (it raises if the loss did not fall)."""
     result = run_plain(tokens, spec.n_layer, spec.d_model, spec.n_head, N_CTX, VOCAB, BATCH, steps,
                        lr=lr_of(spec), warmup=warmup)
-    return result.tokens_per_second
+    return result.tokens_per_second, [result.first_loss, result.last_loss]
 
 
 def main() -> int:
@@ -129,8 +130,11 @@ def main() -> int:
                          n_ctx=N_CTX, n_vocab=VOCAB)
         steps = max(2, int(STEPS.get((n_layer, d_model), 10) * args.steps_scale))
         runs: dict[str, list[float]] = {"lmscale": [], "plain": [], "no_noise": []}
+        plain_losses = []
         for _ in range(args.repeats):  # alternate, so that a busy spell hits both
-            runs["plain"].append(plain_tokens_per_second(spec, tokens, steps, args.warmup))
+            tok_s, losses = plain_run(spec, tokens, steps, args.warmup)
+            runs["plain"].append(tok_s)
+            plain_losses.append(losses)
             runs["lmscale"].append(lmscale_run(spec, data_dir, steps)[0])
             if (n_layer, d_model) == (2, 128):  # what the noise scale costs: with vs without it
                 runs["no_noise"].append(lmscale_run(spec, data_dir, steps, noise_scale=False)[0])
@@ -144,6 +148,7 @@ def main() -> int:
             "round_ratios": [a / b for a, b in zip(runs["lmscale"], runs["plain"])],
             "lmscale_mfu": best["lmscale"] * flops_per_token / peak,
             "plain_mfu": best["plain"] * flops_per_token / peak,
+            "plain_loss_first_last": plain_losses,  # per round: the baseline trains
             "runs": runs,
         }
         if best["no_noise"]:
@@ -152,7 +157,8 @@ def main() -> int:
         rounds = ", ".join(f"{r:.2f}" for r in row["round_ratios"])
         print(f"{item:>6}: lmscale {row['lmscale_tokens_per_s']:8.0f} tok/s (MFU {row['lmscale_mfu']:.1%})"
               f"  plain {row['plain_tokens_per_s']:8.0f} tok/s (MFU {row['plain_mfu']:.1%})"
-              f"  ratio {row['ratio']:.2f}x (per round: {rounds})", flush=True)
+              f"  ratio {row['ratio']:.2f}x (per round: {rounds}); plain loss "
+              + ", ".join(f"{a:.2f} -> {b:.2f}" for a, b in plain_losses), flush=True)
         if "noise_scale_overhead" in row:
             print(f"        noise scale costs {row['noise_scale_overhead']:+.1%} of lmscale's throughput "
                   f"({best['no_noise']:.0f} tok/s without it)", flush=True)
