@@ -117,14 +117,16 @@ def run_plain(tokens: np.ndarray, n_layer: int, d_model: int, n_head: int, n_ctx
         offsets = rng.integers(0, len(tokens) - n_ctx - 1, micro_rows * passes)
         window = np.stack([tokens[o:o + n_ctx + 1] for o in offsets]).astype(np.int64)
         batch = torch.from_numpy(window).to(device)
+        step_loss = torch.zeros((), device=device)
         for part in batch.split(micro_rows):
             with autocast:
                 loss = step_model(part[:, :-1], part[:, 1:]) / passes
             loss.backward()
+            step_loss += loss.detach().float()  # the step's mean over its micro-batches
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(loss.detach() * passes)  # read back at the end: no host synchronisation per step
+        losses.append(step_loss)  # read back at the end: no host synchronisation per step
     if device != "cpu":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
