@@ -93,3 +93,27 @@ def test_a_target_given_no_probability_costs_the_capped_loss_in_training_and_the
     ref_g = ((torch.softmax(h.detach() @ w.t(), -1) - F.one_hot(y, 3)) @ w) / 2
     torch.testing.assert_close(g, ref_g)
     torch.testing.assert_close(linear_cross_entropy_per_row(h.detach(), w, y), exact)
+
+
+def test_default_chunks_follow_the_head_width_and_give_the_one_chunk_result():
+    """On a CPU a chunk is 8 d rows within [2^19, 2^22] / V; split there (three chunks, the last
+    partial, for one run and for two packed runs) the loss and gradients equal one chunk's."""
+    from lmscale.training.loss import _chunk_rows
+
+    cpu = torch.device("cpu")
+    assert _chunk_rows(512, 12, None, cpu) == 1024  # narrow head: the 2 MB cache budget
+    assert _chunk_rows(512, 200, None, cpu) == 1600  # 8 d rows
+    assert _chunk_rows(4096, 384, None, cpu) == 1024  # capped at 2^22 / V
+    assert _chunk_rows(512, 12, 1 << 12, cpu) == 16  # an explicit size wins (at least 16 rows)
+    torch.manual_seed(0)
+    for lead in ((), (2,)):
+        h = torch.randn(*lead, 2500, 12, dtype=torch.float64, requires_grad=True)
+        w = (0.3 * torch.randn(*lead, 512, 12, dtype=torch.float64)).requires_grad_()
+        y = torch.randint(0, 512, (*lead, 2500))
+        got, ref = [], []
+        for chunk, out in ((None, got), (1 << 30, ref)):
+            loss = linear_cross_entropy(h, w, y, chunk_elements=chunk)
+            gh, gw = torch.autograd.grad(loss.sum(), (h, w))
+            out += [loss.detach(), gh, gw]
+        for a, b in zip(got, ref):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
