@@ -265,3 +265,20 @@ def test_overfitting_law_does_not_overflow():
     assert np.isfinite(ratio) and np.log(ratio) == pytest.approx(0.1 * r, rel=1e-12)
     assert float(overfitting(p, N=1e9, D=1e12)) == pytest.approx(
         (1 + (1e9 / 1e13) ** 0.76 * 1e13 / 1e12) ** 0.1 - 1, rel=1e-12)
+
+
+def test_an_unidentified_crossing_prints_its_width_and_no_value():
+    """C* whose interval spans more than the rule's 2 decades: the check line names the width
+    and what would narrow it, and prints neither C* nor its interval."""
+    from lmscale.laws.study.results import StudyFits
+
+    laws, samples = _crossing_laws(np.random.default_rng(1))
+    cross = crossing(laws, d_opt_samples=samples * np.exp(np.random.default_rng(2).normal(0, 3, samples.shape)),
+                     data_max=1e20)
+    assert cross.identification() is not None  # the widened replicates put C* over many decades
+    fits = StudyFits(laws=laws)
+    fits.crossing = cross
+    line = next(x for x in fits.check_lines() if x.startswith("[K] 6.3 crossing"))
+    decades = np.log10(cross.ci["C_star"][1] / cross.ci["C_star"][0])
+    assert line.startswith("[K] 6.3 crossing: C* not identified") and f"spans {decades:.1f} decades" in line
+    assert f"{cross.C_star:.2g}" not in line and "e+" not in line

@@ -299,9 +299,9 @@ class StudyFits:
         elif cross is not None:
             ci = cross.ci.get("C_star") if cross.ci else None
             if cross.identification():
-                span = f"{np.log10(ci[1] / ci[0]):.1f} decades" if ci else "no interval"
-                lines.append(f"[K] 6.3 crossing: C* = {cross.C_star:.2g} FLOPs not identified (95% interval: "
-                             f"{span}; more sizes and dataset sizes would narrow it)")
+                span = f"its 95% interval spans {np.log10(ci[1] / ci[0]):.1f} decades" if ci else "it has no interval"
+                lines.append(f"[K] 6.3 crossing: C* not identified ({span}; more sizes and dataset sizes would "
+                             "narrow it)")
                 return lines
             ci_text = f" [{ci[0]:.2g}, {ci[1]:.2g}]"
             if cross.decades_beyond is None:
