@@ -142,7 +142,9 @@ class BootstrapForecaster:
         from lmscale.laws.api import fit
 
         check_frame(frame)
-        options = self.options or FitOptions(n_screen=32, n_refine=2)
+        # the draws are the predictive sample the design's criterion compares across rounds and
+        # candidates: the same number every time, not more where a verdict is at the rule's edge
+        options = self.options or FitOptions(n_screen=32, n_refine=2, extend_at_edge=False)
         if self.warm and self._last is not None:
             grid = np.vstack([get_form(self.law).theta_grid(), self._last[None, :]])
             options = replace(options, grid=grid)

@@ -34,7 +34,8 @@ def fit_points(
     Where the bootstrap puts the identification verdict at the rule's edge
     (``lmscale.laws.identification.at_edge``), it is extended to
     ``EDGE_REPLICATES`` times as many replicates and judged again
-    (``stats["bootstrap_extended"]`` says so).
+    (``stats["bootstrap_extended"]`` says so), unless ``options.extend_at_edge``
+    is False.
     """
     t0 = time.perf_counter()
     logy = np.log(points.y)
@@ -73,7 +74,7 @@ def fit_points(
         identification = verdict(params, inputs, points.y, ci=ci, stderr=stderr, samples=samples,
                                  n_requested=n_boot)
         edge = at_edge(identification)
-        if n_boot > bootstrap or not edge:
+        if n_boot > bootstrap or not edge or not options.extend_at_edge:
             break
         n_boot = bootstrap * EDGE_REPLICATES
         stats["bootstrap_extended"] = (f"{bootstrap} replicates put {', '.join(edge)} within {EDGE_MARGIN:.0%} "

@@ -88,6 +88,11 @@ class FitOptions:
             know C, :func:`compute_weights`).
         e_below_min_loss: bound the irreducible loss E below the lowest
             observed loss (for forms with an ``e`` / ``log_E`` parameter).
+        extend_at_edge: where the bootstrap puts the identification verdict
+            at the rule's edge, draw ``EDGE_REPLICATES`` times the replicates
+            and judge again (``lmscale.laws.identification``); False keeps
+            the bootstrap at the size asked for, for callers that use the
+            draws as a predictive sample of a fixed size (the design loop).
     """
 
     huber_delta: float = 1e-3
@@ -101,6 +106,7 @@ class FitOptions:
     residuals: str = "log"
     weight_power: float = 0.0
     e_below_min_loss: bool = False
+    extend_at_edge: bool = True
 
     def __post_init__(self) -> None:
         if not (self.huber_delta > 0 and np.isfinite(self.huber_delta)):
