@@ -81,6 +81,16 @@ def test_a_verdict_near_a_limit_is_flagged_at_the_edge_whichever_way_it_falls():
     # far from every limit: no flag
     clear = verdict({"N_c": 1e13, "alpha_N": 0.08}, inputs, y, ci={"N_c": (1e12, 5e13), "alpha_N": (0.07, 0.09)})
     assert at_edge(clear) == [] and edge_note(clear) is None and short(clear) == "identified"
+    # the report's table says it beside the intervals, or among the reasons
+    from lmscale.laws.result import FitResult
+    from lmscale.report.html import params_cell
+
+    params = {"N_c": 1e13, "alpha_N": 0.08}
+    shown = params_cell(FitResult(law="kaplan_n", params=params, identification=inside))
+    assert "identified, at the rule&#x27;s edge after 200 replicates: N_c at 0.95 of its limit" in shown
+    hidden = params_cell(FitResult(law="kaplan_n", params=params, identification=outside))
+    assert "not identified" in hidden and "at the rule&#x27;s edge" in hidden and "10^" not in hidden
+    assert "rule&#x27;s edge" not in params_cell(FitResult(law="kaplan_n", params=params, identification=clear))
 
 
 def test_a_fit_at_the_edge_draws_more_replicates_and_keeps_the_first(monkeypatch):

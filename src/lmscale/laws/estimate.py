@@ -56,7 +56,7 @@ def fit_points(
     inputs = {x: points.X[x] for x in form.inputs}
     ci = None
     samples = None
-    identification = verdict(params, inputs, points.y, stderr=stderr)
+    identification = None if bootstrap else verdict(params, inputs, points.y, stderr=stderr)
     n_boot = bootstrap
     while n_boot:
         # the same seed draws the same first replicates: an extension adds to them

@@ -99,16 +99,16 @@ def param_value(fit: Any, name: str) -> str:
 
 def params_cell(fit: Any, needs: str | None = None) -> str:
     """The parameters with their intervals; a law its runs do not identify shows why instead."""
+    from lmscale.laws.identification import edge_note
+
+    edge = edge_note(fit.identification)
     if fit.identified is False:
         values = "".join(f"<li><code>{esc(p)}</code> = {num(fit.params[p])}</li>" for p in fit.form.params)
-        why = "".join(f"<li>{esc(f)}</li>" for f in fit.identification.get("failures", []))
+        why = "".join(f"<li>{esc(f)}</li>" for f in [*fit.identification.get("failures", []), *([edge] if edge else [])])
         more = f'<br><span class="note">would need: {esc(needs)}</span>' if needs else ""
         return (f'<strong class="bad">not identified</strong> by its runs (intervals not shown)'
                 f'<ul class="params">{values}</ul><ul class="note">{why}</ul>{more}')
     items = "".join(f"<li>{param_value(fit, p)}</li>" for p in fit.form.params)
-    from lmscale.laws.identification import edge_note
-
-    edge = edge_note(fit.identification)
     return f'<ul class="params">{items}</ul>' + (f'<span class="note">identified, {esc(edge)}</span>' if edge else "")
 
 
