@@ -186,7 +186,6 @@ def main() -> int:
             load.append(os.getloadavg()[0])
         best = {k: max(rounds, key=lambda r, k=k: r[k].get("tok_s", r[k].get("aggregate_tok_s")) /
                        r["plain"]["tok_s"])[k] for k in rounds[0]}
-        plain_best = max(r["plain"]["tok_s"] for r in rounds)
         ratio = {k: [r[k]["tok_s"] / r["plain"]["tok_s"] for r in rounds] for k in rounds[0]
                  if not k.startswith(("sweep", "plain_"))}
         ratio_default = [r["lmscale"]["tok_s"] / r["plain_default"]["tok_s"] for r in rounds]
@@ -206,8 +205,9 @@ def main() -> int:
                        one_thread_pack_gain=pack_gain)
         results.append(row)
         fmt = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
-        print(f"{item:>5}: plain {plain_best:8.0f} tok/s on {best['plain']['threads']} thread(s) (loss "
-              f"{best['plain']['first_loss']:.3f} -> {best['plain']['loss']:.3f}; on {threads}: {max(r['plain_default']['tok_s'] for r in rounds):.0f}) | "
+        base = rounds[max(range(len(rounds)), key=ratio["lmscale"].__getitem__)]["plain"]  # the baseline of the round quoted
+        print(f"{item:>5}: plain {base['tok_s']:8.0f} tok/s on {base['threads']} thread(s) (loss "
+              f"{base['first_loss']:.3f} -> {base['loss']:.3f}; on {threads}: {max(r['plain_default']['tok_s'] for r in rounds):.0f}) | "
               f"lmscale [{best['lmscale']['device']}] "
               f"{best['lmscale']['tok_s']:8.0f} tok/s training, {best['lmscale']['wall_tok_s']:8.0f} with "
               f"evaluations (loss {best['lmscale']['loss']:.3f}, {best['lmscale']['evals']} curve points)",
