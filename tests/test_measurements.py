@@ -78,6 +78,8 @@ def test_a_verdict_near_a_limit_is_flagged_at_the_edge_whichever_way_it_falls():
     outside = verdict({"N_c": 1e13, "alpha_N": 0.08}, inputs, y, ci={"N_c": (1e12, 10**14.1), "alpha_N": (0.07, 0.09)})
     assert not outside["identified"] and at_edge(outside) == ["N_c"]
     assert short(outside).startswith("not identified: N_c's 95% interval spans 2.1 decades")
+    just = verdict({"N_c": 1e13, "alpha_N": 0.08}, inputs, y, ci={"N_c": (1e12, 10**14.03), "alpha_N": (0.07, 0.09)})
+    assert just["failures"] == ["N_c's 95% interval spans 2.03 decades (needs <= 2 decades)"]  # not "2.0"
     # far from every limit: no flag
     clear = verdict({"N_c": 1e13, "alpha_N": 0.08}, inputs, y, ci={"N_c": (1e12, 5e13), "alpha_N": (0.07, 0.09)})
     assert at_edge(clear) == [] and edge_note(clear) is None and short(clear) == "identified"

@@ -125,7 +125,8 @@ def check_interval(name: str, value: float, lo: float, hi: float,
     decades = math.log10(float(hi) / float(lo)) if lo > 0 and hi > 0 else math.inf  # inf past the floats
     if not decades <= SCALE_DECADES:
         span = ("reaches 0 or below" if not lo > 0 else "spans more than 300 decades" if not math.isfinite(decades)
-                else f"spans {decades:.1f} decades")
+                else f"spans {decades:.1f} decades" if round(decades, 1) > SCALE_DECADES  # 2.03: not "2.0"
+                else f"spans {decades:.2f} decades")
         return f"{decades:.2f} decades", f"{name}'s 95% interval {span} (needs <= {SCALE_DECADES:g} decades)"
     return f"{decades:.2f} decades", None
 
