@@ -54,31 +54,38 @@ def fit_points(
     stderr = gauss_newton_stderr(form, best.theta, points.X, points.y)
     stats["stderr_method"] = "gauss_newton"
     inputs = {x: points.X[x] for x in form.inputs}
-    ci = None
-    samples = None
-    identification = None if bootstrap else verdict(params, inputs, points.y, stderr=stderr)
-    n_boot = bootstrap
-    while n_boot:
-        # the same seed draws the same first replicates: an extension adds to them
-        boot = run_bootstrap(form, points.X, points.y, options, best.theta, n_boot, seed=seed,
+    gauss_newton = stderr
+
+    def judged(n: int) -> tuple[Any, Any, Any, dict[str, Any]]:
+        """A bootstrap of ``n`` replicates (one seed: the same first draws for any n), its
+        intervals, standard errors and verdict."""
+        boot = run_bootstrap(form, points.X, points.y, options, best.theta, n, seed=seed,
                              groups=points.groups, n_jobs=n_jobs, n_refine=bootstrap_refine,
                              progress=progress, weights=weights)
+        ok = len(boot.params) >= 2
+        ci_n = percentile_intervals(form, boot.params, ci_level) if ok else None
+        se = bootstrap_stderr(form, boot.params) if ok else gauss_newton
+        return boot, ci_n, se, verdict(params, inputs, points.y, ci=ci_n, stderr=se, samples=boot.params,
+                                       n_requested=n)
+
+    ci = None
+    samples = None
+    if not bootstrap:
+        identification = verdict(params, inputs, points.y, stderr=stderr)
+    else:
+        n_boot = bootstrap
+        boot, ci, stderr, identification = judged(n_boot)
+        edge = at_edge(identification)
+        if edge and options.extend_at_edge:
+            n_boot = bootstrap * EDGE_REPLICATES
+            stats["bootstrap_extended"] = (f"{bootstrap} replicates put {', '.join(edge)} within "
+                                           f"{EDGE_MARGIN:.0%} of the rule's limit: judged on {n_boot}")
+            boot, ci, stderr, identification = judged(n_boot)
         samples = boot.params
         if len(samples) >= 2:
-            ci = percentile_intervals(form, samples, ci_level)
-            stats.setdefault("stderr_gauss_newton", stderr)
-            stderr = bootstrap_stderr(form, samples)
-            stats["stderr_method"] = "bootstrap"
+            stats.update(stderr_gauss_newton=gauss_newton, stderr_method="bootstrap")
         stats.update(n_bootstrap=n_boot, bootstrap_unit=boot.unit, bootstrap_failed=boot.n_failed,
                      bootstrap_seed=seed, ci_method="percentile")
-        identification = verdict(params, inputs, points.y, ci=ci, stderr=stderr, samples=samples,
-                                 n_requested=n_boot)
-        edge = at_edge(identification)
-        if n_boot > bootstrap or not edge or not options.extend_at_edge:
-            break
-        n_boot = bootstrap * EDGE_REPLICATES
-        stats["bootstrap_extended"] = (f"{bootstrap} replicates put {', '.join(edge)} within {EDGE_MARGIN:.0%} "
-                                       f"of the rule's limit: judged on {n_boot}")
     stats["time_s"] = time.perf_counter() - t0
     notes = dict(points.notes)
     notes.update(equation=form.equation, units=dict(form.units), extrapolation_size=points.size_by)

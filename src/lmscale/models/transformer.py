@@ -61,8 +61,9 @@ class _ScoresAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v):  # type: ignore[override]
         t, d = q.shape[-2:]
+        ctx.scale = d ** -0.5
         mask = torch.full((t, t), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
-        p = torch.baddbmm(mask, q, k.mT, alpha=d ** -0.5)
+        p = torch.baddbmm(mask, q, k.mT, alpha=ctx.scale)
         torch.ops.aten._softmax.out(p, -1, False, out=p)  # in place: the row kernel reads a row before writing it
         ctx.save_for_backward(q, k, v, p)
         return _bmm(p, v)
@@ -72,7 +73,7 @@ class _ScoresAttention(torch.autograd.Function):
     def backward(ctx, dout):  # type: ignore[override]
         q, k, v, p = ctx.saved_tensors
         dv = _bmm(p.mT, dout)
-        ds = torch._softmax_backward_data(torch.bmm(dout, v.mT), p, -1, p.dtype).mul_(q.shape[-1] ** -0.5)
+        ds = torch._softmax_backward_data(torch.bmm(dout, v.mT), p, -1, p.dtype).mul_(ctx.scale)
         return _bmm(ds, k), _bmm(ds.mT, q), dv
 
 

@@ -31,8 +31,9 @@ CPU_CACHE_ELEMENTS = 1 << 19
 ROWS_PER_WIDTH = 8
 
 
-def _chunk_rows(n_vocab: int, d_model: int, chunk_elements: int | None, device: torch.device) -> int:
-    """Rows of one chunk of logits.
+def _chunk_rows(n_vocab: int, d_model: int, chunk_elements: int | None, device: torch.device,
+                runs: int = 1) -> int:
+    """Rows of one chunk of logits, per run where ``runs`` packed runs share the chunk.
 
     On a CPU: 8 d rows, within [2^19, 2^22] / V. Each chunk adds its
     [V, d] products into the weight's gradient, so a chunk of rows >> d
@@ -50,12 +51,14 @@ def _chunk_rows(n_vocab: int, d_model: int, chunk_elements: int | None, device: 
     packed runs 0.945x the time on one thread and 0.926x on two; a lone run
     1.02x (2/12, one thread) and 1.01x (2/48, two), within this host's noise.
     """
-    if chunk_elements is not None:
-        return max(16, chunk_elements // max(1, n_vocab))
-    if device.type != "cpu":
-        return max(16, CHUNK_ELEMENTS.get(device.type, CHUNK_ELEMENTS["cpu"]) // max(1, n_vocab))
     v = max(1, n_vocab)
-    return max(16, min(CHUNK_ELEMENTS["cpu"] // v, max(CPU_CACHE_ELEMENTS // v, ROWS_PER_WIDTH * d_model)))
+    if chunk_elements is not None:
+        rows = chunk_elements // v
+    elif device.type != "cpu":
+        rows = CHUNK_ELEMENTS.get(device.type, CHUNK_ELEMENTS["cpu"]) // v
+    else:
+        rows = min(CHUNK_ELEMENTS["cpu"] // v, max(CPU_CACHE_ELEMENTS // v, ROWS_PER_WIDTH * d_model))
+    return max(1, max(16, rows) // runs)
 
 
 #: Smallest probability a target is given when its loss is read from the softmax: the loss of
@@ -189,11 +192,10 @@ def linear_cross_entropy(
     d = hidden.shape[-1]
     if compute_dtype is None:
         compute_dtype = _compute_dtype(hidden)
-    rows = _chunk_rows(weight.shape[-2], weight.shape[-1], chunk_elements, hidden.device)
+    runs = weight.shape[0] if weight.dim() == 3 else 1
+    rows = _chunk_rows(weight.shape[-2], d, chunk_elements, hidden.device, runs)
     if weight.dim() == 3:
-        r = weight.shape[0]
-        h, y = hidden.reshape(r, -1, d), targets.reshape(r, -1)
-        rows = max(1, rows // r)
+        h, y = hidden.reshape(runs, -1, d), targets.reshape(runs, -1)
     else:
         h, y = hidden.reshape(-1, d), targets.reshape(-1)
     with torch.autocast(hidden.device.type, enabled=False):
@@ -225,9 +227,7 @@ def linear_cross_entropy_per_row(
     h = hidden.reshape(weight.shape[0], -1, d) if packed else hidden.reshape(-1, d)
     y = targets.reshape(h.shape[:-1])
     w_t = weight.to(h.dtype).transpose(-1, -2)
-    rows = _chunk_rows(weight.shape[-2], weight.shape[-1], chunk_elements, h.device)
-    if packed:
-        rows = max(1, rows // weight.shape[0])
+    rows = _chunk_rows(weight.shape[-2], d, chunk_elements, h.device, weight.shape[0] if packed else 1)
     acc = torch.promote_types(h.dtype, torch.float32)
     out = torch.empty(h.shape[:-1], dtype=acc, device=h.device)
     for start in range(0, h.shape[-2], rows):
