@@ -194,7 +194,11 @@ def test_a_training_process_reuses_freed_blocks_instead_of_faulting_them_in_agai
 
     # with glibc's defaults the blocks of a step's activations go back to the kernel when freed
     # and are faulted in (and zeroed) again by a later step: a second run of 30 steps at 4/80
-    # faults 20k to 85k pages; with freed blocks kept for reuse, under 1,300 (the heap is sized)
-    default, kept = faults("default"), faults("keep")
-    assert kept < 2_000
+    # faults 30k to 67k pages; with freed blocks kept for reuse, 69 to 2,951 (the heap is sized).
+    # Both vary from one process to the next (glibc's default now and then raises its own mmap
+    # threshold early and faults only ~700), so each is the median of 3 processes: a kept count
+    # as high as the default's would fail both assertions
+    default = sorted(faults("default") for _ in range(3))[1]
+    kept = sorted(faults("keep") for _ in range(3))[1]
+    assert kept < 4_000
     assert kept * 5 < default
