@@ -282,3 +282,28 @@ def test_an_unidentified_crossing_prints_its_width_and_no_value():
     decades = np.log10(cross.ci["C_star"][1] / cross.ci["C_star"][0])
     assert line.startswith("[K] 6.3 crossing: C* not identified") and f"spans {decades:.1f} decades" in line
     assert f"{cross.C_star:.2g}" not in line and "e+" not in line
+
+
+def test_other_architectures_are_compared_with_l_of_n_only_where_trained_alike():
+    """An LSTM cut off before the L(N) runs' tokens (not early-stopped) is flagged: its gap is partly
+    its shorter training; one that early-stopped, or saw the same tokens, is compared as it is."""
+    frames = study(batch_sweep=False)
+    ref_tokens = 40.0 * 3e4  # the sizes group's run at N = 3e4 (40 tokens per parameter)
+    lstm = [("alike", 3e4, ref_tokens, "finished", 1.03), ("short", 1e4, 1e5, "finished", 1.08),
+            ("stopped", 1e4, 1e5, "early_stopped", 0.98)]
+    rows = [{**final_of(curve(run, n, t), status), "architecture": "lstm",
+             "loss": float(loss_of(n, t)) * k} for run, n, t, status, k in lstm]
+    frames = replace(frames, final_points=pd.concat([frames.final_points, pd.DataFrame(rows)],
+                                                    ignore_index=True))
+    out = fit_study(frames, bootstrap=0)
+    arch = out.checks["architectures"]
+    assert arch["reference_tokens"] == pytest.approx(np.median(out.points["kaplan_n"]["tokens"]))
+    law = out.laws.laws["kaplan_n"]
+    by_n = {(r["N"], r["early_stopped"]): r for r in arch["runs"]}
+    for run, n, t, status, k in lstm:
+        r = by_n[(n, status == "early_stopped")]
+        assert r["ratio"] == pytest.approx(float(loss_of(n, t)) * k / float(law.predict(N=n)) - 1.0)
+        assert r["equal_training"] == (run != "short"), run
+    line = next(x for x in out.summary().splitlines() if x.startswith("vs the Transformers' L(N)"))
+    assert line.count("lstm N = ") == 4 and "not trained alike" in line
+    assert line.split("not trained alike")[1].count("lstm N = 10,000 on 100,000") == 1

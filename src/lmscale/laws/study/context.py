@@ -125,11 +125,19 @@ def _position_r2(sel: pd.DataFrame, fits: Any) -> list[dict] | None:
     return sorted(out, key=lambda r: (r["architecture"] != "transformer", r["architecture"], -r["N"]))
 
 
+#: A run trained on at least this share of the L(N) runs' tokens counts as trained alike.
+EQUAL_TRAINING_SHARE = 0.9
+
+
 def architecture_check(frames: StudyFrames, fits) -> dict | None:
     """Each LSTM and Universal Transformer run's loss against the Transformers' L(N) at its N.
 
     ``ratio`` = loss / L_transformer(N) - 1 (positive: worse than a Transformer of equal
-    non-embedding N); the fitted L(N) is evaluated inside or near its fitted range.
+    non-embedding N); the fitted L(N) is evaluated inside or near its fitted range. The
+    comparison is of architectures only where the run was trained as the L(N) runs were:
+    it early-stopped (converged), or it saw at least :data:`EQUAL_TRAINING_SHARE` of their
+    median tokens. A run cut off earlier is flagged (``equal_training`` False): its gap
+    measures its shorter training as much as its architecture.
     """
     law = fits.laws.laws.get("kaplan_n")
     pts = frames.final_points
@@ -138,10 +146,21 @@ def architecture_check(frames: StudyFrames, fits) -> dict | None:
     others = pts[pts["architecture"].fillna("transformer") != "transformer"]
     if others.empty:
         return None
+    ref_pts = fits.points.get("kaplan_n")
+    reference = (float(np.median(ref_pts["tokens"])) if ref_pts is not None and "tokens" in ref_pts
+                 and not ref_pts.empty else None)
     n = others["N"].to_numpy(dtype=float)
     ref = np.asarray(law.predict(N=n), dtype=float)
-    rows = [{"architecture": str(a), "N": float(x), "loss": float(y), "transformer": float(r),
-             "ratio": float(y / r - 1.0)}
-            for a, x, y, r in zip(others["architecture"], n, others["loss"].to_numpy(dtype=float), ref)]
-    return {"runs": sorted(rows, key=lambda r: (r["architecture"], r["N"])),
-            "how": "loss / L(N) of the Transformers (fitted) at the same non-embedding N, minus 1"}
+    rows = []
+    for (_, run), x, r in zip(others.iterrows(), n, ref):
+        tokens = float(run["tokens"]) if "tokens" in run and pd.notna(run["tokens"]) else None
+        stopped = str(run.get("status", "")) == "early_stopped"
+        equal = (reference is None or stopped or tokens is None
+                 or tokens >= EQUAL_TRAINING_SHARE * reference)
+        rows.append({"architecture": str(run["architecture"]), "N": float(x), "loss": float(run["loss"]),
+                     "transformer": float(r), "ratio": float(run["loss"] / r - 1.0), "tokens": tokens,
+                     "early_stopped": stopped, "equal_training": bool(equal)})
+    return {"runs": sorted(rows, key=lambda r: (r["architecture"], r["N"])), "reference_tokens": reference,
+            "how": ("loss / L(N) of the Transformers (fitted) at the same non-embedding N, minus 1; a run "
+                    f"that neither early-stopped nor saw {EQUAL_TRAINING_SHARE:.0%} of the L(N) runs' median "
+                    "tokens is flagged: not trained alike")}

@@ -286,8 +286,7 @@ class StudyFits:
                              f"each with its own difficulty{need}){shape}{_position_fits(pos.get('r2') or [])}")
         arch = self.checks.get("architectures")
         if arch and arch.get("runs"):
-            lines.append("vs the Transformers' L(N) at equal N: " + ", ".join(
-                f"{r['architecture']} N = {r['N']:,.0f} {r['ratio']:+.1%}" for r in arch["runs"]))
+            lines.append(_architecture_line(arch))
         other = self.checks.get("other_accounting")
         if other:
             lines += [f"with {other['flops']} FLOPs: {t}" for t in other["lines"]]
@@ -337,6 +336,20 @@ def enough(frame: pd.DataFrame, law: str, need: int, what: str) -> pd.DataFrame:
     if len(frame) < max(need, n_params + 1):
         raise NotEnough(f"needs {what}: at least {max(need, n_params + 1)} (the study has {len(frame)})")
     return frame
+
+
+def _architecture_line(arch: dict) -> str:
+    """The LSTM and Universal Transformer runs against the Transformers' L(N); the runs cut off
+    before the L(N) runs' training named after them."""
+    ref = arch.get("reference_tokens")
+    line = ("vs the Transformers' L(N) at equal N" + (f" (its runs: {ref:,.0f} tokens)" if ref else "") + ": "
+            + ", ".join(f"{r['architecture']} N = {r['N']:,.0f} {r['ratio']:+.1%}" for r in arch["runs"]))
+    short = [r for r in arch["runs"] if not r.get("equal_training", True)]
+    if short:
+        line += ("; not trained alike (neither early-stopped nor on 90% of those tokens: the gap is their "
+                 "shorter training as much as their architecture): " + ", ".join(
+                     f"{r['architecture']} N = {r['N']:,.0f} on {r['tokens']:,.0f}" for r in short))
+    return line
 
 
 def _position_need(rel_se: float, docs: dict[str, int] | None) -> str:
