@@ -307,3 +307,41 @@ def test_other_architectures_are_compared_with_l_of_n_only_where_trained_alike()
     line = next(x for x in out.summary().splitlines() if x.startswith("vs the Transformers' L(N)"))
     assert line.count("lstm N = ") == 4 and "not trained alike" in line
     assert line.split("not trained alike")[1].count("lstm N = 10,000 on 100,000") == 1
+
+
+def test_the_gap_along_the_context_pairs_runs_scored_on_the_same_sequences():
+    """[K] figure 7 (right): the LSTM against the Transformer nearest in N among those trained alike and
+    scored on the same test sequences; a nearer one trained less, one scored on other sequences and
+    one too far in N are passed over."""
+    import json
+
+    t = np.arange(1, 65)
+    base = 3.0 + 2.0 / t
+    factor = np.where(t <= 4, 0.93, np.where(t <= 32, 0.95, 0.97))
+
+    def run(run_id, arch, n, tokens, eval_tokens, loss, status="finished"):
+        spec = {"final_eval_tokens": eval_tokens, "model": {"n_ctx": 64, "architecture": arch}}
+        meta = {"run_id": run_id, "architecture": arch, "non_embedding_params": n, "tokens": tokens,
+                "status": status, "data_dir": "/prepared/x", "spec_json": json.dumps(spec)}
+        final = {"run_id": run_id, "group": "g", "rule": "plain", "status": status, "architecture": arch,
+                 "N": n, "D": tokens, "tokens": tokens, "C": 6 * n * tokens, "loss": float(loss.mean())}
+        pos = pd.DataFrame({"run_id": run_id, "architecture": arch, "N": n, "position": t, "loss": loss})
+        return meta, final, pos
+
+    runs = [run("t-same", "transformer", 5e4, 3e6, 4_000_000, base),
+            run("t-other-seqs", "transformer", 6.5e4, 3e6, 65_536, base * 0.9),
+            run("t-short", "transformer", 6e4, 1e6, 4_000_000, base * 0.9),
+            run("t-far", "transformer", 1e5, 3e6, 4_000_000, base * 0.9),
+            run("lstm", "lstm", 6.5e4, 3e6, 4_000_000, base * factor)]
+    frames = StudyFrames(runs=pd.DataFrame([r[0] for r in runs]), final_points=pd.DataFrame([r[1] for r in runs]),
+                         per_position=pd.concat([r[2] for r in runs], ignore_index=True))
+    from lmscale.laws.study.context import position_gaps
+
+    (pair,) = position_gaps(frames)["pairs"]
+    assert pair["run_id"] == "lstm" and pair["transformer"] == "t-same" and pair["transformer_N"] == 5e4
+    want = [(1, 4), (5, 16), (17, 32), (33, 64)]
+    assert [(g["from"], g["to"]) for g in pair["gaps"]] == want
+    for g, (lo, hi) in zip(pair["gaps"], want):
+        sel = (t >= lo) & (t <= hi)
+        assert g["gap"] == pytest.approx((base * factor)[sel].mean() / base[sel].mean() - 1.0)
+    assert pair["gaps"][0]["gap"] == pytest.approx(-0.07) and pair["gaps"][-1]["gap"] == pytest.approx(-0.03)

@@ -129,6 +129,12 @@ def _position_r2(sel: pd.DataFrame, fits: Any) -> list[dict] | None:
 EQUAL_TRAINING_SHARE = 0.9
 
 
+def trained_alike(tokens: float, reference: float, early_stopped: bool) -> bool:
+    """Whether a run of ``tokens`` compares with runs of ``reference`` tokens: it early-stopped
+    (converged), or it saw at least :data:`EQUAL_TRAINING_SHARE` of them."""
+    return early_stopped or tokens >= EQUAL_TRAINING_SHARE * reference
+
+
 def architecture_check(frames: StudyFrames, fits) -> dict | None:
     """Each LSTM and Universal Transformer run's loss against the Transformers' L(N) at its N.
 
@@ -155,8 +161,7 @@ def architecture_check(frames: StudyFrames, fits) -> dict | None:
     for (_, run), x, r in zip(others.iterrows(), n, ref):
         tokens = float(run["tokens"]) if "tokens" in run and pd.notna(run["tokens"]) else None
         stopped = str(run.get("status", "")) == "early_stopped"
-        equal = (reference is None or stopped or tokens is None
-                 or tokens >= EQUAL_TRAINING_SHARE * reference)
+        equal = reference is None or tokens is None or trained_alike(tokens, reference, stopped)
         rows.append({"architecture": str(run["architecture"]), "N": float(x), "loss": float(run["loss"]),
                      "transformer": float(r), "ratio": float(run["loss"] / r - 1.0), "tokens": tokens,
                      "early_stopped": stopped, "equal_training": bool(equal)})
@@ -164,3 +169,76 @@ def architecture_check(frames: StudyFrames, fits) -> dict | None:
             "how": ("loss / L(N) of the Transformers (fitted) at the same non-embedding N, minus 1; a run "
                     f"that neither early-stopped nor saw {EQUAL_TRAINING_SHARE:.0%} of the L(N) runs' median "
                     "tokens is flagged: not trained alike")}
+
+
+#: A Transformer within this factor of N pairs with an LSTM or Universal Transformer by position.
+PAIR_N_FACTOR = 1.5
+
+
+def _position_bins(n_ctx: int) -> list[tuple[int, int]]:
+    """Ranges of context position t: up to 4, up to 16, up to n_ctx / 2, the rest."""
+    edges = sorted({e for e in (4, 16, n_ctx // 2) if 1 <= e < n_ctx}) + [n_ctx]
+    return list(zip([1] + [e + 1 for e in edges[:-1]], edges))
+
+
+def _scored_on(runs: pd.DataFrame) -> dict[str, tuple]:
+    """Each run's final evaluation, as what decides its sequences: prepared data and tokens scored."""
+    import json
+
+    out = {}
+    for r in runs.itertuples():
+        try:
+            spec = json.loads(r.spec_json)
+            out[str(r.run_id)] = (str(r.data_dir), spec["final_eval_tokens"], spec["model"]["n_ctx"])
+        except (AttributeError, TypeError, ValueError, KeyError):
+            continue
+    return out
+
+
+def position_gaps(frames: StudyFrames) -> dict | None:
+    """[K] figure 7 (right): the largest LSTM's and Universal Transformer's loss against a
+    Transformer's, position by position, over ranges of context position t.
+
+    The Transformer is the one nearest in N (within :data:`PAIR_N_FACTOR`) among those trained
+    alike (:func:`trained_alike`) whose final evaluation scored the same test sequences (same
+    prepared data, tokens and context), the best of them where several are equally near; so the
+    documents' own difficulty, which dominates each position's standard error, cancels in the
+    ratio. ``gaps``: mean loss over the range / the Transformer's - 1 (negative: the other
+    architecture is better there).
+    """
+    pos = finished_only(frames, frames.per_position)
+    runs = frames.runs
+    if pos.empty or runs.empty or not {"spec_json", "data_dir"} <= set(runs.columns):
+        return None
+    scored = _scored_on(runs)
+    info = runs.set_index(runs["run_id"].astype(str))
+    arch = pos["architecture"].fillna("transformer") if "architecture" in pos else "transformer"
+    curves = {str(k): g.set_index("position")["loss"].sort_index() for k, g in pos[pos["position"] > 0].groupby("run_id")}
+    transformers = set(pos.loc[arch == "transformer", "run_id"].astype(str))
+    pairs = []
+    for run_id in position_runs(frames):
+        if run_id in transformers or run_id not in scored or run_id not in info.index:
+            continue
+        me = info.loc[run_id]
+        partners = []
+        for other in transformers & set(scored):
+            them = info.loc[other]
+            ratio = float(them["non_embedding_params"]) / float(me["non_embedding_params"])
+            alike = (trained_alike(float(me["tokens"]), float(them["tokens"]), me["status"] == "early_stopped")
+                     and trained_alike(float(them["tokens"]), float(me["tokens"]),
+                                       them["status"] == "early_stopped"))
+            if scored[other] == scored[run_id] and 1 / PAIR_N_FACTOR <= ratio <= PAIR_N_FACTOR and alike:
+                partners.append((round(abs(np.log(ratio)), 6), float(curves[other].mean()), other))
+        if not partners:
+            continue
+        other = min(partners)[2]
+        mine, theirs = curves[run_id], curves[other]
+        gaps = [{"from": lo, "to": hi, "gap": float(mine.loc[lo:hi].mean() / theirs.loc[lo:hi].mean() - 1.0)}
+                for lo, hi in _position_bins(int(scored[run_id][2]))]
+        pairs.append({"run_id": run_id, "architecture": str(me["architecture"]),
+                      "N": float(me["non_embedding_params"]), "transformer": other,
+                      "transformer_N": float(info.loc[other, "non_embedding_params"]), "gaps": gaps})
+    if not pairs:
+        return None
+    return {"pairs": pairs, "how": ("mean loss over each range of context position / that of the Transformer "
+                                    "nearest in N trained alike and scored on the same test sequences, minus 1")}

@@ -43,6 +43,7 @@ from lmscale.laws.study.context import (
     architecture_check,
     other_distributions,
     position_check,
+    position_gaps,
     position_runs,
     select_positions,
     select_transfer,
@@ -135,6 +136,7 @@ def fit_study(
                        ("bcrit_scatter", lambda: bcrit_scatter(fits)),
                        ("positions", lambda: position_check(frames, fits)),
                        ("architectures", lambda: architecture_check(frames, fits)),
+                       ("position_gaps", lambda: position_gaps(frames)),
                        ("other_accounting", lambda: other_accounting(raw, fits, seed) if compare else None)):
         try:
             value = check()

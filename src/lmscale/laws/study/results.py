@@ -287,6 +287,12 @@ class StudyFits:
         arch = self.checks.get("architectures")
         if arch and arch.get("runs"):
             lines.append(_architecture_line(arch))
+        gaps = self.checks.get("position_gaps")
+        if gaps and gaps.get("pairs"):
+            lines.append("along the context ([K] figure 7, right; the same test sequences): " + "; ".join(
+                f"{p['architecture']} N = {p['N']:,.0f} vs the Transformer of N = {p['transformer_N']:,.0f}: "
+                + ", ".join(f"{g['gap']:+.1%} (t {g['from']}-{g['to']})" for g in p["gaps"])
+                for p in gaps["pairs"]))
         other = self.checks.get("other_accounting")
         if other:
             lines += [f"with {other['flops']} FLOPs: {t}" for t in other["lines"]]
