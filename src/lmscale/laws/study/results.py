@@ -77,7 +77,10 @@ NEEDS = {
     "kaplan_ns": "learning curves of 3 or more sizes after warm-up, and a fitted B_crit(L)",
     "bcrit": "noise-scale estimates from longer runs (longer windows of steps) over a wider range of loss",
     "bcrit_empirical": "a batch-size sweep: one model at 3 or more batch sizes (a factor 4 or more apart), "
-                       "with learning curves dense enough to time each loss level",
+                       "with learning curves dense enough to time each loss level, whose levels span a "
+                       "wider range of loss (the slope of ln B_crit against ln L needs levels far apart; a "
+                       "constant learning rate stalls the small batches on its noise floor, which puts the "
+                       "lower levels outside the relation)",
     "transfer": "runs over a wider range of training loss, evaluated on that distribution",
     "envelope": "learning curves at the reference batch of 5 or more sizes that win between the smallest and "
                 "the largest trained (whose wins are bounds, not fitted), each running past the compute where "
@@ -286,7 +289,8 @@ class StudyFits:
                              f"each with its own difficulty{need}){shape}{_position_fits(pos.get('r2') or [])}")
         arch = self.checks.get("architectures")
         if arch and arch.get("runs"):
-            lines.append(_architecture_line(arch))
+            lines.append(_architecture_line(arch) + ("" if self.identified("kaplan_n") else
+                                                     " (L(N) is not identified: indicative only)"))
         gaps = self.checks.get("position_gaps")
         if gaps and gaps.get("pairs"):
             lines.append("along the context ([K] figure 7, right; the same test sequences): " + "; ".join(
