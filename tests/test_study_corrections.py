@@ -307,6 +307,10 @@ def test_other_architectures_are_compared_with_l_of_n_only_where_trained_alike()
     line = next(x for x in out.summary().splitlines() if x.startswith("vs the Transformers' L(N)"))
     assert line.count("lstm N = ") == 4 and "not trained alike" in line
     assert line.split("not trained alike")[1].count("lstm N = 10,000 on 100,000") == 1
+    assert "indicative only" not in line
+    law.identification = {**(law.identification or {}), "identified": False}
+    line = next(x for x in out.summary().splitlines() if x.startswith("vs the Transformers' L(N)"))
+    assert line.endswith("(L(N) is not identified: indicative only)")
 
 
 def test_the_gap_along_the_context_pairs_runs_scored_on_the_same_sequences():
