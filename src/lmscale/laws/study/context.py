@@ -166,6 +166,7 @@ def architecture_check(frames: StudyFrames, fits) -> dict | None:
                      "transformer": float(r), "ratio": float(run["loss"] / r - 1.0), "tokens": tokens,
                      "early_stopped": stopped, "equal_training": bool(equal)})
     return {"runs": sorted(rows, key=lambda r: (r["architecture"], r["N"])), "reference_tokens": reference,
+            "share": EQUAL_TRAINING_SHARE,
             "how": ("loss / L(N) of the Transformers (fitted) at the same non-embedding N, minus 1; a run "
                     f"that neither early-stopped nor saw {EQUAL_TRAINING_SHARE:.0%} of the L(N) runs' median "
                     "tokens is flagged: not trained alike")}
@@ -213,7 +214,8 @@ def position_gaps(frames: StudyFrames) -> dict | None:
     scored = _scored_on(runs)
     info = runs.set_index(runs["run_id"].astype(str))
     arch = pos["architecture"].fillna("transformer") if "architecture" in pos else "transformer"
-    curves = {str(k): g.set_index("position")["loss"].sort_index() for k, g in pos[pos["position"] > 0].groupby("run_id")}
+    curves = {str(k): g.set_index("position")["loss"].sort_index()
+              for k, g in pos[pos["position"] > 0].groupby("run_id")}
     transformers = set(pos.loc[arch == "transformer", "run_id"].astype(str))
     pairs = []
     for run_id in position_runs(frames):

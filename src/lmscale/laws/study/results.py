@@ -356,8 +356,8 @@ def _architecture_line(arch: dict) -> str:
             + ", ".join(f"{r['architecture']} N = {r['N']:,.0f} {r['ratio']:+.1%}" for r in arch["runs"]))
     short = [r for r in arch["runs"] if not r.get("equal_training", True)]
     if short:
-        line += ("; not trained alike (neither early-stopped nor on 90% of those tokens: the gap is their "
-                 "shorter training as much as their architecture): " + ", ".join(
+        line += (f"; not trained alike (neither early-stopped nor on {arch.get('share', 0.9):.0%} of those "
+                 "tokens: the gap is their shorter training as much as their architecture): " + ", ".join(
                      f"{r['architecture']} N = {r['N']:,.0f} on {r['tokens']:,.0f}" for r in short))
     return line
 
