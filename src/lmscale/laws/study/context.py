@@ -209,10 +209,12 @@ def position_gaps(frames: StudyFrames) -> dict | None:
     """
     pos = finished_only(frames, frames.per_position)
     runs = frames.runs
-    if pos.empty or runs.empty or not {"spec_json", "data_dir"} <= set(runs.columns):
+    need = {"run_id", "spec_json", "data_dir", "non_embedding_params", "tokens", "status", "architecture"}
+    if pos.empty or runs.empty or not need <= set(runs.columns):
         return None
     scored = _scored_on(runs)
-    info = runs.set_index(runs["run_id"].astype(str))
+    info = runs.drop_duplicates("run_id")
+    info = info.set_index(info["run_id"].astype(str))
     arch = pos["architecture"].fillna("transformer") if "architecture" in pos else "transformer"
     curves = {str(k): g.set_index("position")["loss"].sort_index()
               for k, g in pos[pos["position"] > 0].groupby("run_id")}
