@@ -349,3 +349,5 @@ def test_the_gap_along_the_context_pairs_runs_scored_on_the_same_sequences():
         sel = (t >= lo) & (t <= hi)
         assert g["gap"] == pytest.approx((base * factor)[sel].mean() / base[sel].mean() - 1.0)
     assert pair["gaps"][0]["gap"] == pytest.approx(-0.07) and pair["gaps"][-1]["gap"] == pytest.approx(-0.03)
+    # runs given without the columns that say how they were trained and scored: no pairing, no error
+    assert position_gaps(replace(frames, runs=frames.runs.drop(columns=["status"]))) is None
