@@ -219,6 +219,29 @@ def test_universal_transformer_figure_by_unique_and_applied_parameters():
         np.testing.assert_allclose(line.get_ydata(), fits.laws.get(key).predict(N=line.get_xdata()), rtol=1e-12)
 
 
+def test_architecture_figure_draws_the_paired_gap_along_the_context():
+    """[K] figure 7, third panel: the LSTM's loss over the paired Transformer's at each position,
+    in percent, and the check's means over its ranges of position as bars."""
+    t = np.arange(1, 65)
+    pos = pd.concat([pd.DataFrame({"run_id": run, "architecture": arch, "N": n, "position": t, "loss": loss})
+                     for run, arch, n, loss in [("tr", "transformer", 5e4, 3.0 + 2.0 / t),
+                                                ("ls", "lstm", 6e4, (3.0 + 2.0 / t) * (0.95 + t / 6400))]])
+    final = pos.groupby("run_id", as_index=False).agg(architecture=("architecture", "first"), N=("N", "first"),
+                                                      loss=("loss", "mean"))
+    fits = StudyFits(laws=LawSet("pairs"))
+    fits.checks["position_gaps"] = {"pairs": [{"run_id": "ls", "architecture": "lstm", "N": 6e4, "transformer": "tr",
+                                               "transformer_N": 5e4,
+                                               "gaps": [{"from": 1, "to": 4, "gap": -0.049}]}]}
+    with style.style():
+        fig = spec("fig07_architectures").draw(StudyFrames(final_points=final, per_position=pos), fits)
+    gap_ax = fig.axes[2]
+    (line,) = [ln for ln in gap_ax.get_lines() if ln.get_label().startswith("lstm")]
+    np.testing.assert_allclose(line.get_xdata(), t)
+    np.testing.assert_allclose(line.get_ydata(), 100 * (0.95 + t / 6400 - 1.0), rtol=1e-12)
+    (bar,) = gap_ax.collections
+    np.testing.assert_allclose(bar.get_segments()[0], [[1, -4.9], [4, -4.9]])
+
+
 def test_critical_batch_figure_shows_both_measurements():
     L = np.linspace(3.5, 5.0, 12)
     noise = pd.DataFrame({"run_id": np.repeat(["a", "b"], 6), "step": np.tile(np.arange(6) * 10 + 10, 2),

@@ -44,7 +44,7 @@ def draw_architectures(frames: Any, fits: Any):
             f"(the study has architectures: {', '.join(sorted(set(archs))) or 'none'})",
             "per-position test losses (runs evaluated per context position)",
         )
-    fig, (ax_n, ax_t) = style.new_figure(ncols=2)
+    fig, (ax_n, ax_t, ax_gap) = style.new_figure(ncols=3)
     if by_n_ok:
         converged = fits.points.get("kaplan_n") if fits is not None else None
         for arch in sorted(set(archs)):
@@ -66,7 +66,37 @@ def draw_architectures(frames: Any, fits: Any):
         note(ax_t, "needs per-position test losses")
     else:
         draw_positions(ax_t, pos, fits)
+    draw_position_gaps(ax_gap, pos, fits)
     return fig
+
+
+def draw_position_gaps(ax: Any, pos: pd.DataFrame, fits: Any) -> None:
+    """Each pair of ``fits.checks["position_gaps"]`` (an LSTM or Universal Transformer and the
+    Transformer nearest in N, scored on the same test sequences): loss / the Transformer's - 1
+    at each context position, with the means over the check's ranges of position."""
+    gaps = ((getattr(fits, "checks", None) or {}).get("position_gaps") or {}).get("pairs") or []
+    if not gaps or pos.empty:
+        note(ax, "needs an LSTM or Universal Transformer and a Transformer of nearly equal N, trained "
+                 "alike and scored on the same test sequences")
+        return
+    curves = {str(k): g.set_index("position")["loss"].sort_index() for k, g in pos.groupby("run_id")}
+    for i, pair in enumerate(gaps):
+        mine, theirs = curves.get(pair["run_id"]), curves.get(pair["transformer"])
+        if mine is None or theirs is None:
+            continue
+        ratio = (mine / theirs - 1.0).dropna()
+        ratio = ratio[ratio.index > 0]
+        color = f"C{i % 10}"
+        ax.plot(ratio.index, 100 * ratio.to_numpy(), DASHES.get(pair["architecture"], "-"), color=color, lw=1.0,
+                label=f"{pair['architecture']} N = {pair['N']:.2g} / Transformer N = {pair['transformer_N']:.2g}")
+        for g in pair["gaps"]:
+            ax.hlines(100 * g["gap"], g["from"], g["to"], color=color, lw=2.0)
+    ax.axhline(0.0, color="#999999", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("context position t (tokens)")
+    ax.set_ylabel("loss / the Transformer's - 1 (%)")
+    ax.set_title("against a Transformer of near N, same sequences")
+    ax.legend(loc="lower right", fontsize=7)
 
 
 def draw_positions(ax: Any, pos: pd.DataFrame, fits: Any) -> None:
@@ -213,7 +243,11 @@ FIGURES = (
             "Left: final loss against non-embedding parameters for each architecture, with the "
             "Transformers' fitted L(N). Right: final loss at each position t of the context, from "
             "a final evaluation over many test sequences (bands: +-2 standard errors, clustered "
-            "by test document); LSTMs keep up on early tokens and plateau on late ones."
+            "by test document); LSTMs keep up on early tokens and plateau on late ones. Third: "
+            "the largest LSTM and Universal Transformer against the Transformer nearest in N, "
+            "trained alike and scored on the same test sequences, position by position (bars: "
+            "the means over t up to 4, 16, n_ctx / 2 and the rest); below 0, the Transformer is "
+            "the worse there."
         ),
         needs="LSTM (or Universal Transformer) runs beside Transformer runs, per-position losses",
         draw=draw_architectures,
