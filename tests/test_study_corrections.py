@@ -8,6 +8,7 @@ crossing's interval, and the overfitting law at large arguments.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -290,7 +291,7 @@ def test_other_architectures_are_compared_with_l_of_n_only_where_trained_alike()
     frames = study(batch_sweep=False)
     ref_tokens = 40.0 * 3e4  # the sizes group's run at N = 3e4 (40 tokens per parameter)
     lstm = [("alike", 3e4, ref_tokens, "finished", 1.03), ("short", 1e4, 1e5, "finished", 1.08),
-            ("stopped", 1e4, 1e5, "early_stopped", 0.98)]
+            ("stopped", 1e4, 1e5, "early_stopped", 0.98), ("large", 3e6, 1.2e8, "finished", 1.0)]
     rows = [{**final_of(curve(run, n, t), status), "architecture": "lstm",
              "loss": float(loss_of(n, t)) * k} for run, n, t, status, k in lstm]
     frames = replace(frames, final_points=pd.concat([frames.final_points, pd.DataFrame(rows)],
@@ -304,8 +305,13 @@ def test_other_architectures_are_compared_with_l_of_n_only_where_trained_alike()
         r = by_n[(n, status == "early_stopped")]
         assert r["ratio"] == pytest.approx(float(loss_of(n, t)) * k / float(law.predict(N=n)) - 1.0)
         assert r["equal_training"] == (run != "short"), run
+        sizes = out.points["kaplan_n"]["N"]
+        assert r["beyond_decades"] == pytest.approx(max(np.log10(n / sizes.max()), np.log10(sizes.min() / n), 0))
+    assert by_n[(3e6, False)]["beyond_decades"] == pytest.approx(1.0)  # the sizes end at 3e5
     line = next(x for x in out.summary().splitlines() if x.startswith("vs the Transformers' L(N)"))
-    assert line.count("lstm N = ") == 4 and "not trained alike" in line
+    assert line.count("lstm N = ") == 5 and "not trained alike" in line
+    assert line.count("extrapolated") == 1
+    assert re.search(r"lstm N = 3,000,000 [+-]\d+\.\d% \(L\(N\) extrapolated 1\.00 decades beyond its sizes\)", line)
     assert line.split("not trained alike")[1].count("lstm N = 10,000 on 100,000") == 1
     assert "indicative only" not in line
     law.identification = {**(law.identification or {}), "identified": False}

@@ -139,8 +139,9 @@ def architecture_check(frames: StudyFrames, fits) -> dict | None:
     """Each LSTM and Universal Transformer run's loss against the Transformers' L(N) at its N.
 
     ``ratio`` = loss / L_transformer(N) - 1 (positive: worse than a Transformer of equal
-    non-embedding N); the fitted L(N) is evaluated inside or near its fitted range. The
-    comparison is of architectures only where the run was trained as the L(N) runs were:
+    non-embedding N).
+    ``beyond_decades``: how far the run's N lies outside the sizes L(N) was fitted on (0 inside).
+    The comparison is of architectures only where the run was trained as the L(N) runs were:
     it early-stopped (converged), or it saw at least :data:`EQUAL_TRAINING_SHARE` of their
     median tokens. A run cut off earlier is flagged (``equal_training`` False): its gap
     measures its shorter training as much as its architecture.
@@ -155,6 +156,8 @@ def architecture_check(frames: StudyFrames, fits) -> dict | None:
     ref_pts = fits.points.get("kaplan_n")
     reference = (float(np.median(ref_pts["tokens"])) if ref_pts is not None and "tokens" in ref_pts
                  and not ref_pts.empty else None)
+    fitted = (ref_pts["N"].to_numpy(dtype=float) if ref_pts is not None and "N" in ref_pts
+              and not ref_pts.empty else None)
     n = others["N"].to_numpy(dtype=float)
     ref = np.asarray(law.predict(N=n), dtype=float)
     rows = []
@@ -162,9 +165,11 @@ def architecture_check(frames: StudyFrames, fits) -> dict | None:
         tokens = float(run["tokens"]) if "tokens" in run and pd.notna(run["tokens"]) else None
         stopped = str(run.get("status", "")) == "early_stopped"
         equal = reference is None or tokens is None or trained_alike(tokens, reference, stopped)
+        beyond = (0.0 if fitted is None else
+                  float(max(np.log10(x / fitted.max()), np.log10(fitted.min() / x), 0.0)))
         rows.append({"architecture": str(run["architecture"]), "N": float(x), "loss": float(run["loss"]),
                      "transformer": float(r), "ratio": float(run["loss"] / r - 1.0), "tokens": tokens,
-                     "early_stopped": stopped, "equal_training": bool(equal)})
+                     "early_stopped": stopped, "equal_training": bool(equal), "beyond_decades": beyond})
     return {"runs": sorted(rows, key=lambda r: (r["architecture"], r["N"])), "reference_tokens": reference,
             "share": EQUAL_TRAINING_SHARE,
             "how": ("loss / L(N) of the Transformers (fitted) at the same non-embedding N, minus 1; a run "

@@ -353,7 +353,9 @@ def _architecture_line(arch: dict) -> str:
     before the L(N) runs' training named after them."""
     ref = arch.get("reference_tokens")
     line = ("vs the Transformers' L(N) at equal N" + (f" (its runs: {ref:,.0f} tokens)" if ref else "") + ": "
-            + ", ".join(f"{r['architecture']} N = {r['N']:,.0f} {r['ratio']:+.1%}" for r in arch["runs"]))
+            + ", ".join(f"{r['architecture']} N = {r['N']:,.0f} {r['ratio']:+.1%}"
+                        + (f" (L(N) extrapolated {r['beyond_decades']:.2f} decades beyond its sizes)"
+                           if r.get("beyond_decades", 0.0) >= 0.05 else "") for r in arch["runs"]))
     short = [r for r in arch["runs"] if not r.get("equal_training", True)]
     if short:
         line += (f"; not trained alike (neither early-stopped nor on {arch.get('share', 0.9):.0%} of those "
