@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -189,8 +190,6 @@ def _position_bins(n_ctx: int) -> list[tuple[int, int]]:
 
 def _scored_on(runs: pd.DataFrame) -> dict[str, tuple]:
     """Each run's final evaluation, as what decides its sequences: prepared data and tokens scored."""
-    import json
-
     out = {}
     for r in runs.itertuples():
         try:
@@ -199,6 +198,12 @@ def _scored_on(runs: pd.DataFrame) -> dict[str, tuple]:
         except (AttributeError, TypeError, ValueError, KeyError):
             continue
     return out
+
+
+def position_curves(pos: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each run's per-position loss (``frames.per_position`` rows), indexed by position t >= 1."""
+    return {str(k): g.set_index("position")["loss"].sort_index()
+            for k, g in pos[pos["position"] > 0].groupby("run_id")}
 
 
 def position_gaps(frames: StudyFrames) -> dict | None:
@@ -221,8 +226,7 @@ def position_gaps(frames: StudyFrames) -> dict | None:
     info = runs.drop_duplicates("run_id")
     info = info.set_index(info["run_id"].astype(str))
     arch = pos["architecture"].fillna("transformer") if "architecture" in pos else "transformer"
-    curves = {str(k): g.set_index("position")["loss"].sort_index()
-              for k, g in pos[pos["position"] > 0].groupby("run_id")}
+    curves = position_curves(pos)
     transformers = set(pos.loc[arch == "transformer", "run_id"].astype(str))
     pairs = []
     for run_id in position_runs(frames):

@@ -348,6 +348,10 @@ def enough(frame: pd.DataFrame, law: str, need: int, what: str) -> pd.DataFrame:
     return frame
 
 
+#: A run this many decades or more outside the sizes L(N) was fitted on is said to be.
+BEYOND_FITTED_DECADES = 0.05
+
+
 def _architecture_line(arch: dict) -> str:
     """The LSTM and Universal Transformer runs against the Transformers' L(N); the runs cut off
     before the L(N) runs' training named after them."""
@@ -355,7 +359,7 @@ def _architecture_line(arch: dict) -> str:
     line = ("vs the Transformers' L(N) at equal N" + (f" (its runs: {ref:,.0f} tokens)" if ref else "") + ": "
             + ", ".join(f"{r['architecture']} N = {r['N']:,.0f} {r['ratio']:+.1%}"
                         + (f" (L(N) extrapolated {r['beyond_decades']:.2f} decades beyond its sizes)"
-                           if r.get("beyond_decades", 0.0) >= 0.05 else "") for r in arch["runs"]))
+                           if r.get("beyond_decades", 0.0) >= BEYOND_FITTED_DECADES else "") for r in arch["runs"]))
     short = [r for r in arch["runs"] if not r.get("equal_training", True)]
     if short:
         line += (f"; not trained alike (neither early-stopped nor on {arch.get('share', 0.9):.0%} of those "

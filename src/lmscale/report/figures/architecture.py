@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lmscale.laws.study.context import position_curves
 from lmscale.report import style
 from lmscale.report.figures.base import FigureSpec, Missing, has_fit, note, why_missing
 
@@ -79,13 +80,12 @@ def draw_position_gaps(ax: Any, pos: pd.DataFrame, fits: Any) -> None:
         note(ax, "needs an LSTM or Universal Transformer and a Transformer of nearly equal N, trained "
                  "alike and scored on the same test sequences")
         return
-    curves = {str(k): g.set_index("position")["loss"].sort_index() for k, g in pos.groupby("run_id")}
+    curves = position_curves(pos)
     for i, pair in enumerate(gaps):
         mine, theirs = curves.get(pair["run_id"]), curves.get(pair["transformer"])
         if mine is None or theirs is None:
             continue
         ratio = (mine / theirs - 1.0).dropna()
-        ratio = ratio[ratio.index > 0]
         color = f"C{i % 10}"
         ax.plot(ratio.index, 100 * ratio.to_numpy(), DASHES.get(pair["architecture"], "-"), color=color, lw=1.0,
                 label=f"{pair['architecture']} N = {pair['N']:.2g} / Transformer N = {pair['transformer_N']:.2g}")
